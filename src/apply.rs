@@ -1,0 +1,400 @@
+//! Apply = plan, then write.
+//!
+//! [`plan`] compares the policies with what the kernel has and lists the
+//! steps that would make them equal: tree setup (evacuate the root, enable
+//! controllers top-down), groups to create, files whose value differs,
+//! groups to prune. [`execute`] performs the steps in that order and keeps
+//! a journal; if the kernel refuses a write midway, everything this run
+//! changed is put back, and the error names the file, value and errno.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use crate::cgroup::values::Bytes;
+use crate::cgroup::{CgroupError, CgroupRoot, Controller, GroupName, format, tree};
+use crate::policy::model::MemoryKnob;
+use crate::policy::{PolicySet, Setting};
+
+/// What the user asked for on the command line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Remove managed groups that no policy declares any more.
+    pub prune: bool,
+    /// Proceed with steps that would kill processes (memory.max below usage)
+    /// and move processes out of pruned groups.
+    pub force: bool,
+}
+
+/// One change the apply makes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Move every process of `from` into the leaf group.
+    Evacuate {
+        /// The group to empty.
+        from: GroupName,
+        /// How many processes it held when planned.
+        procs: usize,
+    },
+    /// Enable a controller in a group's `cgroup.subtree_control`.
+    Enable {
+        /// The group.
+        group: GroupName,
+        /// The controller.
+        controller: Controller,
+    },
+    /// Create a group.
+    Create {
+        /// The group.
+        group: GroupName,
+    },
+    /// Write a value.
+    Write {
+        /// The group.
+        group: GroupName,
+        /// What to write.
+        setting: Setting,
+        /// The current content, `None` if the group is yet to be created.
+        old: Option<String>,
+        /// The exact text to write.
+        new: String,
+        /// Why this write can hurt the group's processes, if it can.
+        risk: Option<String>,
+    },
+    /// Remove a managed group that no policy declares.
+    Remove {
+        /// The group.
+        group: GroupName,
+    },
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Evacuate { from, procs } => write!(
+                f,
+                "move {procs} process{} from {from} into {}",
+                if *procs == 1 { "" } else { "es" },
+                GroupName::leaf()
+            ),
+            Step::Enable { group, controller } => {
+                write!(f, "{}cgroup.subtree_control: +{controller}", prefix(group))
+            }
+            Step::Create { group } => write!(f, "create {group}"),
+            Step::Write { group, setting, old, new, risk } => {
+                let old = old.as_ref().map_or("(new)".to_string(), |o| setting.show_current(o));
+                write!(f, "{}{}: {old} -> {new}", prefix(group), setting.file())?;
+                if let Some(h) = setting.human() {
+                    write!(f, " ({h})")?;
+                }
+                if let Some(r) = risk {
+                    write!(f, "\n    !! {r}")?;
+                }
+                Ok(())
+            }
+            Step::Remove { group } => write!(f, "remove {group}"),
+        }
+    }
+}
+
+fn prefix(group: &GroupName) -> String {
+    if group.is_root() { "(root) ".into() } else { format!("{group}/") }
+}
+
+/// The steps of one apply, and the reasons it must not run as is.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Steps in execution order.
+    pub steps: Vec<Step>,
+    /// Problems that stop the apply unless resolved (or `--force`d).
+    pub refusals: Vec<String>,
+    /// Groups that already match their policy.
+    pub unchanged_groups: usize,
+}
+
+/// Why an apply did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// Reading the current state failed; nothing was written.
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    /// The plan has refusals; nothing was written.
+    #[error("refusing to apply; nothing was written:\n{}", .0.iter().map(|r| format!("  - {r}")).collect::<Vec<_>>().join("\n"))]
+    Refused(Vec<String>),
+    /// A step failed; the steps before it were undone.
+    #[error("{source}\n{rollback}")]
+    RolledBack {
+        /// The failure.
+        source: CgroupError,
+        /// What the rollback did.
+        rollback: String,
+    },
+}
+
+/// Computes the steps that make the tree under `root` match `set`.
+pub fn plan(root: &CgroupRoot, set: &PolicySet, opts: Options) -> Result<Plan, ApplyError> {
+    let mut plan = Plan::default();
+    tree::check_available(root, &set.controllers())?;
+    let subtree = set.subtree_controllers();
+    let page = page_size();
+
+    let root_group = GroupName::root();
+    let root_needs = subtree.get(&root_group).cloned().unwrap_or_default();
+    let root_enabled = root.subtree_control(&root_group)?;
+    let missing_at_root: Vec<Controller> =
+        root_needs.iter().copied().filter(|c| !root_enabled.iter().any(|e| e == c.name())).collect();
+    if !missing_at_root.is_empty() && !root.is_hierarchy_root() {
+        let procs = root.procs(&root_group)?.len();
+        if procs > 0 {
+            plan.steps.push(Step::Evacuate { from: root_group.clone(), procs });
+        }
+    }
+    for controller in missing_at_root {
+        plan.steps.push(Step::Enable { group: root_group.clone(), controller });
+    }
+
+    for group in set.groups_with_ancestors() {
+        let exists = root.exists(&group);
+        if !exists {
+            plan.steps.push(Step::Create { group: group.clone() });
+        }
+        let enabled = if exists { root.subtree_control(&group)? } else { Vec::new() };
+        for controller in subtree.get(&group).into_iter().flatten() {
+            if !enabled.iter().any(|e| e == controller.name()) {
+                plan.steps.push(Step::Enable { group: group.clone(), controller: *controller });
+            }
+        }
+        let Some(policy) = set.groups.get(&group) else { continue };
+        let before = plan.steps.len();
+        for setting in &policy.settings {
+            plan_write(root, &group, setting, exists, page, &mut plan)?;
+        }
+        if exists && plan.steps.len() == before {
+            plan.unchanged_groups += 1;
+        }
+    }
+    if opts.prune {
+        plan_prune(root, set, opts, &mut plan)?;
+    }
+    if !opts.force {
+        plan.refusals.extend(plan.steps.iter().filter_map(|s| match s {
+            Step::Write { group, setting, risk: Some(r), .. } => {
+                Some(format!("{group}/{}: {r}; use --force to apply it anyway", setting.file()))
+            }
+            _ => None,
+        }));
+    }
+    Ok(plan)
+}
+
+fn plan_write(
+    root: &CgroupRoot,
+    group: &GroupName,
+    setting: &Setting,
+    exists: bool,
+    page: u64,
+    plan: &mut Plan,
+) -> Result<(), ApplyError> {
+    let new = setting.kernel_value(page);
+    if !exists {
+        plan.steps.push(Step::Write { group: group.clone(), setting: setting.clone(), old: None, new, risk: None });
+        return Ok(());
+    }
+    let current = root.read(group, setting.file())?;
+    let satisfied = setting.is_satisfied_by(&current, page).map_err(|e| CgroupError::Format {
+        path: root.display_path(group, setting.file()),
+        content: current.clone(),
+        reason: e.0,
+    })?;
+    if satisfied {
+        return Ok(());
+    }
+    let risk = memory_risk(root, group, setting)?;
+    plan.steps.push(Step::Write { group: group.clone(), setting: setting.clone(), old: Some(current), new, risk });
+    Ok(())
+}
+
+/// Lowering `memory.max` below the group's usage makes the kernel reclaim
+/// and then OOM-kill: say so, with the numbers.
+fn memory_risk(root: &CgroupRoot, group: &GroupName, setting: &Setting) -> Result<Option<String>, ApplyError> {
+    let Setting::Memory(MemoryKnob::Max, crate::cgroup::values::Limit::Value(limit)) = setting else {
+        return Ok(None);
+    };
+    let current: Bytes = root.read_value(group, "memory.current")?;
+    Ok((current > *limit).then(|| {
+        format!(
+            "memory.current is {} ({}), above the new memory.max of {}: the kernel will reclaim and may OOM-kill processes",
+            current.human(),
+            current,
+            limit.human()
+        )
+    }))
+}
+
+fn plan_prune(root: &CgroupRoot, set: &PolicySet, opts: Options, plan: &mut Plan) -> Result<(), ApplyError> {
+    let wanted = set.groups_with_ancestors();
+    let mut managed = Vec::new();
+    collect_managed(root, &GroupName::root(), &mut managed)?;
+    // Deepest first, so children go before their parents.
+    managed.sort_by_key(|g| std::cmp::Reverse(g.as_str().matches('/').count()));
+    for group in managed.into_iter().filter(|g| !wanted.contains(g)) {
+        let procs = root.procs(&group)?.len();
+        let populated = populated(root, &group)?;
+        if procs > 0 && opts.force {
+            plan.steps.push(Step::Evacuate { from: group.clone(), procs });
+        } else if populated {
+            plan.refusals.push(format!(
+                "{group} is no longer declared but is populated ({procs} processes in it, cgroup.events populated 1); \
+                 stop them, or use --prune --force to move them into {}",
+                GroupName::leaf()
+            ));
+            continue;
+        }
+        plan.steps.push(Step::Remove { group });
+    }
+    Ok(())
+}
+
+fn collect_managed(root: &CgroupRoot, group: &GroupName, out: &mut Vec<GroupName>) -> Result<(), CgroupError> {
+    for child in root.children(group)? {
+        if child == GroupName::leaf() {
+            continue;
+        }
+        if root.is_managed(&child) {
+            out.push(child.clone());
+        }
+        collect_managed(root, &child, out)?;
+    }
+    Ok(())
+}
+
+fn populated(root: &CgroupRoot, group: &GroupName) -> Result<bool, CgroupError> {
+    let events = root.read_parsed(group, "cgroup.events", format::flat_keyed)?;
+    Ok(events.get("populated").copied().unwrap_or(0) != 0)
+}
+
+/// The kernel's page size, to which memory limits are rounded.
+pub fn page_size() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|p| u64::try_from(p).ok())
+        .unwrap_or(4096)
+}
+
+/// What a finished apply did.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Steps performed (writes found already satisfied are not counted).
+    pub performed: usize,
+}
+
+/// How to undo one performed step.
+enum Undo {
+    Rmdir(GroupName),
+    Restore { group: GroupName, file: &'static str, value: String },
+    Disable { group: GroupName, controller: Controller },
+}
+
+/// Performs the plan's steps in order; on failure undoes what this run did.
+pub fn execute(root: &CgroupRoot, plan: &Plan) -> Result<Report, ApplyError> {
+    if !plan.refusals.is_empty() {
+        return Err(ApplyError::Refused(plan.refusals.clone()));
+    }
+    let mut journal = Vec::new();
+    let mut report = Report::default();
+    for step in &plan.steps {
+        match perform(root, step, &mut journal) {
+            Ok(true) => report.performed += 1,
+            Ok(false) => {}
+            Err(source) => {
+                let rollback = rollback(root, journal);
+                return Err(ApplyError::RolledBack { source, rollback });
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Performs one step; false when it turned out to be already done.
+fn perform(root: &CgroupRoot, step: &Step, journal: &mut Vec<Undo>) -> Result<bool, CgroupError> {
+    match step {
+        Step::Evacuate { from, .. } => {
+            tree::evacuate(root, from, &GroupName::leaf())?;
+            Ok(true)
+        }
+        Step::Enable { group, controller } => {
+            if root.subtree_control(group)?.iter().any(|c| c == controller.name()) {
+                return Ok(false);
+            }
+            tree::enable(root, group, *controller)?;
+            journal.push(Undo::Disable { group: group.clone(), controller: *controller });
+            Ok(true)
+        }
+        Step::Create { group } => {
+            let created = root.mkdir(group)?;
+            if created {
+                journal.push(Undo::Rmdir(group.clone()));
+            }
+            if let Err(e) = root.mark_managed(group) {
+                eprintln!("cgmgr: warning: {e}; `--prune` will not recognise {group} as managed");
+            }
+            Ok(created)
+        }
+        Step::Write { group, setting, new, .. } => {
+            let file = setting.file();
+            let current = root.read(group, file)?;
+            let page = page_size();
+            if setting.is_satisfied_by(&current, page).unwrap_or(false) {
+                return Ok(false);
+            }
+            let restore = setting.restore_value(&current).map_err(|e| CgroupError::Format {
+                path: root.display_path(group, file),
+                content: current.clone(),
+                reason: e.0,
+            })?;
+            root.write(group, file, new)?;
+            journal.push(Undo::Restore { group: group.clone(), file, value: restore });
+            Ok(true)
+        }
+        Step::Remove { group } => {
+            root.rmdir(group)?;
+            Ok(true)
+        }
+    }
+}
+
+/// Undoes the journal in reverse; returns a description for the error message.
+fn rollback(root: &CgroupRoot, journal: Vec<Undo>) -> String {
+    let total = journal.len();
+    let mut failures = Vec::new();
+    for undo in journal.into_iter().rev() {
+        let result = match &undo {
+            Undo::Rmdir(group) => root.rmdir(group),
+            Undo::Restore { group, file, value } => root.write(group, file, value),
+            Undo::Disable { group, controller } => tree::disable(root, group, *controller),
+        };
+        if let Err(e) = result {
+            failures.push(format!("  could not undo: {e}"));
+        }
+    }
+    if failures.is_empty() {
+        format!("rolled back: the {total} change(s) this run made before the failure were undone")
+    } else {
+        format!(
+            "rollback incomplete: {} of {total} change(s) could not be undone:\n{}",
+            failures.len(),
+            failures.join("\n")
+        )
+    }
+}
+
+/// Groups that would be touched by the plan, for summaries.
+pub fn touched_groups(plan: &Plan) -> BTreeSet<GroupName> {
+    plan.steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Create { group } | Step::Write { group, .. } | Step::Remove { group } => Some(group.clone()),
+            _ => None,
+        })
+        .collect()
+}

@@ -1,0 +1,334 @@
+//! Typed access to the interface files under the managed root.
+//!
+//! The root directory is opened once; every later access is relative to that
+//! descriptor through `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, so no
+//! name, symlink or concurrently renamed directory can lead a read or a write
+//! outside the managed subtree.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+use nix::sys::stat::Mode;
+use nix::sys::statfs::{CGROUP2_SUPER_MAGIC, fstatfs};
+
+use super::error::CgroupError;
+use super::format;
+use super::name::GroupName;
+use super::values::ValueError;
+
+/// Extended attribute that marks a group as created by cgmgr (used by `--prune`).
+const MANAGED_XATTR: &std::ffi::CStr = c"user.cgmgr.managed";
+
+/// The managed cgroup directory, opened once.
+#[derive(Debug)]
+pub struct CgroupRoot {
+    path: PathBuf,
+    dir: OwnedFd,
+}
+
+impl CgroupRoot {
+    /// Opens `path` and checks that it is on a cgroup2 filesystem.
+    pub fn open(path: &Path) -> Result<CgroupRoot, CgroupError> {
+        let open_err = |errno| CgroupError::OpenRoot { path: path.to_path_buf(), errno };
+        let dir = nix::fcntl::open(
+            path,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(open_err)?;
+        let fs = fstatfs(&dir).map_err(open_err)?;
+        if fs.filesystem_type() != CGROUP2_SUPER_MAGIC {
+            return Err(CgroupError::NotCgroup2 {
+                path: path.to_path_buf(),
+                fs_type: fs.filesystem_type().0 as i64,
+                expected: CGROUP2_SUPER_MAGIC.0 as i64,
+            });
+        }
+        Ok(CgroupRoot { path: path.to_path_buf(), dir })
+    }
+
+    /// The root's path as given.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The absolute path of a file in a group, for messages.
+    pub fn display_path(&self, group: &GroupName, file: &str) -> PathBuf {
+        self.path.join(group.file(file))
+    }
+
+    /// The absolute path of a group directory, for messages.
+    pub fn group_path(&self, group: &GroupName) -> PathBuf {
+        if group.is_root() { self.path.clone() } else { self.path.join(group.as_str()) }
+    }
+
+    fn open_beneath(&self, rel: &str, flags: OFlag) -> Result<OwnedFd, Errno> {
+        let how = OpenHow::new()
+            .flags(flags | OFlag::O_CLOEXEC)
+            .resolve(
+                ResolveFlag::RESOLVE_BENEATH
+                    | ResolveFlag::RESOLVE_NO_SYMLINKS
+                    | ResolveFlag::RESOLVE_NO_MAGICLINKS
+                    | ResolveFlag::RESOLVE_NO_XDEV,
+            );
+        let fd = openat2(self.dir.as_fd(), rel, how)?;
+        Ok(fd)
+    }
+
+    /// Reads a whole interface file.
+    pub fn read(&self, group: &GroupName, file: &str) -> Result<String, CgroupError> {
+        let read_err = |errno| CgroupError::Read { path: self.display_path(group, file), errno };
+        let fd = self.open_beneath(&group.file(file), OFlag::O_RDONLY).map_err(read_err)?;
+        read_fd(&fd).map_err(read_err)
+    }
+
+    /// Reads a file, `None` when the file (or the group) does not exist.
+    pub fn read_optional(&self, group: &GroupName, file: &str) -> Result<Option<String>, CgroupError> {
+        match self.read(group, file) {
+            Ok(text) => Ok(Some(text)),
+            Err(CgroupError::Read { errno: Errno::ENOENT, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads and parses a file with `parse`, naming the file on failure.
+    pub fn read_parsed<T>(
+        &self,
+        group: &GroupName,
+        file: &str,
+        parse: impl FnOnce(&str) -> Result<T, ValueError>,
+    ) -> Result<T, CgroupError> {
+        let text = self.read(group, file)?;
+        parse(&text).map_err(|e| CgroupError::Format {
+            path: self.display_path(group, file),
+            content: text.clone(),
+            reason: e.0,
+        })
+    }
+
+    /// Reads a single-value file into a typed value.
+    pub fn read_value<T>(&self, group: &GroupName, file: &str) -> Result<T, CgroupError>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        self.read_parsed(group, file, |s| s.trim().parse().map_err(|e: T::Err| ValueError(e.to_string())))
+    }
+
+    /// Writes `value` to a file in one `write(2)`, as the kernel requires.
+    pub fn write(&self, group: &GroupName, file: &str, value: &str) -> Result<(), CgroupError> {
+        self.write_raw(group, file, value).map_err(|errno| CgroupError::Write {
+            path: self.display_path(group, file),
+            value: value.to_string(),
+            errno,
+            hint: String::new(),
+        })
+    }
+
+    /// Like [`CgroupRoot::write`] but returns the bare errno, for callers
+    /// that treat some errnos as expected (ESRCH while moving processes).
+    pub fn write_raw(&self, group: &GroupName, file: &str, value: &str) -> Result<(), Errno> {
+        // O_TRUNC as a shell redirection does: cgroupfs ignores it, plain files need it.
+        let fd = self.open_beneath(&group.file(file), OFlag::O_WRONLY | OFlag::O_TRUNC)?;
+        // An empty write never reaches the kernel's handler; a newline does
+        // and means "empty" to every cgroup file that accepts an empty value.
+        let bytes = if value.is_empty() { "\n" } else { value };
+        let written = nix::unistd::write(&fd, bytes.as_bytes())?;
+        if written != bytes.len() {
+            return Err(Errno::EIO);
+        }
+        Ok(())
+    }
+
+    /// True when the group directory exists.
+    pub fn exists(&self, group: &GroupName) -> bool {
+        self.open_beneath(group.dir(), OFlag::O_RDONLY | OFlag::O_DIRECTORY).is_ok()
+    }
+
+    /// Creates a group; an existing one is fine (crash-restart, races).
+    /// Returns true when this call created it.
+    pub fn mkdir(&self, group: &GroupName) -> Result<bool, CgroupError> {
+        let mkdir_err = |errno| CgroupError::Mkdir { path: self.group_path(group), errno };
+        let (parent_fd, leaf) = self.open_parent(group).map_err(mkdir_err)?;
+        match nix::sys::stat::mkdirat(&parent_fd, leaf, Mode::from_bits_truncate(0o755)) {
+            Ok(()) => Ok(true),
+            Err(Errno::EEXIST) => Ok(false),
+            Err(errno) => Err(mkdir_err(errno)),
+        }
+    }
+
+    /// Removes an empty group.
+    pub fn rmdir(&self, group: &GroupName) -> Result<(), CgroupError> {
+        let rmdir_err = |errno| CgroupError::Rmdir { path: self.group_path(group), errno };
+        let (parent_fd, leaf) = self.open_parent(group).map_err(rmdir_err)?;
+        nix::unistd::unlinkat(&parent_fd, leaf, nix::unistd::UnlinkatFlags::RemoveDir)
+            .map_err(rmdir_err)
+    }
+
+    fn open_parent<'a>(&self, group: &'a GroupName) -> Result<(OwnedFd, &'a str), Errno> {
+        let parent = group.parent().ok_or(Errno::EINVAL)?;
+        let leaf = group.as_str().rsplit('/').next().unwrap_or_default();
+        let fd = self.open_beneath(parent.dir(), OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
+        Ok((fd, leaf))
+    }
+
+    /// The child groups of `group` whose names are valid group names.
+    pub fn children(&self, group: &GroupName) -> Result<Vec<GroupName>, CgroupError> {
+        let list_err = |errno| CgroupError::List { path: self.group_path(group), errno };
+        let fd = self
+            .open_beneath(group.dir(), OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+            .map_err(list_err)?;
+        let mut dir = nix::dir::Dir::from_fd(fd).map_err(list_err)?;
+        let mut out = Vec::new();
+        for entry in dir.iter() {
+            let entry = entry.map_err(list_err)?;
+            if entry.file_type() != Some(nix::dir::Type::Directory) {
+                continue;
+            }
+            let Ok(name) = entry.file_name().to_str() else { continue };
+            if let Ok(child) = group.child(name) {
+                out.push(child);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Controllers available in a group (`cgroup.controllers`).
+    pub fn controllers(&self, group: &GroupName) -> Result<Vec<String>, CgroupError> {
+        Ok(format::word_list(&self.read(group, "cgroup.controllers")?))
+    }
+
+    /// Controllers enabled for a group's children (`cgroup.subtree_control`).
+    pub fn subtree_control(&self, group: &GroupName) -> Result<Vec<String>, CgroupError> {
+        Ok(format::word_list(&self.read(group, "cgroup.subtree_control")?))
+    }
+
+    /// Processes in a group (`cgroup.procs`).
+    pub fn procs(&self, group: &GroupName) -> Result<Vec<i32>, CgroupError> {
+        self.read_parsed(group, "cgroup.procs", format::pid_list)
+    }
+
+    /// True when the managed root is the hierarchy's true root, which is
+    /// exempt from the no-internal-processes rule and has no `cgroup.type`.
+    pub fn is_hierarchy_root(&self) -> bool {
+        matches!(
+            self.read_optional(&GroupName::root(), "cgroup.type"),
+            Ok(None)
+        )
+    }
+
+    /// Marks a group as created by cgmgr.
+    pub fn mark_managed(&self, group: &GroupName) -> Result<(), CgroupError> {
+        let fd = self
+            .open_beneath(group.dir(), OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+            .map_err(|errno| CgroupError::Write {
+                path: self.group_path(group),
+                value: "xattr user.cgmgr.managed=1".into(),
+                errno,
+                hint: String::new(),
+            })?;
+        // SAFETY: fd is a valid open descriptor, the name is NUL-terminated and
+        // the value pointer/length describe a live 1-byte buffer.
+        let rc = unsafe {
+            libc::fsetxattr(fd.as_raw_fd(), MANAGED_XATTR.as_ptr(), c"1".as_ptr().cast(), 1, 0)
+        };
+        if rc != 0 {
+            return Err(CgroupError::Write {
+                path: self.group_path(group),
+                value: "xattr user.cgmgr.managed=1".into(),
+                errno: Errno::last(),
+                hint: String::new(),
+            });
+        }
+        Ok(())
+    }
+
+    /// True when the group carries cgmgr's marker.
+    pub fn is_managed(&self, group: &GroupName) -> bool {
+        let Ok(fd) = self.open_beneath(group.dir(), OFlag::O_RDONLY | OFlag::O_DIRECTORY) else {
+            return false;
+        };
+        let mut buf = [0u8; 4];
+        // SAFETY: fd is valid, the name is NUL-terminated and buf is a live
+        // buffer of the length passed.
+        let rc = unsafe {
+            libc::fgetxattr(fd.as_raw_fd(), MANAGED_XATTR.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+        };
+        rc == 1 && buf[0] == b'1'
+    }
+}
+
+fn read_fd(fd: &OwnedFd) -> Result<String, Errno> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = nix::unistd::read(fd, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8(out).map_err(|_| Errno::EILSEQ)
+}
+
+/// Used by tests to build a root over a plain directory, skipping the
+/// cgroup2 check (unit tests run on a fake tree in a temp dir).
+#[cfg(test)]
+impl CgroupRoot {
+    pub(crate) fn open_unchecked(path: &Path) -> CgroupRoot {
+        let dir = nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
+        CgroupRoot { path: path.to_path_buf(), dir }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_non_cgroup_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let e = CgroupRoot::open(tmp.path()).unwrap_err();
+        assert!(matches!(e, CgroupError::NotCgroup2 { .. }), "{e}");
+        assert!(e.to_string().contains("is not a cgroup v2 filesystem"));
+    }
+
+    #[test]
+    fn never_follows_a_symlink_out() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("memory.max"), "secret").unwrap();
+        std::os::unix::fs::symlink(outside.path(), tmp.path().join("evil")).unwrap();
+        let root = CgroupRoot::open_unchecked(tmp.path());
+        let g = GroupName::parse("evil").unwrap();
+        let e = root.read(&g, "memory.max").unwrap_err();
+        assert!(matches!(e, CgroupError::Read { errno: Errno::ELOOP, .. }), "{e}");
+        assert!(root.write(&g, "memory.max", "1").is_err());
+        assert_eq!(std::fs::read_to_string(outside.path().join("memory.max")).unwrap(), "secret");
+    }
+
+    #[test]
+    fn read_write_mkdir_on_fake_tree() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = CgroupRoot::open_unchecked(tmp.path());
+        let g = GroupName::parse("a").unwrap();
+        assert!(!root.exists(&g));
+        assert!(root.mkdir(&g).unwrap());
+        assert!(!root.mkdir(&g).unwrap(), "EEXIST is not an error");
+        std::fs::write(tmp.path().join("a/pids.max"), "max\n").unwrap();
+        assert_eq!(root.read(&g, "pids.max").unwrap(), "max\n");
+        root.write(&g, "pids.max", "10").unwrap();
+        assert_eq!(root.read(&g, "pids.max").unwrap(), "10");
+        assert_eq!(root.read_optional(&g, "nope").unwrap(), None);
+        let e = root.read_value::<u64>(&g, "pids.max");
+        assert_eq!(e.unwrap(), 10);
+        std::fs::write(tmp.path().join("a/pids.max"), "ten").unwrap();
+        let e = root.read_value::<u64>(&g, "pids.max").unwrap_err().to_string();
+        assert!(e.contains("a/pids.max") && e.contains("ten"), "{e}");
+        assert_eq!(root.children(&GroupName::root()).unwrap(), vec![g]);
+    }
+}

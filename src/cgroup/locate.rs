@@ -1,0 +1,68 @@
+//! Finding the managed root: `--root PATH` or `--root self`.
+//!
+//! `self` is the cgroup cgmgr runs in (a systemd unit with `Delegate=yes`, a
+//! container with a cgroup namespace). It is read from `/proc/self/cgroup`
+//! (`0::/path`) and located under the cgroup2 mount found in mountinfo.
+
+use std::path::PathBuf;
+
+/// The directory of the cgroup described by `proc_self_cgroup`, below the
+/// cgroup2 mount listed in `mountinfo`.
+pub fn own_cgroup_dir(proc_self_cgroup: &str, mountinfo: &str) -> Result<PathBuf, String> {
+    let path = proc_self_cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .ok_or("/proc/self/cgroup has no cgroup v2 line (`0::/path`): this process is not in a cgroup v2 hierarchy")?;
+    if path.ends_with(" (deleted)") {
+        return Err(format!("the cgroup {path} was removed"));
+    }
+    let (mount_root, mount_point) = mountinfo
+        .lines()
+        .find_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            (right.split_whitespace().next()? == "cgroup2").then_some(())?;
+            let mut f = left.split_whitespace();
+            Some((f.nth(3)?.to_string(), f.next()?.to_string()))
+        })
+        .ok_or("no cgroup2 filesystem is mounted (see /proc/self/mountinfo)")?;
+    // Inside a cgroup namespace the mount's root is "/" and the path is
+    // relative to the namespace; otherwise strip the mount's own root.
+    let relative = path.strip_prefix(mount_root.trim_end_matches('/')).unwrap_or(path);
+    let relative = relative.trim_start_matches('/');
+    if relative.split('/').any(|s| s == "..") {
+        return Err(format!("the cgroup path {path} is outside the cgroup2 mount at {mount_point}"));
+    }
+    Ok(PathBuf::from(mount_point).join(relative))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_hybrid_mode() {
+        let mountinfo = include_str!("../../tests/fixtures/kernel/host-6.18-hybrid.mountinfo");
+        let dir = own_cgroup_dir("1:cpu:/\n0::/user.slice/x.scope\n", mountinfo).unwrap();
+        assert_eq!(dir, PathBuf::from("/sys/fs/cgroup/unified/user.slice/x.scope"));
+    }
+
+    #[test]
+    fn unified_and_namespaced() {
+        let mi = "30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n";
+        assert_eq!(own_cgroup_dir("0::/\n", mi).unwrap(), PathBuf::from("/sys/fs/cgroup"));
+        assert_eq!(
+            own_cgroup_dir("0::/system.slice/cgmgr.service\n", mi).unwrap(),
+            PathBuf::from("/sys/fs/cgroup/system.slice/cgmgr.service")
+        );
+        let bind = "30 23 0:26 /docker/abc /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(own_cgroup_dir("0::/docker/abc/inner\n", bind).unwrap(), PathBuf::from("/sys/fs/cgroup/inner"));
+    }
+
+    #[test]
+    fn errors() {
+        assert!(own_cgroup_dir("1:cpu:/\n", "").unwrap_err().contains("no cgroup v2 line"));
+        assert!(own_cgroup_dir("0::/\n", "").unwrap_err().contains("no cgroup2 filesystem"));
+        let mi = "30 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        assert!(own_cgroup_dir("0::/../x\n", mi).is_err());
+    }
+}

@@ -1,0 +1,16 @@
+//! Everything that touches cgroupfs: names that cannot escape the managed
+//! root, typed kernel values, pure parsers of the kernel's file formats, the
+//! file access layer and the tree setup (evacuation, `subtree_control`).
+
+pub mod error;
+pub mod format;
+pub mod fs;
+pub mod locate;
+pub mod name;
+pub mod tree;
+pub mod values;
+
+pub use error::CgroupError;
+pub use fs::CgroupRoot;
+pub use name::GroupName;
+pub use tree::Controller;

@@ -1,0 +1,264 @@
+//! Preparing the tree: controllers and the no-internal-processes rule.
+//!
+//! In cgroup v2 a group that enables controllers for its children in
+//! `cgroup.subtree_control` may not hold processes itself (except the
+//! hierarchy's true root). So before enabling a controller at the managed
+//! root, every process there is moved into a leaf group; then controllers are
+//! enabled one per write, top-down along every path that needs them.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::thread::sleep;
+use std::time::Duration;
+
+use nix::errno::Errno;
+
+use super::error::CgroupError;
+use super::fs::CgroupRoot;
+use super::name::GroupName;
+
+/// A cgroup v2 controller cgmgr can configure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Controller {
+    /// `cpuset.*`
+    Cpuset,
+    /// `cpu.*`
+    Cpu,
+    /// `io.*`
+    Io,
+    /// `memory.*`
+    Memory,
+    /// `pids.*`
+    Pids,
+}
+
+impl Controller {
+    /// The kernel's name of the controller.
+    pub fn name(self) -> &'static str {
+        match self {
+            Controller::Cpuset => "cpuset",
+            Controller::Cpu => "cpu",
+            Controller::Io => "io",
+            Controller::Memory => "memory",
+            Controller::Pids => "pids",
+        }
+    }
+}
+
+impl fmt::Display for Controller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How many passes of moving processes are made before giving up.
+const MAX_EVACUATION_PASSES: u32 = 1000;
+/// How often a transient EINVAL on one pid is retried.
+const MAX_EINVAL_RETRIES: u32 = 20;
+
+/// Fails with a full explanation when a controller is missing from the
+/// managed root's `cgroup.controllers`.
+pub fn check_available(root: &CgroupRoot, needed: &BTreeSet<Controller>) -> Result<(), CgroupError> {
+    let available = root.controllers(&GroupName::root())?;
+    let missing: Vec<Controller> = needed
+        .iter()
+        .copied()
+        .filter(|c| !available.iter().any(|a| a == c.name()))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let proc_cgroups = std::fs::read_to_string("/proc/cgroups").unwrap_or_default();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let reasons: Vec<String> = missing
+        .iter()
+        .map(|c| explain_missing(*c, &root.path().display().to_string(), &available, &proc_cgroups, &mountinfo))
+        .collect();
+    Err(CgroupError::ControllerUnavailable(reasons.join("\n")))
+}
+
+/// Explains why `controller` is not available at `root`: bound to a cgroup
+/// v1 hierarchy (from `/proc/cgroups` and mountinfo), or not delegated.
+pub fn explain_missing(
+    controller: Controller,
+    root: &str,
+    available: &[String],
+    proc_cgroups: &str,
+    mountinfo: &str,
+) -> String {
+    let name = controller.name();
+    let have = if available.is_empty() { "none".to_string() } else { available.join(" ") };
+    let head = format!(
+        "the {name} controller is not available in cgroup v2 at {root} (its cgroup.controllers lists: {have})"
+    );
+    let hierarchy = proc_cgroups.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        (words.next() == Some(name)).then(|| words.next()?.parse::<u32>().ok())?
+    });
+    match hierarchy {
+        Some(id) if id != 0 => {
+            let mount = v1_mount_point(name, mountinfo)
+                .map(|m| format!(", mounted at {m}"))
+                .unwrap_or_default();
+            format!(
+                "{head}:\n  it is bound to a cgroup v1 hierarchy (hierarchy {id} in /proc/cgroups{mount}), \
+                 and a controller can be in only one hierarchy.\n  \
+                 hint: boot with `systemd.unified_cgroup_hierarchy=1` (and without `cgroup_no_v1=`-style \
+                 overrides that keep v1) so that {name} is attached to cgroup v2"
+            )
+        }
+        _ => format!(
+            "{head}:\n  the parent cgroup does not delegate it.\n  \
+             hint: enable it in the parent's cgroup.subtree_control (`echo +{name} > PARENT/cgroup.subtree_control`), \
+             or run cgmgr in a systemd unit with `Delegate=yes`"
+        ),
+    }
+}
+
+/// The mount point of the v1 hierarchy that carries `controller`, from
+/// `/proc/self/mountinfo` (super options after the ` - ` separator).
+pub fn v1_mount_point(controller: &str, mountinfo: &str) -> Option<String> {
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let mut right = right.split_whitespace();
+        if right.next()? != "cgroup" {
+            return None;
+        }
+        let options = right.nth(1)?;
+        options
+            .split(',')
+            .any(|o| o == controller)
+            .then(|| left.split_whitespace().nth(4).map(str::to_string))?
+    })
+}
+
+/// Moves every process of `from` into `leaf` until a pass finds none.
+/// Processes may fork meanwhile, hence the loop; ESRCH (the process exited)
+/// is fine; EINVAL can be transient (a process mid-exit) and is retried.
+/// Returns how many processes were moved.
+pub fn evacuate(root: &CgroupRoot, from: &GroupName, leaf: &GroupName) -> Result<usize, CgroupError> {
+    root.mkdir(leaf)?;
+    let mut moved = 0;
+    for _ in 0..MAX_EVACUATION_PASSES {
+        let pids = root.procs(from)?;
+        if pids.is_empty() {
+            return Ok(moved);
+        }
+        for pid in pids {
+            if move_pid(root, leaf, pid)? {
+                moved += 1;
+            }
+        }
+    }
+    Err(CgroupError::EvacuationStuck {
+        path: root.display_path(from, "cgroup.procs"),
+        passes: MAX_EVACUATION_PASSES,
+        leaf: root.group_path(leaf),
+    })
+}
+
+/// Moves one process; false when it had already exited.
+pub fn move_pid(root: &CgroupRoot, to: &GroupName, pid: i32) -> Result<bool, CgroupError> {
+    let value = pid.to_string();
+    let mut retries = 0;
+    loop {
+        match root.write_raw(to, "cgroup.procs", &value) {
+            Ok(()) => return Ok(true),
+            Err(Errno::ESRCH) => return Ok(false),
+            Err(Errno::EINVAL) if retries < MAX_EINVAL_RETRIES => {
+                retries += 1;
+                sleep(Duration::from_millis(1));
+            }
+            Err(errno) => {
+                return Err(CgroupError::Write {
+                    path: root.display_path(to, "cgroup.procs"),
+                    value,
+                    errno,
+                    hint: String::new(),
+                });
+            }
+        }
+    }
+}
+
+/// Enables `controller` in `group`'s `cgroup.subtree_control`, one write.
+/// When `group` is the managed root and not the hierarchy root, processes
+/// that arrived since the evacuation make the kernel answer EBUSY: they are
+/// moved to the leaf and the write is retried.
+pub fn enable(root: &CgroupRoot, group: &GroupName, controller: Controller) -> Result<(), CgroupError> {
+    let value = format!("+{}", controller.name());
+    for _ in 0..MAX_EVACUATION_PASSES {
+        match root.write_raw(group, "cgroup.subtree_control", &value) {
+            Ok(()) => return Ok(()),
+            Err(Errno::EBUSY) if group.is_root() && !root.procs(group)?.is_empty() => {
+                evacuate(root, group, &GroupName::leaf())?;
+            }
+            Err(errno) => {
+                let hint = if errno == Errno::EBUSY {
+                    format!(
+                        "\n  hint: {} holds processes, and cgroup v2 allows no processes in a group whose \
+                         children have controllers; move them into a child group",
+                        root.group_path(group).display()
+                    )
+                } else {
+                    String::new()
+                };
+                return Err(CgroupError::Write {
+                    path: root.display_path(group, "cgroup.subtree_control"),
+                    value,
+                    errno,
+                    hint,
+                });
+            }
+        }
+    }
+    Err(CgroupError::EvacuationStuck {
+        path: root.display_path(group, "cgroup.procs"),
+        passes: MAX_EVACUATION_PASSES,
+        leaf: root.group_path(&GroupName::leaf()),
+    })
+}
+
+/// Disables a controller again (used to roll back).
+pub fn disable(root: &CgroupRoot, group: &GroupName, controller: Controller) -> Result<(), CgroupError> {
+    root.write(group, "cgroup.subtree_control", &format!("-{}", controller.name()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROC_CGROUPS: &str = include_str!("../../tests/fixtures/kernel/host-6.18-hybrid.proc-cgroups");
+    const MOUNTINFO: &str = include_str!("../../tests/fixtures/kernel/host-6.18-hybrid.mountinfo");
+
+    #[test]
+    fn explains_v1_binding_on_a_hybrid_host() {
+        let msg = explain_missing(
+            Controller::Memory,
+            "/sys/fs/cgroup/unified",
+            &["hugetlb".to_string()],
+            PROC_CGROUPS,
+            MOUNTINFO,
+        );
+        assert!(msg.contains("the memory controller is not available in cgroup v2"), "{msg}");
+        assert!(msg.contains("lists: hugetlb"), "{msg}");
+        assert!(msg.contains("bound to a cgroup v1 hierarchy (hierarchy 4 in /proc/cgroups, mounted at /sys/fs/cgroup/memory)"), "{msg}");
+        assert!(msg.contains("systemd.unified_cgroup_hierarchy=1"), "{msg}");
+    }
+
+    #[test]
+    fn explains_missing_delegation() {
+        let proc_cgroups = "#subsys_name\thierarchy\tnum_cgroups\tenabled\npids\t0\t5\t1\n";
+        let msg = explain_missing(Controller::Pids, "/sys/fs/cgroup/x", &[], proc_cgroups, "");
+        assert!(msg.contains("lists: none"), "{msg}");
+        assert!(msg.contains("does not delegate it"), "{msg}");
+        assert!(msg.contains("echo +pids > PARENT/cgroup.subtree_control"), "{msg}");
+    }
+
+    #[test]
+    fn finds_v1_mounts() {
+        assert_eq!(v1_mount_point("pids", MOUNTINFO).as_deref(), Some("/sys/fs/cgroup/pids"));
+        assert_eq!(v1_mount_point("cpu", MOUNTINFO).as_deref(), Some("/sys/fs/cgroup/cpu"));
+        assert_eq!(v1_mount_point("hugetlb", MOUNTINFO), None);
+    }
+}

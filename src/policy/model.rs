@@ -1,0 +1,314 @@
+//! The validated policy model: what downstream code (apply, exec, daemon)
+//! works with. Values here have passed every check; none is raw TOML.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::cgroup::values::{Bytes, CpuMax, CpuSet, IoLimits, IoMaxLine, Limit, ValueError};
+use crate::cgroup::{Controller, GroupName};
+
+/// Where something was declared: file, 1-based line and column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The policy file.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+    }
+}
+
+/// The memory files that take a size or `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryKnob {
+    /// `memory.min`
+    Min,
+    /// `memory.low`
+    Low,
+    /// `memory.high`
+    High,
+    /// `memory.max`
+    Max,
+    /// `memory.swap.max`
+    SwapMax,
+}
+
+/// One interface file value a policy sets.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Setting {
+    /// `cpuset.cpus`
+    CpusetCpus(CpuSet),
+    /// `cpu.weight`, 1..=10000
+    CpuWeight(u32),
+    /// `cpu.max`
+    CpuMax(CpuMax),
+    /// `cpu.max.burst` in µs
+    CpuMaxBurst(u64),
+    /// `memory.min`, `.low`, `.high`, `.max`, `.swap.max`
+    Memory(MemoryKnob, Limit<Bytes>),
+    /// `memory.oom.group`
+    MemoryOomGroup(bool),
+    /// `pids.max`
+    PidsMax(Limit<u64>),
+    /// `io.weight` (the default weight), 1..=10000
+    IoWeight(u32),
+    /// One device line of `io.max`
+    IoMax(IoMaxLine),
+}
+
+impl Setting {
+    /// The interface file this setting writes.
+    pub fn file(&self) -> &'static str {
+        match self {
+            Setting::CpusetCpus(_) => "cpuset.cpus",
+            Setting::CpuWeight(_) => "cpu.weight",
+            Setting::CpuMax(_) => "cpu.max",
+            Setting::CpuMaxBurst(_) => "cpu.max.burst",
+            Setting::Memory(MemoryKnob::Min, _) => "memory.min",
+            Setting::Memory(MemoryKnob::Low, _) => "memory.low",
+            Setting::Memory(MemoryKnob::High, _) => "memory.high",
+            Setting::Memory(MemoryKnob::Max, _) => "memory.max",
+            Setting::Memory(MemoryKnob::SwapMax, _) => "memory.swap.max",
+            Setting::MemoryOomGroup(_) => "memory.oom.group",
+            Setting::PidsMax(_) => "pids.max",
+            Setting::IoWeight(_) => "io.weight",
+            Setting::IoMax(_) => "io.max",
+        }
+    }
+
+    /// The controller that provides the file.
+    pub fn controller(&self) -> Controller {
+        match self {
+            Setting::CpusetCpus(_) => Controller::Cpuset,
+            Setting::CpuWeight(_) | Setting::CpuMax(_) | Setting::CpuMaxBurst(_) => Controller::Cpu,
+            Setting::Memory(..) | Setting::MemoryOomGroup(_) => Controller::Memory,
+            Setting::PidsMax(_) => Controller::Pids,
+            Setting::IoWeight(_) | Setting::IoMax(_) => Controller::Io,
+        }
+    }
+
+    /// Position in the write order. `memory.swap.max` goes before
+    /// `memory.max` so that lowering both never pushes a group into swap it
+    /// is about to lose; `cpu.max.burst` after `cpu.max` because the kernel
+    /// refuses a burst larger than the quota in force.
+    pub fn rank(&self) -> u8 {
+        match self {
+            Setting::CpusetCpus(_) => 0,
+            Setting::CpuWeight(_) => 1,
+            Setting::CpuMax(_) => 2,
+            Setting::CpuMaxBurst(_) => 3,
+            Setting::Memory(MemoryKnob::Min, _) => 4,
+            Setting::Memory(MemoryKnob::Low, _) => 5,
+            Setting::Memory(MemoryKnob::SwapMax, _) => 6,
+            Setting::Memory(MemoryKnob::High, _) => 7,
+            Setting::Memory(MemoryKnob::Max, _) => 8,
+            Setting::MemoryOomGroup(_) => 9,
+            Setting::PidsMax(_) => 10,
+            Setting::IoWeight(_) => 11,
+            Setting::IoMax(_) => 12,
+        }
+    }
+
+    /// The exact text to write. Memory sizes are rounded down to the page
+    /// size first, as the kernel stores them, so a re-read compares equal.
+    pub fn kernel_value(&self, page_size: u64) -> String {
+        match self {
+            Setting::CpusetCpus(v) => v.to_string(),
+            Setting::CpuWeight(v) | Setting::IoWeight(v) => v.to_string(),
+            Setting::CpuMax(v) => v.to_string(),
+            Setting::CpuMaxBurst(v) => v.to_string(),
+            Setting::Memory(_, Limit::Value(b)) => b.round_down(page_size).to_string(),
+            Setting::Memory(_, Limit::Max) => "max".into(),
+            Setting::MemoryOomGroup(v) => u8::from(*v).to_string(),
+            Setting::PidsMax(v) => v.to_string(),
+            Setting::IoMax(line) => line.to_string(),
+        }
+    }
+
+    /// True when the file's current content already has the desired value.
+    pub fn is_satisfied_by(&self, current: &str, page_size: u64) -> Result<bool, ValueError> {
+        let cur = current.trim();
+        Ok(match self {
+            Setting::CpusetCpus(v) => cur.parse::<CpuSet>()? == *v,
+            Setting::CpuMax(v) => cur.parse::<CpuMax>()? == *v,
+            Setting::IoWeight(v) => default_io_weight(current)? == *v,
+            Setting::IoMax(line) => line.limits.satisfied_by(&io_max_for(current, line)?),
+            _ => cur == self.kernel_value(page_size),
+        })
+    }
+
+    /// What to write to put back `current` (the content before our write).
+    pub fn restore_value(&self, current: &str) -> Result<String, ValueError> {
+        Ok(match self {
+            Setting::IoMax(line) => IoMaxLine {
+                device: line.device,
+                limits: line.limits.restrict_to_keys_of(&io_max_for(current, line)?),
+            }
+            .to_string(),
+            Setting::IoWeight(_) => default_io_weight(current)?.to_string(),
+            _ => current.trim().to_string(),
+        })
+    }
+
+    /// The current value as shown in a plan: one line, in kernel format.
+    pub fn show_current(&self, current: &str) -> String {
+        match self {
+            Setting::IoMax(line) => io_max_for(current, line)
+                .map(|l| IoMaxLine { device: line.device, limits: line.limits.restrict_to_keys_of(&l) }.to_string())
+                .unwrap_or_else(|_| current.trim().to_string()),
+            _ => current.trim().replace('\n', "; "),
+        }
+    }
+
+    /// A human reading of the value for plans, e.g. `32 MiB` or `0.5 CPU`.
+    pub fn human(&self) -> Option<String> {
+        match self {
+            Setting::Memory(_, Limit::Value(b)) => Some(b.human()),
+            Setting::CpuMax(v) => v.cores().map(|c| format!("{c} CPU")),
+            _ => None,
+        }
+    }
+}
+
+/// The limits for `line.device` in an `io.max` file; unlisted devices are unlimited.
+fn io_max_for(current: &str, line: &IoMaxLine) -> Result<IoLimits, ValueError> {
+    for text in current.lines().filter(|l| !l.trim().is_empty()) {
+        let parsed: IoMaxLine = text.parse()?;
+        if parsed.device == line.device {
+            return Ok(IoLimits { ..parsed.limits });
+        }
+    }
+    Ok(IoLimits::UNLIMITED)
+}
+
+/// The `default N` weight of an `io.weight` file.
+fn default_io_weight(current: &str) -> Result<u32, ValueError> {
+    current
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("default "))
+        .and_then(|w| w.trim().parse().ok())
+        .ok_or_else(|| ValueError(format!("io.weight has no `default N` line: {current:?}")))
+}
+
+/// A namespace `cgmgr exec` can create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Namespace {
+    /// Mount namespace.
+    Mount,
+    /// Hostname and domain name.
+    Uts,
+    /// System V IPC and POSIX message queues.
+    Ipc,
+    /// Network stack (only `lo`).
+    Net,
+    /// Process ids; the workload's init is PID 1.
+    Pid,
+    /// User and group ids.
+    User,
+    /// Cgroup root view.
+    Cgroup,
+}
+
+impl Namespace {
+    /// All namespaces, with their policy names.
+    pub const ALL: [(&'static str, Namespace); 7] = [
+        ("mount", Namespace::Mount),
+        ("uts", Namespace::Uts),
+        ("ipc", Namespace::Ipc),
+        ("net", Namespace::Net),
+        ("pid", Namespace::Pid),
+        ("user", Namespace::User),
+        ("cgroup", Namespace::Cgroup),
+    ];
+
+    /// Parses a policy name such as `"net"`.
+    pub fn from_name(name: &str) -> Option<Namespace> {
+        Namespace::ALL.iter().find(|(n, _)| *n == name).map(|(_, ns)| *ns)
+    }
+}
+
+/// The `[group.NAME.exec]` table: how `cgmgr exec` isolates a workload.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExecConfig {
+    /// Root filesystem directory.
+    pub rootfs: Option<PathBuf>,
+    /// Namespaces to create; `None` means the default set.
+    pub namespaces: Option<BTreeSet<Namespace>>,
+    /// Hostname inside a UTS namespace.
+    pub hostname: Option<String>,
+    /// User id inside.
+    pub uid: Option<u32>,
+    /// Group id inside.
+    pub gid: Option<u32>,
+    /// The whole environment of the workload.
+    pub env: BTreeMap<String, String>,
+    /// Working directory inside the rootfs.
+    pub cwd: Option<PathBuf>,
+}
+
+/// One declared group, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    /// Its path below the managed root.
+    pub name: GroupName,
+    /// Free text for humans.
+    pub description: Option<String>,
+    /// The values to enforce, in write order.
+    pub settings: Vec<Setting>,
+    /// Isolation for `cgmgr exec`.
+    pub exec: Option<ExecConfig>,
+    /// Where the group was declared.
+    pub origin: Origin,
+}
+
+/// Every group of a set of policy files, validated as a whole.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PolicySet {
+    /// Groups by name; parents sort before their children.
+    pub groups: BTreeMap<GroupName, Group>,
+}
+
+impl PolicySet {
+    /// Every group that must exist: the declared ones and their ancestors
+    /// (below the root), parents first.
+    pub fn groups_with_ancestors(&self) -> BTreeSet<GroupName> {
+        self.groups
+            .keys()
+            .flat_map(|g| g.ancestry())
+            .filter(|g| !g.is_root())
+            .collect()
+    }
+
+    /// For each group, the controllers its `cgroup.subtree_control` must
+    /// enable: those used by any descendant. Includes the root.
+    pub fn subtree_controllers(&self) -> BTreeMap<GroupName, BTreeSet<Controller>> {
+        let mut out: BTreeMap<GroupName, BTreeSet<Controller>> = BTreeMap::new();
+        for group in self.groups.values() {
+            let used: BTreeSet<Controller> = group.settings.iter().map(Setting::controller).collect();
+            if used.is_empty() {
+                continue;
+            }
+            let mut ancestry = group.name.ancestry();
+            ancestry.pop(); // the group itself does not need them for its children
+            for ancestor in ancestry {
+                out.entry(ancestor).or_default().extend(used.iter().copied());
+            }
+        }
+        out
+    }
+
+    /// Every controller any policy needs.
+    pub fn controllers(&self) -> BTreeSet<Controller> {
+        self.groups
+            .values()
+            .flat_map(|g| g.settings.iter().map(Setting::controller))
+            .collect()
+    }
+}

@@ -1,0 +1,496 @@
+//! From the text of one TOML file to validated groups.
+//!
+//! The file is parsed into a spanned tree (`toml::de::DeTable`) and walked by
+//! hand rather than through serde, so that every error can point at the
+//! exact key or value, name the expected type, and suggest the nearest key.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::error::PolicyError;
+use super::model::{ExecConfig, Group, MemoryKnob, Namespace, Origin, Setting};
+use super::units::{parse_count, parse_cpu_max, parse_size};
+use crate::cgroup::GroupName;
+use crate::cgroup::values::{
+    Bytes, CpuSet, DevNum, IoLimits, IoMaxLine, Limit, MAX_CPU_QUOTA_US,
+};
+
+/// Every key a group table accepts, as written in SPEC.md.
+pub const GROUP_KEYS: [&str; 15] = [
+    "description",
+    "cpu.max",
+    "cpu.max.burst",
+    "cpu.weight",
+    "cpuset.cpus",
+    "memory.max",
+    "memory.high",
+    "memory.low",
+    "memory.min",
+    "memory.swap.max",
+    "memory.oom.group",
+    "pids.max",
+    "io.weight",
+    "io.max",
+    "exec",
+];
+
+/// Keys of the `[group.NAME.exec]` table.
+pub const EXEC_KEYS: [&str; 7] = ["rootfs", "namespaces", "hostname", "uid", "gid", "env", "cwd"];
+
+/// Keys of one `io.max` entry.
+pub const IO_MAX_KEYS: [&str; 5] = ["device", "rbps", "wbps", "riops", "wiops"];
+
+/// The kernel's `pids.max` ceiling (`PID_MAX_LIMIT`).
+pub const PIDS_MAX_LIMIT: u64 = 4 * 1024 * 1024;
+
+type Value<'i> = Spanned<DeValue<'i>>;
+
+/// Parses one policy file. All problems are reported, not only the first.
+pub fn parse_file(file: &Path, text: &str) -> Result<Vec<Group>, Vec<PolicyError>> {
+    let mut p = Parser { file: file.to_path_buf(), text, errors: Vec::new() };
+    let groups = match DeTable::parse(text) {
+        Ok(doc) => p.document(doc.get_ref()),
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            p.error(span, format!("invalid TOML: {}", e.message().trim_end()), None);
+            Vec::new()
+        }
+    };
+    if p.errors.is_empty() { Ok(groups) } else { Err(p.errors) }
+}
+
+struct Parser<'t> {
+    file: PathBuf,
+    text: &'t str,
+    errors: Vec<PolicyError>,
+}
+
+impl Parser<'_> {
+    fn origin(&self, offset: usize) -> Origin {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+        Origin { file: self.file.clone(), line, column }
+    }
+
+    fn error(&mut self, span: Range<usize>, message: String, hint: Option<String>) {
+        let o = self.origin(span.start);
+        self.errors.push(PolicyError { file: o.file, line: o.line, column: o.column, message, hint });
+    }
+
+    fn document(&mut self, doc: &DeTable<'_>) -> Vec<Group> {
+        let mut groups = Vec::new();
+        for (key, value) in doc {
+            if key.get_ref() != "group" {
+                self.unknown_key(key, "at the top level", &["group"]);
+                continue;
+            }
+            let DeValue::Table(table) = value.get_ref() else {
+                self.wrong_type(value, "`group`", "a table of groups, like [group.sandbox]");
+                continue;
+            };
+            for (name, body) in table {
+                if let Some(group) = self.group(name, body) {
+                    groups.push(group);
+                }
+            }
+        }
+        groups
+    }
+
+    fn group(&mut self, name: &Spanned<std::borrow::Cow<'_, str>>, body: &Value<'_>) -> Option<Group> {
+        let group_name = match GroupName::parse(name.get_ref()) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                self.error(name.span(), e, Some("use `/`-separated segments of letters, digits, `_`, `.`, `-`, quoted in the header: [group.\"batch/etl\"]".into()));
+                None
+            }
+        };
+        let DeValue::Table(table) = body.get_ref() else {
+            self.wrong_type(body, &format!("group `{}`", name.get_ref()), "a table, like [group.sandbox]");
+            return None;
+        };
+        let label = name.get_ref().to_string();
+        let mut entries = Vec::new();
+        self.flatten(&label, "", table, &mut entries);
+        let mut group = Group {
+            name: group_name.clone().unwrap_or_else(GroupName::root),
+            description: None,
+            settings: Vec::new(),
+            exec: None,
+            origin: self.origin(name.span().start),
+        };
+        let mut io_devices = BTreeMap::new();
+        for (key, value) in entries {
+            let ctx = format!("`{key}` in group `{label}`");
+            match key.as_str() {
+                "description" => group.description = self.string(value, &ctx).map(str::to_string),
+                "exec" => group.exec = self.exec(value, &label),
+                "io.max" => {
+                    for line in self.io_max(value, &ctx) {
+                        match io_devices.insert(line.0.device, line.1.clone()) {
+                            Some(_) => self.error(line.1, format!("{ctx}: device {} is listed twice", line.0.device), None),
+                            None => group.settings.push(Setting::IoMax(line.0)),
+                        }
+                    }
+                }
+                _ => {
+                    if let Some(setting) = self.setting(&key, value, &ctx) {
+                        group.settings.push(setting);
+                    }
+                }
+            }
+        }
+        group.settings.sort_by_key(Setting::rank);
+        group_name.map(|_| group)
+    }
+
+    /// Flattens nested tables (`cpu = { max = ... }`, dotted keys) into
+    /// dotted names, reporting keys that are neither known nor a prefix.
+    fn flatten<'v, 'i>(
+        &mut self,
+        group: &str,
+        prefix: &str,
+        table: &'v DeTable<'i>,
+        out: &mut Vec<(String, &'v Value<'i>)>,
+    ) {
+        for (key, value) in table {
+            let full = if prefix.is_empty() {
+                key.get_ref().to_string()
+            } else {
+                format!("{prefix}.{}", key.get_ref())
+            };
+            let is_prefix = GROUP_KEYS.iter().any(|k| k.starts_with(&format!("{full}.")));
+            let is_table = matches!(value.get_ref(), DeValue::Table(_));
+            if let DeValue::Table(inner) = value.get_ref() {
+                if is_prefix && full != "exec" {
+                    self.flatten(group, &full, inner, out);
+                    continue;
+                }
+            }
+            if GROUP_KEYS.contains(&full.as_str()) {
+                out.push((full, value));
+            } else if is_table && prefix.is_empty() {
+                self.error(
+                    key.span(),
+                    format!("unknown key `{full}` in group `{group}`"),
+                    Some(suggestion(&full, &GROUP_KEYS).unwrap_or_else(|| {
+                        format!("a nested group is declared with its full path: [group.\"{group}/{full}\"]")
+                    })),
+                );
+            } else {
+                let hint = suggestion(&full, &GROUP_KEYS);
+                self.error(key.span(), format!("unknown key `{full}` in group `{group}`"), hint);
+            }
+        }
+    }
+
+    fn unknown_key(&mut self, key: &Spanned<std::borrow::Cow<'_, str>>, place: &str, known: &[&str]) {
+        let hint = suggestion(key.get_ref(), known)
+            .or_else(|| Some(format!("valid keys are: {}", known.join(", "))));
+        self.error(key.span(), format!("unknown key `{}` {place}", key.get_ref()), hint);
+    }
+
+    fn wrong_type(&mut self, value: &Value<'_>, what: &str, expected: &str) {
+        let found = describe(value.get_ref());
+        self.error(value.span(), format!("{what} must be {expected}; found {found}"), None);
+    }
+
+    fn invalid(&mut self, value: &Value<'_>, what: &str, why: String) {
+        self.error(value.span(), format!("{what}: {why}"), None);
+    }
+
+    fn string<'v>(&mut self, value: &'v Value<'_>, what: &str) -> Option<&'v str> {
+        match value.get_ref() {
+            DeValue::String(s) => Some(s.as_ref()),
+            _ => {
+                self.wrong_type(value, what, "a string");
+                None
+            }
+        }
+    }
+
+    /// An integer in `range`; anything else is reported.
+    fn int(&mut self, value: &Value<'_>, what: &str, range: Range<u64>, expected: &str) -> Option<u64> {
+        let DeValue::Integer(i) = value.get_ref() else {
+            self.wrong_type(value, what, expected);
+            return None;
+        };
+        let n = i128::from_str_radix(i.as_str(), i.radix()).ok();
+        match n {
+            Some(n) if n >= range.start as i128 && n < range.end as i128 => Some(n as u64),
+            _ => {
+                self.invalid(value, what, format!("{} is out of range: {expected}", i.as_str()));
+                None
+            }
+        }
+    }
+
+    fn setting(&mut self, key: &str, value: &Value<'_>, what: &str) -> Option<Setting> {
+        let memory = |knob| move |l| Setting::Memory(knob, l);
+        match key {
+            "cpu.max" => {
+                let s = self.string(value, what)?;
+                parse_cpu_max(s).map(Setting::CpuMax).map_err(|e| self.invalid(value, what, e)).ok()
+            }
+            "cpu.max.burst" => self
+                .int(value, what, 0..MAX_CPU_QUOTA_US + 1, "an integer number of microseconds")
+                .map(Setting::CpuMaxBurst),
+            "cpu.weight" => self
+                .int(value, what, 1..10_001, "an integer from 1 to 10000")
+                .map(|w| Setting::CpuWeight(w as u32)),
+            "io.weight" => self
+                .int(value, what, 1..10_001, "an integer from 1 to 10000")
+                .map(|w| Setting::IoWeight(w as u32)),
+            "cpuset.cpus" => {
+                let s = self.string(value, what)?;
+                s.parse::<CpuSet>()
+                    .map(Setting::CpusetCpus)
+                    .map_err(|e| self.invalid(value, what, e.0))
+                    .ok()
+            }
+            "memory.max" => self.size(value, what).map(memory(MemoryKnob::Max)),
+            "memory.high" => self.size(value, what).map(memory(MemoryKnob::High)),
+            "memory.low" => self.size(value, what).map(memory(MemoryKnob::Low)),
+            "memory.min" => self.size(value, what).map(memory(MemoryKnob::Min)),
+            "memory.swap.max" => self.size(value, what).map(memory(MemoryKnob::SwapMax)),
+            "memory.oom.group" => match value.get_ref() {
+                DeValue::Boolean(b) => Some(Setting::MemoryOomGroup(*b)),
+                _ => {
+                    self.wrong_type(value, what, "true or false");
+                    None
+                }
+            },
+            "pids.max" => self
+                .count(value, what, PIDS_MAX_LIMIT)
+                .map(Setting::PidsMax),
+            other => unreachable!("key {other} is listed in GROUP_KEYS but not handled"),
+        }
+    }
+
+    /// A size: an integer number of bytes, or a string with a unit, or "max".
+    fn size(&mut self, value: &Value<'_>, what: &str) -> Option<Limit<Bytes>> {
+        let expected = "a size: an integer number of bytes, or a string like \"64M\", \"1G\" or \"max\"";
+        match value.get_ref() {
+            DeValue::Integer(_) => self.int(value, what, 0..u64::MAX, expected).map(|b| Limit::Value(Bytes(b))),
+            DeValue::String(s) => parse_size(s).map_err(|e| self.invalid(value, what, e)).ok(),
+            _ => {
+                self.wrong_type(value, what, expected);
+                None
+            }
+        }
+    }
+
+    /// A count: an integer up to `max`, or "max".
+    fn count(&mut self, value: &Value<'_>, what: &str, max: u64) -> Option<Limit<u64>> {
+        let expected = format!("an integer from 0 to {max}, or \"max\"");
+        let parsed = match value.get_ref() {
+            DeValue::Integer(_) => self.int(value, what, 0..max + 1, &expected).map(Limit::Value),
+            DeValue::String(s) => parse_count(s).map_err(|e| self.invalid(value, what, e)).ok(),
+            _ => {
+                self.wrong_type(value, what, &expected);
+                None
+            }
+        }?;
+        if let Limit::Value(n) = parsed {
+            if n > max {
+                self.invalid(value, what, format!("{n} is out of range: {expected}"));
+                return None;
+            }
+        }
+        Some(parsed)
+    }
+
+    fn io_max(&mut self, value: &Value<'_>, what: &str) -> Vec<(IoMaxLine, Range<usize>)> {
+        let DeValue::Array(items) = value.get_ref() else {
+            self.wrong_type(value, what, "an array of tables like [{ device = \"8:0\", rbps = \"10M\" }]");
+            return Vec::new();
+        };
+        items.iter().filter_map(|item| self.io_max_entry(item, what).map(|l| (l, item.span()))).collect()
+    }
+
+    fn io_max_entry(&mut self, item: &Value<'_>, what: &str) -> Option<IoMaxLine> {
+        let DeValue::Table(t) = item.get_ref() else {
+            self.wrong_type(item, what, "a table like { device = \"8:0\", rbps = \"10M\" }");
+            return None;
+        };
+        let mut device = None;
+        let mut limits = IoLimits::default();
+        let mut ok = true;
+        for (key, value) in t {
+            let ctx = format!("{what}: `{}`", key.get_ref());
+            let bps = |p: &mut Self| match value.get_ref() {
+                DeValue::String(s) if s.trim() == "max" => Some(Limit::Max),
+                _ => p.size(value, &ctx).map(|l| l.value().map_or(Limit::Max, |b| Limit::Value(b.0))),
+            };
+            match key.get_ref().as_ref() {
+                "device" => device = self.string(value, &ctx).and_then(|s| self.device(value, &ctx, s)),
+                "rbps" => limits.rbps = bps(self),
+                "wbps" => limits.wbps = bps(self),
+                "riops" => limits.riops = self.count(value, &ctx, u64::MAX - 1),
+                "wiops" => limits.wiops = self.count(value, &ctx, u64::MAX - 1),
+                _ => {
+                    self.unknown_key(key, &format!("in an entry of {what}"), &IO_MAX_KEYS);
+                    ok = false;
+                }
+            }
+        }
+        if device.is_none() && !t.keys().any(|k| k.get_ref() == "device") {
+            self.error(item.span(), format!("{what}: an entry has no `device`"), Some("add device = \"MAJ:MIN\" or a block device path like \"/dev/sda\"".into()));
+        }
+        if limits == IoLimits::default() {
+            self.error(item.span(), format!("{what}: an entry sets none of rbps, wbps, riops, wiops"), None);
+            ok = false;
+        }
+        match (ok, device) {
+            (true, Some(device)) => Some(IoMaxLine { device, limits }),
+            _ => None,
+        }
+    }
+
+    fn device(&mut self, value: &Value<'_>, what: &str, text: &str) -> Option<DevNum> {
+        if text.starts_with('/') {
+            return match block_device_number(Path::new(text)) {
+                Ok(dev) => Some(dev),
+                Err(e) => {
+                    self.invalid(value, what, e);
+                    None
+                }
+            };
+        }
+        text.parse::<DevNum>()
+            .map_err(|e| self.invalid(value, what, format!("{e}; write \"MAJ:MIN\" (see `lsblk -o NAME,MAJ:MIN`) or a path like \"/dev/sda\"")))
+            .ok()
+    }
+
+    fn exec(&mut self, value: &Value<'_>, group: &str) -> Option<ExecConfig> {
+        let what = format!("[group.{group}.exec]");
+        let DeValue::Table(t) = value.get_ref() else {
+            self.wrong_type(value, &format!("`exec` in group `{group}`"), "a table");
+            return None;
+        };
+        let mut exec = ExecConfig::default();
+        for (key, value) in t {
+            let ctx = format!("`{}` in {what}", key.get_ref());
+            match key.get_ref().as_ref() {
+                "rootfs" => exec.rootfs = self.abs_path(value, &ctx),
+                "cwd" => exec.cwd = self.abs_path(value, &ctx),
+                "hostname" => exec.hostname = self.hostname(value, &ctx),
+                "uid" => exec.uid = self.int(value, &ctx, 0..u32::MAX as u64, "an integer id from 0 to 4294967294").map(|v| v as u32),
+                "gid" => exec.gid = self.int(value, &ctx, 0..u32::MAX as u64, "an integer id from 0 to 4294967294").map(|v| v as u32),
+                "namespaces" => exec.namespaces = self.namespaces(value, &ctx),
+                "env" => exec.env = self.env(value, &ctx),
+                _ => self.unknown_key(key, &format!("in {what}"), &EXEC_KEYS),
+            }
+        }
+        Some(exec)
+    }
+
+    fn abs_path(&mut self, value: &Value<'_>, what: &str) -> Option<PathBuf> {
+        let s = self.string(value, what)?;
+        if !s.starts_with('/') || s.contains('\0') {
+            self.invalid(value, what, format!("{s:?} must be an absolute path"));
+            return None;
+        }
+        Some(PathBuf::from(s))
+    }
+
+    fn hostname(&mut self, value: &Value<'_>, what: &str) -> Option<String> {
+        let s = self.string(value, what)?;
+        let valid_chars = s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        if s.is_empty() || s.len() > 64 || !valid_chars || s.starts_with('-') {
+            self.invalid(value, what, format!("{s:?} is not a hostname: 1 to 64 letters, digits, `-` and `.`, not starting with `-`"));
+            return None;
+        }
+        Some(s.to_string())
+    }
+
+    fn namespaces(&mut self, value: &Value<'_>, what: &str) -> Option<BTreeSet<Namespace>> {
+        let DeValue::Array(items) = value.get_ref() else {
+            self.wrong_type(value, what, "an array of names like [\"mount\", \"pid\"]");
+            return None;
+        };
+        let names: Vec<&str> = Namespace::ALL.iter().map(|(n, _)| *n).collect();
+        let mut set = BTreeSet::new();
+        let mut ok = true;
+        for item in items.iter() {
+            let Some(name) = self.string(item, what) else {
+                ok = false;
+                continue;
+            };
+            match Namespace::from_name(name) {
+                Some(ns) if set.insert(ns) => {}
+                Some(_) => {
+                    self.invalid(item, what, format!("{name:?} is listed twice"));
+                    ok = false;
+                }
+                None => {
+                    let hint = suggestion(name, &names).or_else(|| Some(format!("namespaces are: {}", names.join(", "))));
+                    self.error(item.span(), format!("{what}: unknown namespace {name:?}"), hint);
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(set)
+    }
+
+    fn env(&mut self, value: &Value<'_>, what: &str) -> BTreeMap<String, String> {
+        let mut env = BTreeMap::new();
+        let DeValue::Table(t) = value.get_ref() else {
+            self.wrong_type(value, what, "a table like { PATH = \"/bin:/usr/bin\" }");
+            return env;
+        };
+        for (key, v) in t {
+            let k = key.get_ref();
+            if k.is_empty() || k.contains('=') || k.contains('\0') {
+                self.error(key.span(), format!("{what}: {k:?} is not a variable name (no `=`, not empty)"), None);
+                continue;
+            }
+            if let Some(s) = self.string(v, &format!("{what}: `{k}`")) {
+                if s.contains('\0') {
+                    self.invalid(v, what, "values cannot contain NUL".into());
+                    continue;
+                }
+                env.insert(k.to_string(), s.to_string());
+            }
+        }
+        env
+    }
+}
+
+/// The device number of a block device path.
+fn block_device_number(path: &Path) -> Result<DevNum, String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot stat {}: {e}", path.display()))?;
+    if !meta.file_type().is_block_device() {
+        return Err(format!("{} is not a block device", path.display()));
+    }
+    let rdev = meta.rdev();
+    Ok(DevNum { major: libc::major(rdev), minor: libc::minor(rdev) })
+}
+
+/// "did you mean `x`?" for the known key nearest to `word`, if near enough.
+pub fn suggestion(word: &str, known: &[&str]) -> Option<String> {
+    known
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(word, k), *k))
+        .filter(|(d, k)| *d <= (k.len() / 3).max(2))
+        .min()
+        .map(|(_, k)| format!("did you mean `{k}`?"))
+}
+
+fn describe(v: &DeValue<'_>) -> String {
+    match v {
+        DeValue::String(s) => format!("the string {s:?}"),
+        DeValue::Integer(i) => format!("the integer {}", i.as_str()),
+        DeValue::Float(f) => format!("the float {}", f.as_str()),
+        DeValue::Boolean(b) => format!("the boolean {b}"),
+        DeValue::Datetime(d) => format!("the datetime {d}"),
+        DeValue::Array(_) => "an array".into(),
+        DeValue::Table(_) => "a table".into(),
+    }
+}

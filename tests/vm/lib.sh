@@ -1,0 +1,27 @@
+# Helpers for test scripts run inside the VM (busybox sh).
+CG=/sys/fs/cgroup
+STEP=0
+
+fail() { echo "FAIL: $*"; exit 1; }
+step() { STEP=$((STEP + 1)); echo "--- $STEP. $*"; }
+
+# expect_eq ACTUAL EXPECTED WHAT
+expect_eq() { [ "$1" = "$2" ] || fail "$3: expected '$2', got '$1'"; echo "ok: $3 = '$1'"; }
+# expect_contains HAYSTACK NEEDLE WHAT
+expect_contains() {
+  case "$1" in *"$2"*) echo "ok: $3";; *) fail "$3: '$2' not found in: $1";; esac
+}
+expect_not_contains() {
+  case "$1" in *"$2"*) fail "$3: '$2' unexpectedly found in: $1";; *) echo "ok: $3";; esac
+}
+# key_of FILE KEY: the value of KEY in a flat-keyed cgroup file
+key_of() { awk -v k="$2" '$1 == k { print $2 }' "$1"; }
+# run_cgmgr EXPECTED_EXIT ARGS...: runs cgmgr, keeps output in $OUT
+run_cgmgr() {
+  want=$1; shift
+  OUT=$(cgmgr "$@" 2>&1); rc=$?
+  echo "$ cgmgr $*"; echo "$OUT"
+  [ "$rc" = "$want" ] || fail "cgmgr $* exited $rc, expected $want"
+}
+# snapshot DIR: every readable interface file's content, for before/after comparisons
+snapshot() { for f in $(find "$1" -type f | sort); do echo "== $f"; cat "$f" 2>/dev/null; done; }

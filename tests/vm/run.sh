@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Boots a throwaway QEMU VM with Debian's cloud kernel (a real cgroup v2
+# kernel with every controller) and runs one test script inside it.
+#
+#   tests/vm/run.sh SCRIPT CGMGR_BINARY [EXTRA_FILE...]
+#
+# The kernel is fetched from Debian's packages on first use and cached in
+# $CGMGR_VM_CACHE (default: target/vm-cache). The initramfs holds busybox,
+# the cgmgr binary with the libraries it links, tests/vm/lib.sh and SCRIPT.
+# Exit status: 0 when SCRIPT exited 0 inside the VM, 1 otherwise; the serial
+# console log is printed either way. Missing prerequisites are failures.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+script=${1:?usage: run.sh SCRIPT CGMGR_BINARY [EXTRA_FILE...]}
+binary=${2:?usage: run.sh SCRIPT CGMGR_BINARY [EXTRA_FILE...]}
+shift 2
+cache=${CGMGR_VM_CACHE:-$repo/target/vm-cache}
+timeout_secs=${CGMGR_VM_TIMEOUT:-300}
+
+die() { echo "vm: $*" >&2; exit 1; }
+for tool in qemu-system-x86_64 cpio ldd apt-get dpkg-deb flock; do
+  command -v "$tool" >/dev/null || die "missing $tool: run .ci/run or install qemu-system-x86 busybox-static cpio (see README)"
+done
+busybox=$(command -v busybox || true)
+[ -n "$busybox" ] && file_is_static=$(ldd "$busybox" 2>&1 || true)
+case "${file_is_static:-}" in *"not a dynamic"*) ;; *) die "need a static busybox (apt-get install busybox-static)";; esac
+
+# 1. The kernel, once, under a lock so parallel tests share one download.
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock 9
+if [ ! -f "$cache/vmlinuz" ]; then
+  pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+  [ -n "$pkg" ] || die "apt-cache does not know linux-image-cloud-amd64 (run apt-get update)"
+  work=$(mktemp -d)
+  (cd "$work" && apt-get download "$pkg" >/dev/null 2>&1) || die "apt-get download $pkg failed"
+  dpkg-deb -x "$work"/*.deb "$work/x"
+  mods=$(ls -d "$work"/x/lib/modules/* | head -n1)
+  mkdir -p "$cache/modules"
+  for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net; do
+    f=$(find "$mods" -name "$m.ko*" | head -n1)
+    [ -n "$f" ] && cp "$f" "$cache/modules/"
+  done
+  cp "$work"/x/boot/vmlinuz-* "$cache/vmlinuz.tmp"
+  echo "$pkg" > "$cache/kernel-package"
+  mv "$cache/vmlinuz.tmp" "$cache/vmlinuz"
+  rm -rf "$work"
+fi
+flock -u 9
+
+# 2. The initramfs.
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
+mkdir -p "$root"/{bin,sbin,proc,sys,dev,tmp,etc,root,lib/modules,usr/bin,usr/sbin}
+cp "$busybox" "$root/bin/busybox"
+for applet in $("$busybox" --list); do [ "$applet" = busybox ] || ln -sf busybox "$root/bin/$applet"; done
+copy_with_libs() {
+  cp "$1" "$root/bin/$(basename "$1")"
+  ldd "$1" | grep -o '/[^ ]*' | while read -r lib; do
+    mkdir -p "$root$(dirname "$lib")"
+    cp -L "$lib" "$root$lib"
+  done
+}
+copy_with_libs "$binary"
+for extra in "$@"; do copy_with_libs "$extra"; done
+cp "$cache"/modules/* "$root/lib/modules/" 2>/dev/null || true
+cp "$here/lib.sh" "$root/lib.sh"
+cp "$script" "$root/test.sh"
+echo "root:x:0:0:root:/root:/bin/sh" > "$root/etc/passwd"
+cat > "$root/init" <<'INIT'
+#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t tmpfs tmp /tmp
+mkdir -p /sys/fs/cgroup
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+export PATH=/bin HOME=/root
+cd /
+echo "vm: kernel $(uname -r), cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
+sh /test.sh
+echo "CGMGR-VM-EXIT $?"
+poweroff -f
+INIT
+chmod +x "$root/init"
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$root.cpio.gz"
+trap 'rm -rf "$root" "$root.cpio.gz"' EXIT
+
+# 3. Boot. TCG: nested KVM hangs on these machines (VM.md).
+log=$(mktemp)
+set +e
+timeout "$timeout_secs" qemu-system-x86_64 -accel tcg,thread=multi -cpu max -m 1024 -smp 2 \
+  -nographic -no-reboot -kernel "$cache/vmlinuz" -initrd "$root.cpio.gz" \
+  -append "console=ttyS0 quiet panic=-1 oops=panic" ${CGMGR_VM_QEMU_ARGS:-} </dev/null >"$log" 2>&1
+qemu_rc=$?
+set -e
+tr -d '\r' < "$log"
+status=$(tr -d '\r' < "$log" | sed -n 's/^CGMGR-VM-EXIT \([0-9]*\)$/\1/p' | tail -n1)
+rm -f "$log"
+[ "$qemu_rc" = 124 ] && die "the VM did not finish within ${timeout_secs}s"
+[ -n "$status" ] || die "the VM ended (qemu exit $qemu_rc) without reporting the test's exit status"
+[ "$status" = 0 ] || die "$(basename "$script") failed inside the VM (exit $status)"
+echo "vm: $(basename "$script") passed"
