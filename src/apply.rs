@@ -121,10 +121,10 @@ pub enum ApplyError {
     #[error("refusing to apply; nothing was written:\n{}", .0.iter().map(|r| format!("  - {r}")).collect::<Vec<_>>().join("\n"))]
     Refused(Vec<String>),
     /// A step failed; the steps before it were undone.
-    #[error("{source}\n{rollback}")]
+    #[error("{failure}\n{rollback}")]
     RolledBack {
         /// The failure.
-        source: CgroupError,
+        failure: CgroupError,
         /// What the rollback did.
         rollback: String,
     },
@@ -308,7 +308,7 @@ pub fn execute(root: &CgroupRoot, plan: &Plan) -> Result<Report, ApplyError> {
             Ok(false) => {}
             Err(source) => {
                 let rollback = rollback(root, journal);
-                return Err(ApplyError::RolledBack { source, rollback });
+                return Err(ApplyError::RolledBack { failure: source, rollback });
             }
         }
     }

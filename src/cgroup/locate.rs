@@ -29,10 +29,18 @@ pub fn own_cgroup_dir(proc_self_cgroup: &str, mountinfo: &str) -> Result<PathBuf
     // relative to the namespace; otherwise strip the mount's own root.
     let relative = path.strip_prefix(mount_root.trim_end_matches('/')).unwrap_or(path);
     let relative = relative.trim_start_matches('/');
+    // A process cgmgr evacuated sits in the root's leaf group; `self` then
+    // still means the managed root, never the leaf (which must stay a leaf).
+    let relative = match relative.rsplit_once('/') {
+        Some((parent, crate::cgroup::name::LEAF_GROUP)) => parent,
+        None if relative == crate::cgroup::name::LEAF_GROUP => "",
+        _ => relative,
+    };
     if relative.split('/').any(|s| s == "..") {
         return Err(format!("the cgroup path {path} is outside the cgroup2 mount at {mount_point}"));
     }
-    Ok(PathBuf::from(mount_point).join(relative))
+    let dir = PathBuf::from(mount_point);
+    Ok(if relative.is_empty() { dir } else { dir.join(relative) })
 }
 
 #[cfg(test)]
@@ -56,6 +64,16 @@ mod tests {
         );
         let bind = "30 23 0:26 /docker/abc /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
         assert_eq!(own_cgroup_dir("0::/docker/abc/inner\n", bind).unwrap(), PathBuf::from("/sys/fs/cgroup/inner"));
+    }
+
+    #[test]
+    fn the_leaf_means_its_parent() {
+        let mi = "30 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(own_cgroup_dir("0::/cgmgr.leaf\n", mi).unwrap(), PathBuf::from("/sys/fs/cgroup"));
+        assert_eq!(
+            own_cgroup_dir("0::/system.slice/cgmgr.service/cgmgr.leaf\n", mi).unwrap(),
+            PathBuf::from("/sys/fs/cgroup/system.slice/cgmgr.service")
+        );
     }
 
     #[test]

@@ -56,11 +56,20 @@ pub fn parse_file(file: &Path, text: &str) -> Result<Vec<Group>, Vec<PolicyError
         Ok(doc) => p.document(doc.get_ref()),
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
-            p.error(span, format!("invalid TOML: {}", e.message().trim_end()), None);
+            let mut message = format!("invalid TOML: {}", e.message().trim_end());
+            if let Some(first) = first_header_line(text, span.start) {
+                message = format!("{message}: this table is declared twice: first at {}:{first}, again here", file.display());
+            }
+            p.error(span, message, None);
             Vec::new()
         }
     };
-    if p.errors.is_empty() { Ok(groups) } else { Err(p.errors) }
+    if p.errors.is_empty() {
+        Ok(groups)
+    } else {
+        p.errors.sort_by_key(|e| (e.line, e.column));
+        Err(p.errors)
+    }
 }
 
 struct Parser<'t> {
@@ -174,18 +183,17 @@ impl Parser<'_> {
             }
             if GROUP_KEYS.contains(&full.as_str()) {
                 out.push((full, value));
-            } else if is_table && prefix.is_empty() {
-                self.error(
-                    key.span(),
-                    format!("unknown key `{full}` in group `{group}`"),
-                    Some(suggestion(&full, &GROUP_KEYS).unwrap_or_else(|| {
-                        format!("a nested group is declared with its full path: [group.\"{group}/{full}\"]")
-                    })),
-                );
-            } else {
-                let hint = suggestion(&full, &GROUP_KEYS);
-                self.error(key.span(), format!("unknown key `{full}` in group `{group}`"), hint);
+                continue;
             }
+            // `memroy.max = 1` arrives as a table `memroy`: judge it by its
+            // dotted leaf name, which is what the user typed.
+            let shown = first_leaf(&full, value.get_ref());
+            let hint = suggestion(&shown, &GROUP_KEYS).or_else(|| {
+                (is_table && prefix.is_empty()).then(|| {
+                    format!("a nested group is declared with its full path: [group.\"{group}/{full}\"]")
+                })
+            });
+            self.error(key.span(), format!("unknown key `{shown}` in group `{group}`"), hint);
         }
     }
 
@@ -460,6 +468,30 @@ impl Parser<'_> {
         }
         env
     }
+}
+
+/// The dotted name of the first leaf under `value` (`memroy.max` for a
+/// table `memroy` holding `max`).
+fn first_leaf(prefix: &str, value: &DeValue<'_>) -> String {
+    match value {
+        DeValue::Table(t) => match t.iter().next() {
+            Some((k, v)) => first_leaf(&format!("{prefix}.{}", k.get_ref()), v.get_ref()),
+            None => prefix.to_string(),
+        },
+        _ => prefix.to_string(),
+    }
+}
+
+/// For TOML's "duplicate key" on a table header, the line where the same
+/// header first appeared, so the error can name both places.
+fn first_header_line(text: &str, dup_offset: usize) -> Option<usize> {
+    let normalize = |l: &str| l.split('#').next().unwrap_or("").split_whitespace().collect::<String>();
+    let dup_line_no = text[..dup_offset.min(text.len())].matches('\n').count();
+    let dup_line = normalize(text.lines().nth(dup_line_no)?);
+    if !dup_line.starts_with('[') {
+        return None;
+    }
+    text.lines().take(dup_line_no).position(|l| normalize(l) == dup_line).map(|i| i + 1)
 }
 
 /// The device number of a block device path.

@@ -23,5 +23,15 @@ run_cgmgr() {
   echo "$ cgmgr $*"; echo "$OUT"
   [ "$rc" = "$want" ] || fail "cgmgr $* exited $rc, expected $want"
 }
-# snapshot DIR: every readable interface file's content, for before/after comparisons
-snapshot() { for f in $(find "$1" -type f | sort); do echo "== $f"; cat "$f" 2>/dev/null; done; }
+# snapshot DIR: the groups under DIR and the content of every configuration
+# file in them (the files cgmgr may write), for before/after comparisons.
+# Statistics (cpu.stat, *.pressure, memory.current) change by themselves and
+# are left out, as are cgroup.procs (our own shell's children come and go).
+snapshot() {
+  find "$1" -type d | sort
+  find "$1" -type f \( -name cgroup.subtree_control -o -name '*.max' -o -name '*.high' \
+    -o -name '*.low' -o -name '*.min' -o -name '*.weight' -o -name cpuset.cpus \
+    -o -name memory.oom.group -o -name cpu.max.burst \) | sort | while read -r f; do
+    echo "== $f"; cat "$f" 2>/dev/null
+  done
+}

@@ -56,15 +56,17 @@ trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,sbin,proc,sys,dev,tmp,etc,root,lib/modules,usr/bin,usr/sbin}
 cp "$busybox" "$root/bin/busybox"
 for applet in $("$busybox" --list); do [ "$applet" = busybox ] || ln -sf busybox "$root/bin/$applet"; done
-copy_with_libs() {
-  cp "$1" "$root/bin/$(basename "$1")"
+copy_with_libs() { # copy_with_libs BINARY DIR: into DIR, never through a busybox symlink
+  rm -f "$root/$2/$(basename "$1")"
+  cp "$1" "$root/$2/$(basename "$1")"
   ldd "$1" | grep -o '/[^ ]*' | while read -r lib; do
     mkdir -p "$root$(dirname "$lib")"
     cp -L "$lib" "$root$lib"
   done
 }
-copy_with_libs "$binary"
-for extra in "$@"; do copy_with_libs "$extra"; done
+copy_with_libs "$binary" bin
+# Extra host tools (util-linux unshare...) go to /usr/bin, ahead of busybox in PATH.
+for extra in "$@"; do copy_with_libs "$extra" usr/bin; done
 cp "$cache"/modules/* "$root/lib/modules/" 2>/dev/null || true
 cp "$here/lib.sh" "$root/lib.sh"
 cp "$script" "$root/test.sh"
@@ -77,7 +79,7 @@ mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
 mkdir -p /sys/fs/cgroup
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
-export PATH=/bin HOME=/root
+export PATH=/usr/bin:/bin HOME=/root
 cd /
 echo "vm: kernel $(uname -r), cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
 sh /test.sh

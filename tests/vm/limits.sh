@@ -1,0 +1,61 @@
+# The kernel enforces what `cgmgr apply` wrote: an OOM kill at memory.max,
+# failed forks at pids.max, throttling at cpu.max.
+. /lib.sh
+mkdir -p /etc/cgmgr
+cat > /etc/cgmgr/limits.toml <<'TOML'
+[group.mem]
+memory.max = "32M"
+memory.swap.max = "0"
+
+[group.forks]
+pids.max = 8
+
+[group.cpu20]
+cpu.max = "20%"
+
+[group.free]
+description = "no limits: the control for the CPU measurement"
+TOML
+
+step "apply"
+run_cgmgr 0 apply /etc/cgmgr
+expect_contains "$OUT" "mem/memory.max: (new) -> 33554432 (32 MiB)" "plan shows memory.max"
+expect_eq "$(cat $CG/mem/memory.max)" 33554432 "memory.max"
+expect_eq "$(cat $CG/mem/memory.swap.max)" 0 "memory.swap.max"
+expect_eq "$(cat $CG/forks/pids.max)" 8 "pids.max"
+expect_eq "$(cat $CG/cpu20/cpu.max)" "20000 100000" "cpu.max"
+
+step "memory.max: an allocation beyond it is OOM-killed"
+sh -c "echo \$\$ > $CG/mem/cgroup.procs; exec dd if=/dev/zero of=/dev/null bs=64M count=1"
+expect_eq "$?" 137 "dd exit status (SIGKILL)"
+expect_eq "$(key_of $CG/mem/memory.events oom_kill)" 1 "memory.events oom_kill"
+step "memory.max: an allocation below it succeeds"
+sh -c "echo \$\$ > $CG/mem/cgroup.procs; exec dd if=/dev/zero of=/dev/null bs=8M count=1" 2>/dev/null
+expect_eq "$?" 0 "dd of 8M exit status"
+
+step "pids.max: forks beyond it fail"
+out=$(sh -c "echo \$\$ > $CG/forks/cgroup.procs; for i in \$(seq 20); do sleep 5 & done; sleep 1; cat $CG/forks/pids.current; kill \$(jobs -p) 2>/dev/null; wait" 2>&1)
+echo "$out" | tail -3
+expect_contains "$out" "can't fork" "the shell reports failed forks"
+max_events=$(key_of $CG/forks/pids.events max)
+[ "$max_events" -gt 0 ] || fail "pids.events max is $max_events, expected > 0"
+echo "ok: pids.events max = $max_events"
+
+step "cpu.max 20%: a busy loop gets at most ~25% of wall time"
+busy() { # busy GROUP SECONDS: prints cpu usage_usec used during the run and wall usec
+  before=$(key_of $CG/$1/cpu.stat usage_usec); t0=$(cut -d' ' -f1 /proc/uptime)
+  sh -c "echo \$\$ > $CG/$1/cgroup.procs; exec timeout $2 sh -c 'while :; do :; done'"
+  t1=$(cut -d' ' -f1 /proc/uptime); after=$(key_of $CG/$1/cpu.stat usage_usec)
+  echo "$((after - before)) $(echo "$t0 $t1" | awk '{ printf "%d", ($2 - $1) * 1000000 }')"
+}
+set -- $(busy cpu20 4); limited=$1; wall=$2
+ratio=$(awk -v u="$limited" -v w="$wall" 'BEGIN { printf "%d", 100 * u / w }')
+echo "cpu20: used ${limited}us of ${wall}us wall = ${ratio}%"
+[ "$ratio" -le 25 ] || fail "throttled loop used ${ratio}% of wall time, expected <= 25%"
+throttled=$(key_of $CG/cpu20/cpu.stat nr_throttled)
+[ "$throttled" -gt 0 ] || fail "nr_throttled is $throttled"
+echo "ok: nr_throttled = $throttled"
+set -- $(busy free 2); free_ratio=$(awk -v u="$1" -v w="$2" 'BEGIN { printf "%d", 100 * u / w }')
+echo "control: an unlimited loop used ${free_ratio}% of wall time"
+[ "$free_ratio" -ge 50 ] || fail "the unlimited control loop got only ${free_ratio}%: the measurement is not meaningful"
+echo PASS
