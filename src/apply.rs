@@ -80,8 +80,16 @@ impl fmt::Display for Step {
                 write!(f, "{}cgroup.subtree_control: +{controller}", prefix(group))
             }
             Step::Create { group } => write!(f, "create {group}"),
-            Step::Write { group, setting, old, new, risk } => {
-                let old = old.as_ref().map_or("(new)".to_string(), |o| setting.show_current(o));
+            Step::Write {
+                group,
+                setting,
+                old,
+                new,
+                risk,
+            } => {
+                let old = old
+                    .as_ref()
+                    .map_or("(new)".to_string(), |o| setting.show_current(o));
                 write!(f, "{}{}: {old} -> {new}", prefix(group), setting.file())?;
                 if let Some(h) = setting.human() {
                     write!(f, " ({h})")?;
@@ -97,7 +105,11 @@ impl fmt::Display for Step {
 }
 
 fn prefix(group: &GroupName) -> String {
-    if group.is_root() { "(root) ".into() } else { format!("{group}/") }
+    if group.is_root() {
+        "(root) ".into()
+    } else {
+        format!("{group}/")
+    }
 }
 
 /// The steps of one apply, and the reasons it must not run as is.
@@ -140,30 +152,50 @@ pub fn plan(root: &CgroupRoot, set: &PolicySet, opts: Options) -> Result<Plan, A
     let root_group = GroupName::root();
     let root_needs = subtree.get(&root_group).cloned().unwrap_or_default();
     let root_enabled = root.subtree_control(&root_group)?;
-    let missing_at_root: Vec<Controller> =
-        root_needs.iter().copied().filter(|c| !root_enabled.iter().any(|e| e == c.name())).collect();
+    let missing_at_root: Vec<Controller> = root_needs
+        .iter()
+        .copied()
+        .filter(|c| !root_enabled.iter().any(|e| e == c.name()))
+        .collect();
     if !missing_at_root.is_empty() && !root.is_hierarchy_root() {
         let procs = root.procs(&root_group)?.len();
         if procs > 0 {
-            plan.steps.push(Step::Evacuate { from: root_group.clone(), procs });
+            plan.steps.push(Step::Evacuate {
+                from: root_group.clone(),
+                procs,
+            });
         }
     }
     for controller in missing_at_root {
-        plan.steps.push(Step::Enable { group: root_group.clone(), controller });
+        plan.steps.push(Step::Enable {
+            group: root_group.clone(),
+            controller,
+        });
     }
 
     for group in set.groups_with_ancestors() {
         let exists = root.exists(&group);
         if !exists {
-            plan.steps.push(Step::Create { group: group.clone() });
+            plan.steps.push(Step::Create {
+                group: group.clone(),
+            });
         }
-        let enabled = if exists { root.subtree_control(&group)? } else { Vec::new() };
+        let enabled = if exists {
+            root.subtree_control(&group)?
+        } else {
+            Vec::new()
+        };
         for controller in subtree.get(&group).into_iter().flatten() {
             if !enabled.iter().any(|e| e == controller.name()) {
-                plan.steps.push(Step::Enable { group: group.clone(), controller: *controller });
+                plan.steps.push(Step::Enable {
+                    group: group.clone(),
+                    controller: *controller,
+                });
             }
         }
-        let Some(policy) = set.groups.get(&group) else { continue };
+        let Some(policy) = set.groups.get(&group) else {
+            continue;
+        };
         let before = plan.steps.len();
         for setting in &policy.settings {
             plan_write(root, &group, setting, exists, page, &mut plan)?;
@@ -176,12 +208,19 @@ pub fn plan(root: &CgroupRoot, set: &PolicySet, opts: Options) -> Result<Plan, A
         plan_prune(root, set, opts, &mut plan)?;
     }
     if !opts.force {
-        plan.refusals.extend(plan.steps.iter().filter_map(|s| match s {
-            Step::Write { group, setting, risk: Some(r), .. } => {
-                Some(format!("{group}/{}: {r}; use --force to apply it anyway", setting.file()))
-            }
-            _ => None,
-        }));
+        plan.refusals
+            .extend(plan.steps.iter().filter_map(|s| match s {
+                Step::Write {
+                    group,
+                    setting,
+                    risk: Some(r),
+                    ..
+                } => Some(format!(
+                    "{group}/{}: {r}; use --force to apply it anyway",
+                    setting.file()
+                )),
+                _ => None,
+            }));
     }
     Ok(plan)
 }
@@ -196,27 +235,46 @@ fn plan_write(
 ) -> Result<(), ApplyError> {
     let new = setting.kernel_value(page);
     if !exists {
-        plan.steps.push(Step::Write { group: group.clone(), setting: setting.clone(), old: None, new, risk: None });
+        plan.steps.push(Step::Write {
+            group: group.clone(),
+            setting: setting.clone(),
+            old: None,
+            new,
+            risk: None,
+        });
         return Ok(());
     }
     let current = root.read(group, setting.file())?;
-    let satisfied = setting.is_satisfied_by(&current, page).map_err(|e| CgroupError::Format {
-        path: root.display_path(group, setting.file()),
-        content: current.clone(),
-        reason: e.0,
-    })?;
+    let satisfied = setting
+        .is_satisfied_by(&current, page)
+        .map_err(|e| CgroupError::Format {
+            path: root.display_path(group, setting.file()),
+            content: current.clone(),
+            reason: e.0,
+        })?;
     if satisfied {
         return Ok(());
     }
     let risk = memory_risk(root, group, setting)?;
-    plan.steps.push(Step::Write { group: group.clone(), setting: setting.clone(), old: Some(current), new, risk });
+    plan.steps.push(Step::Write {
+        group: group.clone(),
+        setting: setting.clone(),
+        old: Some(current),
+        new,
+        risk,
+    });
     Ok(())
 }
 
 /// Lowering `memory.max` below the group's usage makes the kernel reclaim
 /// and then OOM-kill: say so, with the numbers.
-fn memory_risk(root: &CgroupRoot, group: &GroupName, setting: &Setting) -> Result<Option<String>, ApplyError> {
-    let Setting::Memory(MemoryKnob::Max, crate::cgroup::values::Limit::Value(limit)) = setting else {
+fn memory_risk(
+    root: &CgroupRoot,
+    group: &GroupName,
+    setting: &Setting,
+) -> Result<Option<String>, ApplyError> {
+    let Setting::Memory(MemoryKnob::Max, crate::cgroup::values::Limit::Value(limit)) = setting
+    else {
         return Ok(None);
     };
     let current: Bytes = root.read_value(group, "memory.current")?;
@@ -230,7 +288,12 @@ fn memory_risk(root: &CgroupRoot, group: &GroupName, setting: &Setting) -> Resul
     }))
 }
 
-fn plan_prune(root: &CgroupRoot, set: &PolicySet, opts: Options, plan: &mut Plan) -> Result<(), ApplyError> {
+fn plan_prune(
+    root: &CgroupRoot,
+    set: &PolicySet,
+    opts: Options,
+    plan: &mut Plan,
+) -> Result<(), ApplyError> {
     let wanted = set.groups_with_ancestors();
     let mut managed = Vec::new();
     collect_managed(root, &GroupName::root(), &mut managed)?;
@@ -240,7 +303,10 @@ fn plan_prune(root: &CgroupRoot, set: &PolicySet, opts: Options, plan: &mut Plan
         let procs = root.procs(&group)?.len();
         let populated = populated(root, &group)?;
         if procs > 0 && opts.force {
-            plan.steps.push(Step::Evacuate { from: group.clone(), procs });
+            plan.steps.push(Step::Evacuate {
+                from: group.clone(),
+                procs,
+            });
         } else if populated {
             plan.refusals.push(format!(
                 "{group} is no longer declared but is populated ({procs} processes in it, cgroup.events populated 1); \
@@ -254,7 +320,11 @@ fn plan_prune(root: &CgroupRoot, set: &PolicySet, opts: Options, plan: &mut Plan
     Ok(())
 }
 
-fn collect_managed(root: &CgroupRoot, group: &GroupName, out: &mut Vec<GroupName>) -> Result<(), CgroupError> {
+fn collect_managed(
+    root: &CgroupRoot,
+    group: &GroupName,
+    out: &mut Vec<GroupName>,
+) -> Result<(), CgroupError> {
     for child in root.children(group)? {
         if child == GroupName::leaf() {
             continue;
@@ -291,8 +361,15 @@ pub struct Report {
 /// How to undo one performed step.
 enum Undo {
     Rmdir(GroupName),
-    Restore { group: GroupName, file: &'static str, value: String },
-    Disable { group: GroupName, controller: Controller },
+    Restore {
+        group: GroupName,
+        file: &'static str,
+        value: String,
+    },
+    Disable {
+        group: GroupName,
+        controller: Controller,
+    },
 }
 
 /// Performs the plan's steps in order; on failure undoes what this run did.
@@ -308,7 +385,10 @@ pub fn execute(root: &CgroupRoot, plan: &Plan) -> Result<Report, ApplyError> {
             Ok(false) => {}
             Err(source) => {
                 let rollback = rollback(root, journal);
-                return Err(ApplyError::RolledBack { failure: source, rollback });
+                return Err(ApplyError::RolledBack {
+                    failure: source,
+                    rollback,
+                });
             }
         }
     }
@@ -323,11 +403,18 @@ fn perform(root: &CgroupRoot, step: &Step, journal: &mut Vec<Undo>) -> Result<bo
             Ok(true)
         }
         Step::Enable { group, controller } => {
-            if root.subtree_control(group)?.iter().any(|c| c == controller.name()) {
+            if root
+                .subtree_control(group)?
+                .iter()
+                .any(|c| c == controller.name())
+            {
                 return Ok(false);
             }
             tree::enable(root, group, *controller)?;
-            journal.push(Undo::Disable { group: group.clone(), controller: *controller });
+            journal.push(Undo::Disable {
+                group: group.clone(),
+                controller: *controller,
+            });
             Ok(true)
         }
         Step::Create { group } => {
@@ -340,20 +427,31 @@ fn perform(root: &CgroupRoot, step: &Step, journal: &mut Vec<Undo>) -> Result<bo
             }
             Ok(created)
         }
-        Step::Write { group, setting, new, .. } => {
+        Step::Write {
+            group,
+            setting,
+            new,
+            ..
+        } => {
             let file = setting.file();
             let current = root.read(group, file)?;
             let page = page_size();
             if setting.is_satisfied_by(&current, page).unwrap_or(false) {
                 return Ok(false);
             }
-            let restore = setting.restore_value(&current).map_err(|e| CgroupError::Format {
-                path: root.display_path(group, file),
-                content: current.clone(),
-                reason: e.0,
-            })?;
+            let restore = setting
+                .restore_value(&current)
+                .map_err(|e| CgroupError::Format {
+                    path: root.display_path(group, file),
+                    content: current.clone(),
+                    reason: e.0,
+                })?;
             root.write(group, file, new)?;
-            journal.push(Undo::Restore { group: group.clone(), file, value: restore });
+            journal.push(Undo::Restore {
+                group: group.clone(),
+                file,
+                value: restore,
+            });
             Ok(true)
         }
         Step::Remove { group } => {
@@ -393,7 +491,9 @@ pub fn touched_groups(plan: &Plan) -> BTreeSet<GroupName> {
     plan.steps
         .iter()
         .filter_map(|s| match s {
-            Step::Create { group } | Step::Write { group, .. } | Step::Remove { group } => Some(group.clone()),
+            Step::Create { group } | Step::Write { group, .. } | Step::Remove { group } => {
+                Some(group.clone())
+            }
             _ => None,
         })
         .collect()

@@ -17,7 +17,13 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     /// The managed cgroup directory. `self` means the cgroup cgmgr itself
     /// runs in (a systemd unit with Delegate=yes, a container).
-    #[arg(long, global = true, env = "CGMGR_ROOT", default_value = "/sys/fs/cgroup", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        env = "CGMGR_ROOT",
+        default_value = "/sys/fs/cgroup",
+        value_name = "PATH"
+    )]
     pub root: String,
 
     /// What to do.

@@ -27,7 +27,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(EXIT_INVALID) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_INVALID)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     match run(cli) {
@@ -46,7 +50,8 @@ fn main() -> ExitCode {
 
 /// A closed stdout (`cgmgr apply --dry-run | head`) is not an error.
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -68,8 +73,10 @@ fn resolve_root(root: &str) -> Result<PathBuf> {
     if root != "self" {
         return Ok(PathBuf::from(root));
     }
-    let cgroup = std::fs::read_to_string("/proc/self/cgroup").context("reading /proc/self/cgroup")?;
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    let cgroup =
+        std::fs::read_to_string("/proc/self/cgroup").context("reading /proc/self/cgroup")?;
+    let mountinfo =
+        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
     own_cgroup_dir(&cgroup, &mountinfo).map_err(|e| anyhow::anyhow!("--root self: {e}"))
 }
 
@@ -77,7 +84,10 @@ fn apply_cmd(root: &str, args: ApplyArgs) -> Result<()> {
     let set = policy::load(&args.paths)?;
     let root_path = resolve_root(root)?;
     let root = CgroupRoot::open(&root_path)?;
-    let opts = Options { prune: args.prune, force: args.force };
+    let opts = Options {
+        prune: args.prune,
+        force: args.force,
+    };
     let plan = apply::plan(&root, &set, opts)?;
     let mut out = std::io::stdout().lock();
     if plan.steps.is_empty() {
@@ -89,7 +99,12 @@ fn apply_cmd(root: &str, args: ApplyArgs) -> Result<()> {
         )?;
         return Ok(());
     }
-    writeln!(out, "plan for {} ({} step(s)):", root_path.display(), plan.steps.len())?;
+    writeln!(
+        out,
+        "plan for {} ({} step(s)):",
+        root_path.display(),
+        plan.steps.len()
+    )?;
     for step in &plan.steps {
         writeln!(out, "  {step}")?;
     }

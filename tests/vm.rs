@@ -20,7 +20,10 @@ fn run_in_vm(script: &str) {
         output.status.success(),
         "{script} failed in the VM\n--- serial console ---\n{log}\n--- harness ---\n{err}"
     );
-    assert!(log.contains("\nPASS\n"), "{script} did not reach its end:\n{log}");
+    assert!(
+        log.contains("\nPASS\n"),
+        "{script} did not reach its end:\n{log}"
+    );
 }
 
 /// memory.max OOM kill, pids.max fork failures, cpu.max throttling.

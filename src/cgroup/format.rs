@@ -45,7 +45,9 @@ pub fn nested_keyed(text: &str) -> Result<Vec<NestedLine>, ValueError> {
         let mut fields = Vec::new();
         for word in words {
             let Some((k, v)) = word.split_once('=') else {
-                return Err(ValueError(format!("field {word:?} in line {line:?} is not KEY=VALUE")));
+                return Err(ValueError(format!(
+                    "field {word:?} in line {line:?} is not KEY=VALUE"
+                )));
             };
             fields.push((k.to_string(), v.to_string()));
         }
@@ -179,13 +181,19 @@ mod tests {
     fn nested_keyed_lines() {
         let lines = nested_keyed("8:0 rbps=max wbps=1048576 riops=max wiops=max\n").unwrap();
         assert_eq!(lines[0].key, "8:0");
-        assert_eq!(lines[0].fields[1], ("wbps".to_string(), "1048576".to_string()));
+        assert_eq!(
+            lines[0].fields[1],
+            ("wbps".to_string(), "1048576".to_string())
+        );
         assert!(nested_keyed("8:0 rbytes").is_err());
     }
 
     #[test]
     fn lists() {
-        assert_eq!(word_list("cpuset cpu io memory pids\n"), ["cpuset", "cpu", "io", "memory", "pids"]);
+        assert_eq!(
+            word_list("cpuset cpu io memory pids\n"),
+            ["cpuset", "cpu", "io", "memory", "pids"]
+        );
         assert_eq!(pid_list("1\n42\n").unwrap(), [1, 42]);
         assert!(pid_list("1\nx\n").is_err());
     }

@@ -32,7 +32,10 @@ pub struct CgroupRoot {
 impl CgroupRoot {
     /// Opens `path` and checks that it is on a cgroup2 filesystem.
     pub fn open(path: &Path) -> Result<CgroupRoot, CgroupError> {
-        let open_err = |errno| CgroupError::OpenRoot { path: path.to_path_buf(), errno };
+        let open_err = |errno| CgroupError::OpenRoot {
+            path: path.to_path_buf(),
+            errno,
+        };
         let dir = nix::fcntl::open(
             path,
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -43,11 +46,14 @@ impl CgroupRoot {
         if fs.filesystem_type() != CGROUP2_SUPER_MAGIC {
             return Err(CgroupError::NotCgroup2 {
                 path: path.to_path_buf(),
-                fs_type: fs.filesystem_type().0 as i64,
-                expected: CGROUP2_SUPER_MAGIC.0 as i64,
+                fs_type: fs.filesystem_type().0,
+                expected: CGROUP2_SUPER_MAGIC.0,
             });
         }
-        Ok(CgroupRoot { path: path.to_path_buf(), dir })
+        Ok(CgroupRoot {
+            path: path.to_path_buf(),
+            dir,
+        })
     }
 
     /// The root's path as given.
@@ -62,34 +68,48 @@ impl CgroupRoot {
 
     /// The absolute path of a group directory, for messages.
     pub fn group_path(&self, group: &GroupName) -> PathBuf {
-        if group.is_root() { self.path.clone() } else { self.path.join(group.as_str()) }
+        if group.is_root() {
+            self.path.clone()
+        } else {
+            self.path.join(group.as_str())
+        }
     }
 
     fn open_beneath(&self, rel: &str, flags: OFlag) -> Result<OwnedFd, Errno> {
-        let how = OpenHow::new()
-            .flags(flags | OFlag::O_CLOEXEC)
-            .resolve(
-                ResolveFlag::RESOLVE_BENEATH
-                    | ResolveFlag::RESOLVE_NO_SYMLINKS
-                    | ResolveFlag::RESOLVE_NO_MAGICLINKS
-                    | ResolveFlag::RESOLVE_NO_XDEV,
-            );
+        let how = OpenHow::new().flags(flags | OFlag::O_CLOEXEC).resolve(
+            ResolveFlag::RESOLVE_BENEATH
+                | ResolveFlag::RESOLVE_NO_SYMLINKS
+                | ResolveFlag::RESOLVE_NO_MAGICLINKS
+                | ResolveFlag::RESOLVE_NO_XDEV,
+        );
         let fd = openat2(self.dir.as_fd(), rel, how)?;
         Ok(fd)
     }
 
     /// Reads a whole interface file.
     pub fn read(&self, group: &GroupName, file: &str) -> Result<String, CgroupError> {
-        let read_err = |errno| CgroupError::Read { path: self.display_path(group, file), errno };
-        let fd = self.open_beneath(&group.file(file), OFlag::O_RDONLY).map_err(read_err)?;
+        let read_err = |errno| CgroupError::Read {
+            path: self.display_path(group, file),
+            errno,
+        };
+        let fd = self
+            .open_beneath(&group.file(file), OFlag::O_RDONLY)
+            .map_err(read_err)?;
         read_fd(&fd).map_err(read_err)
     }
 
     /// Reads a file, `None` when the file (or the group) does not exist.
-    pub fn read_optional(&self, group: &GroupName, file: &str) -> Result<Option<String>, CgroupError> {
+    pub fn read_optional(
+        &self,
+        group: &GroupName,
+        file: &str,
+    ) -> Result<Option<String>, CgroupError> {
         match self.read(group, file) {
             Ok(text) => Ok(Some(text)),
-            Err(CgroupError::Read { errno: Errno::ENOENT, .. }) => Ok(None),
+            Err(CgroupError::Read {
+                errno: Errno::ENOENT,
+                ..
+            }) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -115,17 +135,22 @@ impl CgroupRoot {
         T: FromStr,
         T::Err: std::fmt::Display,
     {
-        self.read_parsed(group, file, |s| s.trim().parse().map_err(|e: T::Err| ValueError(e.to_string())))
+        self.read_parsed(group, file, |s| {
+            s.trim()
+                .parse()
+                .map_err(|e: T::Err| ValueError(e.to_string()))
+        })
     }
 
     /// Writes `value` to a file in one `write(2)`, as the kernel requires.
     pub fn write(&self, group: &GroupName, file: &str, value: &str) -> Result<(), CgroupError> {
-        self.write_raw(group, file, value).map_err(|errno| CgroupError::Write {
-            path: self.display_path(group, file),
-            value: value.to_string(),
-            errno,
-            hint: String::new(),
-        })
+        self.write_raw(group, file, value)
+            .map_err(|errno| CgroupError::Write {
+                path: self.display_path(group, file),
+                value: value.to_string(),
+                errno,
+                hint: String::new(),
+            })
     }
 
     /// Like [`CgroupRoot::write`] but returns the bare errno, for callers
@@ -145,13 +170,17 @@ impl CgroupRoot {
 
     /// True when the group directory exists.
     pub fn exists(&self, group: &GroupName) -> bool {
-        self.open_beneath(group.dir(), OFlag::O_RDONLY | OFlag::O_DIRECTORY).is_ok()
+        self.open_beneath(group.dir(), OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+            .is_ok()
     }
 
     /// Creates a group; an existing one is fine (crash-restart, races).
     /// Returns true when this call created it.
     pub fn mkdir(&self, group: &GroupName) -> Result<bool, CgroupError> {
-        let mkdir_err = |errno| CgroupError::Mkdir { path: self.group_path(group), errno };
+        let mkdir_err = |errno| CgroupError::Mkdir {
+            path: self.group_path(group),
+            errno,
+        };
         let (parent_fd, leaf) = self.open_parent(group).map_err(mkdir_err)?;
         match nix::sys::stat::mkdirat(&parent_fd, leaf, Mode::from_bits_truncate(0o755)) {
             Ok(()) => Ok(true),
@@ -162,7 +191,10 @@ impl CgroupRoot {
 
     /// Removes an empty group.
     pub fn rmdir(&self, group: &GroupName) -> Result<(), CgroupError> {
-        let rmdir_err = |errno| CgroupError::Rmdir { path: self.group_path(group), errno };
+        let rmdir_err = |errno| CgroupError::Rmdir {
+            path: self.group_path(group),
+            errno,
+        };
         let (parent_fd, leaf) = self.open_parent(group).map_err(rmdir_err)?;
         nix::unistd::unlinkat(&parent_fd, leaf, nix::unistd::UnlinkatFlags::RemoveDir)
             .map_err(rmdir_err)
@@ -177,7 +209,10 @@ impl CgroupRoot {
 
     /// The child groups of `group` whose names are valid group names.
     pub fn children(&self, group: &GroupName) -> Result<Vec<GroupName>, CgroupError> {
-        let list_err = |errno| CgroupError::List { path: self.group_path(group), errno };
+        let list_err = |errno| CgroupError::List {
+            path: self.group_path(group),
+            errno,
+        };
         let fd = self
             .open_beneath(group.dir(), OFlag::O_RDONLY | OFlag::O_DIRECTORY)
             .map_err(list_err)?;
@@ -188,7 +223,9 @@ impl CgroupRoot {
             if entry.file_type() != Some(nix::dir::Type::Directory) {
                 continue;
             }
-            let Ok(name) = entry.file_name().to_str() else { continue };
+            let Ok(name) = entry.file_name().to_str() else {
+                continue;
+            };
             if let Ok(child) = group.child(name) {
                 out.push(child);
             }
@@ -204,7 +241,9 @@ impl CgroupRoot {
 
     /// Controllers enabled for a group's children (`cgroup.subtree_control`).
     pub fn subtree_control(&self, group: &GroupName) -> Result<Vec<String>, CgroupError> {
-        Ok(format::word_list(&self.read(group, "cgroup.subtree_control")?))
+        Ok(format::word_list(
+            &self.read(group, "cgroup.subtree_control")?,
+        ))
     }
 
     /// Processes in a group (`cgroup.procs`).
@@ -234,7 +273,13 @@ impl CgroupRoot {
         // SAFETY: fd is a valid open descriptor, the name is NUL-terminated and
         // the value pointer/length describe a live 1-byte buffer.
         let rc = unsafe {
-            libc::fsetxattr(fd.as_raw_fd(), MANAGED_XATTR.as_ptr(), c"1".as_ptr().cast(), 1, 0)
+            libc::fsetxattr(
+                fd.as_raw_fd(),
+                MANAGED_XATTR.as_ptr(),
+                c"1".as_ptr().cast(),
+                1,
+                0,
+            )
         };
         if rc != 0 {
             return Err(CgroupError::Write {
@@ -256,7 +301,12 @@ impl CgroupRoot {
         // SAFETY: fd is valid, the name is NUL-terminated and buf is a live
         // buffer of the length passed.
         let rc = unsafe {
-            libc::fgetxattr(fd.as_raw_fd(), MANAGED_XATTR.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+            libc::fgetxattr(
+                fd.as_raw_fd(),
+                MANAGED_XATTR.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
         };
         rc == 1 && buf[0] == b'1'
     }
@@ -280,8 +330,12 @@ fn read_fd(fd: &OwnedFd) -> Result<String, Errno> {
 #[cfg(test)]
 impl CgroupRoot {
     pub(crate) fn open_unchecked(path: &Path) -> CgroupRoot {
-        let dir = nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
-        CgroupRoot { path: path.to_path_buf(), dir }
+        let dir =
+            nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
+        CgroupRoot {
+            path: path.to_path_buf(),
+            dir,
+        }
     }
 }
 
@@ -306,9 +360,21 @@ mod tests {
         let root = CgroupRoot::open_unchecked(tmp.path());
         let g = GroupName::parse("evil").unwrap();
         let e = root.read(&g, "memory.max").unwrap_err();
-        assert!(matches!(e, CgroupError::Read { errno: Errno::ELOOP, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                CgroupError::Read {
+                    errno: Errno::ELOOP,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(root.write(&g, "memory.max", "1").is_err());
-        assert_eq!(std::fs::read_to_string(outside.path().join("memory.max")).unwrap(), "secret");
+        assert_eq!(
+            std::fs::read_to_string(outside.path().join("memory.max")).unwrap(),
+            "secret"
+        );
     }
 
     #[test]
@@ -327,7 +393,10 @@ mod tests {
         let e = root.read_value::<u64>(&g, "pids.max");
         assert_eq!(e.unwrap(), 10);
         std::fs::write(tmp.path().join("a/pids.max"), "ten").unwrap();
-        let e = root.read_value::<u64>(&g, "pids.max").unwrap_err().to_string();
+        let e = root
+            .read_value::<u64>(&g, "pids.max")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("a/pids.max") && e.contains("ten"), "{e}");
         assert_eq!(root.children(&GroupName::root()).unwrap(), vec![g]);
     }

@@ -27,7 +27,9 @@ pub fn own_cgroup_dir(proc_self_cgroup: &str, mountinfo: &str) -> Result<PathBuf
         .ok_or("no cgroup2 filesystem is mounted (see /proc/self/mountinfo)")?;
     // Inside a cgroup namespace the mount's root is "/" and the path is
     // relative to the namespace; otherwise strip the mount's own root.
-    let relative = path.strip_prefix(mount_root.trim_end_matches('/')).unwrap_or(path);
+    let relative = path
+        .strip_prefix(mount_root.trim_end_matches('/'))
+        .unwrap_or(path);
     let relative = relative.trim_start_matches('/');
     // A process cgmgr evacuated sits in the root's leaf group; `self` then
     // still means the managed root, never the leaf (which must stay a leaf).
@@ -37,10 +39,16 @@ pub fn own_cgroup_dir(proc_self_cgroup: &str, mountinfo: &str) -> Result<PathBuf
         _ => relative,
     };
     if relative.split('/').any(|s| s == "..") {
-        return Err(format!("the cgroup path {path} is outside the cgroup2 mount at {mount_point}"));
+        return Err(format!(
+            "the cgroup path {path} is outside the cgroup2 mount at {mount_point}"
+        ));
     }
     let dir = PathBuf::from(mount_point);
-    Ok(if relative.is_empty() { dir } else { dir.join(relative) })
+    Ok(if relative.is_empty() {
+        dir
+    } else {
+        dir.join(relative)
+    })
 }
 
 #[cfg(test)]
@@ -51,25 +59,37 @@ mod tests {
     fn host_hybrid_mode() {
         let mountinfo = include_str!("../../tests/fixtures/kernel/host-6.18-hybrid.mountinfo");
         let dir = own_cgroup_dir("1:cpu:/\n0::/user.slice/x.scope\n", mountinfo).unwrap();
-        assert_eq!(dir, PathBuf::from("/sys/fs/cgroup/unified/user.slice/x.scope"));
+        assert_eq!(
+            dir,
+            PathBuf::from("/sys/fs/cgroup/unified/user.slice/x.scope")
+        );
     }
 
     #[test]
     fn unified_and_namespaced() {
         let mi = "30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n";
-        assert_eq!(own_cgroup_dir("0::/\n", mi).unwrap(), PathBuf::from("/sys/fs/cgroup"));
+        assert_eq!(
+            own_cgroup_dir("0::/\n", mi).unwrap(),
+            PathBuf::from("/sys/fs/cgroup")
+        );
         assert_eq!(
             own_cgroup_dir("0::/system.slice/cgmgr.service\n", mi).unwrap(),
             PathBuf::from("/sys/fs/cgroup/system.slice/cgmgr.service")
         );
         let bind = "30 23 0:26 /docker/abc /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
-        assert_eq!(own_cgroup_dir("0::/docker/abc/inner\n", bind).unwrap(), PathBuf::from("/sys/fs/cgroup/inner"));
+        assert_eq!(
+            own_cgroup_dir("0::/docker/abc/inner\n", bind).unwrap(),
+            PathBuf::from("/sys/fs/cgroup/inner")
+        );
     }
 
     #[test]
     fn the_leaf_means_its_parent() {
         let mi = "30 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
-        assert_eq!(own_cgroup_dir("0::/cgmgr.leaf\n", mi).unwrap(), PathBuf::from("/sys/fs/cgroup"));
+        assert_eq!(
+            own_cgroup_dir("0::/cgmgr.leaf\n", mi).unwrap(),
+            PathBuf::from("/sys/fs/cgroup")
+        );
         assert_eq!(
             own_cgroup_dir("0::/system.slice/cgmgr.service/cgmgr.leaf\n", mi).unwrap(),
             PathBuf::from("/sys/fs/cgroup/system.slice/cgmgr.service")
@@ -78,8 +98,16 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert!(own_cgroup_dir("1:cpu:/\n", "").unwrap_err().contains("no cgroup v2 line"));
-        assert!(own_cgroup_dir("0::/\n", "").unwrap_err().contains("no cgroup2 filesystem"));
+        assert!(
+            own_cgroup_dir("1:cpu:/\n", "")
+                .unwrap_err()
+                .contains("no cgroup v2 line")
+        );
+        assert!(
+            own_cgroup_dir("0::/\n", "")
+                .unwrap_err()
+                .contains("no cgroup2 filesystem")
+        );
         let mi = "30 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
         assert!(own_cgroup_dir("0::/../x\n", mi).is_err());
     }

@@ -176,7 +176,11 @@ mod tests {
     #[test]
     fn ancestry_and_files() {
         let g = GroupName::parse("a/b/c").unwrap();
-        let names: Vec<_> = g.ancestry().iter().map(|g| g.as_str().to_string()).collect();
+        let names: Vec<_> = g
+            .ancestry()
+            .iter()
+            .map(|g| g.as_str().to_string())
+            .collect();
         assert_eq!(names, ["", "a", "a/b", "a/b/c"]);
         assert_eq!(g.file("memory.max"), "a/b/c/memory.max");
         assert_eq!(GroupName::root().file("cgroup.procs"), "cgroup.procs");

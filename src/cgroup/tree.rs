@@ -58,7 +58,10 @@ const MAX_EINVAL_RETRIES: u32 = 20;
 
 /// Fails with a full explanation when a controller is missing from the
 /// managed root's `cgroup.controllers`.
-pub fn check_available(root: &CgroupRoot, needed: &BTreeSet<Controller>) -> Result<(), CgroupError> {
+pub fn check_available(
+    root: &CgroupRoot,
+    needed: &BTreeSet<Controller>,
+) -> Result<(), CgroupError> {
     let available = root.controllers(&GroupName::root())?;
     let missing: Vec<Controller> = needed
         .iter()
@@ -72,7 +75,15 @@ pub fn check_available(root: &CgroupRoot, needed: &BTreeSet<Controller>) -> Resu
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let reasons: Vec<String> = missing
         .iter()
-        .map(|c| explain_missing(*c, &root.path().display().to_string(), &available, &proc_cgroups, &mountinfo))
+        .map(|c| {
+            explain_missing(
+                *c,
+                &root.path().display().to_string(),
+                &available,
+                &proc_cgroups,
+                &mountinfo,
+            )
+        })
         .collect();
     Err(CgroupError::ControllerUnavailable(reasons.join("\n")))
 }
@@ -87,7 +98,11 @@ pub fn explain_missing(
     mountinfo: &str,
 ) -> String {
     let name = controller.name();
-    let have = if available.is_empty() { "none".to_string() } else { available.join(" ") };
+    let have = if available.is_empty() {
+        "none".to_string()
+    } else {
+        available.join(" ")
+    };
     let head = format!(
         "the {name} controller is not available in cgroup v2 at {root} (its cgroup.controllers lists: {have})"
     );
@@ -136,7 +151,11 @@ pub fn v1_mount_point(controller: &str, mountinfo: &str) -> Option<String> {
 /// Processes may fork meanwhile, hence the loop; ESRCH (the process exited)
 /// is fine; EINVAL can be transient (a process mid-exit) and is retried.
 /// Returns how many processes were moved.
-pub fn evacuate(root: &CgroupRoot, from: &GroupName, leaf: &GroupName) -> Result<usize, CgroupError> {
+pub fn evacuate(
+    root: &CgroupRoot,
+    from: &GroupName,
+    leaf: &GroupName,
+) -> Result<usize, CgroupError> {
     root.mkdir(leaf)?;
     let mut moved = 0;
     for _ in 0..MAX_EVACUATION_PASSES {
@@ -185,7 +204,11 @@ pub fn move_pid(root: &CgroupRoot, to: &GroupName, pid: i32) -> Result<bool, Cgr
 /// When `group` is the managed root and not the hierarchy root, processes
 /// that arrived since the evacuation make the kernel answer EBUSY: they are
 /// moved to the leaf and the write is retried.
-pub fn enable(root: &CgroupRoot, group: &GroupName, controller: Controller) -> Result<(), CgroupError> {
+pub fn enable(
+    root: &CgroupRoot,
+    group: &GroupName,
+    controller: Controller,
+) -> Result<(), CgroupError> {
     let value = format!("+{}", controller.name());
     for _ in 0..MAX_EVACUATION_PASSES {
         match root.write_raw(group, "cgroup.subtree_control", &value) {
@@ -220,15 +243,24 @@ pub fn enable(root: &CgroupRoot, group: &GroupName, controller: Controller) -> R
 }
 
 /// Disables a controller again (used to roll back).
-pub fn disable(root: &CgroupRoot, group: &GroupName, controller: Controller) -> Result<(), CgroupError> {
-    root.write(group, "cgroup.subtree_control", &format!("-{}", controller.name()))
+pub fn disable(
+    root: &CgroupRoot,
+    group: &GroupName,
+    controller: Controller,
+) -> Result<(), CgroupError> {
+    root.write(
+        group,
+        "cgroup.subtree_control",
+        &format!("-{}", controller.name()),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const PROC_CGROUPS: &str = include_str!("../../tests/fixtures/kernel/host-6.18-hybrid.proc-cgroups");
+    const PROC_CGROUPS: &str =
+        include_str!("../../tests/fixtures/kernel/host-6.18-hybrid.proc-cgroups");
     const MOUNTINFO: &str = include_str!("../../tests/fixtures/kernel/host-6.18-hybrid.mountinfo");
 
     #[test]
@@ -240,7 +272,10 @@ mod tests {
             PROC_CGROUPS,
             MOUNTINFO,
         );
-        assert!(msg.contains("the memory controller is not available in cgroup v2"), "{msg}");
+        assert!(
+            msg.contains("the memory controller is not available in cgroup v2"),
+            "{msg}"
+        );
         assert!(msg.contains("lists: hugetlb"), "{msg}");
         assert!(msg.contains("bound to a cgroup v1 hierarchy (hierarchy 4 in /proc/cgroups, mounted at /sys/fs/cgroup/memory)"), "{msg}");
         assert!(msg.contains("systemd.unified_cgroup_hierarchy=1"), "{msg}");
@@ -252,13 +287,22 @@ mod tests {
         let msg = explain_missing(Controller::Pids, "/sys/fs/cgroup/x", &[], proc_cgroups, "");
         assert!(msg.contains("lists: none"), "{msg}");
         assert!(msg.contains("does not delegate it"), "{msg}");
-        assert!(msg.contains("echo +pids > PARENT/cgroup.subtree_control"), "{msg}");
+        assert!(
+            msg.contains("echo +pids > PARENT/cgroup.subtree_control"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn finds_v1_mounts() {
-        assert_eq!(v1_mount_point("pids", MOUNTINFO).as_deref(), Some("/sys/fs/cgroup/pids"));
-        assert_eq!(v1_mount_point("cpu", MOUNTINFO).as_deref(), Some("/sys/fs/cgroup/cpu"));
+        assert_eq!(
+            v1_mount_point("pids", MOUNTINFO).as_deref(),
+            Some("/sys/fs/cgroup/pids")
+        );
+        assert_eq!(
+            v1_mount_point("cpu", MOUNTINFO).as_deref(),
+            Some("/sys/fs/cgroup/cpu")
+        );
         assert_eq!(v1_mount_point("hugetlb", MOUNTINFO), None);
     }
 }

@@ -389,7 +389,13 @@ mod tests {
     #[test]
     fn cpu_max_kernel_format() {
         let v: CpuMax = "max 100000\n".parse().unwrap();
-        assert_eq!(v, CpuMax { quota: Limit::Max, period: 100_000 });
+        assert_eq!(
+            v,
+            CpuMax {
+                quota: Limit::Max,
+                period: 100_000
+            }
+        );
         assert_eq!(v.to_string(), "max 100000");
         let v: CpuMax = "20000 100000".parse().unwrap();
         assert_eq!(v.cores(), Some(0.2));
@@ -400,11 +406,25 @@ mod tests {
 
     #[test]
     fn cpu_max_ranges() {
-        let ok = CpuMax { quota: Limit::Value(1000), period: 1000 };
+        let ok = CpuMax {
+            quota: Limit::Value(1000),
+            period: 1000,
+        };
         assert!(ok.check_range().is_ok());
-        let low = CpuMax { quota: Limit::Value(500), period: 100_000 };
-        assert!(low.check_range().unwrap_err().0.contains("below the kernel's minimum"));
-        let period = CpuMax { quota: Limit::Max, period: 2_000_000 };
+        let low = CpuMax {
+            quota: Limit::Value(500),
+            period: 100_000,
+        };
+        assert!(
+            low.check_range()
+                .unwrap_err()
+                .0
+                .contains("below the kernel's minimum")
+        );
+        let period = CpuMax {
+            quota: Limit::Max,
+            period: 2_000_000,
+        };
         assert!(period.check_range().is_err());
     }
 
@@ -423,15 +443,27 @@ mod tests {
         let line = "8:16 rbps=2097152 wbps=max riops=max wiops=120";
         let parsed: IoMaxLine = line.parse().unwrap();
         assert_eq!(parsed.to_string(), line);
-        assert_eq!(parsed.device, DevNum { major: 8, minor: 16 });
+        assert_eq!(
+            parsed.device,
+            DevNum {
+                major: 8,
+                minor: 16
+            }
+        );
         assert!("8:16 foo=1".parse::<IoMaxLine>().is_err());
         assert!("sda rbps=1".parse::<IoMaxLine>().is_err());
     }
 
     #[test]
     fn io_limits_satisfied_only_on_set_keys() {
-        let want = IoLimits { rbps: Some(Limit::Value(10)), ..Default::default() };
-        assert!(want.satisfied_by(&IoLimits { rbps: Some(Limit::Value(10)), ..IoLimits::UNLIMITED }));
+        let want = IoLimits {
+            rbps: Some(Limit::Value(10)),
+            ..Default::default()
+        };
+        assert!(want.satisfied_by(&IoLimits {
+            rbps: Some(Limit::Value(10)),
+            ..IoLimits::UNLIMITED
+        }));
         assert!(!want.satisfied_by(&IoLimits::UNLIMITED));
     }
 

@@ -24,7 +24,14 @@ impl fmt::Display for PolicyError {
         if self.line == 0 {
             write!(f, "{}: {}", self.file.display(), self.message)?;
         } else {
-            write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)?;
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                self.line,
+                self.column,
+                self.message
+            )?;
         }
         if let Some(hint) = &self.hint {
             write!(f, "\n  hint: {hint}")?;
@@ -46,6 +53,10 @@ impl fmt::Display for PolicyErrors {
             write!(f, "{e}")?;
         }
         let n = self.0.len();
-        write!(f, "\n{n} error{} in the policy set; nothing was written", if n == 1 { "" } else { "s" })
+        write!(
+            f,
+            "\n{n} error{} in the policy set; nothing was written",
+            if n == 1 { "" } else { "s" }
+        )
     }
 }

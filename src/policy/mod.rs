@@ -81,7 +81,10 @@ fn policy_files(paths: &[PathBuf], errors: &mut Vec<PolicyError>) -> Vec<PathBuf
                 Err(e) => errors.push(file_error(path, format!("cannot list directory: {e}"))),
             }
             if files.len() == before {
-                errors.push(file_error(path, "no *.toml policy files in this directory".into()));
+                errors.push(file_error(
+                    path,
+                    "no *.toml policy files in this directory".into(),
+                ));
             }
         } else if path.exists() {
             files.push(path.clone());
@@ -98,5 +101,11 @@ fn is_policy_file(p: &Path) -> bool {
 }
 
 fn file_error(file: &Path, message: String) -> PolicyError {
-    PolicyError { file: file.to_path_buf(), line: 0, column: 0, message, hint: None }
+    PolicyError {
+        file: file.to_path_buf(),
+        line: 0,
+        column: 0,
+        message,
+        hint: None,
+    }
 }

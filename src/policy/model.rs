@@ -161,7 +161,13 @@ impl Setting {
     pub fn show_current(&self, current: &str) -> String {
         match self {
             Setting::IoMax(line) => io_max_for(current, line)
-                .map(|l| IoMaxLine { device: line.device, limits: line.limits.restrict_to_keys_of(&l) }.to_string())
+                .map(|l| {
+                    IoMaxLine {
+                        device: line.device,
+                        limits: line.limits.restrict_to_keys_of(&l),
+                    }
+                    .to_string()
+                })
                 .unwrap_or_else(|_| current.trim().to_string()),
             _ => current.trim().replace('\n', "; "),
         }
@@ -230,7 +236,10 @@ impl Namespace {
 
     /// Parses a policy name such as `"net"`.
     pub fn from_name(name: &str) -> Option<Namespace> {
-        Namespace::ALL.iter().find(|(n, _)| *n == name).map(|(_, ns)| *ns)
+        Namespace::ALL
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, ns)| *ns)
     }
 }
 
@@ -291,14 +300,17 @@ impl PolicySet {
     pub fn subtree_controllers(&self) -> BTreeMap<GroupName, BTreeSet<Controller>> {
         let mut out: BTreeMap<GroupName, BTreeSet<Controller>> = BTreeMap::new();
         for group in self.groups.values() {
-            let used: BTreeSet<Controller> = group.settings.iter().map(Setting::controller).collect();
+            let used: BTreeSet<Controller> =
+                group.settings.iter().map(Setting::controller).collect();
             if used.is_empty() {
                 continue;
             }
             let mut ancestry = group.name.ancestry();
             ancestry.pop(); // the group itself does not need them for its children
             for ancestor in ancestry {
-                out.entry(ancestor).or_default().extend(used.iter().copied());
+                out.entry(ancestor)
+                    .or_default()
+                    .extend(used.iter().copied());
             }
         }
         out

@@ -15,9 +15,7 @@ use super::error::PolicyError;
 use super::model::{ExecConfig, Group, MemoryKnob, Namespace, Origin, Setting};
 use super::units::{parse_count, parse_cpu_max, parse_size};
 use crate::cgroup::GroupName;
-use crate::cgroup::values::{
-    Bytes, CpuSet, DevNum, IoLimits, IoMaxLine, Limit, MAX_CPU_QUOTA_US,
-};
+use crate::cgroup::values::{Bytes, CpuSet, DevNum, IoLimits, IoMaxLine, Limit, MAX_CPU_QUOTA_US};
 
 /// Every key a group table accepts, as written in SPEC.md.
 pub const GROUP_KEYS: [&str; 15] = [
@@ -39,7 +37,15 @@ pub const GROUP_KEYS: [&str; 15] = [
 ];
 
 /// Keys of the `[group.NAME.exec]` table.
-pub const EXEC_KEYS: [&str; 7] = ["rootfs", "namespaces", "hostname", "uid", "gid", "env", "cwd"];
+pub const EXEC_KEYS: [&str; 7] = [
+    "rootfs",
+    "namespaces",
+    "hostname",
+    "uid",
+    "gid",
+    "env",
+    "cwd",
+];
 
 /// Keys of one `io.max` entry.
 pub const IO_MAX_KEYS: [&str; 5] = ["device", "rbps", "wbps", "riops", "wiops"];
@@ -51,14 +57,21 @@ type Value<'i> = Spanned<DeValue<'i>>;
 
 /// Parses one policy file. All problems are reported, not only the first.
 pub fn parse_file(file: &Path, text: &str) -> Result<Vec<Group>, Vec<PolicyError>> {
-    let mut p = Parser { file: file.to_path_buf(), text, errors: Vec::new() };
+    let mut p = Parser {
+        file: file.to_path_buf(),
+        text,
+        errors: Vec::new(),
+    };
     let groups = match DeTable::parse(text) {
         Ok(doc) => p.document(doc.get_ref()),
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
             let mut message = format!("invalid TOML: {}", e.message().trim_end());
             if let Some(first) = first_header_line(text, span.start) {
-                message = format!("{message}: this table is declared twice: first at {}:{first}, again here", file.display());
+                message = format!(
+                    "{message}: this table is declared twice: first at {}:{first}, again here",
+                    file.display()
+                );
             }
             p.error(span, message, None);
             Vec::new()
@@ -83,12 +96,22 @@ impl Parser<'_> {
         let before = &self.text[..offset.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-        Origin { file: self.file.clone(), line, column }
+        Origin {
+            file: self.file.clone(),
+            line,
+            column,
+        }
     }
 
     fn error(&mut self, span: Range<usize>, message: String, hint: Option<String>) {
         let o = self.origin(span.start);
-        self.errors.push(PolicyError { file: o.file, line: o.line, column: o.column, message, hint });
+        self.errors.push(PolicyError {
+            file: o.file,
+            line: o.line,
+            column: o.column,
+            message,
+            hint,
+        });
     }
 
     fn document(&mut self, doc: &DeTable<'_>) -> Vec<Group> {
@@ -111,7 +134,11 @@ impl Parser<'_> {
         groups
     }
 
-    fn group(&mut self, name: &Spanned<std::borrow::Cow<'_, str>>, body: &Value<'_>) -> Option<Group> {
+    fn group(
+        &mut self,
+        name: &Spanned<std::borrow::Cow<'_, str>>,
+        body: &Value<'_>,
+    ) -> Option<Group> {
         let group_name = match GroupName::parse(name.get_ref()) {
             Ok(g) => Some(g),
             Err(e) => {
@@ -120,7 +147,11 @@ impl Parser<'_> {
             }
         };
         let DeValue::Table(table) = body.get_ref() else {
-            self.wrong_type(body, &format!("group `{}`", name.get_ref()), "a table, like [group.sandbox]");
+            self.wrong_type(
+                body,
+                &format!("group `{}`", name.get_ref()),
+                "a table, like [group.sandbox]",
+            );
             return None;
         };
         let label = name.get_ref().to_string();
@@ -142,7 +173,11 @@ impl Parser<'_> {
                 "io.max" => {
                     for line in self.io_max(value, &ctx) {
                         match io_devices.insert(line.0.device, line.1.clone()) {
-                            Some(_) => self.error(line.1, format!("{ctx}: device {} is listed twice", line.0.device), None),
+                            Some(_) => self.error(
+                                line.1,
+                                format!("{ctx}: device {} is listed twice", line.0.device),
+                                None,
+                            ),
                             None => group.settings.push(Setting::IoMax(line.0)),
                         }
                     }
@@ -173,13 +208,16 @@ impl Parser<'_> {
             } else {
                 format!("{prefix}.{}", key.get_ref())
             };
-            let is_prefix = GROUP_KEYS.iter().any(|k| k.starts_with(&format!("{full}.")));
+            let is_prefix = GROUP_KEYS
+                .iter()
+                .any(|k| k.starts_with(&format!("{full}.")));
             let is_table = matches!(value.get_ref(), DeValue::Table(_));
-            if let DeValue::Table(inner) = value.get_ref() {
-                if is_prefix && full != "exec" {
-                    self.flatten(group, &full, inner, out);
-                    continue;
-                }
+            if let DeValue::Table(inner) = value.get_ref()
+                && is_prefix
+                && full != "exec"
+            {
+                self.flatten(group, &full, inner, out);
+                continue;
             }
             if GROUP_KEYS.contains(&full.as_str()) {
                 out.push((full, value));
@@ -190,22 +228,41 @@ impl Parser<'_> {
             let shown = first_leaf(&full, value.get_ref());
             let hint = suggestion(&shown, &GROUP_KEYS).or_else(|| {
                 (is_table && prefix.is_empty()).then(|| {
-                    format!("a nested group is declared with its full path: [group.\"{group}/{full}\"]")
+                    format!(
+                        "a nested group is declared with its full path: [group.\"{group}/{full}\"]"
+                    )
                 })
             });
-            self.error(key.span(), format!("unknown key `{shown}` in group `{group}`"), hint);
+            self.error(
+                key.span(),
+                format!("unknown key `{shown}` in group `{group}`"),
+                hint,
+            );
         }
     }
 
-    fn unknown_key(&mut self, key: &Spanned<std::borrow::Cow<'_, str>>, place: &str, known: &[&str]) {
+    fn unknown_key(
+        &mut self,
+        key: &Spanned<std::borrow::Cow<'_, str>>,
+        place: &str,
+        known: &[&str],
+    ) {
         let hint = suggestion(key.get_ref(), known)
             .or_else(|| Some(format!("valid keys are: {}", known.join(", "))));
-        self.error(key.span(), format!("unknown key `{}` {place}", key.get_ref()), hint);
+        self.error(
+            key.span(),
+            format!("unknown key `{}` {place}", key.get_ref()),
+            hint,
+        );
     }
 
     fn wrong_type(&mut self, value: &Value<'_>, what: &str, expected: &str) {
         let found = describe(value.get_ref());
-        self.error(value.span(), format!("{what} must be {expected}; found {found}"), None);
+        self.error(
+            value.span(),
+            format!("{what} must be {expected}; found {found}"),
+            None,
+        );
     }
 
     fn invalid(&mut self, value: &Value<'_>, what: &str, why: String) {
@@ -223,16 +280,28 @@ impl Parser<'_> {
     }
 
     /// An integer in `range`; anything else is reported.
-    fn int(&mut self, value: &Value<'_>, what: &str, range: Range<u64>, expected: &str) -> Option<u64> {
+    fn int(
+        &mut self,
+        value: &Value<'_>,
+        what: &str,
+        range: Range<u64>,
+        expected: &str,
+    ) -> Option<u64> {
         let DeValue::Integer(i) = value.get_ref() else {
             self.wrong_type(value, what, expected);
             return None;
         };
         let n = i128::from_str_radix(i.as_str(), i.radix()).ok();
         match n {
-            Some(n) if n >= range.start as i128 && n < range.end as i128 => Some(n as u64),
+            Some(n) if n >= i128::from(range.start) && n < i128::from(range.end) => {
+                u64::try_from(n).ok()
+            }
             _ => {
-                self.invalid(value, what, format!("{} is out of range: {expected}", i.as_str()));
+                self.invalid(
+                    value,
+                    what,
+                    format!("{} is out of range: {expected}", i.as_str()),
+                );
                 None
             }
         }
@@ -243,17 +312,27 @@ impl Parser<'_> {
         match key {
             "cpu.max" => {
                 let s = self.string(value, what)?;
-                parse_cpu_max(s).map(Setting::CpuMax).map_err(|e| self.invalid(value, what, e)).ok()
+                parse_cpu_max(s)
+                    .map(Setting::CpuMax)
+                    .map_err(|e| self.invalid(value, what, e))
+                    .ok()
             }
             "cpu.max.burst" => self
-                .int(value, what, 0..MAX_CPU_QUOTA_US + 1, "an integer number of microseconds")
+                .int(
+                    value,
+                    what,
+                    0..MAX_CPU_QUOTA_US + 1,
+                    "an integer number of microseconds",
+                )
                 .map(Setting::CpuMaxBurst),
             "cpu.weight" => self
                 .int(value, what, 1..10_001, "an integer from 1 to 10000")
-                .map(|w| Setting::CpuWeight(w as u32)),
+                .and_then(|w| u32::try_from(w).ok())
+                .map(Setting::CpuWeight),
             "io.weight" => self
                 .int(value, what, 1..10_001, "an integer from 1 to 10000")
-                .map(|w| Setting::IoWeight(w as u32)),
+                .and_then(|w| u32::try_from(w).ok())
+                .map(Setting::IoWeight),
             "cpuset.cpus" => {
                 let s = self.string(value, what)?;
                 s.parse::<CpuSet>()
@@ -282,9 +361,12 @@ impl Parser<'_> {
 
     /// A size: an integer number of bytes, or a string with a unit, or "max".
     fn size(&mut self, value: &Value<'_>, what: &str) -> Option<Limit<Bytes>> {
-        let expected = "a size: an integer number of bytes, or a string like \"64M\", \"1G\" or \"max\"";
+        let expected =
+            "a size: an integer number of bytes, or a string like \"64M\", \"1G\" or \"max\"";
         match value.get_ref() {
-            DeValue::Integer(_) => self.int(value, what, 0..u64::MAX, expected).map(|b| Limit::Value(Bytes(b))),
+            DeValue::Integer(_) => self
+                .int(value, what, 0..u64::MAX, expected)
+                .map(|b| Limit::Value(Bytes(b))),
             DeValue::String(s) => parse_size(s).map_err(|e| self.invalid(value, what, e)).ok(),
             _ => {
                 self.wrong_type(value, what, expected);
@@ -297,33 +379,48 @@ impl Parser<'_> {
     fn count(&mut self, value: &Value<'_>, what: &str, max: u64) -> Option<Limit<u64>> {
         let expected = format!("an integer from 0 to {max}, or \"max\"");
         let parsed = match value.get_ref() {
-            DeValue::Integer(_) => self.int(value, what, 0..max + 1, &expected).map(Limit::Value),
-            DeValue::String(s) => parse_count(s).map_err(|e| self.invalid(value, what, e)).ok(),
+            DeValue::Integer(_) => self
+                .int(value, what, 0..max + 1, &expected)
+                .map(Limit::Value),
+            DeValue::String(s) => parse_count(s)
+                .map_err(|e| self.invalid(value, what, e))
+                .ok(),
             _ => {
                 self.wrong_type(value, what, &expected);
                 None
             }
         }?;
-        if let Limit::Value(n) = parsed {
-            if n > max {
-                self.invalid(value, what, format!("{n} is out of range: {expected}"));
-                return None;
-            }
+        if let Limit::Value(n) = parsed
+            && n > max
+        {
+            self.invalid(value, what, format!("{n} is out of range: {expected}"));
+            return None;
         }
         Some(parsed)
     }
 
     fn io_max(&mut self, value: &Value<'_>, what: &str) -> Vec<(IoMaxLine, Range<usize>)> {
         let DeValue::Array(items) = value.get_ref() else {
-            self.wrong_type(value, what, "an array of tables like [{ device = \"8:0\", rbps = \"10M\" }]");
+            self.wrong_type(
+                value,
+                what,
+                "an array of tables like [{ device = \"8:0\", rbps = \"10M\" }]",
+            );
             return Vec::new();
         };
-        items.iter().filter_map(|item| self.io_max_entry(item, what).map(|l| (l, item.span()))).collect()
+        items
+            .iter()
+            .filter_map(|item| self.io_max_entry(item, what).map(|l| (l, item.span())))
+            .collect()
     }
 
     fn io_max_entry(&mut self, item: &Value<'_>, what: &str) -> Option<IoMaxLine> {
         let DeValue::Table(t) = item.get_ref() else {
-            self.wrong_type(item, what, "a table like { device = \"8:0\", rbps = \"10M\" }");
+            self.wrong_type(
+                item,
+                what,
+                "a table like { device = \"8:0\", rbps = \"10M\" }",
+            );
             return None;
         };
         let mut device = None;
@@ -333,10 +430,16 @@ impl Parser<'_> {
             let ctx = format!("{what}: `{}`", key.get_ref());
             let bps = |p: &mut Self| match value.get_ref() {
                 DeValue::String(s) if s.trim() == "max" => Some(Limit::Max),
-                _ => p.size(value, &ctx).map(|l| l.value().map_or(Limit::Max, |b| Limit::Value(b.0))),
+                _ => p
+                    .size(value, &ctx)
+                    .map(|l| l.value().map_or(Limit::Max, |b| Limit::Value(b.0))),
             };
             match key.get_ref().as_ref() {
-                "device" => device = self.string(value, &ctx).and_then(|s| self.device(value, &ctx, s)),
+                "device" => {
+                    device = self
+                        .string(value, &ctx)
+                        .and_then(|s| self.device(value, &ctx, s))
+                }
                 "rbps" => limits.rbps = bps(self),
                 "wbps" => limits.wbps = bps(self),
                 "riops" => limits.riops = self.count(value, &ctx, u64::MAX - 1),
@@ -348,10 +451,18 @@ impl Parser<'_> {
             }
         }
         if device.is_none() && !t.keys().any(|k| k.get_ref() == "device") {
-            self.error(item.span(), format!("{what}: an entry has no `device`"), Some("add device = \"MAJ:MIN\" or a block device path like \"/dev/sda\"".into()));
+            self.error(
+                item.span(),
+                format!("{what}: an entry has no `device`"),
+                Some("add device = \"MAJ:MIN\" or a block device path like \"/dev/sda\"".into()),
+            );
         }
-        if limits == IoLimits::default() {
-            self.error(item.span(), format!("{what}: an entry sets none of rbps, wbps, riops, wiops"), None);
+        if ok && limits == IoLimits::default() {
+            self.error(
+                item.span(),
+                format!("{what}: an entry sets none of rbps, wbps, riops, wiops"),
+                None,
+            );
             ok = false;
         }
         match (ok, device) {
@@ -388,8 +499,26 @@ impl Parser<'_> {
                 "rootfs" => exec.rootfs = self.abs_path(value, &ctx),
                 "cwd" => exec.cwd = self.abs_path(value, &ctx),
                 "hostname" => exec.hostname = self.hostname(value, &ctx),
-                "uid" => exec.uid = self.int(value, &ctx, 0..u32::MAX as u64, "an integer id from 0 to 4294967294").map(|v| v as u32),
-                "gid" => exec.gid = self.int(value, &ctx, 0..u32::MAX as u64, "an integer id from 0 to 4294967294").map(|v| v as u32),
+                "uid" => {
+                    exec.uid = self
+                        .int(
+                            value,
+                            &ctx,
+                            0..u32::MAX as u64,
+                            "an integer id from 0 to 4294967294",
+                        )
+                        .and_then(|v| u32::try_from(v).ok())
+                }
+                "gid" => {
+                    exec.gid = self
+                        .int(
+                            value,
+                            &ctx,
+                            0..u32::MAX as u64,
+                            "an integer id from 0 to 4294967294",
+                        )
+                        .and_then(|v| u32::try_from(v).ok())
+                }
                 "namespaces" => exec.namespaces = self.namespaces(value, &ctx),
                 "env" => exec.env = self.env(value, &ctx),
                 _ => self.unknown_key(key, &format!("in {what}"), &EXEC_KEYS),
@@ -409,7 +538,9 @@ impl Parser<'_> {
 
     fn hostname(&mut self, value: &Value<'_>, what: &str) -> Option<String> {
         let s = self.string(value, what)?;
-        let valid_chars = s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        let valid_chars = s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
         if s.is_empty() || s.len() > 64 || !valid_chars || s.starts_with('-') {
             self.invalid(value, what, format!("{s:?} is not a hostname: 1 to 64 letters, digits, `-` and `.`, not starting with `-`"));
             return None;
@@ -437,8 +568,13 @@ impl Parser<'_> {
                     ok = false;
                 }
                 None => {
-                    let hint = suggestion(name, &names).or_else(|| Some(format!("namespaces are: {}", names.join(", "))));
-                    self.error(item.span(), format!("{what}: unknown namespace {name:?}"), hint);
+                    let hint = suggestion(name, &names)
+                        .or_else(|| Some(format!("namespaces are: {}", names.join(", "))));
+                    self.error(
+                        item.span(),
+                        format!("{what}: unknown namespace {name:?}"),
+                        hint,
+                    );
                     ok = false;
                 }
             }
@@ -455,7 +591,11 @@ impl Parser<'_> {
         for (key, v) in t {
             let k = key.get_ref();
             if k.is_empty() || k.contains('=') || k.contains('\0') {
-                self.error(key.span(), format!("{what}: {k:?} is not a variable name (no `=`, not empty)"), None);
+                self.error(
+                    key.span(),
+                    format!("{what}: {k:?} is not a variable name (no `=`, not empty)"),
+                    None,
+                );
                 continue;
             }
             if let Some(s) = self.string(v, &format!("{what}: `{k}`")) {
@@ -485,24 +625,37 @@ fn first_leaf(prefix: &str, value: &DeValue<'_>) -> String {
 /// For TOML's "duplicate key" on a table header, the line where the same
 /// header first appeared, so the error can name both places.
 fn first_header_line(text: &str, dup_offset: usize) -> Option<usize> {
-    let normalize = |l: &str| l.split('#').next().unwrap_or("").split_whitespace().collect::<String>();
+    let normalize = |l: &str| {
+        l.split('#')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect::<String>()
+    };
     let dup_line_no = text[..dup_offset.min(text.len())].matches('\n').count();
     let dup_line = normalize(text.lines().nth(dup_line_no)?);
     if !dup_line.starts_with('[') {
         return None;
     }
-    text.lines().take(dup_line_no).position(|l| normalize(l) == dup_line).map(|i| i + 1)
+    text.lines()
+        .take(dup_line_no)
+        .position(|l| normalize(l) == dup_line)
+        .map(|i| i + 1)
 }
 
 /// The device number of a block device path.
 fn block_device_number(path: &Path) -> Result<DevNum, String> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot stat {}: {e}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot stat {}: {e}", path.display()))?;
     if !meta.file_type().is_block_device() {
         return Err(format!("{} is not a block device", path.display()));
     }
     let rdev = meta.rdev();
-    Ok(DevNum { major: libc::major(rdev), minor: libc::minor(rdev) })
+    Ok(DevNum {
+        major: libc::major(rdev),
+        minor: libc::minor(rdev),
+    })
 }
 
 /// "did you mean `x`?" for the known key nearest to `word`, if near enough.

@@ -60,19 +60,32 @@ pub fn parse_cpu_max(text: &str) -> Result<CpuMax, String> {
 }
 
 fn percent_to_cpu_max(text: &str, percent: &str) -> Result<CpuMax, String> {
-    let bad = || format!("{text:?} is not a percentage: write a number followed by %, like \"50%\" or \"12.5%\"");
-    if percent.is_empty() || !percent.chars().all(|c| c.is_ascii_digit() || c == '.') {
+    let bad = || {
+        format!(
+            "{text:?} is not a percentage: write a number followed by %, like \"50%\" or \"12.5%\""
+        )
+    };
+    let (whole, fraction) = percent.split_once('.').unwrap_or((percent, ""));
+    let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !digits(fraction) {
         return Err(bad());
     }
-    let p: f64 = percent.parse().map_err(|_| bad())?;
-    // quota = p% of the period; computed in integer µs, rounding down.
-    let quota = (p * DEFAULT_CPU_PERIOD_US as f64 / 100.0).floor();
-    if !quota.is_finite() || quota > u64::MAX as f64 {
-        return Err(format!("{text:?} is too large"));
-    }
-    let cpu_max = CpuMax { quota: Limit::Value(quota as u64), period: DEFAULT_CPU_PERIOD_US };
+    // 1% of the default 100000 µs period is 1000 µs, so the quota is the
+    // percentage with three decimals, in integer arithmetic (finer digits
+    // would be below a microsecond and are dropped).
+    let too_large = || format!("{text:?} is too large");
+    let whole: u64 = whole.parse().map_err(|_| too_large())?;
+    let milli: u64 = format!("{fraction:0<3}")[..3].parse().map_err(|_| bad())?;
+    let quota = whole
+        .checked_mul(DEFAULT_CPU_PERIOD_US / 100)
+        .and_then(|q| q.checked_add(milli))
+        .ok_or_else(too_large)?;
+    let cpu_max = CpuMax {
+        quota: Limit::Value(quota),
+        period: DEFAULT_CPU_PERIOD_US,
+    };
     cpu_max.check_range().map_err(|e| {
-        format!("{text:?} is {} µs per {DEFAULT_CPU_PERIOD_US} µs period: {e}; the smallest percentage is 1%", quota as u64)
+        format!("{text:?} is {quota} µs per {DEFAULT_CPU_PERIOD_US} µs period: {e}; the smallest percentage is 1%")
     })?;
     Ok(cpu_max)
 }
@@ -128,8 +141,15 @@ mod tests {
         assert_eq!(parse_cpu_max("150%").unwrap().to_string(), "150000 100000");
         assert_eq!(parse_cpu_max("12.5%").unwrap().to_string(), "12500 100000");
         assert_eq!(parse_cpu_max("1%").unwrap().to_string(), "1000 100000");
+        assert_eq!(
+            parse_cpu_max("33.3333%").unwrap().to_string(),
+            "33333 100000"
+        );
         assert_eq!(parse_cpu_max("max").unwrap().to_string(), "max 100000");
-        assert_eq!(parse_cpu_max("20000 50000").unwrap().to_string(), "20000 50000");
+        assert_eq!(
+            parse_cpu_max("20000 50000").unwrap().to_string(),
+            "20000 50000"
+        );
         assert_eq!(parse_cpu_max("20000").unwrap().to_string(), "20000 100000");
     }
 
@@ -141,6 +161,9 @@ mod tests {
             ("%", "is not a percentage"),
             ("-5%", "is not a percentage"),
             ("5 %", "is not a percentage"),
+            ("1.2.3%", "is not a percentage"),
+            (".5%", "is not a percentage"),
+            ("99999999999999999999%", "too large"),
             ("500 100000", "below the kernel's minimum"),
             ("50000 2000000", "out of the kernel's range 1000..=1000000"),
             ("fast", "is not a CPU limit"),

@@ -1,0 +1,251 @@
+//! Host tests of the `cgmgr` binary: validation (no root, no cgroupfs) and
+//! apply on the host's cgroup v2 core, inside a subtree the test creates
+//! under /sys/fs/cgroup/unified and removes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn cgmgr(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cgmgr"))
+        .args(args)
+        .env_remove("CGMGR_ROOT")
+        .output()
+        .expect("running cgmgr")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every file of the bad-input corpus fails with exit 2 and exactly the
+/// error text of its `.err` twin (`{file}` stands for the file's path).
+#[test]
+fn bad_policy_corpus_gives_exact_errors() {
+    let dir = repo().join("tests/fixtures/bad");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    cases.sort();
+    assert!(
+        cases.len() >= 30,
+        "the corpus shrank to {} cases",
+        cases.len()
+    );
+    for case in cases {
+        let expected = std::fs::read_to_string(case.with_extension("err"))
+            .unwrap_or_else(|_| panic!("{} has no .err file", case.display()))
+            .replace("{file}", case.to_str().unwrap());
+        let out = cgmgr(&["check", case.to_str().unwrap()]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{}: {}",
+            case.display(),
+            stderr(&out)
+        );
+        assert_eq!(stderr(&out), expected, "{}", case.display());
+        assert_eq!(stdout(&out), "", "{}", case.display());
+    }
+}
+
+#[test]
+fn example_policies_are_valid() {
+    let out = cgmgr(&["check", repo().join("policies").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "ok: 3 group(s) valid\n");
+}
+
+#[test]
+fn group_declared_in_two_files_names_both() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("a.toml"), "[group.web]\npids.max = 5\n").unwrap();
+    std::fs::write(tmp.path().join("b.toml"), "\n[group.web]\npids.max = 6\n").unwrap();
+    let out = cgmgr(&["check", tmp.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let a = tmp.path().join("a.toml");
+    let b = tmp.path().join("b.toml");
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "cgmgr: {}:2:8: group `web` is declared twice: first at {}:1:8, again here\n  \
+             hint: merge the two declarations into one\n1 error in the policy set; nothing was written\n",
+            b.display(),
+            a.display()
+        )
+    );
+}
+
+#[test]
+fn empty_or_missing_paths_are_invalid_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = cgmgr(&["check", tmp.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no *.toml policy files in this directory"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cgmgr(&["check", "/nonexistent/policy.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("/nonexistent/policy.toml: no such file or directory"));
+}
+
+#[test]
+fn bad_flags_exit_2() {
+    assert_eq!(cgmgr(&["apply"]).status.code(), Some(2));
+    assert_eq!(
+        cgmgr(&["apply", "--frobnicate", "x"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(cgmgr(&["nosuchcommand"]).status.code(), Some(2));
+    assert_eq!(cgmgr(&["--help"]).status.code(), Some(0));
+}
+
+#[test]
+fn a_root_that_is_not_cgroup2_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = cgmgr(&[
+        "apply",
+        "--root",
+        tmp.path().to_str().unwrap(),
+        repo().join("policies").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is not a cgroup v2 filesystem"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "nothing may be written"
+    );
+}
+
+/// A scratch subtree of the host's cgroup v2 mount, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let base = Path::new("/sys/fs/cgroup/unified");
+        assert!(
+            base.join("cgroup.procs").exists(),
+            "these tests need the host's cgroup v2 mount at {} (hybrid mode, as on the CI machines)",
+            base.display()
+        );
+        let dir = base.join(format!("cgmgr-test-{name}-{}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        let mut stack = vec![self.0.clone()];
+        while let Some(d) = stack.pop() {
+            if let Ok(rd) = std::fs::read_dir(&d) {
+                stack.extend(
+                    rd.filter_map(|e| e.ok())
+                        .map(|e| e.path())
+                        .filter(|p| p.is_dir()),
+                );
+            }
+            dirs.push(d);
+        }
+        for d in dirs.iter().rev() {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+fn policy_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(tmp.path().join(name), text).unwrap();
+    }
+    tmp
+}
+
+/// On the host's v2 core (no cpu/memory/pids there) groups without limits
+/// are created, nested, marked, re-applied idempotently and pruned.
+#[test]
+fn host_apply_creates_nests_and_prunes() {
+    let scratch = Scratch::new("apply");
+    let p = policy_dir(&[(
+        "a.toml",
+        "[group.web]\ndescription = \"w\"\n[group.\"batch/etl\"]\n[group.old]\n",
+    )]);
+    let pdir = p.path().to_str().unwrap();
+    let out = cgmgr(&["apply", "--root", scratch.path(), pdir]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for g in ["web", "batch", "batch/etl", "old"] {
+        assert!(
+            scratch.0.join(g).join("cgroup.procs").exists(),
+            "{g} missing"
+        );
+    }
+    let out = cgmgr(&["apply", "--root", scratch.path(), pdir]);
+    assert!(
+        stdout(&out).starts_with("nothing to do: 3 group(s)"),
+        "{}",
+        stdout(&out)
+    );
+
+    std::fs::create_dir(scratch.0.join("foreign")).unwrap();
+    std::fs::write(p.path().join("a.toml"), "[group.web]\n").unwrap();
+    let out = cgmgr(&["apply", "--root", scratch.path(), "--prune", pdir]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan = stdout(&out);
+    assert!(
+        plan.contains("remove batch/etl\n  remove batch\n  remove old\n"),
+        "{plan}"
+    );
+    assert!(!scratch.0.join("batch").exists() && !scratch.0.join("old").exists());
+    assert!(scratch.0.join("web").exists(), "declared group pruned");
+    assert!(
+        scratch.0.join("foreign").exists(),
+        "prune removed a group cgmgr did not create"
+    );
+}
+
+/// On a hybrid host, a limit names the controller, its v1 binding and the fix.
+#[test]
+fn host_v1_bound_controller_is_explained() {
+    let scratch = Scratch::new("v1");
+    let p = policy_dir(&[("a.toml", "[group.web]\nmemory.max = \"64M\"\n")]);
+    let out = cgmgr(&[
+        "apply",
+        "--root",
+        scratch.path(),
+        p.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "the memory controller is not available in cgroup v2 at {}",
+            scratch.path()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("bound to a cgroup v1 hierarchy"), "{err}");
+    assert!(err.contains("mounted at /sys/fs/cgroup/memory"), "{err}");
+    assert!(err.contains("systemd.unified_cgroup_hierarchy=1"), "{err}");
+    assert!(!scratch.0.join("web").exists(), "nothing may be created");
+}
