@@ -69,6 +69,8 @@ copy_with_libs "$binary" bin
 for extra in "$@"; do copy_with_libs "$extra" usr/bin; done
 cp "$cache"/modules/* "$root/lib/modules/" 2>/dev/null || true
 cp "$here/lib.sh" "$root/lib.sh"
+# Policies to ship into the VM at /etc/cgmgr (the demo applies policies/).
+if [ -n "${CGMGR_VM_POLICIES:-}" ]; then mkdir -p "$root/etc/cgmgr"; cp "$CGMGR_VM_POLICIES"/*.toml "$root/etc/cgmgr/"; fi
 cp "$script" "$root/test.sh"
 echo "root:x:0:0:root:/root:/bin/sh" > "$root/etc/passwd"
 cat > "$root/init" <<'INIT'

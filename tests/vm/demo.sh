@@ -1,0 +1,22 @@
+# The demo: apply the example policies on a real cgroup v2 kernel and watch
+# the kernel enforce them.
+. /lib.sh
+step "cgmgr check /etc/cgmgr (the repository's policies/)"
+run_cgmgr 0 check /etc/cgmgr
+step "cgmgr apply --dry-run: the plan"
+run_cgmgr 0 apply --dry-run /etc/cgmgr
+step "cgmgr apply"
+run_cgmgr 0 apply /etc/cgmgr
+step "cgmgr apply again: nothing to do"
+run_cgmgr 0 apply /etc/cgmgr
+step "a 100 MiB allocation in sandbox (memory.max 64M, no swap)"
+sh -c "echo \$\$ > $CG/sandbox/cgroup.procs; exec dd if=/dev/zero of=/dev/null bs=100M count=1"
+echo "exit status $? ; sandbox memory.events: $(tr '\n' ' ' < $CG/sandbox/memory.events)"
+step "fork bomb in sandbox (pids.max 32)"
+sh -c "echo \$\$ > $CG/sandbox/cgroup.procs; for i in \$(seq 100); do sleep 3 & done 2>/dev/null; wait"
+echo "sandbox pids.events: $(cat $CG/sandbox/pids.events)"
+while [ "$(cat $CG/sandbox/pids.current)" != 0 ]; do sleep 0.5; done
+step "CPU hog in sandbox for 3 s (cpu.max 50%)"
+sh -c "echo \$\$ > $CG/sandbox/cgroup.procs; exec timeout 3 sh -c 'while :; do :; done'"
+echo "sandbox cpu.stat: $(grep -E 'usage_usec|nr_throttled' $CG/sandbox/cpu.stat | tr '\n' ' ')"
+echo PASS
