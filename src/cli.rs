@@ -38,6 +38,60 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Validate policies only: no cgroup access, no root needed (for CI of policy repos).
     Check(CheckArgs),
+    /// Run a command inside a group, in new namespaces and a new root filesystem.
+    ///
+    /// Isolation comes from the group's [group.NAME.exec] policy table; flags
+    /// override it. Exit status: the command's (128+N if killed by signal N);
+    /// 125 if cgmgr failed before the command ran, 126 if the command cannot
+    /// be executed, 127 if it is not found.
+    Exec(ExecArgs),
+    /// Root filesystems for `cgmgr exec`.
+    #[command(subcommand)]
+    Rootfs(RootfsCommand),
+}
+
+/// `cgmgr exec`
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The group to run in (created from its policy if declared and missing).
+    #[arg(long, value_name = "NAME")]
+    pub group: String,
+    /// Where the group's policy is looked up.
+    #[arg(long, value_name = "DIR", default_value = "/etc/cgmgr")]
+    pub policies: PathBuf,
+    /// Root filesystem directory (overrides the policy's `rootfs`).
+    #[arg(long, value_name = "DIR")]
+    pub rootfs: Option<PathBuf>,
+    /// Namespaces, comma-separated: mount,uts,ipc,net,pid,user,cgroup, or `none`.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub ns: Option<Vec<String>>,
+    /// Hostname inside the UTS namespace (default: the policy's, else the group's last segment).
+    #[arg(long, value_name = "H")]
+    pub hostname: Option<String>,
+    /// Set an environment variable (repeatable); added to the policy's `env`.
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Use plain chroot instead of pivot_root. Not a security boundary: a
+    /// process with CAP_SYS_CHROOT can walk out of a chroot.
+    #[arg(long)]
+    pub chroot: bool,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub cmd: Vec<String>,
+}
+
+/// `cgmgr rootfs ...`
+#[derive(Debug, Subcommand)]
+pub enum RootfsCommand {
+    /// Build a minimal root filesystem from host binaries and the shared
+    /// libraries they need, plus proc, dev, tmp and etc. Idempotent.
+    Build {
+        /// The directory to build in.
+        dir: PathBuf,
+        /// A host binary to include (repeatable).
+        #[arg(long = "bin", value_name = "PATH", required = true)]
+        bins: Vec<PathBuf>,
+    },
 }
 
 /// `cgmgr apply`

@@ -6,4 +6,5 @@
 
 pub mod apply;
 pub mod cgroup;
+pub mod exec;
 pub mod policy;

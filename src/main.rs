@@ -15,25 +15,27 @@ use cgmgr::cgroup::locate::own_cgroup_dir;
 use cgmgr::policy::{self, PolicyErrors};
 
 mod cli;
-use cli::{ApplyArgs, CheckArgs, Cli, Command};
+use cli::{ApplyArgs, CheckArgs, Cli, Command, ExecArgs, RootfsCommand};
 
 /// Exit code for invalid input (bad flags, bad policy): nothing was written.
 const EXIT_INVALID: u8 = 2;
 /// Exit code for runtime failures.
 const EXIT_FAILURE: u8 = 1;
+/// `cgmgr exec`: cgmgr failed before the workload ran (as `docker run`, `env`).
+const EXIT_EXEC_FAILED: u8 = 125;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(EXIT_INVALID)
-            } else {
-                ExitCode::SUCCESS
-            };
+            let invalid = if is_exec_invocation() { EXIT_EXEC_FAILED } else { EXIT_INVALID };
+            return if e.use_stderr() { ExitCode::from(invalid) } else { ExitCode::SUCCESS };
         }
     };
+    if let Command::Exec(args) = cli.command {
+        return exec_cmd(&cli.root, args);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
@@ -54,11 +56,83 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
+/// True when the first subcommand word on the command line is `exec`,
+/// whose usage errors exit 125 like every other failure of cgmgr itself.
+fn is_exec_invocation() -> bool {
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--root" => {
+                args.next();
+            }
+            s if s.starts_with('-') => {}
+            s => return s == "exec",
+        }
+    }
+    false
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Check(args) => check(args),
         Command::Apply(args) => apply_cmd(&cli.root, args),
+        Command::Exec(_) => unreachable!("exec is dispatched before run"),
+        Command::Rootfs(RootfsCommand::Build { dir, bins }) => {
+            let copied = cgmgr::exec::build::build(&dir, &bins)?;
+            writeln!(std::io::stdout(), "{}: {} file(s) copied, proc dev tmp etc ready", dir.display(), copied.len())?;
+            Ok(())
+        }
     }
+}
+
+/// `cgmgr exec`: the workload's status, or 125 when cgmgr failed first.
+fn exec_cmd(root: &str, args: ExecArgs) -> ExitCode {
+    match prepare_exec(root, args).and_then(|(root, spec)| Ok(cgmgr::exec::run(&root, &spec)?)) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(EXIT_EXEC_FAILED)),
+        Err(e) => {
+            eprintln!("cgmgr: exec: {e:#}");
+            ExitCode::from(EXIT_EXEC_FAILED)
+        }
+    }
+}
+
+/// Resolves the group (creating it from its policy when declared and
+/// missing) and merges the policy's `[exec]` table with the flags.
+fn prepare_exec(root: &str, args: ExecArgs) -> Result<(CgroupRoot, cgmgr::exec::ExecSpec)> {
+    let group = cgmgr::cgroup::GroupName::parse(&args.group).map_err(|e| anyhow::anyhow!("--group: {e}"))?;
+    let policies_given = args.policies != std::path::Path::new("/etc/cgmgr");
+    let set = if policies_given || args.policies.exists() {
+        policy::load(std::slice::from_ref(&args.policies))?
+    } else {
+        policy::PolicySet::default()
+    };
+    let root_path = resolve_root(root)?;
+    let root = CgroupRoot::open(&root_path)?;
+    let declared = set.groups.get(&group).cloned();
+    if !root.exists(&group) {
+        let Some(declared) = &declared else {
+            return Err(cgmgr::exec::ExecError::UnknownGroup {
+                group: group.to_string(),
+                policies: args.policies.display().to_string(),
+                root: root_path,
+            }
+            .into());
+        };
+        let mut only = policy::PolicySet::default();
+        only.groups.insert(group.clone(), declared.clone());
+        let plan = apply::plan(&root, &only, Options::default())?;
+        apply::execute(&root, &plan)?;
+    }
+    let flags = cgmgr::exec::ExecFlags {
+        rootfs: args.rootfs,
+        ns: args.ns,
+        hostname: args.hostname,
+        env: args.env,
+        chroot: args.chroot,
+        argv: args.cmd,
+    };
+    let spec = cgmgr::exec::ExecSpec::resolve(group, declared.as_ref().and_then(|g| g.exec.as_ref()), flags)?;
+    Ok((root, spec))
 }
 
 fn check(args: CheckArgs) -> Result<()> {

@@ -168,6 +168,11 @@ impl CgroupRoot {
         Ok(())
     }
 
+    /// Opens a group directory (for `CLONE_INTO_CGROUP`), close-on-exec.
+    pub fn open_dir(&self, group: &GroupName) -> Result<OwnedFd, Errno> {
+        self.open_beneath(group.dir(), OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+    }
+
     /// True when the group directory exists.
     pub fn exists(&self, group: &GroupName) -> bool {
         self.open_beneath(group.dir(), OFlag::O_RDONLY | OFlag::O_DIRECTORY)

@@ -1,0 +1,92 @@
+//! Errors of `cgmgr exec`: one variant per privileged step, each naming the
+//! path or value involved and the errno.
+
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+
+/// A failure before the workload ran (exit status 125).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The group is neither declared nor present.
+    #[error(
+        "unknown group `{group}`: it is not declared in {policies} and does not exist under {root}\n  hint: declare it in a policy ([group.{group}]) or create it with `cgmgr apply`"
+    )]
+    UnknownGroup {
+        /// The group name.
+        group: String,
+        /// Where policies were looked for.
+        policies: String,
+        /// The managed root.
+        root: PathBuf,
+    },
+    /// Opening the group directory for CLONE_INTO_CGROUP failed.
+    #[error("opening group directory {path}: {errno}")]
+    OpenGroup {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        errno: Errno,
+    },
+    /// clone3 failed.
+    #[error("clone3 (flags {flags:#x}): {errno}{hint}")]
+    Clone {
+        /// The flags used.
+        flags: u64,
+        /// Why.
+        errno: Errno,
+        /// Advice.
+        hint: &'static str,
+    },
+    /// Writing an id map failed.
+    #[error("writing {value:?} to {path}: {errno}")]
+    IdMap {
+        /// The /proc file.
+        path: PathBuf,
+        /// The map.
+        value: String,
+        /// Why.
+        errno: Errno,
+    },
+    /// A rootfs entry that must be a real directory is a symlink or missing.
+    #[error("rootfs {rootfs}: {entry} {problem}\n  hint: {hint}")]
+    BadRootfs {
+        /// The rootfs.
+        rootfs: PathBuf,
+        /// The entry (`proc`, `dev`, `tmp`).
+        entry: &'static str,
+        /// What is wrong.
+        problem: &'static str,
+        /// How to fix it.
+        hint: &'static str,
+    },
+    /// A mount step failed.
+    #[error("step {step} ({what}) on {target}: {errno}")]
+    Mount {
+        /// Step number in rootfs setup.
+        step: u8,
+        /// What the step does.
+        what: &'static str,
+        /// The mount target.
+        target: PathBuf,
+        /// Why.
+        errno: Errno,
+    },
+    /// Any other system call in the setup failed.
+    #[error("{what}: {errno}")]
+    Sys {
+        /// The call and its argument.
+        what: String,
+        /// Why.
+        errno: Errno,
+    },
+    /// An invalid flag value.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Shorthand for a failed system call described by `what`.
+pub fn sys(what: impl Into<String>) -> impl FnOnce(Errno) -> ExecError {
+    let what = what.into();
+    move |errno| ExecError::Sys { what, errno }
+}

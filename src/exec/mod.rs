@@ -1,0 +1,343 @@
+//! `cgmgr exec`: run a command inside its group, in new namespaces and a
+//! new root filesystem, under a minimal init.
+//!
+//! Three processes take part:
+//! - the **parent** (`cgmgr exec` itself) clones the child into the group
+//!   (`clone3` + `CLONE_INTO_CGROUP`), writes its id maps, lets it go, then
+//!   forwards signals and waits; it reports OOM kills and pids.max hits;
+//! - the **child** is PID 1 of the new PID namespace: it sets the hostname,
+//!   brings up loopback, builds the root filesystem, forks the workload and
+//!   becomes its init ([`init`]);
+//! - the **workload** ([`workload`]) drops everything it must not keep and
+//!   executes the command.
+
+pub mod build;
+pub mod error;
+pub mod idmap;
+pub mod init;
+pub mod rootfs;
+pub mod spawn;
+pub mod workload;
+
+use std::collections::BTreeSet;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::waitpid;
+use nix::unistd::{ForkResult, Gid, Pid, Uid};
+
+pub use error::ExecError;
+use error::sys;
+use rootfs::RootSwitch;
+use workload::Workload;
+
+use crate::cgroup::values::{Bytes, Limit};
+use crate::cgroup::{CgroupRoot, GroupName, format, tree};
+use crate::policy::{ExecConfig, Namespace};
+
+/// Namespaces used when neither the policy nor `--ns` names any.
+pub const DEFAULT_NAMESPACES: [Namespace; 6] =
+    [Namespace::Mount, Namespace::Uts, Namespace::Ipc, Namespace::Net, Namespace::Pid, Namespace::User];
+
+/// Everything `cgmgr exec` needs, resolved from the policy and the flags.
+#[derive(Debug, Clone)]
+pub struct ExecSpec {
+    /// The group the workload is born in.
+    pub group: GroupName,
+    /// Namespaces to create.
+    pub namespaces: BTreeSet<Namespace>,
+    /// Root filesystem, if any.
+    pub rootfs: Option<PathBuf>,
+    /// pivot_root (default) or chroot.
+    pub switch: RootSwitch,
+    /// Hostname in the UTS namespace.
+    pub hostname: String,
+    /// The command and how it runs.
+    pub workload: Workload,
+}
+
+/// Command-line overrides of the `[exec]` policy table.
+#[derive(Debug, Clone, Default)]
+pub struct ExecFlags {
+    /// `--rootfs`
+    pub rootfs: Option<PathBuf>,
+    /// `--ns`, comma-separated names or `none`
+    pub ns: Option<Vec<String>>,
+    /// `--hostname`
+    pub hostname: Option<String>,
+    /// `--env K=V`
+    pub env: Vec<String>,
+    /// `--chroot`
+    pub chroot: bool,
+    /// The command.
+    pub argv: Vec<String>,
+}
+
+impl ExecSpec {
+    /// Merges the policy's `[exec]` table and the flags (flags win).
+    pub fn resolve(group: GroupName, policy: Option<&ExecConfig>, flags: ExecFlags) -> Result<ExecSpec, ExecError> {
+        let policy = policy.cloned().unwrap_or_default();
+        let namespaces = match &flags.ns {
+            Some(names) => parse_namespaces(names)?,
+            None => policy.namespaces.clone().unwrap_or_else(|| DEFAULT_NAMESPACES.into_iter().collect()),
+        };
+        let rootfs = flags.rootfs.or(policy.rootfs);
+        if rootfs.is_some() && !namespaces.contains(&Namespace::Mount) {
+            return Err(ExecError::Invalid(
+                "a rootfs needs the mount namespace: add `mount` to --ns or to the policy's namespaces".into(),
+            ));
+        }
+        let default_host = group.as_str().rsplit('/').next().unwrap_or("sandbox").to_string();
+        let hostname = flags.hostname.or(policy.hostname).unwrap_or(default_host);
+        let mut env: Vec<(String, String)> = policy.env.into_iter().collect();
+        for kv in &flags.env {
+            let Some((k, v)) = kv.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+                return Err(ExecError::Invalid(format!("--env {kv:?}: expected KEY=VALUE")));
+            };
+            env.retain(|(key, _)| key != k);
+            env.push((k.to_string(), v.to_string()));
+        }
+        if !env.iter().any(|(k, _)| k == "PATH") {
+            env.push(("PATH".into(), workload::DEFAULT_PATH.into()));
+        }
+        let uid = policy.uid.unwrap_or(0);
+        let in_user_ns = namespaces.contains(&Namespace::User);
+        if in_user_ns && uid >= idmap::RANGE {
+            return Err(ExecError::Invalid(format!("uid {uid} is outside the mapped range 0..{}", idmap::RANGE)));
+        }
+        Ok(ExecSpec {
+            group,
+            namespaces,
+            rootfs,
+            switch: if flags.chroot { RootSwitch::Chroot } else { RootSwitch::PivotRoot },
+            hostname,
+            workload: Workload {
+                argv: flags.argv,
+                env,
+                cwd: policy.cwd.unwrap_or_else(|| PathBuf::from("/")),
+                uid,
+                gid: policy.gid.unwrap_or(uid),
+                in_user_ns,
+            },
+        })
+    }
+
+    fn has(&self, ns: Namespace) -> bool {
+        self.namespaces.contains(&ns)
+    }
+
+    fn clone_flags(&self) -> u64 {
+        let flag = |ns| match ns {
+            Namespace::Mount => libc::CLONE_NEWNS,
+            Namespace::Uts => libc::CLONE_NEWUTS,
+            Namespace::Ipc => libc::CLONE_NEWIPC,
+            Namespace::Net => libc::CLONE_NEWNET,
+            Namespace::Pid => libc::CLONE_NEWPID,
+            Namespace::User => libc::CLONE_NEWUSER,
+            Namespace::Cgroup => libc::CLONE_NEWCGROUP,
+        };
+        self.namespaces.iter().map(|ns| u64::from(flag(*ns).cast_unsigned())).fold(0, |a, b| a | b)
+    }
+}
+
+fn parse_namespaces(names: &[String]) -> Result<BTreeSet<Namespace>, ExecError> {
+    if names.len() == 1 && names[0] == "none" {
+        return Ok(BTreeSet::new());
+    }
+    names
+        .iter()
+        .map(|n| {
+            Namespace::from_name(n.trim()).ok_or_else(|| {
+                let all: Vec<&str> = Namespace::ALL.iter().map(|(n, _)| *n).collect();
+                ExecError::Invalid(format!("--ns: unknown namespace {n:?}; namespaces are {} (or none)", all.join(", ")))
+            })
+        })
+        .collect()
+}
+
+/// Runs the workload; returns its exit status (128+N when killed by N).
+/// Must be called while the process has a single thread.
+pub fn run(root: &CgroupRoot, spec: &ExecSpec) -> Result<i32, ExecError> {
+    let before = LimitCounters::read(root, &spec.group);
+    let group_dir = root.open_dir(&spec.group).map_err(|errno| ExecError::OpenGroup {
+        path: root.group_path(&spec.group),
+        errno,
+    })?;
+    let (go_read, go_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"))?;
+    match spawn::clone_into(spec.clone_flags(), group_dir.as_fd())? {
+        spawn::Forked::Child => {
+            drop((go_write, group_dir));
+            std::process::exit(child_main(spec, go_read));
+        }
+        spawn::Forked::Parent { pid, placed } => {
+            drop((go_read, group_dir));
+            if let Err(e) = release_child(root, spec, pid, placed, go_write) {
+                let _ = kill(pid, Signal::SIGKILL);
+                let _ = waitpid(pid, None);
+                return Err(e);
+            }
+            forward_signals(pid)?;
+            let code = wait_for(pid);
+            report(root, &spec.group, &before);
+            Ok(code)
+        }
+    }
+}
+
+/// Parent side: place the child if the kernel did not, map its ids, let it go.
+fn release_child(root: &CgroupRoot, spec: &ExecSpec, pid: Pid, placed: bool, go: OwnedFd) -> Result<(), ExecError> {
+    if !placed {
+        tree::move_pid(root, &spec.group, pid.as_raw())
+            .map_err(|e| ExecError::Invalid(format!("placing the workload in its group: {e}")))?;
+    }
+    if spec.has(Namespace::User) {
+        idmap::write_maps(pid)?;
+    }
+    nix::unistd::write(&go, b"1").map_err(sys("releasing the child"))?;
+    Ok(())
+}
+
+fn forward_signals(pid: Pid) -> Result<(), ExecError> {
+    let signals: Vec<i32> = init::FORWARDED.iter().map(|s| *s as i32).collect();
+    let mut iter = signal_hook::iterator::Signals::new(&signals)
+        .map_err(|e| ExecError::Sys { what: format!("installing signal handlers: {e}"), errno: Errno::EIO })?;
+    std::thread::spawn(move || {
+        for sig in iter.forever() {
+            if let Ok(sig) = Signal::try_from(sig) {
+                let _ = kill(pid, sig);
+            }
+        }
+    });
+    Ok(())
+}
+
+fn wait_for(pid: Pid) -> i32 {
+    loop {
+        match waitpid(pid, None) {
+            Ok(status) => {
+                if let Some(code) = init::exit_code(status) {
+                    return code;
+                }
+            }
+            Err(Errno::EINTR) => {}
+            Err(_) => return 125,
+        }
+    }
+}
+
+/// Child side (PID 1 of the new PID namespace): returns init's exit status.
+fn child_main(spec: &ExecSpec, go: OwnedFd) -> i32 {
+    match child_setup(spec, go) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cgmgr: exec: {e}");
+            125
+        }
+    }
+}
+
+fn child_setup(spec: &ExecSpec, go: OwnedFd) -> Result<i32, ExecError> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(sys("prctl(PR_SET_PDEATHSIG)"))?;
+    let mut byte = [0u8; 1];
+    if nix::unistd::read(&go, &mut byte) != Ok(1) {
+        return Ok(125); // the parent died before letting us go
+    }
+    drop(go);
+    if spec.has(Namespace::User) {
+        let (uid, gid) = (Uid::from_raw(0), Gid::from_raw(0));
+        nix::unistd::setresgid(gid, gid, gid).map_err(sys("setresgid(0) in the user namespace"))?;
+        nix::unistd::setresuid(uid, uid, uid).map_err(sys("setresuid(0) in the user namespace"))?;
+    }
+    if spec.has(Namespace::Uts) {
+        nix::unistd::sethostname(&spec.hostname).map_err(sys(format!("sethostname({:?})", spec.hostname)))?;
+    }
+    if spec.has(Namespace::Net) {
+        loopback_up()?;
+    }
+    match &spec.rootfs {
+        Some(rootfs) => rootfs::enter(rootfs, spec.switch)?,
+        None if spec.has(Namespace::Mount) && spec.has(Namespace::Pid) => rootfs::remount_proc()?,
+        None => {}
+    }
+    if !spec.has(Namespace::Pid) {
+        // Not PID 1: become the reaper of the workload's orphans anyway.
+        nix::sys::prctl::set_child_subreaper(true).map_err(sys("prctl(PR_SET_CHILD_SUBREAPER)"))?;
+    }
+    init::block_signals().map_err(sys("sigprocmask"))?;
+    // SAFETY: this process is single-threaded (a fresh clone of a
+    // single-threaded parent), so the forked child may run any code.
+    match unsafe { nix::unistd::fork() }.map_err(sys("fork"))? {
+        ForkResult::Child => std::process::exit(workload::exec(&spec.workload)),
+        ForkResult::Parent { child } => Ok(init::run(child)),
+    }
+}
+
+/// Brings up `lo` in the new network namespace.
+fn loopback_up() -> Result<(), ExecError> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+    use std::os::fd::AsRawFd;
+    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
+        .map_err(sys("socket for SIOCSIFFLAGS"))?;
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = src.cast_signed();
+    }
+    // SAFETY: req is a live ifreq naming "lo"; SIOCGIFFLAGS fills ifru_flags.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } != 0 {
+        return Err(ExecError::Sys { what: "SIOCGIFFLAGS lo".into(), errno: Errno::last() });
+    }
+    // SAFETY: SIOCGIFFLAGS just initialised the flags member of the union.
+    unsafe {
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+    }
+    // SAFETY: req is a live ifreq naming "lo" with the new flags.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } != 0 {
+        return Err(ExecError::Sys { what: "SIOCSIFFLAGS lo up".into(), errno: Errno::last() });
+    }
+    Ok(())
+}
+
+/// The group's limit-event counters, to tell what the kernel did during a run.
+#[derive(Debug, Clone, Copy, Default)]
+struct LimitCounters {
+    oom_kill: u64,
+    pids_max: u64,
+}
+
+impl LimitCounters {
+    fn read(root: &CgroupRoot, group: &GroupName) -> LimitCounters {
+        let key = |file: &str, key: &str| {
+            root.read_optional(group, file)
+                .ok()
+                .flatten()
+                .and_then(|t| format::flat_keyed(&t).ok())
+                .and_then(|m| m.get(key).copied())
+                .unwrap_or(0)
+        };
+        LimitCounters { oom_kill: key("memory.events", "oom_kill"), pids_max: key("pids.events", "max") }
+    }
+}
+
+/// One line on stderr for each limit the kernel enforced during the run.
+fn report(root: &CgroupRoot, group: &GroupName, before: &LimitCounters) {
+    let after = LimitCounters::read(root, group);
+    let size = |file: &str| {
+        root.read_value::<Limit<Bytes>>(group, file).ok().map(|l| match l {
+            Limit::Max => "max".to_string(),
+            Limit::Value(b) => b.human(),
+        })
+    };
+    if after.oom_kill > before.oom_kill {
+        let max = size("memory.max").unwrap_or_else(|| "?".into());
+        let peak = size("memory.peak").map(|p| format!(", peak {p}")).unwrap_or_default();
+        eprintln!("cgmgr: {group}: killed by the OOM killer (memory.max {max}{peak})");
+    }
+    if after.pids_max > before.pids_max {
+        let max = root.read(group, "pids.max").map(|s| s.trim().to_string()).unwrap_or_else(|_| "?".into());
+        let n = after.pids_max - before.pids_max;
+        eprintln!("cgmgr: {group}: pids.max ({max}) was reached: {n} fork(s) refused");
+    }
+}

@@ -1,0 +1,181 @@
+//! The workload's root filesystem, set up inside the new mount namespace.
+//!
+//! Numbered steps, each with its own error (firecracker's jailer style):
+//!
+//! 1. make every mount a slave of the host's, so nothing we mount leaks out;
+//! 2. bind the rootfs onto itself (pivot_root needs a mount point);
+//! 3. a fresh `/proc` for the new PID namespace (nosuid, noexec, nodev);
+//! 4. a minimal `/dev`: tmpfs with null, zero, full, random, urandom, tty
+//!    bound from the host, a private devpts instance, the usual symlinks;
+//! 5. a tmpfs `/tmp`;
+//! 6. `pivot_root` and detach the old root, so no path leads back to the
+//!    host (or `chroot`, only when asked: not a security boundary).
+//!
+//! `/sys` is not mounted: no `/sys/fs/cgroup` inside.
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::stat::Mode;
+
+use super::error::{ExecError, sys};
+
+/// Device nodes bound from the host into the sandbox's `/dev`.
+pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// How the workload's root is changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootSwitch {
+    /// `pivot_root` and detach the old root (the default).
+    PivotRoot,
+    /// Plain `chroot`: the old root stays reachable to a process with
+    /// CAP_SYS_CHROOT; not a security boundary.
+    Chroot,
+}
+
+/// Entries that must be real directories in the rootfs: a symlink there
+/// would make us mount over whatever it points to.
+const REQUIRED_DIRS: [&str; 3] = ["proc", "dev", "tmp"];
+
+/// Refuses a rootfs whose `proc`, `dev` or `tmp` is a symlink or missing.
+pub fn check(rootfs: &Path) -> Result<(), ExecError> {
+    for entry in REQUIRED_DIRS {
+        let meta = std::fs::symlink_metadata(rootfs.join(entry));
+        let problem = match meta {
+            Ok(m) if m.file_type().is_symlink() => "is a symlink, which a mount would follow out of the rootfs",
+            Ok(m) if m.is_dir() => continue,
+            Ok(_) => "is not a directory",
+            Err(_) => "is missing",
+        };
+        return Err(ExecError::BadRootfs {
+            rootfs: rootfs.to_path_buf(),
+            entry,
+            problem,
+            hint: "make it a plain directory; `cgmgr rootfs build DIR --bin ...` creates proc, dev and tmp",
+        });
+    }
+    Ok(())
+}
+
+fn mount_err(step: u8, what: &'static str, target: &Path) -> impl FnOnce(nix::errno::Errno) -> ExecError {
+    let target = target.to_path_buf();
+    move |errno| ExecError::Mount { step, what, target, errno }
+}
+
+/// Runs steps 1-6 in the current (new) mount namespace.
+pub fn enter(rootfs: &Path, switch: RootSwitch) -> Result<(), ExecError> {
+    check(rootfs)?;
+    let none: Option<&str> = None;
+    // 1.
+    mount(none, "/", none, MsFlags::MS_SLAVE | MsFlags::MS_REC, none)
+        .map_err(mount_err(1, "make / a recursive slave", Path::new("/")))?;
+    // 2.
+    mount(Some(rootfs), rootfs, none, MsFlags::MS_BIND | MsFlags::MS_REC, none)
+        .map_err(mount_err(2, "bind the rootfs onto itself", rootfs))?;
+    // 3.
+    let proc_dir = rootfs.join("proc");
+    let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+    mount(Some("proc"), &proc_dir, Some("proc"), hardened, none)
+        .map_err(mount_err(3, "mount a fresh /proc", &proc_dir))?;
+    // 4.
+    populate_dev(&rootfs.join("dev"))?;
+    // 5.
+    let tmp = rootfs.join("tmp");
+    mount(Some("tmpfs"), &tmp, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777"))
+        .map_err(mount_err(5, "mount a tmpfs /tmp", &tmp))?;
+    // 6.
+    switch_root(rootfs, switch)
+}
+
+fn populate_dev(dev: &Path) -> Result<(), ExecError> {
+    let none: Option<&str> = None;
+    mount(Some("tmpfs"), dev, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("mode=755,size=64k"))
+        .map_err(mount_err(4, "mount a tmpfs /dev", dev))?;
+    for name in DEVICES {
+        let target = dev.join(name);
+        std::fs::File::create(&target).map_err(|e| io_err(format!("creating {}", target.display()), e))?;
+        let source = PathBuf::from("/dev").join(name);
+        mount(Some(&source), &target, none, MsFlags::MS_BIND, none)
+            .map_err(mount_err(4, "bind a device node from the host", &target))?;
+    }
+    let pts = dev.join("pts");
+    nix::unistd::mkdir(&pts, Mode::from_bits_truncate(0o755)).map_err(sys(format!("mkdir {}", pts.display())))?;
+    mount(
+        Some("devpts"),
+        &pts,
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=620"),
+    )
+    .map_err(mount_err(4, "mount a private devpts", &pts))?;
+    let links = [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ];
+    for (name, target) in links {
+        symlink(target, dev.join(name)).map_err(|e| io_err(format!("symlink /dev/{name}"), e))?;
+    }
+    Ok(())
+}
+
+fn switch_root(rootfs: &Path, switch: RootSwitch) -> Result<(), ExecError> {
+    nix::unistd::chdir(rootfs).map_err(sys(format!("chdir {}", rootfs.display())))?;
+    match switch {
+        RootSwitch::PivotRoot => {
+            // pivot_root(".", ".") stacks the old root under the new one at
+            // "/"; detaching it leaves no mount that leads back to the host.
+            nix::unistd::pivot_root(".", ".").map_err(mount_err(6, "pivot_root", rootfs))?;
+            umount2(".", MntFlags::MNT_DETACH).map_err(mount_err(6, "detach the old root", rootfs))?;
+        }
+        RootSwitch::Chroot => {
+            nix::unistd::chroot(".").map_err(mount_err(6, "chroot", rootfs))?;
+        }
+    }
+    nix::unistd::chdir("/").map_err(sys("chdir /"))
+}
+
+fn io_err(what: String, e: std::io::Error) -> ExecError {
+    ExecError::Sys { what, errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) }
+}
+
+/// Mounts a fresh `/proc` over the host's, for a PID namespace without a rootfs.
+pub fn remount_proc() -> Result<(), ExecError> {
+    let none: Option<&str> = None;
+    mount(none, "/", none, MsFlags::MS_SLAVE | MsFlags::MS_REC, none)
+        .map_err(mount_err(1, "make / a recursive slave", Path::new("/")))?;
+    let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+    mount(Some("proc"), "/proc", Some("proc"), hardened, none)
+        .map_err(mount_err(3, "mount a fresh /proc", Path::new("/proc")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_symlinked_proc() {
+        let tmp = tempfile::tempdir().unwrap();
+        for d in ["dev", "tmp"] {
+            std::fs::create_dir(tmp.path().join(d)).unwrap();
+        }
+        symlink("/proc", tmp.path().join("proc")).unwrap();
+        let e = check(tmp.path()).unwrap_err().to_string();
+        assert!(e.contains("proc is a symlink"), "{e}");
+    }
+
+    #[test]
+    fn refuses_missing_dev_and_accepts_plain_dirs() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("proc")).unwrap();
+        let e = check(tmp.path()).unwrap_err().to_string();
+        assert!(e.contains("dev is missing") && e.contains("cgmgr rootfs build"), "{e}");
+        for d in ["dev", "tmp"] {
+            std::fs::create_dir(tmp.path().join(d)).unwrap();
+        }
+        check(tmp.path()).unwrap();
+    }
+}

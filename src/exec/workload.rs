@@ -1,0 +1,187 @@
+//! The last steps before `execve`, in the workload process: a new session
+//! (no controlling terminal to inject into with TIOCSTI), ids, capabilities
+//! cut to a small set, no new privileges, only fds 0-2, a clean environment.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::stat::{Mode, umask};
+use nix::unistd::{Gid, Uid};
+
+use super::error::{ExecError, sys};
+
+/// Capabilities the workload keeps (when it runs as uid 0 inside): enough
+/// for a root shell to manage its own files and processes; no CAP_SYS_ADMIN,
+/// CAP_SYS_CHROOT, CAP_NET_ADMIN, CAP_SYS_PTRACE, CAP_MKNOD.
+pub const KEPT_CAPS: [u32; 9] = [
+    0,  // CAP_CHOWN
+    1,  // CAP_DAC_OVERRIDE
+    3,  // CAP_FOWNER
+    4,  // CAP_FSETID
+    5,  // CAP_KILL
+    6,  // CAP_SETGID
+    7,  // CAP_SETUID
+    8,  // CAP_SETPCAP
+    10, // CAP_NET_BIND_SERVICE
+];
+
+/// PATH when the policy and flags give none (the common distribution default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What the workload runs as and with.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// The complete environment.
+    pub env: Vec<(String, String)>,
+    /// Working directory (inside the new root).
+    pub cwd: PathBuf,
+    /// User id (inside).
+    pub uid: u32,
+    /// Group id (inside).
+    pub gid: u32,
+    /// Whether the workload is in a user namespace (setgroups is denied there).
+    pub in_user_ns: bool,
+}
+
+/// Prepares the process and executes the workload; returns only on failure,
+/// with the exit status to use: 127 command not found, 126 not executable,
+/// 125 a setup step failed.
+pub fn exec(w: &Workload) -> i32 {
+    if let Err(e) = prepare(w) {
+        eprintln!("cgmgr: exec: {e}");
+        return 125;
+    }
+    let err = execvpe(w);
+    let cmd = &w.argv[0];
+    eprintln!("cgmgr: exec: {cmd}: {}", err.desc());
+    match err {
+        Errno::ENOENT | Errno::ENOTDIR => 127,
+        _ => 126,
+    }
+}
+
+fn prepare(w: &Workload) -> Result<(), ExecError> {
+    // Signals blocked by init for sigwait would stay blocked across execve.
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).map_err(sys("sigprocmask"))?;
+    nix::unistd::setsid().map_err(sys("setsid"))?;
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(sys("prctl(PR_SET_PDEATHSIG)"))?;
+    umask(Mode::from_bits_truncate(0o022));
+    nix::unistd::chdir(&w.cwd).map_err(sys(format!("working directory {}", w.cwd.display())))?;
+    drop_bounding_set()?;
+    if !w.in_user_ns {
+        nix::unistd::setgroups(&[]).map_err(sys("setgroups([])"))?;
+    }
+    let gid = Gid::from_raw(w.gid);
+    let uid = Uid::from_raw(w.uid);
+    nix::unistd::setresgid(gid, gid, gid).map_err(sys(format!("setresgid({})", w.gid)))?;
+    nix::unistd::setresuid(uid, uid, uid).map_err(sys(format!("setresuid({})", w.uid)))?;
+    set_caps(if w.uid == 0 { &KEPT_CAPS } else { &[] })?;
+    nix::sys::prctl::set_no_new_privs().map_err(sys("prctl(PR_SET_NO_NEW_PRIVS)"))?;
+    close_fds_from(3)
+}
+
+/// Drops every capability not kept from the bounding set, and clears the
+/// ambient set, so not even a file capability can bring one back.
+fn drop_bounding_set() -> Result<(), ExecError> {
+    // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no pointers.
+    let rc = unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+    if rc != 0 {
+        return Err(ExecError::Sys { what: "prctl(PR_CAP_AMBIENT_CLEAR_ALL)".into(), errno: Errno::last() });
+    }
+    for cap in 0..64u32 {
+        if KEPT_CAPS.contains(&cap) {
+            continue;
+        }
+        // SAFETY: PR_CAPBSET_DROP takes a capability number, no pointers.
+        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
+        if rc != 0 && Errno::last() != Errno::EINVAL {
+            return Err(ExecError::Sys { what: format!("prctl(PR_CAPBSET_DROP, {cap})"), errno: Errno::last() });
+        }
+    }
+    Ok(())
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// Sets effective = permitted = `keep`, inheritable = none.
+fn set_caps(keep: &[u32]) -> Result<(), ExecError> {
+    let mut mask = 0u64;
+    for cap in keep {
+        mask |= 1 << cap;
+    }
+    let (low, high) = ((mask & 0xffff_ffff) as u32, (mask >> 32) as u32);
+    let data = [
+        CapData { effective: low, permitted: low, inheritable: 0 },
+        CapData { effective: high, permitted: high, inheritable: 0 },
+    ];
+    let header = CapHeader { version: 0x2008_0522, pid: 0 };
+    // SAFETY: header and data are live, correctly laid out structures of
+    // _LINUX_CAPABILITY_VERSION_3 (two CapData entries).
+    let rc = unsafe { libc::syscall(libc::SYS_capset, std::ptr::from_ref(&header), data.as_ptr()) };
+    if rc != 0 {
+        return Err(ExecError::Sys { what: format!("capset({mask:#x})"), errno: Errno::last() });
+    }
+    Ok(())
+}
+
+/// Closes every descriptor from `first` up, whatever its CLOEXEC flag:
+/// nothing cgmgr or its caller opened (a cgroupfs directory, a policy file)
+/// reaches the workload.
+fn close_fds_from(first: u32) -> Result<(), ExecError> {
+    // SAFETY: close_range takes two integers and flags; it only closes
+    // descriptors, and nothing in this process uses them after this point.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) };
+    if rc != 0 {
+        return Err(ExecError::Sys { what: "close_range(3, ~0)".into(), errno: Errno::last() });
+    }
+    Ok(())
+}
+
+/// Searches PATH (from the workload's environment) like execvp and executes.
+fn execvpe(w: &Workload) -> Errno {
+    let Ok(args) = w.argv.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<Vec<_>, _>>() else {
+        return Errno::EINVAL;
+    };
+    let Ok(env) = w.env.iter().map(|(k, v)| CString::new(format!("{k}={v}"))).collect::<Result<Vec<_>, _>>() else {
+        return Errno::EINVAL;
+    };
+    let cmd = &w.argv[0];
+    if cmd.contains('/') {
+        return exec_path(Path::new(cmd), &args, &env);
+    }
+    let path = w.env.iter().find(|(k, _)| k == "PATH").map_or(DEFAULT_PATH, |(_, v)| v.as_str());
+    let mut result = Errno::ENOENT;
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        match exec_path(&Path::new(dir).join(cmd), &args, &env) {
+            Errno::ENOENT | Errno::ENOTDIR => {}
+            // Remember "found but not executable", keep looking (as execvp).
+            e => result = e,
+        }
+    }
+    result
+}
+
+fn exec_path(path: &Path, args: &[CString], env: &[CString]) -> Errno {
+    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else { return Errno::EINVAL };
+    match nix::unistd::execve(&c_path, args, env) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    }
+}
