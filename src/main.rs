@@ -29,8 +29,16 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            let invalid = if is_exec_invocation() { EXIT_EXEC_FAILED } else { EXIT_INVALID };
-            return if e.use_stderr() { ExitCode::from(invalid) } else { ExitCode::SUCCESS };
+            let invalid = if is_exec_invocation() {
+                EXIT_EXEC_FAILED
+            } else {
+                EXIT_INVALID
+            };
+            return if e.use_stderr() {
+                ExitCode::from(invalid)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     if let Command::Exec(args) = cli.command {
@@ -79,7 +87,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Exec(_) => unreachable!("exec is dispatched before run"),
         Command::Rootfs(RootfsCommand::Build { dir, bins }) => {
             let copied = cgmgr::exec::build::build(&dir, &bins)?;
-            writeln!(std::io::stdout(), "{}: {} file(s) copied, proc dev tmp etc ready", dir.display(), copied.len())?;
+            writeln!(
+                std::io::stdout(),
+                "{}: {} file(s) copied, proc dev tmp etc ready",
+                dir.display(),
+                copied.len()
+            )?;
             Ok(())
         }
     }
@@ -99,7 +112,8 @@ fn exec_cmd(root: &str, args: ExecArgs) -> ExitCode {
 /// Resolves the group (creating it from its policy when declared and
 /// missing) and merges the policy's `[exec]` table with the flags.
 fn prepare_exec(root: &str, args: ExecArgs) -> Result<(CgroupRoot, cgmgr::exec::ExecSpec)> {
-    let group = cgmgr::cgroup::GroupName::parse(&args.group).map_err(|e| anyhow::anyhow!("--group: {e}"))?;
+    let group = cgmgr::cgroup::GroupName::parse(&args.group)
+        .map_err(|e| anyhow::anyhow!("--group: {e}"))?;
     let policies_given = args.policies != std::path::Path::new("/etc/cgmgr");
     let set = if policies_given || args.policies.exists() {
         policy::load(std::slice::from_ref(&args.policies))?
@@ -131,7 +145,11 @@ fn prepare_exec(root: &str, args: ExecArgs) -> Result<(CgroupRoot, cgmgr::exec::
         chroot: args.chroot,
         argv: args.cmd,
     };
-    let spec = cgmgr::exec::ExecSpec::resolve(group, declared.as_ref().and_then(|g| g.exec.as_ref()), flags)?;
+    let spec = cgmgr::exec::ExecSpec::resolve(
+        group,
+        declared.as_ref().and_then(|g| g.exec.as_ref()),
+        flags,
+    )?;
     Ok((root, spec))
 }
 

@@ -55,3 +55,9 @@ fn vm_cgroup_namespace_root() {
 fn vm_invalid_policy_writes_nothing() {
     run_in_vm("invalid.sh");
 }
+
+/// cgmgr exec: placement, namespaces, rootfs, init, hygiene, exit codes.
+#[test]
+fn vm_exec_isolates_the_workload() {
+    run_in_vm("exec.sh");
+}

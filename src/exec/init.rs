@@ -83,8 +83,14 @@ mod tests {
     fn exit_codes_follow_the_shell() {
         let pid = Pid::from_raw(2);
         assert_eq!(exit_code(WaitStatus::Exited(pid, 3)), Some(3));
-        assert_eq!(exit_code(WaitStatus::Signaled(pid, Signal::SIGKILL, false)), Some(137));
-        assert_eq!(exit_code(WaitStatus::Signaled(pid, Signal::SIGTERM, true)), Some(143));
+        assert_eq!(
+            exit_code(WaitStatus::Signaled(pid, Signal::SIGKILL, false)),
+            Some(137)
+        );
+        assert_eq!(
+            exit_code(WaitStatus::Signaled(pid, Signal::SIGTERM, true)),
+            Some(143)
+        );
         assert_eq!(exit_code(WaitStatus::StillAlive), None);
     }
 }

@@ -38,8 +38,14 @@ use crate::cgroup::{CgroupRoot, GroupName, format, tree};
 use crate::policy::{ExecConfig, Namespace};
 
 /// Namespaces used when neither the policy nor `--ns` names any.
-pub const DEFAULT_NAMESPACES: [Namespace; 6] =
-    [Namespace::Mount, Namespace::Uts, Namespace::Ipc, Namespace::Net, Namespace::Pid, Namespace::User];
+pub const DEFAULT_NAMESPACES: [Namespace; 6] = [
+    Namespace::Mount,
+    Namespace::Uts,
+    Namespace::Ipc,
+    Namespace::Net,
+    Namespace::Pid,
+    Namespace::User,
+];
 
 /// Everything `cgmgr exec` needs, resolved from the policy and the flags.
 #[derive(Debug, Clone)]
@@ -77,11 +83,18 @@ pub struct ExecFlags {
 
 impl ExecSpec {
     /// Merges the policy's `[exec]` table and the flags (flags win).
-    pub fn resolve(group: GroupName, policy: Option<&ExecConfig>, flags: ExecFlags) -> Result<ExecSpec, ExecError> {
+    pub fn resolve(
+        group: GroupName,
+        policy: Option<&ExecConfig>,
+        flags: ExecFlags,
+    ) -> Result<ExecSpec, ExecError> {
         let policy = policy.cloned().unwrap_or_default();
         let namespaces = match &flags.ns {
             Some(names) => parse_namespaces(names)?,
-            None => policy.namespaces.clone().unwrap_or_else(|| DEFAULT_NAMESPACES.into_iter().collect()),
+            None => policy
+                .namespaces
+                .clone()
+                .unwrap_or_else(|| DEFAULT_NAMESPACES.into_iter().collect()),
         };
         let rootfs = flags.rootfs.or(policy.rootfs);
         if rootfs.is_some() && !namespaces.contains(&Namespace::Mount) {
@@ -89,12 +102,19 @@ impl ExecSpec {
                 "a rootfs needs the mount namespace: add `mount` to --ns or to the policy's namespaces".into(),
             ));
         }
-        let default_host = group.as_str().rsplit('/').next().unwrap_or("sandbox").to_string();
+        let default_host = group
+            .as_str()
+            .rsplit('/')
+            .next()
+            .unwrap_or("sandbox")
+            .to_string();
         let hostname = flags.hostname.or(policy.hostname).unwrap_or(default_host);
         let mut env: Vec<(String, String)> = policy.env.into_iter().collect();
         for kv in &flags.env {
             let Some((k, v)) = kv.split_once('=').filter(|(k, _)| !k.is_empty()) else {
-                return Err(ExecError::Invalid(format!("--env {kv:?}: expected KEY=VALUE")));
+                return Err(ExecError::Invalid(format!(
+                    "--env {kv:?}: expected KEY=VALUE"
+                )));
             };
             env.retain(|(key, _)| key != k);
             env.push((k.to_string(), v.to_string()));
@@ -105,13 +125,20 @@ impl ExecSpec {
         let uid = policy.uid.unwrap_or(0);
         let in_user_ns = namespaces.contains(&Namespace::User);
         if in_user_ns && uid >= idmap::RANGE {
-            return Err(ExecError::Invalid(format!("uid {uid} is outside the mapped range 0..{}", idmap::RANGE)));
+            return Err(ExecError::Invalid(format!(
+                "uid {uid} is outside the mapped range 0..{}",
+                idmap::RANGE
+            )));
         }
         Ok(ExecSpec {
             group,
             namespaces,
             rootfs,
-            switch: if flags.chroot { RootSwitch::Chroot } else { RootSwitch::PivotRoot },
+            switch: if flags.chroot {
+                RootSwitch::Chroot
+            } else {
+                RootSwitch::PivotRoot
+            },
             hostname,
             workload: Workload {
                 argv: flags.argv,
@@ -138,7 +165,10 @@ impl ExecSpec {
             Namespace::User => libc::CLONE_NEWUSER,
             Namespace::Cgroup => libc::CLONE_NEWCGROUP,
         };
-        self.namespaces.iter().map(|ns| u64::from(flag(*ns).cast_unsigned())).fold(0, |a, b| a | b)
+        self.namespaces
+            .iter()
+            .map(|ns| u64::from(flag(*ns).cast_unsigned()))
+            .fold(0, |a, b| a | b)
     }
 }
 
@@ -151,7 +181,10 @@ fn parse_namespaces(names: &[String]) -> Result<BTreeSet<Namespace>, ExecError> 
         .map(|n| {
             Namespace::from_name(n.trim()).ok_or_else(|| {
                 let all: Vec<&str> = Namespace::ALL.iter().map(|(n, _)| *n).collect();
-                ExecError::Invalid(format!("--ns: unknown namespace {n:?}; namespaces are {} (or none)", all.join(", ")))
+                ExecError::Invalid(format!(
+                    "--ns: unknown namespace {n:?}; namespaces are {} (or none)",
+                    all.join(", ")
+                ))
             })
         })
         .collect()
@@ -161,11 +194,14 @@ fn parse_namespaces(names: &[String]) -> Result<BTreeSet<Namespace>, ExecError> 
 /// Must be called while the process has a single thread.
 pub fn run(root: &CgroupRoot, spec: &ExecSpec) -> Result<i32, ExecError> {
     let before = LimitCounters::read(root, &spec.group);
-    let group_dir = root.open_dir(&spec.group).map_err(|errno| ExecError::OpenGroup {
-        path: root.group_path(&spec.group),
-        errno,
-    })?;
-    let (go_read, go_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"))?;
+    let group_dir = root
+        .open_dir(&spec.group)
+        .map_err(|errno| ExecError::OpenGroup {
+            path: root.group_path(&spec.group),
+            errno,
+        })?;
+    let (go_read, go_write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"))?;
     match spawn::clone_into(spec.clone_flags(), group_dir.as_fd())? {
         spawn::Forked::Child => {
             drop((go_write, group_dir));
@@ -173,13 +209,16 @@ pub fn run(root: &CgroupRoot, spec: &ExecSpec) -> Result<i32, ExecError> {
         }
         spawn::Forked::Parent { pid, placed } => {
             drop((go_read, group_dir));
-            if let Err(e) = release_child(root, spec, pid, placed, go_write) {
+            if let Err(e) = release_child(root, spec, pid, placed, &go_write) {
                 let _ = kill(pid, Signal::SIGKILL);
                 let _ = waitpid(pid, None);
                 return Err(e);
             }
             forward_signals(pid)?;
             let code = wait_for(pid);
+            // Held open until now: the child polls it to learn whether we
+            // died before its death signal was armed.
+            drop(go_write);
             report(root, &spec.group, &before);
             Ok(code)
         }
@@ -187,7 +226,13 @@ pub fn run(root: &CgroupRoot, spec: &ExecSpec) -> Result<i32, ExecError> {
 }
 
 /// Parent side: place the child if the kernel did not, map its ids, let it go.
-fn release_child(root: &CgroupRoot, spec: &ExecSpec, pid: Pid, placed: bool, go: OwnedFd) -> Result<(), ExecError> {
+fn release_child(
+    root: &CgroupRoot,
+    spec: &ExecSpec,
+    pid: Pid,
+    placed: bool,
+    go: &OwnedFd,
+) -> Result<(), ExecError> {
     if !placed {
         tree::move_pid(root, &spec.group, pid.as_raw())
             .map_err(|e| ExecError::Invalid(format!("placing the workload in its group: {e}")))?;
@@ -195,14 +240,16 @@ fn release_child(root: &CgroupRoot, spec: &ExecSpec, pid: Pid, placed: bool, go:
     if spec.has(Namespace::User) {
         idmap::write_maps(pid)?;
     }
-    nix::unistd::write(&go, b"1").map_err(sys("releasing the child"))?;
+    nix::unistd::write(go, b"1").map_err(sys("releasing the child"))?;
     Ok(())
 }
 
 fn forward_signals(pid: Pid) -> Result<(), ExecError> {
     let signals: Vec<i32> = init::FORWARDED.iter().map(|s| *s as i32).collect();
-    let mut iter = signal_hook::iterator::Signals::new(&signals)
-        .map_err(|e| ExecError::Sys { what: format!("installing signal handlers: {e}"), errno: Errno::EIO })?;
+    let mut iter = signal_hook::iterator::Signals::new(&signals).map_err(|e| ExecError::Sys {
+        what: format!("installing signal handlers: {e}"),
+        errno: Errno::EIO,
+    })?;
     std::thread::spawn(move || {
         for sig in iter.forever() {
             if let Ok(sig) = Signal::try_from(sig) {
@@ -244,14 +291,21 @@ fn child_setup(spec: &ExecSpec, go: OwnedFd) -> Result<i32, ExecError> {
     if nix::unistd::read(&go, &mut byte) != Ok(1) {
         return Ok(125); // the parent died before letting us go
     }
-    drop(go);
     if spec.has(Namespace::User) {
         let (uid, gid) = (Uid::from_raw(0), Gid::from_raw(0));
         nix::unistd::setresgid(gid, gid, gid).map_err(sys("setresgid(0) in the user namespace"))?;
         nix::unistd::setresuid(uid, uid, uid).map_err(sys("setresuid(0) in the user namespace"))?;
+        // A credential change clears the parent-death signal: arm it again,
+        // then make sure the parent did not die in between.
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(sys("prctl(PR_SET_PDEATHSIG)"))?;
+        if parent_gone(&go) {
+            return Ok(125);
+        }
     }
+    drop(go);
     if spec.has(Namespace::Uts) {
-        nix::unistd::sethostname(&spec.hostname).map_err(sys(format!("sethostname({:?})", spec.hostname)))?;
+        nix::unistd::sethostname(&spec.hostname)
+            .map_err(sys(format!("sethostname({:?})", spec.hostname)))?;
     }
     if spec.has(Namespace::Net) {
         loopback_up()?;
@@ -274,12 +328,27 @@ fn child_setup(spec: &ExecSpec, go: OwnedFd) -> Result<i32, ExecError> {
     }
 }
 
+/// True when the parent closed its end of the go pipe (it exited).
+fn parent_gone(go: &OwnedFd) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut fds = [PollFd::new(go.as_fd(), PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLHUP))
+}
+
 /// Brings up `lo` in the new network namespace.
 fn loopback_up() -> Result<(), ExecError> {
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
     use std::os::fd::AsRawFd;
-    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
-        .map_err(sys("socket for SIOCSIFFLAGS"))?;
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(sys("socket for SIOCSIFFLAGS"))?;
     // SAFETY: ifreq is plain old data; all-zero is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
@@ -287,15 +356,23 @@ fn loopback_up() -> Result<(), ExecError> {
     }
     // SAFETY: req is a live ifreq naming "lo"; SIOCGIFFLAGS fills ifru_flags.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } != 0 {
-        return Err(ExecError::Sys { what: "SIOCGIFFLAGS lo".into(), errno: Errno::last() });
+        return Err(ExecError::Sys {
+            what: "SIOCGIFFLAGS lo".into(),
+            errno: Errno::last(),
+        });
     }
+    // IFF_UP is 0x1: it fits the short flags field.
+    let up = libc::c_short::try_from(libc::IFF_UP).unwrap_or(1);
     // SAFETY: SIOCGIFFLAGS just initialised the flags member of the union.
     unsafe {
-        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        req.ifr_ifru.ifru_flags |= up;
     }
     // SAFETY: req is a live ifreq naming "lo" with the new flags.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } != 0 {
-        return Err(ExecError::Sys { what: "SIOCSIFFLAGS lo up".into(), errno: Errno::last() });
+        return Err(ExecError::Sys {
+            what: "SIOCSIFFLAGS lo up".into(),
+            errno: Errno::last(),
+        });
     }
     Ok(())
 }
@@ -317,7 +394,10 @@ impl LimitCounters {
                 .and_then(|m| m.get(key).copied())
                 .unwrap_or(0)
         };
-        LimitCounters { oom_kill: key("memory.events", "oom_kill"), pids_max: key("pids.events", "max") }
+        LimitCounters {
+            oom_kill: key("memory.events", "oom_kill"),
+            pids_max: key("pids.events", "max"),
+        }
     }
 }
 
@@ -325,18 +405,25 @@ impl LimitCounters {
 fn report(root: &CgroupRoot, group: &GroupName, before: &LimitCounters) {
     let after = LimitCounters::read(root, group);
     let size = |file: &str| {
-        root.read_value::<Limit<Bytes>>(group, file).ok().map(|l| match l {
-            Limit::Max => "max".to_string(),
-            Limit::Value(b) => b.human(),
-        })
+        root.read_value::<Limit<Bytes>>(group, file)
+            .ok()
+            .map(|l| match l {
+                Limit::Max => "max".to_string(),
+                Limit::Value(b) => b.human(),
+            })
     };
     if after.oom_kill > before.oom_kill {
         let max = size("memory.max").unwrap_or_else(|| "?".into());
-        let peak = size("memory.peak").map(|p| format!(", peak {p}")).unwrap_or_default();
+        let peak = size("memory.peak")
+            .map(|p| format!(", peak {p}"))
+            .unwrap_or_default();
         eprintln!("cgmgr: {group}: killed by the OOM killer (memory.max {max}{peak})");
     }
     if after.pids_max > before.pids_max {
-        let max = root.read(group, "pids.max").map(|s| s.trim().to_string()).unwrap_or_else(|_| "?".into());
+        let max = root
+            .read(group, "pids.max")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "?".into());
         let n = after.pids_max - before.pids_max;
         eprintln!("cgmgr: {group}: pids.max ({max}) was reached: {n} fork(s) refused");
     }

@@ -43,10 +43,13 @@ pub fn check(rootfs: &Path) -> Result<(), ExecError> {
     for entry in REQUIRED_DIRS {
         let meta = std::fs::symlink_metadata(rootfs.join(entry));
         let problem = match meta {
-            Ok(m) if m.file_type().is_symlink() => "is a symlink, which a mount would follow out of the rootfs",
+            Ok(m) if m.file_type().is_symlink() => {
+                "is a symlink, which a mount would follow out of the rootfs"
+            }
             Ok(m) if m.is_dir() => continue,
             Ok(_) => "is not a directory",
-            Err(_) => "is missing",
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "is missing",
+            Err(_) => "cannot be inspected (is the rootfs readable by the mapped user?)",
         };
         return Err(ExecError::BadRootfs {
             rootfs: rootfs.to_path_buf(),
@@ -58,9 +61,18 @@ pub fn check(rootfs: &Path) -> Result<(), ExecError> {
     Ok(())
 }
 
-fn mount_err(step: u8, what: &'static str, target: &Path) -> impl FnOnce(nix::errno::Errno) -> ExecError {
+fn mount_err(
+    step: u8,
+    what: &'static str,
+    target: &Path,
+) -> impl FnOnce(nix::errno::Errno) -> ExecError {
     let target = target.to_path_buf();
-    move |errno| ExecError::Mount { step, what, target, errno }
+    move |errno| ExecError::Mount {
+        step,
+        what,
+        target,
+        errno,
+    }
 }
 
 /// Runs steps 1-6 in the current (new) mount namespace.
@@ -68,39 +80,68 @@ pub fn enter(rootfs: &Path, switch: RootSwitch) -> Result<(), ExecError> {
     check(rootfs)?;
     let none: Option<&str> = None;
     // 1.
-    mount(none, "/", none, MsFlags::MS_SLAVE | MsFlags::MS_REC, none)
-        .map_err(mount_err(1, "make / a recursive slave", Path::new("/")))?;
+    mount(none, "/", none, MsFlags::MS_SLAVE | MsFlags::MS_REC, none).map_err(mount_err(
+        1,
+        "make / a recursive slave",
+        Path::new("/"),
+    ))?;
     // 2.
-    mount(Some(rootfs), rootfs, none, MsFlags::MS_BIND | MsFlags::MS_REC, none)
-        .map_err(mount_err(2, "bind the rootfs onto itself", rootfs))?;
+    mount(
+        Some(rootfs),
+        rootfs,
+        none,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        none,
+    )
+    .map_err(mount_err(2, "bind the rootfs onto itself", rootfs))?;
     // 3.
     let proc_dir = rootfs.join("proc");
     let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
-    mount(Some("proc"), &proc_dir, Some("proc"), hardened, none)
-        .map_err(mount_err(3, "mount a fresh /proc", &proc_dir))?;
+    mount(Some("proc"), &proc_dir, Some("proc"), hardened, none).map_err(mount_err(
+        3,
+        "mount a fresh /proc",
+        &proc_dir,
+    ))?;
     // 4.
     populate_dev(&rootfs.join("dev"))?;
     // 5.
     let tmp = rootfs.join("tmp");
-    mount(Some("tmpfs"), &tmp, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777"))
-        .map_err(mount_err(5, "mount a tmpfs /tmp", &tmp))?;
+    mount(
+        Some("tmpfs"),
+        &tmp,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777"),
+    )
+    .map_err(mount_err(5, "mount a tmpfs /tmp", &tmp))?;
     // 6.
     switch_root(rootfs, switch)
 }
 
 fn populate_dev(dev: &Path) -> Result<(), ExecError> {
     let none: Option<&str> = None;
-    mount(Some("tmpfs"), dev, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("mode=755,size=64k"))
-        .map_err(mount_err(4, "mount a tmpfs /dev", dev))?;
+    mount(
+        Some("tmpfs"),
+        dev,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("mode=755,size=64k"),
+    )
+    .map_err(mount_err(4, "mount a tmpfs /dev", dev))?;
     for name in DEVICES {
         let target = dev.join(name);
-        std::fs::File::create(&target).map_err(|e| io_err(format!("creating {}", target.display()), e))?;
+        std::fs::File::create(&target)
+            .map_err(|e| io_err(format!("creating {}", target.display()), e))?;
         let source = PathBuf::from("/dev").join(name);
-        mount(Some(&source), &target, none, MsFlags::MS_BIND, none)
-            .map_err(mount_err(4, "bind a device node from the host", &target))?;
+        mount(Some(&source), &target, none, MsFlags::MS_BIND, none).map_err(mount_err(
+            4,
+            "bind a device node from the host",
+            &target,
+        ))?;
     }
     let pts = dev.join("pts");
-    nix::unistd::mkdir(&pts, Mode::from_bits_truncate(0o755)).map_err(sys(format!("mkdir {}", pts.display())))?;
+    nix::unistd::mkdir(&pts, Mode::from_bits_truncate(0o755))
+        .map_err(sys(format!("mkdir {}", pts.display())))?;
     mount(
         Some("devpts"),
         &pts,
@@ -129,7 +170,11 @@ fn switch_root(rootfs: &Path, switch: RootSwitch) -> Result<(), ExecError> {
             // pivot_root(".", ".") stacks the old root under the new one at
             // "/"; detaching it leaves no mount that leads back to the host.
             nix::unistd::pivot_root(".", ".").map_err(mount_err(6, "pivot_root", rootfs))?;
-            umount2(".", MntFlags::MNT_DETACH).map_err(mount_err(6, "detach the old root", rootfs))?;
+            umount2(".", MntFlags::MNT_DETACH).map_err(mount_err(
+                6,
+                "detach the old root",
+                rootfs,
+            ))?;
         }
         RootSwitch::Chroot => {
             nix::unistd::chroot(".").map_err(mount_err(6, "chroot", rootfs))?;
@@ -139,17 +184,26 @@ fn switch_root(rootfs: &Path, switch: RootSwitch) -> Result<(), ExecError> {
 }
 
 fn io_err(what: String, e: std::io::Error) -> ExecError {
-    ExecError::Sys { what, errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) }
+    ExecError::Sys {
+        what,
+        errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+    }
 }
 
 /// Mounts a fresh `/proc` over the host's, for a PID namespace without a rootfs.
 pub fn remount_proc() -> Result<(), ExecError> {
     let none: Option<&str> = None;
-    mount(none, "/", none, MsFlags::MS_SLAVE | MsFlags::MS_REC, none)
-        .map_err(mount_err(1, "make / a recursive slave", Path::new("/")))?;
+    mount(none, "/", none, MsFlags::MS_SLAVE | MsFlags::MS_REC, none).map_err(mount_err(
+        1,
+        "make / a recursive slave",
+        Path::new("/"),
+    ))?;
     let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
-    mount(Some("proc"), "/proc", Some("proc"), hardened, none)
-        .map_err(mount_err(3, "mount a fresh /proc", Path::new("/proc")))
+    mount(Some("proc"), "/proc", Some("proc"), hardened, none).map_err(mount_err(
+        3,
+        "mount a fresh /proc",
+        Path::new("/proc"),
+    ))
 }
 
 #[cfg(test)]
@@ -172,7 +226,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir(tmp.path().join("proc")).unwrap();
         let e = check(tmp.path()).unwrap_err().to_string();
-        assert!(e.contains("dev is missing") && e.contains("cgmgr rootfs build"), "{e}");
+        assert!(
+            e.contains("dev is missing") && e.contains("cgmgr rootfs build"),
+            "{e}"
+        );
         for d in ["dev", "tmp"] {
             std::fs::create_dir(tmp.path().join(d)).unwrap();
         }

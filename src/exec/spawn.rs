@@ -56,8 +56,14 @@ pub fn clone_into(ns_flags: u64, group_dir: BorrowedFd<'_>) -> Result<Forked, Ex
         Ok(f) => Ok(mark_placed(f, true)),
         // Before 5.7 the kernel refuses the unknown flag or the larger struct.
         Err(Errno::EINVAL | Errno::E2BIG) => {
-            let plain = CloneArgs { flags: ns_flags, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
-            raw_clone3(&plain).map(|f| mark_placed(f, false)).map_err(|errno| clone_error(ns_flags, errno))
+            let plain = CloneArgs {
+                flags: ns_flags,
+                exit_signal: libc::SIGCHLD as u64,
+                ..Default::default()
+            };
+            raw_clone3(&plain)
+                .map(|f| mark_placed(f, false))
+                .map_err(|errno| clone_error(ns_flags, errno))
         }
         Err(errno) => Err(clone_error(ns_flags, errno)),
     }
@@ -87,7 +93,11 @@ fn raw_clone3(args: &CloneArgs) -> Result<Forked, Errno> {
     // our stack exactly as after fork(2). The caller guarantees a single
     // thread, so the child inherits no lock held by another thread.
     let ret = unsafe {
-        libc::syscall(libc::SYS_clone3, std::ptr::from_ref(args), std::mem::size_of::<CloneArgs>())
+        libc::syscall(
+            libc::SYS_clone3,
+            std::ptr::from_ref(args),
+            std::mem::size_of::<CloneArgs>(),
+        )
     };
     match ret {
         -1 => Err(Errno::last()),

@@ -67,9 +67,9 @@ pub fn exec(w: &Workload) -> i32 {
 
 fn prepare(w: &Workload) -> Result<(), ExecError> {
     // Signals blocked by init for sigwait would stay blocked across execve.
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).map_err(sys("sigprocmask"))?;
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .map_err(sys("sigprocmask"))?;
     nix::unistd::setsid().map_err(sys("setsid"))?;
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(sys("prctl(PR_SET_PDEATHSIG)"))?;
     umask(Mode::from_bits_truncate(0o022));
     nix::unistd::chdir(&w.cwd).map_err(sys(format!("working directory {}", w.cwd.display())))?;
     drop_bounding_set()?;
@@ -80,6 +80,8 @@ fn prepare(w: &Workload) -> Result<(), ExecError> {
     let uid = Uid::from_raw(w.uid);
     nix::unistd::setresgid(gid, gid, gid).map_err(sys(format!("setresgid({})", w.gid)))?;
     nix::unistd::setresuid(uid, uid, uid).map_err(sys(format!("setresuid({})", w.uid)))?;
+    // After the id change, which clears it: die with init.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(sys("prctl(PR_SET_PDEATHSIG)"))?;
     set_caps(if w.uid == 0 { &KEPT_CAPS } else { &[] })?;
     nix::sys::prctl::set_no_new_privs().map_err(sys("prctl(PR_SET_NO_NEW_PRIVS)"))?;
     close_fds_from(3)
@@ -89,9 +91,20 @@ fn prepare(w: &Workload) -> Result<(), ExecError> {
 /// ambient set, so not even a file capability can bring one back.
 fn drop_bounding_set() -> Result<(), ExecError> {
     // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no pointers.
-    let rc = unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    };
     if rc != 0 {
-        return Err(ExecError::Sys { what: "prctl(PR_CAP_AMBIENT_CLEAR_ALL)".into(), errno: Errno::last() });
+        return Err(ExecError::Sys {
+            what: "prctl(PR_CAP_AMBIENT_CLEAR_ALL)".into(),
+            errno: Errno::last(),
+        });
     }
     for cap in 0..64u32 {
         if KEPT_CAPS.contains(&cap) {
@@ -100,7 +113,10 @@ fn drop_bounding_set() -> Result<(), ExecError> {
         // SAFETY: PR_CAPBSET_DROP takes a capability number, no pointers.
         let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
         if rc != 0 && Errno::last() != Errno::EINVAL {
-            return Err(ExecError::Sys { what: format!("prctl(PR_CAPBSET_DROP, {cap})"), errno: Errno::last() });
+            return Err(ExecError::Sys {
+                what: format!("prctl(PR_CAPBSET_DROP, {cap})"),
+                errno: Errno::last(),
+            });
         }
     }
     Ok(())
@@ -128,15 +144,29 @@ fn set_caps(keep: &[u32]) -> Result<(), ExecError> {
     }
     let (low, high) = ((mask & 0xffff_ffff) as u32, (mask >> 32) as u32);
     let data = [
-        CapData { effective: low, permitted: low, inheritable: 0 },
-        CapData { effective: high, permitted: high, inheritable: 0 },
+        CapData {
+            effective: low,
+            permitted: low,
+            inheritable: 0,
+        },
+        CapData {
+            effective: high,
+            permitted: high,
+            inheritable: 0,
+        },
     ];
-    let header = CapHeader { version: 0x2008_0522, pid: 0 };
+    let header = CapHeader {
+        version: 0x2008_0522,
+        pid: 0,
+    };
     // SAFETY: header and data are live, correctly laid out structures of
     // _LINUX_CAPABILITY_VERSION_3 (two CapData entries).
     let rc = unsafe { libc::syscall(libc::SYS_capset, std::ptr::from_ref(&header), data.as_ptr()) };
     if rc != 0 {
-        return Err(ExecError::Sys { what: format!("capset({mask:#x})"), errno: Errno::last() });
+        return Err(ExecError::Sys {
+            what: format!("capset({mask:#x})"),
+            errno: Errno::last(),
+        });
     }
     Ok(())
 }
@@ -149,24 +179,41 @@ fn close_fds_from(first: u32) -> Result<(), ExecError> {
     // descriptors, and nothing in this process uses them after this point.
     let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) };
     if rc != 0 {
-        return Err(ExecError::Sys { what: "close_range(3, ~0)".into(), errno: Errno::last() });
+        return Err(ExecError::Sys {
+            what: "close_range(3, ~0)".into(),
+            errno: Errno::last(),
+        });
     }
     Ok(())
 }
 
 /// Searches PATH (from the workload's environment) like execvp and executes.
 fn execvpe(w: &Workload) -> Errno {
-    let Ok(args) = w.argv.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<Vec<_>, _>>() else {
+    let Ok(args) = w
+        .argv
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()
+    else {
         return Errno::EINVAL;
     };
-    let Ok(env) = w.env.iter().map(|(k, v)| CString::new(format!("{k}={v}"))).collect::<Result<Vec<_>, _>>() else {
+    let Ok(env) = w
+        .env
+        .iter()
+        .map(|(k, v)| CString::new(format!("{k}={v}")))
+        .collect::<Result<Vec<_>, _>>()
+    else {
         return Errno::EINVAL;
     };
     let cmd = &w.argv[0];
     if cmd.contains('/') {
         return exec_path(Path::new(cmd), &args, &env);
     }
-    let path = w.env.iter().find(|(k, _)| k == "PATH").map_or(DEFAULT_PATH, |(_, v)| v.as_str());
+    let path = w
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map_or(DEFAULT_PATH, |(_, v)| v.as_str());
     let mut result = Errno::ENOENT;
     for dir in path.split(':').filter(|d| !d.is_empty()) {
         match exec_path(&Path::new(dir).join(cmd), &args, &env) {
@@ -179,7 +226,9 @@ fn execvpe(w: &Workload) -> Errno {
 }
 
 fn exec_path(path: &Path, args: &[CString], env: &[CString]) -> Errno {
-    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else { return Errno::EINVAL };
+    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
+        return Errno::EINVAL;
+    };
     match nix::unistd::execve(&c_path, args, env) {
         Err(e) => e,
         Ok(never) => match never {},

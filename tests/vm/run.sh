@@ -31,7 +31,10 @@ case "${file_is_static:-}" in *"not a dynamic"*) ;; *) die "need a static busybo
 mkdir -p "$cache"
 exec 9>"$cache/.lock"
 flock 9
-if [ ! -f "$cache/vmlinuz" ]; then
+# Modules the tests load: virtio-net (scraping from the host) and dummy (a
+# second network interface the sandbox must not see).
+modules="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net dummy"
+if [ ! -f "$cache/vmlinuz" ] || [ "$(cat "$cache/modules.list" 2>/dev/null)" != "$modules" ]; then
   pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
   [ -n "$pkg" ] || die "apt-cache does not know linux-image-cloud-amd64 (run apt-get update)"
   work=$(mktemp -d)
@@ -39,10 +42,12 @@ if [ ! -f "$cache/vmlinuz" ]; then
   dpkg-deb -x "$work"/*.deb "$work/x"
   mods=$(ls -d "$work"/x/lib/modules/* | head -n1)
   mkdir -p "$cache/modules"
-  for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net; do
+  for m in $modules; do
     f=$(find "$mods" -name "$m.ko*" | head -n1)
-    [ -n "$f" ] && cp "$f" "$cache/modules/"
+    [ -n "$f" ] || die "module $m is not in $pkg"
+    cp "$f" "$cache/modules/"
   done
+  echo "$modules" > "$cache/modules.list"
   cp "$work"/x/boot/vmlinuz-* "$cache/vmlinuz.tmp"
   echo "$pkg" > "$cache/kernel-package"
   mv "$cache/vmlinuz.tmp" "$cache/vmlinuz"
@@ -52,6 +57,7 @@ flock -u 9
 
 # 2. The initramfs.
 root=$(mktemp -d)
+chmod 755 "$root"  # it becomes the VM's /: mktemp's 0700 would lock out mapped users
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,sbin,proc,sys,dev,tmp,etc,root,lib/modules,usr/bin,usr/sbin}
 cp "$busybox" "$root/bin/busybox"
@@ -73,7 +79,18 @@ cp "$here/lib.sh" "$root/lib.sh"
 if [ -n "${CGMGR_VM_POLICIES:-}" ]; then mkdir -p "$root/etc/cgmgr"; cp "$CGMGR_VM_POLICIES"/*.toml "$root/etc/cgmgr/"; fi
 cp "$script" "$root/test.sh"
 echo "root:x:0:0:root:/root:/bin/sh" > "$root/etc/passwd"
+# Stage 1 moves / from the initramfs onto a tmpfs: pivot_root (cgmgr exec)
+# refuses to move away from the initial rootfs, as on any real system it
+# never has to. Stage 2 is the test environment.
 cat > "$root/init" <<'INIT'
+#!/bin/sh
+mount -t tmpfs -o mode=755 root /newroot
+cp -a /bin /etc /lib* /usr /root /init2 /lib.sh /test.sh /newroot/ 2>/dev/null
+cp -a /lib /newroot/ 2>/dev/null
+mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/tmp
+exec switch_root /newroot /init2
+INIT
+cat > "$root/init2" <<'INIT'
 #!/bin/sh
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -88,6 +105,8 @@ sh /test.sh
 echo "CGMGR-VM-EXIT $?"
 poweroff -f
 INIT
+chmod +x "$root/init2"
+mkdir -p "$root/newroot"
 chmod +x "$root/init"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$root.cpio.gz"
 trap 'rm -rf "$root" "$root.cpio.gz"' EXIT

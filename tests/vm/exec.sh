@@ -1,0 +1,118 @@
+# cgmgr exec: born in the group, namespaced, pivot_rooted, under an init.
+. /lib.sh
+insmod /lib/modules/dummy.ko || fail "cannot load dummy (it creates dummy0)"
+cgmgr rootfs build /rootfs --bin /bin/busybox >/dev/null || fail "rootfs build"
+for a in sh ls cat ps id hostname ip echo sleep grep wc chroot mkdir dd true kill seq tr; do ln -sf busybox /rootfs/bin/$a; done
+echo "host secret" > /host-secret
+mkdir -p /etc/cgmgr
+cat > /etc/cgmgr/sandbox.toml <<'TOML'
+[group.sandbox]
+memory.max = "32M"
+memory.swap.max = "0"
+pids.max = 32
+
+[group.sandbox.exec]
+rootfs = "/rootfs"
+namespaces = ["mount", "uts", "ipc", "net", "pid", "user"]
+hostname = "sandbox"
+env = { PATH = "/bin", GREETING = "hello" }
+TOML
+x() { cgmgr exec --group sandbox "$@"; }
+
+step "rootfs build is idempotent"
+run_cgmgr 0 rootfs build /rootfs --bin /bin/busybox
+
+step "the group is created from its policy; the workload is born inside it"
+[ -d $CG/sandbox ] && fail "sandbox exists before exec"
+out=$(x -- sh -c 'cat /proc/self/cgroup; echo pid=$$; hostname; echo $GREETING')
+echo "$out"
+expect_contains "$out" "0::/sandbox" "workload's cgroup"
+expect_contains "$out" "pid=2" "\$\$ is 2 (init is 1)"
+expect_contains "$out" "sandbox" "hostname from the policy"
+expect_contains "$out" "hello" "env from the policy"
+expect_eq "$(cat $CG/sandbox/memory.max)" 33554432 "group created with its limits"
+x -- sleep 3 &
+sleep 1.5
+procs=$(wc -l < $CG/sandbox/cgroup.procs)
+expect_eq "$procs" 2 "init and workload in sandbox/cgroup.procs while running"
+wait
+
+step "isolation"
+out=$(x -- sh -c 'echo /proc/[0-9]*')
+expect_eq "$out" "/proc/1 /proc/2" "/proc shows only init and the workload"
+out=$(x -- sh -c 'cat /host-secret 2>&1; ls /')
+expect_contains "$out" "No such file" "host file outside the rootfs unreachable"
+expect_eq "$(echo $(x -- ls /))" "bin dev etc proc tmp" "root is the rootfs"
+out=$(x -- sh -c 'ls /proc/$$/fd; true' 7</etc/passwd 8</dev/null)
+expect_eq "$(echo $out)" "0 1 2" "only fds 0-2 (7 and 8 were open outside)"
+expect_eq "$(x -- cat /proc/self/uid_map | tr -s ' ')" " 0 100000 65536" "uid_map: root inside is 100000 outside"
+expect_contains "$(ip link)" "dummy0" "the host has dummy0"
+expect_eq "$(x -- ip -o link | grep -c .)" 1 "the net namespace has only lo"
+expect_contains "$(x -- ip -o link)" "lo: <LOOPBACK,UP" "lo is up"
+expect_contains "$(x -- grep NoNewPrivs /proc/self/status)" "1" "NoNewPrivs"
+expect_eq "$(x -- grep CapEff /proc/self/status | tr -d '\t')" "CapEff:00000000000005fb" "capabilities cut to the default set"
+x -- ps -o pid,user,comm >/dev/null 2>&1
+
+step "escape attempts fail"
+out=$(x -- sh -c 'mkdir /tmp/x; chroot /tmp/x /bin/true; echo chroot=$?; cd /../../..; ls' 2>&1)
+echo "$out"
+expect_contains "$out" "chroot=1" "chroot is not permitted (no CAP_SYS_CHROOT)"
+expect_not_contains "$out" "host-secret" "/.. stays in the rootfs"
+
+step "exit codes"
+x -- sh -c 'exit 42'; expect_eq "$?" 42 "exit status"
+x -- /bin/nonexistent; expect_eq "$?" 127 "command not found"
+x -- /etc; expect_eq "$?" 126 "not executable"
+x -- sh -c 'kill -9 $$'; expect_eq "$?" 137 "killed by SIGKILL"
+cgmgr exec --group nosuch -- true; expect_eq "$?" 125 "unknown group"
+out=$(cgmgr exec --group nosuch -- true 2>&1)
+expect_contains "$out" "unknown group \`nosuch\`" "unknown group message"
+cgmgr exec --bogus 2>/dev/null; expect_eq "$?" 125 "bad flags"
+
+step "signals: SIGTERM reaches a trapping workload"
+cgmgr exec --group sandbox -- sh -c 'trap "echo got TERM; exit 42" TERM; while :; do sleep 0.2; done' &
+pid=$!
+sleep 2
+kill -TERM $pid
+wait $pid; expect_eq "$?" 42 "trapped SIGTERM exit status"
+
+step "orphans are reaped"
+out=$(x -- sh -c 'sh -c "sleep 0.3 & exit 0"; sleep 1.5; cat /proc/[0-9]*/stat | grep -c " Z " ')
+expect_eq "$out" 0 "no zombie left"
+
+step "a killed cgmgr exec leaves nothing"
+cgmgr exec --group sandbox -- sh -c 'sleep 1000 & sleep 1000' &
+pid=$!
+sleep 2
+[ "$(wc -l < $CG/sandbox/cgroup.procs)" -ge 2 ] || fail "workload not running"
+kill -9 $pid
+for i in $(seq 50); do [ -z "$(cat $CG/sandbox/cgroup.procs)" ] && break; sleep 0.1; done
+expect_eq "$(cat $CG/sandbox/cgroup.procs)" "" "group empty after cgmgr exec was killed"
+
+step "OOM: 137 and a report"
+out=$(x -- dd if=/dev/zero of=/dev/null bs=64M count=1 2>&1); rc=$?
+echo "$out"
+expect_eq "$rc" 137 "OOM-killed workload"
+expect_contains "$out" "cgmgr: sandbox: killed by the OOM killer (memory.max 32 MiB, peak 32" "OOM report"
+
+step "pids.max: a note"
+out=$(x -- sh -c 'for i in $(seq 40); do sleep 1 & done; wait' 2>&1)
+expect_contains "$out" "cgmgr: sandbox: pids.max (32) was reached" "pids.max note"
+
+step "a rootfs whose /proc is a symlink is refused"
+cp -a /rootfs /badroot && rmdir /badroot/proc && ln -s / /badroot/proc
+out=$(x --rootfs /badroot -- true 2>&1); rc=$?
+echo "$out"
+expect_eq "$rc" 125 "refused"
+expect_contains "$out" "proc is a symlink" "names the problem"
+
+step "a group without an [exec] table: host filesystem, flags choose the namespaces"
+mkdir $CG/plain
+out=$(cgmgr exec --group plain --ns uts,pid,mount --hostname box -- sh -c 'hostname; echo /proc/[0-9]*; cat /host-secret; cat /proc/self/uid_map' 2>&1)
+echo "$out"
+expect_contains "$out" "box" "--hostname"
+expect_contains "$out" "/proc/1 /proc/2" "a fresh /proc for the pid namespace"
+expect_contains "$out" "host secret" "no rootfs: the host filesystem"
+expect_contains "$out" "0          0 4294967295" "no user namespace: identity map"
+expect_eq "$(hostname)" "(none)" "the VM's hostname is untouched"
+echo PASS
