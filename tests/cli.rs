@@ -249,3 +249,73 @@ fn host_v1_bound_controller_is_explained() {
     assert!(err.contains("systemd.unified_cgroup_hierarchy=1"), "{err}");
     assert!(!scratch.0.join("web").exists(), "nothing may be created");
 }
+
+/// `cgmgr exec` on the host (user namespaces and the v2 core are there):
+/// born in its group, namespaced, in a rootfs built by `cgmgr rootfs build`.
+#[test]
+fn host_exec_runs_inside_the_group() {
+    let scratch = Scratch::new("exec");
+    std::fs::create_dir(scratch.0.join("sb")).unwrap();
+    let rootfs = tempfile::tempdir().unwrap();
+    let r = rootfs.path().to_str().unwrap();
+    let out = cgmgr(&["rootfs", "build", r, "--bin", "/bin/busybox"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for applet in ["sh", "cat", "hostname"] {
+        std::os::unix::fs::symlink("busybox", rootfs.path().join("bin").join(applet)).unwrap();
+    }
+    let script = "cat /proc/self/cgroup; echo pid=$$; hostname; cat /proc/self/uid_map; ls /proc/$$/fd; exit 42";
+    let out = cgmgr(&[
+        "exec",
+        "--root",
+        scratch.path(),
+        "--group",
+        "sb",
+        "--rootfs",
+        r,
+        "--",
+        "/bin/sh",
+        "-c",
+        script,
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(42), "{text}{}", stderr(&out));
+    let cgroup = format!(
+        "0::/{}/sb\n",
+        scratch.0.file_name().unwrap().to_str().unwrap()
+    );
+    assert!(text.contains(&cgroup), "{text}");
+    assert!(text.contains("pid=2\nsb\n"), "{text}");
+    assert!(text.contains("0     100000      65536"), "{text}");
+
+    let out = cgmgr(&[
+        "exec",
+        "--root",
+        scratch.path(),
+        "--group",
+        "sb",
+        "--rootfs",
+        r,
+        "--",
+        "/nope",
+    ]);
+    assert_eq!(out.status.code(), Some(127));
+    assert_eq!(
+        stderr(&out),
+        "cgmgr: exec: /nope: No such file or directory\n"
+    );
+    let out = cgmgr(&[
+        "exec",
+        "--root",
+        scratch.path(),
+        "--group",
+        "missing",
+        "--",
+        "/bin/true",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("unknown group `missing`"),
+        "{}",
+        stderr(&out)
+    );
+}

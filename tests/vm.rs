@@ -6,12 +6,25 @@
 use std::path::Path;
 use std::process::Command;
 
+/// A test helper from tests/helpers, built by `cargo test` as an example.
+fn helper(name: &str) -> std::path::PathBuf {
+    let exe = Path::new(env!("CARGO_BIN_EXE_cgmgr"));
+    let path = exe.parent().unwrap().join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} was not built (cargo test builds examples)",
+        path.display()
+    );
+    path
+}
+
 fn run_in_vm(script: &str) {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let output = Command::new(repo.join("tests/vm/run.sh"))
         .arg(repo.join("tests/vm").join(script))
         .arg(env!("CARGO_BIN_EXE_cgmgr"))
         .arg("/usr/bin/unshare")
+        .arg(helper("tiocsti"))
         .output()
         .expect("running tests/vm/run.sh");
     let log = String::from_utf8_lossy(&output.stdout);

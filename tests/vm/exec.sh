@@ -115,4 +115,9 @@ expect_contains "$out" "/proc/1 /proc/2" "a fresh /proc for the pid namespace"
 expect_contains "$out" "host secret" "no rootfs: the host filesystem"
 expect_contains "$out" "0          0 4294967295" "no user namespace: identity map"
 expect_eq "$(hostname)" "(none)" "the VM's hostname is untouched"
+step "TIOCSTI: the workload cannot type into the terminal it was started from"
+setsid -c /usr/bin/tiocsti < /dev/ttyS0 > /tmp/control
+expect_eq "$(cat /tmp/control)" "TIOCSTI: injected" "control: injection works on one's own controlling terminal"
+setsid -c cgmgr exec --group plain --ns user,pid,mount -- /usr/bin/tiocsti < /dev/ttyS0 > /tmp/sandboxed
+expect_contains "$(cat /tmp/sandboxed)" "TIOCSTI: refused" "the sandboxed workload is refused"
 echo PASS

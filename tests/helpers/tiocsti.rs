@@ -1,0 +1,16 @@
+//! Test helper: tries to push a character into the input queue of the
+//! terminal on stdin (TIOCSTI), the way a sandboxed process would try to
+//! type commands into the shell that started it. Prints the outcome;
+//! exits 0 if the injection worked, 1 if it was refused.
+
+fn main() {
+    let byte: libc::c_char = 0;
+    // SAFETY: TIOCSTI reads one byte from the pointer, which is live.
+    let rc = unsafe { libc::ioctl(0, libc::TIOCSTI, &byte) };
+    if rc == 0 {
+        println!("TIOCSTI: injected");
+        std::process::exit(0);
+    }
+    println!("TIOCSTI: refused ({})", std::io::Error::last_os_error());
+    std::process::exit(1);
+}
