@@ -19,4 +19,11 @@ while [ "$(cat $CG/sandbox/pids.current)" != 0 ]; do sleep 0.5; done
 step "CPU hog in sandbox for 3 s (cpu.max 50%)"
 sh -c "echo \$\$ > $CG/sandbox/cgroup.procs; exec timeout 3 sh -c 'while :; do :; done'"
 echo "sandbox cpu.stat: $(grep -E 'usage_usec|nr_throttled' $CG/sandbox/cpu.stat | tr '\n' ' ')"
+step "cgmgr exec into the sandbox (policies/sandbox.toml [exec]: rootfs, all namespaces)"
+cgmgr rootfs build /var/lib/cgmgr/rootfs/sandbox --bin /bin/busybox
+for a in sh ls ps id hostname cat dd; do ln -sf busybox /var/lib/cgmgr/rootfs/sandbox/bin/$a; done
+cgmgr exec --group sandbox -- sh -c 'echo "hostname $(hostname), pid $$, $(id)"; ps; cat /proc/self/uid_map'
+step "cgmgr exec: an allocation past memory.max"
+cgmgr exec --group sandbox -- dd if=/dev/zero of=/dev/null bs=100M count=1
+echo "exit status $?"
 echo PASS
