@@ -295,8 +295,7 @@ fn plan_prune(
     plan: &mut Plan,
 ) -> Result<(), ApplyError> {
     let wanted = set.groups_with_ancestors();
-    let mut managed = Vec::new();
-    collect_managed(root, &GroupName::root(), &mut managed)?;
+    let mut managed = tree::managed_groups(root)?;
     // Deepest first, so children go before their parents.
     managed.sort_by_key(|g| std::cmp::Reverse(g.as_str().matches('/').count()));
     for group in managed.into_iter().filter(|g| !wanted.contains(g)) {
@@ -316,23 +315,6 @@ fn plan_prune(
             continue;
         }
         plan.steps.push(Step::Remove { group });
-    }
-    Ok(())
-}
-
-fn collect_managed(
-    root: &CgroupRoot,
-    group: &GroupName,
-    out: &mut Vec<GroupName>,
-) -> Result<(), CgroupError> {
-    for child in root.children(group)? {
-        if child == GroupName::leaf() {
-            continue;
-        }
-        if root.is_managed(&child) {
-            out.push(child.clone());
-        }
-        collect_managed(root, &child, out)?;
     }
     Ok(())
 }
@@ -374,6 +356,22 @@ enum Undo {
 
 /// Performs the plan's steps in order; on failure undoes what this run did.
 pub fn execute(root: &CgroupRoot, plan: &Plan) -> Result<Report, ApplyError> {
+    execute_steps(root, plan)
+}
+
+/// Marks every declared group as managed (groups created by someone else
+/// and adopted by a policy included), so `cgmgr metrics` and `--prune` know them.
+pub fn mark_declared(root: &CgroupRoot, set: &PolicySet) {
+    for group in set.groups_with_ancestors() {
+        if root.exists(&group) && !root.is_managed(&group) {
+            if let Err(e) = root.mark_managed(&group) {
+                eprintln!("cgmgr: warning: {e}");
+            }
+        }
+    }
+}
+
+fn execute_steps(root: &CgroupRoot, plan: &Plan) -> Result<Report, ApplyError> {
     if !plan.refusals.is_empty() {
         return Err(ApplyError::Refused(plan.refusals.clone()));
     }

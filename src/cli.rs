@@ -45,6 +45,8 @@ pub enum Command {
     /// 125 if cgmgr failed before the command ran, 126 if the command cannot
     /// be executed, 127 if it is not found.
     Exec(ExecArgs),
+    /// Print the metrics of every managed group once, in the Prometheus text format.
+    Metrics,
     /// Root filesystems for `cgmgr exec`.
     #[command(subcommand)]
     Rootfs(RootfsCommand),

@@ -7,4 +7,5 @@
 pub mod apply;
 pub mod cgroup;
 pub mod exec;
+pub mod metrics;
 pub mod policy;

@@ -85,6 +85,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Check(args) => check(args),
         Command::Apply(args) => apply_cmd(&cli.root, args),
         Command::Exec(_) => unreachable!("exec is dispatched before run"),
+        Command::Metrics => {
+            let root = CgroupRoot::open(&resolve_root(&cli.root)?)?;
+            let groups = cgmgr::cgroup::tree::managed_groups(&root)?;
+            let text = cgmgr::metrics::Collector::default().scrape(&root, &groups, None);
+            std::io::stdout().write_all(text.as_bytes())?;
+            Ok(())
+        }
         Command::Rootfs(RootfsCommand::Build { dir, bins }) => {
             let copied = cgmgr::exec::build::build(&dir, &bins)?;
             writeln!(
@@ -206,6 +213,7 @@ fn apply_cmd(root: &str, args: ApplyArgs) -> Result<()> {
     }
     out.flush()?;
     let report = apply::execute(&root, &plan)?;
+    apply::mark_declared(&root, &set);
     writeln!(out, "applied: {} change(s) written", report.performed)?;
     Ok(())
 }

@@ -242,6 +242,26 @@ pub fn enable(
     })
 }
 
+/// Every group below the root that carries cgmgr's marker (it created or
+/// adopted it), parents before children; the leaf group is not one.
+pub fn managed_groups(root: &CgroupRoot) -> Result<Vec<GroupName>, CgroupError> {
+    let mut out = Vec::new();
+    let mut stack = vec![GroupName::root()];
+    while let Some(group) = stack.pop() {
+        for child in root.children(&group)? {
+            if child == GroupName::leaf() {
+                continue;
+            }
+            if root.is_managed(&child) {
+                out.push(child.clone());
+            }
+            stack.push(child);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Disables a controller again (used to roll back).
 pub fn disable(
     root: &CgroupRoot,
