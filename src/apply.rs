@@ -363,10 +363,11 @@ pub fn execute(root: &CgroupRoot, plan: &Plan) -> Result<Report, ApplyError> {
 /// and adopted by a policy included), so `cgmgr metrics` and `--prune` know them.
 pub fn mark_declared(root: &CgroupRoot, set: &PolicySet) {
     for group in set.groups_with_ancestors() {
-        if root.exists(&group) && !root.is_managed(&group) {
-            if let Err(e) = root.mark_managed(&group) {
-                eprintln!("cgmgr: warning: {e}");
-            }
+        if root.exists(&group)
+            && !root.is_managed(&group)
+            && let Err(e) = root.mark_managed(&group)
+        {
+            eprintln!("cgmgr: warning: {e}");
         }
     }
 }

@@ -45,6 +45,8 @@ pub enum Command {
     /// 125 if cgmgr failed before the command ran, 126 if the command cannot
     /// be executed, 127 if it is not found.
     Exec(ExecArgs),
+    /// Apply, then keep enforcing: hot reload, drift correction, limit events, /metrics and /healthz.
+    Daemon(DaemonArgs),
     /// Print the metrics of every managed group once, in the Prometheus text format.
     Metrics,
     /// Root filesystems for `cgmgr exec`.
@@ -80,6 +82,31 @@ pub struct ExecArgs {
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub cmd: Vec<String>,
+}
+
+/// `cgmgr daemon`
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Address for /metrics and /healthz (loopback by default).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9765")]
+    pub listen: std::net::SocketAddr,
+    /// Seconds between drift checks (0.1 to 86400).
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = parse_reconcile)]
+    pub reconcile: f64,
+    /// The policy directory (watched for changes).
+    #[arg(value_name = "POLICY_DIR")]
+    pub policy_dir: PathBuf,
+}
+
+fn parse_reconcile(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if (0.1..=86400.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is outside 0.1..=86400 seconds"))
+    }
 }
 
 /// `cgmgr rootfs ...`

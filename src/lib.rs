@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod cgroup;
+pub mod daemon;
 pub mod exec;
 pub mod metrics;
 pub mod policy;

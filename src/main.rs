@@ -15,7 +15,7 @@ use cgmgr::cgroup::locate::own_cgroup_dir;
 use cgmgr::policy::{self, PolicyErrors};
 
 mod cli;
-use cli::{ApplyArgs, CheckArgs, Cli, Command, ExecArgs, RootfsCommand};
+use cli::{ApplyArgs, CheckArgs, Cli, Command, DaemonArgs, ExecArgs, RootfsCommand};
 
 /// Exit code for invalid input (bad flags, bad policy): nothing was written.
 const EXIT_INVALID: u8 = 2;
@@ -85,6 +85,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Check(args) => check(args),
         Command::Apply(args) => apply_cmd(&cli.root, args),
         Command::Exec(_) => unreachable!("exec is dispatched before run"),
+        Command::Daemon(args) => daemon_cmd(&cli.root, args),
         Command::Metrics => {
             let root = CgroupRoot::open(&resolve_root(&cli.root)?)?;
             let groups = cgmgr::cgroup::tree::managed_groups(&root)?;
@@ -103,6 +104,21 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `cgmgr daemon`: the initial policy set must be valid (else exit 2).
+fn daemon_cmd(root: &str, args: DaemonArgs) -> Result<()> {
+    let set = policy::load(std::slice::from_ref(&args.policy_dir))?;
+    let root_path = resolve_root(root)?;
+    let root = CgroupRoot::open(&root_path)?;
+    let opts = cgmgr::daemon::DaemonOptions {
+        root: root_path,
+        policy_dir: args.policy_dir,
+        listen: args.listen,
+        reconcile: std::time::Duration::from_secs_f64(args.reconcile),
+    };
+    cgmgr::daemon::run(root, opts, set)?;
+    Ok(())
 }
 
 /// `cgmgr exec`: the workload's status, or 125 when cgmgr failed first.

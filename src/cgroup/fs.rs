@@ -176,7 +176,8 @@ impl CgroupRoot {
     /// Opens an interface file for repeated reads (metrics keep these open
     /// and re-read them with `pread` at offset 0), close-on-exec.
     pub fn open_file(&self, group: &GroupName, file: &str) -> Result<std::fs::File, Errno> {
-        self.open_beneath(&group.file(file), OFlag::O_RDONLY).map(std::fs::File::from)
+        self.open_beneath(&group.file(file), OFlag::O_RDONLY)
+            .map(std::fs::File::from)
     }
 
     /// True when the group directory exists.

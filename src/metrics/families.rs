@@ -14,42 +14,81 @@ pub enum Kind {
     Gauge,
 }
 
+/// One sample: its labels and value.
+type Sample = (Vec<(&'static str, String)>, f64);
+
+/// A family under construction.
+#[derive(Debug)]
+struct Family {
+    kind: Kind,
+    help: &'static str,
+    samples: Vec<Sample>,
+}
+
 /// Metric families under construction, keyed by name (so output is sorted).
 #[derive(Debug, Default)]
 pub struct Families {
-    families: BTreeMap<&'static str, (Kind, &'static str, Vec<(Vec<(&'static str, String)>, f64)>)>,
+    families: BTreeMap<&'static str, Family>,
 }
 
 impl Families {
     /// Declares a family with no samples yet (so `# HELP`/`# TYPE` always appear).
     pub fn declare(&mut self, name: &'static str, kind: Kind, help: &'static str) {
-        self.families.entry(name).or_insert((kind, help, Vec::new()));
+        self.families.entry(name).or_insert(Family {
+            kind,
+            help,
+            samples: Vec::new(),
+        });
     }
 
     /// Adds one sample.
-    pub fn add(&mut self, name: &'static str, kind: Kind, help: &'static str, labels: &[(&'static str, &str)], value: f64) {
+    pub fn add(
+        &mut self,
+        name: &'static str,
+        kind: Kind,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+        value: f64,
+    ) {
         let labels = labels.iter().map(|(k, v)| (*k, (*v).to_string())).collect();
-        self.families.entry(name).or_insert((kind, help, Vec::new())).2.push((labels, value));
+        self.families
+            .entry(name)
+            .or_insert(Family {
+                kind,
+                help,
+                samples: Vec::new(),
+            })
+            .samples
+            .push((labels, value));
     }
 
     /// The families in the `prometheus` crate's model; empty families are left out.
     pub fn into_proto(self) -> Vec<MetricFamily> {
         self.families
             .into_iter()
-            .filter(|(_, (_, _, samples))| !samples.is_empty())
-            .map(|(name, (kind, help, samples))| {
-                let mut family = MetricFamily::default();
-                family.set_name(name.to_string());
-                family.set_help(help.to_string());
-                family.set_field_type(match kind {
-                    Kind::Counter => MetricType::COUNTER,
-                    Kind::Gauge => MetricType::GAUGE,
-                });
-                for (labels, value) in samples {
-                    family.mut_metric().push(metric(kind, labels, value));
-                }
-                family
-            })
+            .filter(|(_, f)| !f.samples.is_empty())
+            .map(
+                |(
+                    name,
+                    Family {
+                        kind,
+                        help,
+                        samples,
+                    },
+                )| {
+                    let mut family = MetricFamily::default();
+                    family.set_name(name.to_string());
+                    family.set_help(help.to_string());
+                    family.set_field_type(match kind {
+                        Kind::Counter => MetricType::COUNTER,
+                        Kind::Gauge => MetricType::GAUGE,
+                    });
+                    for (labels, value) in samples {
+                        family.mut_metric().push(metric(kind, labels, value));
+                    }
+                    family
+                },
+            )
             .collect()
     }
 

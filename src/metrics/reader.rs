@@ -58,7 +58,12 @@ impl GroupFiles {
     }
 }
 
-fn read_once<'b>(root: &CgroupRoot, group: &GroupName, file: &str, buf: &'b mut Vec<u8>) -> Result<Option<&'b str>, Vanished> {
+fn read_once<'b>(
+    root: &CgroupRoot,
+    group: &GroupName,
+    file: &str,
+    buf: &'b mut Vec<u8>,
+) -> Result<Option<&'b str>, Vanished> {
     match root.open_file(group, file) {
         Ok(f) => pread_all(&f, buf).map(Some),
         Err(_) => Err(Vanished),

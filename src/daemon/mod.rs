@@ -1,0 +1,410 @@
+//! `cgmgr daemon`: apply, then keep enforcing.
+//!
+//! One loop over one event enum ([`Event`]): policy-file changes and
+//! SIGHUP reload, a timer reconciles drift, limit-event notifications are
+//! logged, SIGTERM/SIGINT stop (a second one exits at once). HTTP serves
+//! `/metrics` and `/healthz` from the shared state on its own threads.
+
+pub mod http;
+pub mod log;
+pub mod watch;
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use inotify::WatchDescriptor;
+
+use crate::apply::{self, Options, Step};
+use crate::cgroup::{CgroupRoot, GroupName, format};
+use crate::metrics::{Collector, ManagerStats};
+use crate::policy::{self, PolicySet};
+use http::Response;
+use log::{Level, log};
+use watch::LimitWatcher;
+
+/// What the loop reacts to.
+#[derive(Debug)]
+pub enum Event {
+    /// Re-read the policies (why).
+    Reload(&'static str),
+    /// A limit-event file changed.
+    Limit(WatchDescriptor),
+    /// Stop gracefully.
+    Stop,
+}
+
+/// How the daemon was started.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// The managed root, resolved.
+    pub root: PathBuf,
+    /// The policy directory.
+    pub policy_dir: PathBuf,
+    /// Where to serve HTTP.
+    pub listen: SocketAddr,
+    /// Period of drift correction.
+    pub reconcile: Duration,
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// Another daemon holds the root.
+    #[error(
+        "another cgmgr daemon already manages {0} (its lock is held); refusing to run two writers on one subtree"
+    )]
+    Locked(PathBuf),
+    /// Setup failed.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// State shared with the HTTP threads.
+struct Shared {
+    set: PolicySet,
+    stats: ManagerStats,
+    /// `Ok` when the last reload succeeded and the tree matches the policy.
+    health: Result<(), String>,
+    collector: Collector,
+}
+
+/// Runs until SIGTERM/SIGINT. The initial policy set must be valid and applied.
+pub fn run(root: CgroupRoot, opts: DaemonOptions, initial: PolicySet) -> Result<(), DaemonError> {
+    let root = Arc::new(root);
+    lock_root(&root, &opts)?;
+    raise_nofile_limit();
+    let (tx, rx) = channel();
+    spawn_signal_thread(tx.clone())?;
+    watch::watch_policies(&opts.policy_dir, tx.clone())
+        .map_err(|e| DaemonError::Setup(format!("watching {}: {e}", opts.policy_dir.display())))?;
+    let mut limits =
+        LimitWatcher::start(tx.clone()).map_err(|e| DaemonError::Setup(format!("inotify: {e}")))?;
+    let shared = Arc::new(Mutex::new(Shared {
+        set: PolicySet::default(),
+        stats: ManagerStats::default(),
+        health: Err("starting".into()),
+        collector: Collector::default(),
+    }));
+    let listener = TcpListener::bind(opts.listen)
+        .map_err(|e| DaemonError::Setup(format!("listening on {}: {e}", opts.listen)))?;
+    let mut daemon = Daemon {
+        root: root.clone(),
+        opts,
+        shared: shared.clone(),
+        counts: BTreeMap::new(),
+    };
+    daemon.install(initial, &mut limits)?;
+    notify_ready();
+    log(
+        Level::Info,
+        &format!(
+            "serving /metrics and /healthz on http://{}",
+            daemon.opts.listen
+        ),
+    );
+    let handler_root = root.clone();
+    std::thread::Builder::new()
+        .name("http-accept".into())
+        .spawn(move || {
+            http::serve(
+                listener,
+                Arc::new(move |path: &str| respond(&handler_root, &shared, path)),
+            )
+        })
+        .map_err(|e| DaemonError::Setup(format!("starting the HTTP thread: {e}")))?;
+    daemon.event_loop(&rx, &mut limits);
+    log(
+        Level::Info,
+        "stopping; groups and workloads are left in place",
+    );
+    Ok(())
+}
+
+struct Daemon {
+    root: Arc<CgroupRoot>,
+    opts: DaemonOptions,
+    shared: Arc<Mutex<Shared>>,
+    /// Last seen counters of each limit-event file, to log only increases.
+    counts: BTreeMap<(GroupName, &'static str), BTreeMap<String, u64>>,
+}
+
+impl Daemon {
+    fn state(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn event_loop(&mut self, rx: &Receiver<Event>, limits: &mut LimitWatcher) {
+        let mut next_reconcile = Instant::now() + self.opts.reconcile;
+        loop {
+            let wait = next_reconcile.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(Event::Stop) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                Ok(Event::Reload(why)) => self.reload(why, limits),
+                Ok(Event::Limit(wd)) => {
+                    if let Some((group, file)) = limits.lookup(&wd).cloned() {
+                        self.limit_event(&group, file);
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    self.reconcile(limits);
+                    next_reconcile = Instant::now() + self.opts.reconcile;
+                }
+            }
+        }
+    }
+
+    /// Applies `set` and makes it the enforced one.
+    fn install(&mut self, set: PolicySet, limits: &mut LimitWatcher) -> Result<(), DaemonError> {
+        let plan = apply::plan(&self.root, &set, Options::default())
+            .map_err(|e| DaemonError::Setup(e.to_string()))?;
+        for step in &plan.steps {
+            log(Level::Info, &format!("apply: {step}"));
+        }
+        apply::execute(&self.root, &plan).map_err(|e| DaemonError::Setup(e.to_string()))?;
+        apply::mark_declared(&self.root, &set);
+        let groups: Vec<GroupName> = set.groups.keys().cloned().collect();
+        limits.set_groups(self.root.path(), &groups);
+        for g in &groups {
+            for file in watch::EVENT_FILES {
+                let now = self.read_counts(g, file);
+                self.counts.insert((g.clone(), file), now);
+            }
+        }
+        let mut state = self.state();
+        state.stats.policy_groups = set.groups.len();
+        state.stats.reloads_success += 1;
+        state.stats.last_reload_success = Some(unix_now());
+        state.set = set;
+        state.health = Ok(());
+        Ok(())
+    }
+
+    fn reload(&mut self, why: &str, limits: &mut LimitWatcher) {
+        log(
+            Level::Info,
+            &format!(
+                "reloading policies from {} ({why})",
+                self.opts.policy_dir.display()
+            ),
+        );
+        let result = policy::load(std::slice::from_ref(&self.opts.policy_dir))
+            .map_err(|e| e.to_string())
+            .and_then(|set| self.install(set, limits).map_err(|e| e.to_string()));
+        if let Err(e) = result {
+            log(
+                Level::Error,
+                &format!("reload rejected, the previous policy stays enforced:\n{e}"),
+            );
+            let mut state = self.state();
+            state.stats.reloads_error += 1;
+            state.health = Err(format!("last reload failed: {e}"));
+        } else {
+            log(Level::Info, "reload succeeded");
+        }
+    }
+
+    /// Rewrites what drifted from the enforced policy, recreating removed groups.
+    fn reconcile(&mut self, limits: &mut LimitWatcher) {
+        let set = self.state().set.clone();
+        let plan = match apply::plan(
+            &self.root,
+            &set,
+            Options {
+                prune: false,
+                force: true,
+            },
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                log(Level::Error, &format!("drift check failed: {e}"));
+                self.state().health = Err(format!("drift check failed: {e}"));
+                return;
+            }
+        };
+        if plan.steps.is_empty() {
+            return;
+        }
+        let mut corrections = Vec::new();
+        let mut recreated = false;
+        for step in &plan.steps {
+            log(Level::Warning, &format!("drift: {step}"));
+            match step {
+                Step::Write { group, setting, .. } => {
+                    corrections.push((group.to_string(), setting.file().to_string()))
+                }
+                Step::Create { group } => {
+                    recreated = true;
+                    corrections.push((group.to_string(), "(group)".to_string()));
+                }
+                _ => {}
+            }
+        }
+        let result = apply::execute(&self.root, &plan);
+        let mut state = self.state();
+        match result {
+            Ok(_) => {
+                for key in corrections {
+                    *state.stats.drift_corrections.entry(key).or_default() += 1;
+                }
+                if state.health.as_ref().is_err_and(|e| e.starts_with("drift")) {
+                    state.health = Ok(());
+                }
+            }
+            Err(e) => {
+                log(Level::Error, &format!("drift correction failed: {e}"));
+                state.health = Err(format!("drift correction failed: {e}"));
+            }
+        }
+        drop(state);
+        if recreated {
+            apply::mark_declared(&self.root, &set);
+            let groups: Vec<GroupName> = set.groups.keys().cloned().collect();
+            limits.set_groups(self.root.path(), &groups);
+        }
+    }
+
+    fn read_counts(&self, group: &GroupName, file: &str) -> BTreeMap<String, u64> {
+        self.root
+            .read_optional(group, file)
+            .ok()
+            .flatten()
+            .and_then(|t| format::flat_keyed(&t).ok())
+            .unwrap_or_default()
+    }
+
+    /// Logs each counter of `file` that rose since last time, as one line.
+    fn limit_event(&mut self, group: &GroupName, file: &'static str) {
+        let now = self.read_counts(group, file);
+        let before = self
+            .counts
+            .insert((group.clone(), file), now.clone())
+            .unwrap_or_default();
+        for (event, value) in &now {
+            let old = before.get(event).copied().unwrap_or(0);
+            if file == "cgroup.events" {
+                if *value != old {
+                    log(
+                        Level::Info,
+                        &format!("event group={group} file={file} {event}={value}"),
+                    );
+                }
+            } else if *value > old {
+                let level = if event.starts_with("oom") || file == "pids.events" {
+                    Level::Warning
+                } else {
+                    Level::Info
+                };
+                log(
+                    level,
+                    &format!(
+                        "event group={group} file={file} event={event} count={} total={value}",
+                        value - old
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn respond(root: &CgroupRoot, shared: &Mutex<Shared>, path: &str) -> Response {
+    let mut state = shared
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match path {
+        "/metrics" => {
+            let groups: Vec<GroupName> = state.set.groups.keys().cloned().collect();
+            let stats = state.stats.clone();
+            let body = state.collector.scrape(root, &groups, Some(&stats));
+            Response {
+                status: 200,
+                content_type: "text/plain; version=0.0.4; charset=utf-8",
+                body,
+            }
+        }
+        "/healthz" => match &state.health {
+            Ok(()) => Response::text(200, "ok\n"),
+            Err(reason) => Response::text(503, format!("{reason}\n")),
+        },
+        _ => Response::text(404, "not found: try /metrics or /healthz\n"),
+    }
+}
+
+/// One daemon per root: an exclusive flock on the root directory itself.
+fn lock_root(root: &CgroupRoot, opts: &DaemonOptions) -> Result<(), DaemonError> {
+    let dir = root
+        .open_dir(&GroupName::root())
+        .map_err(|e| DaemonError::Setup(format!("opening {}: {e}", opts.root.display())))?;
+    // SAFETY: flock on a descriptor we own; no pointers.
+    let rc = unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(DaemonError::Locked(opts.root.clone()));
+    }
+    // The lock lives as long as the descriptor: keep it for the process's life.
+    std::mem::forget(dir);
+    Ok(())
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit: metrics keep each
+/// group's files open. With a low limit the reader falls back to one-shot reads.
+fn raise_nofile_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+fn spawn_signal_thread(tx: Sender<Event>) -> Result<(), DaemonError> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM])
+        .map_err(|e| DaemonError::Setup(format!("signal handlers: {e}")))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut stopping = false;
+            for sig in signals.forever() {
+                if sig == SIGHUP {
+                    let _ = tx.send(Event::Reload("SIGHUP"));
+                } else if stopping {
+                    log(Level::Warning, "second stop signal: exiting now");
+                    std::process::exit(1);
+                } else {
+                    stopping = true;
+                    let _ = tx.send(Event::Stop);
+                }
+            }
+        })
+        .map_err(|e| DaemonError::Setup(format!("signal thread: {e}")))?;
+    Ok(())
+}
+
+/// Tells systemd (Type=notify) we are ready, when NOTIFY_SOCKET is set.
+fn notify_ready() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let path = path.to_string_lossy().into_owned();
+    let addr = match path.strip_prefix('@') {
+        Some(abstract_name) => UnixAddr::from_abstract_name(abstract_name.as_bytes()),
+        None => UnixAddr::from_pathname(&path),
+    };
+    let sent = UnixDatagram::unbound().and_then(|s| s.send_to_addr(b"READY=1", &addr?));
+    if let Err(e) = sent {
+        log(Level::Warning, &format!("NOTIFY_SOCKET {path}: {e}"));
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
