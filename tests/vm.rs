@@ -18,7 +18,7 @@ fn helper(name: &str) -> std::path::PathBuf {
     path
 }
 
-fn run_in_vm(script: &str) {
+fn run_in_vm(script: &str) -> String {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let output = Command::new(repo.join("tests/vm/run.sh"))
         .arg(repo.join("tests/vm").join(script))
@@ -27,7 +27,7 @@ fn run_in_vm(script: &str) {
         .arg(helper("tiocsti"))
         .output()
         .expect("running tests/vm/run.sh");
-    let log = String::from_utf8_lossy(&output.stdout);
+    let log = String::from_utf8_lossy(&output.stdout).replace('\r', "");
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
@@ -37,6 +37,7 @@ fn run_in_vm(script: &str) {
         log.contains("\nPASS\n"),
         "{script} did not reach its end:\n{log}"
     );
+    log
 }
 
 /// memory.max OOM kill, pids.max fork failures, cpu.max throttling.
@@ -73,4 +74,45 @@ fn vm_invalid_policy_writes_nothing() {
 #[test]
 fn vm_exec_isolates_the_workload() {
     run_in_vm("exec.sh");
+}
+
+/// cgmgr daemon: metrics, limit events, hot reload, drift, HTTP, signals;
+/// the scraped text passes `promtool check metrics` without a warning.
+#[test]
+fn vm_daemon_enforces_and_exports() {
+    let log = run_in_vm("daemon.sh");
+    let begin = log
+        .find("---METRICS-BEGIN---\n")
+        .expect("metrics start marker")
+        + "---METRICS-BEGIN---\n".len();
+    let end = log.find("---METRICS-END---").expect("metrics end marker");
+    let metrics = &log[begin..end];
+    assert!(
+        metrics.contains("cgmgr_memory_events_total{group=\"sandbox\",event=\"oom_kill\"} 1"),
+        "{metrics}"
+    );
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is needed (Debian package prometheus; tests/prereqs.sh installs it)");
+    use std::io::Write;
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics:\n{said}\n{metrics}"
+    );
 }
