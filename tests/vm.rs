@@ -116,3 +116,91 @@ fn vm_daemon_enforces_and_exports() {
         "promtool check metrics:\n{said}\n{metrics}"
     );
 }
+
+/// A free TCP port on loopback (bound, then released for the caller).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A plain HTTP GET on loopback; the body, or None if the server is not up.
+fn http_get(port: u16, path_and_query: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path_and_query} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
+}
+
+/// Kills the child on drop, so a failed assertion leaves no process behind.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A real Prometheus (Debian's package) on the host scrapes the daemon in
+/// the VM through a forwarded port; PromQL returns the sandbox's memory limit.
+#[test]
+fn vm_real_prometheus_scrapes_the_daemon() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (metrics_port, release_port, prom_port) = (free_port(), free_port(), free_port());
+    let qemu_net = format!(
+        "-netdev user,id=n0,hostfwd=tcp:127.0.0.1:{metrics_port}-:9765,hostfwd=tcp:127.0.0.1:{release_port}-:9999 -device virtio-net-pci,netdev=n0"
+    );
+    let vm = Command::new(repo.join("tests/vm/run.sh"))
+        .arg(repo.join("tests/vm/prometheus.sh"))
+        .arg(env!("CARGO_BIN_EXE_cgmgr"))
+        .env("CGMGR_VM_QEMU_ARGS", qemu_net)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting the VM");
+    let mut vm = Reaped(vm);
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: cgmgr\n    static_configs:\n      - targets: ['127.0.0.1:{metrics_port}']\n"
+        ),
+    )
+    .unwrap();
+    let prometheus = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("prometheus is needed (Debian package prometheus; tests/prereqs.sh installs it)");
+    let _prometheus = Reaped(prometheus);
+
+    // cgmgr_memory_limit_bytes{group="sandbox"}, URL-encoded.
+    let query = "/api/v1/query?query=cgmgr_memory_limit_bytes%7Bgroup%3D%22sandbox%22%7D";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let mut last = None;
+    while std::time::Instant::now() < deadline {
+        last = http_get(prom_port, query);
+        if last.as_deref().is_some_and(|b| b.contains("\"67108864\"")) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let answer = last.unwrap_or_default();
+    // Release the VM either way, then collect its log.
+    let _ = std::net::TcpStream::connect(("127.0.0.1", release_port));
+    let child = std::mem::replace(&mut vm.0, Command::new("true").spawn().unwrap());
+    let output = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        answer.contains("\"status\":\"success\"") && answer.contains("\"67108864\""),
+        "Prometheus did not return the sandbox's memory limit; last answer: {answer}\n--- VM ---\n{log}"
+    );
+    assert!(output.status.success(), "the VM side failed:\n{log}");
+}
