@@ -351,10 +351,20 @@ fn lock_root(root: &CgroupRoot, opts: &DaemonOptions) -> Result<(), DaemonError>
     Ok(())
 }
 
-/// Raises the soft RLIMIT_NOFILE to the hard limit: metrics keep each
-/// group's files open. With a low limit the reader falls back to one-shot reads.
+/// Raises RLIMIT_NOFILE: metrics keep each group's files open. As root the
+/// hard limit itself is raised to the kernel's `fs.nr_open`; otherwise the
+/// soft limit goes up to the hard one. Files beyond the limit are still
+/// read, the slow way (see `metrics::reader`).
 fn raise_nofile_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    if let Some(n) = nr_open
+        && setrlimit(Resource::RLIMIT_NOFILE, n, n).is_ok()
+    {
+        return;
+    }
     if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
         let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
     }

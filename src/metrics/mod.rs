@@ -11,7 +11,7 @@ pub mod reader;
 use std::collections::{BTreeMap, HashMap};
 
 use families::{Families, Kind};
-use reader::{GroupFiles, Vanished};
+use reader::{FdBudget, GroupFiles, Vanished};
 
 use crate::cgroup::values::{Bytes, CpuMax, Limit};
 use crate::cgroup::{CgroupRoot, GroupName, format};
@@ -32,23 +32,34 @@ pub struct ManagerStats {
 }
 
 /// Reads groups' files, keeping them open between scrapes.
-#[derive(Default)]
 pub struct Collector {
     groups: HashMap<GroupName, GroupFiles>,
+    budget: FdBudget,
     buf: Vec<u8>,
     /// Groups skipped because they vanished mid-scrape.
     pub vanished_total: u64,
 }
 
-type Pending = Vec<(
-    &'static str,
-    Kind,
-    &'static str,
-    Vec<(&'static str, String)>,
-    f64,
-)>;
+impl Default for Collector {
+    fn default() -> Collector {
+        Collector::with_budget(FdBudget::from_rlimit())
+    }
+}
+
+/// One group's samples, held until the group is read completely.
+type Pending = Vec<(&'static str, Kind, &'static str, String, f64)>;
 
 impl Collector {
+    /// A collector keeping at most `budget` descriptors open.
+    pub fn with_budget(budget: FdBudget) -> Collector {
+        Collector {
+            groups: HashMap::new(),
+            budget,
+            buf: Vec::new(),
+            vanished_total: 0,
+        }
+    }
+
     /// The text exposition of `groups` and `stats`.
     pub fn scrape(
         &mut self,
@@ -57,21 +68,39 @@ impl Collector {
         stats: Option<&ManagerStats>,
     ) -> String {
         let mut fam = Families::default();
-        self.groups.retain(|g, _| groups.contains(g));
+        let wanted: std::collections::HashSet<&GroupName> = groups.iter().collect();
+        let dropped: Vec<GroupName> = self
+            .groups
+            .keys()
+            .filter(|g| !wanted.contains(g))
+            .cloned()
+            .collect();
+        for g in dropped {
+            if let Some(files) = self.groups.remove(&g) {
+                files.release(&mut self.budget);
+            }
+        }
         for group in groups {
             let files = self.groups.entry(group.clone()).or_default();
             let mut pending = Pending::new();
-            match collect_group(root, group, files, &mut self.buf, &mut pending) {
+            match collect_group(
+                root,
+                group,
+                files,
+                &mut self.budget,
+                &mut self.buf,
+                &mut pending,
+            ) {
                 Ok(()) => {
                     for (name, kind, help, labels, value) in pending {
-                        let labels: Vec<(&str, &str)> =
-                            labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                        fam.add(name, kind, help, &labels, value);
+                        fam.add_rendered(name, kind, help, labels, value);
                     }
                 }
                 Err(Vanished) => {
                     self.vanished_total += 1;
-                    self.groups.remove(group);
+                    if let Some(files) = self.groups.remove(group) {
+                        files.release(&mut self.budget);
+                    }
                 }
             }
         }
@@ -151,27 +180,33 @@ fn push(
     extra: &[(&'static str, &str)],
     value: f64,
 ) {
-    let mut labels = vec![("group", group.as_str().to_string())];
-    labels.extend(extra.iter().map(|(k, v)| (*k, (*v).to_string())));
-    out.push((name, kind, help, labels, value));
+    let mut labels = vec![("group", group.as_str())];
+    labels.extend_from_slice(extra);
+    out.push((name, kind, help, families::render_labels(&labels), value));
 }
 
-const US: f64 = 1e-6;
+/// Microseconds per second: kernel µs counters are divided by it (a division
+/// keeps decimal values exact where a multiplication by 1e-6 would not).
+const US_PER_S: f64 = 1e6;
 
 fn collect_group(
     root: &CgroupRoot,
     group: &GroupName,
     files: &mut GroupFiles,
+    budget: &mut FdBudget,
     buf: &mut Vec<u8>,
     out: &mut Pending,
 ) -> Result<(), Vanished> {
-    let mut read = |file: &'static str, buf: &mut Vec<u8>| -> Result<Option<String>, Vanished> {
-        Ok(files.read(root, group, file, buf)?.map(str::to_string))
-    };
-    if let Some(text) = read("cpu.stat", buf)? {
-        cpu_stat(group, &text, out);
+    // Each read borrows `buf` until the next one: parse before reading on.
+    macro_rules! read {
+        ($file:expr) => {
+            files.read(root, group, $file, budget, buf)?
+        };
     }
-    if let Some(cores) = read("cpu.max", buf)?
+    if let Some(text) = read!("cpu.stat") {
+        cpu_stat(group, text, out);
+    }
+    if let Some(cores) = read!("cpu.max")
         .and_then(|t| t.trim().parse::<CpuMax>().ok())
         .and_then(|c| c.cores())
     {
@@ -185,7 +220,7 @@ fn collect_group(
             cores,
         );
     }
-    let current = read("memory.current", buf)?.and_then(|t| t.trim().parse::<u64>().ok());
+    let current = read!("memory.current").and_then(|t| t.trim().parse::<u64>().ok());
     if let Some(current) = current {
         push(
             out,
@@ -196,7 +231,7 @@ fn collect_group(
             &[],
             current as f64,
         );
-        if let Some(stat) = read("memory.stat", buf)?.and_then(|t| format::flat_keyed(&t).ok()) {
+        if let Some(stat) = read!("memory.stat").and_then(|t| format::flat_keyed(t).ok()) {
             let inactive = stat.get("inactive_file").copied().unwrap_or(0);
             push(
                 out,
@@ -209,8 +244,8 @@ fn collect_group(
             );
         }
     }
-    let gauge_u64 = |text: Option<String>| text.and_then(|t| t.trim().parse::<u64>().ok());
-    if let Some(peak) = gauge_u64(read("memory.peak", buf)?) {
+    let gauge_u64 = |text: Option<&str>| text.and_then(|t| t.trim().parse::<u64>().ok());
+    if let Some(peak) = gauge_u64(read!("memory.peak")) {
         push(
             out,
             group,
@@ -221,7 +256,7 @@ fn collect_group(
             peak as f64,
         );
     }
-    if let Some(swap) = gauge_u64(read("memory.swap.current", buf)?) {
+    if let Some(swap) = gauge_u64(read!("memory.swap.current")) {
         push(
             out,
             group,
@@ -232,11 +267,11 @@ fn collect_group(
             swap as f64,
         );
     }
-    let limit = |text: Option<String>| {
+    let limit = |text: Option<&str>| {
         text.and_then(|t| t.trim().parse::<Limit<Bytes>>().ok())
             .and_then(|l| l.value().map(|b| b.0 as f64))
     };
-    if let Some(max) = limit(read("memory.max", buf)?) {
+    if let Some(max) = limit(read!("memory.max")) {
         push(
             out,
             group,
@@ -247,7 +282,7 @@ fn collect_group(
             max,
         );
     }
-    if let Some(high) = limit(read("memory.high", buf)?) {
+    if let Some(high) = limit(read!("memory.high")) {
         push(
             out,
             group,
@@ -258,7 +293,7 @@ fn collect_group(
             high,
         );
     }
-    if let Some(events) = read("memory.events", buf)?.and_then(|t| format::flat_keyed(&t).ok()) {
+    if let Some(events) = read!("memory.events").and_then(|t| format::flat_keyed(t).ok()) {
         for (event, n) in &events {
             push(
                 out,
@@ -271,7 +306,7 @@ fn collect_group(
             );
         }
     }
-    if let Some(n) = gauge_u64(read("pids.current", buf)?) {
+    if let Some(n) = gauge_u64(read!("pids.current")) {
         push(
             out,
             group,
@@ -282,7 +317,7 @@ fn collect_group(
             n as f64,
         );
     }
-    if let Some(max) = read("pids.max", buf)?
+    if let Some(max) = read!("pids.max")
         .and_then(|t| t.trim().parse::<Limit<u64>>().ok())
         .and_then(|l| l.value().copied())
     {
@@ -296,7 +331,7 @@ fn collect_group(
             max as f64,
         );
     }
-    if let Some(events) = read("pids.events", buf)?.and_then(|t| format::flat_keyed(&t).ok())
+    if let Some(events) = read!("pids.events").and_then(|t| format::flat_keyed(t).ok())
         && let Some(n) = events.get("max")
     {
         {
@@ -311,7 +346,7 @@ fn collect_group(
             );
         }
     }
-    if let Some(lines) = read("io.stat", buf)?.and_then(|t| format::nested_keyed(&t).ok()) {
+    if let Some(lines) = read!("io.stat").and_then(|t| format::nested_keyed(t).ok()) {
         io_stat(group, &lines, out);
     }
     for resource in ["cpu", "memory", "io"] {
@@ -320,7 +355,7 @@ fn collect_group(
             "memory" => "memory.pressure",
             _ => "io.pressure",
         };
-        if let Some(psi) = read(file, buf)?.and_then(|t| format::psi(&t).ok()) {
+        if let Some(psi) = read!(file).and_then(|t| format::psi(t).ok()) {
             let help = "Time stalled on the resource (PSI total): some = some tasks waiting, full = all non-idle tasks stalled.";
             push(
                 out,
@@ -329,7 +364,7 @@ fn collect_group(
                 Kind::Counter,
                 help,
                 &[("resource", resource), ("kind", "some")],
-                psi.some.total_us as f64 * US,
+                psi.some.total_us as f64 / US_PER_S,
             );
             if let Some(full) = psi.full {
                 push(
@@ -339,7 +374,7 @@ fn collect_group(
                     Kind::Counter,
                     help,
                     &[("resource", resource), ("kind", "full")],
-                    full.total_us as f64 * US,
+                    full.total_us as f64 / US_PER_S,
                 );
             }
         }
@@ -351,24 +386,25 @@ fn cpu_stat(group: &GroupName, text: &str, out: &mut Pending) {
     let Ok(stat) = format::flat_keyed(text) else {
         return;
     };
+    // (key, metric, help, divisor to seconds or 1 for counts)
     let fields: [(&str, &'static str, &'static str, f64); 6] = [
         (
             "usage_usec",
             "cgmgr_cpu_usage_seconds_total",
             "CPU time used (cpu.stat usage_usec).",
-            US,
+            US_PER_S,
         ),
         (
             "user_usec",
             "cgmgr_cpu_user_seconds_total",
             "CPU time in user mode (cpu.stat user_usec).",
-            US,
+            US_PER_S,
         ),
         (
             "system_usec",
             "cgmgr_cpu_system_seconds_total",
             "CPU time in kernel mode (cpu.stat system_usec).",
-            US,
+            US_PER_S,
         ),
         (
             "nr_periods",
@@ -386,10 +422,10 @@ fn cpu_stat(group: &GroupName, text: &str, out: &mut Pending) {
             "throttled_usec",
             "cgmgr_cpu_throttled_seconds_total",
             "Time throttled (cpu.stat throttled_usec).",
-            US,
+            US_PER_S,
         ),
     ];
-    for (key, name, help, scale) in fields {
+    for (key, name, help, divisor) in fields {
         if let Some(v) = stat.get(key) {
             push(
                 out,
@@ -398,7 +434,7 @@ fn cpu_stat(group: &GroupName, text: &str, out: &mut Pending) {
                 Kind::Counter,
                 help,
                 &[],
-                *v as f64 * scale,
+                *v as f64 / divisor,
             );
         }
     }
@@ -435,5 +471,109 @@ fn io_stat(group: &GroupName, lines: &[format::NestedLine], out: &mut Pending) {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CPU_STAT: &str = include_str!("../../tests/fixtures/kernel/vm-6.1-throttled.cpu.stat");
+    const MEMORY_EVENTS: &str =
+        include_str!("../../tests/fixtures/kernel/vm-6.1-oom.memory.events");
+    const PRESSURE: &str = include_str!("../../tests/fixtures/kernel/host-6.18-root.cpu.pressure");
+
+    /// A fake cgroup tree with real kernel file contents.
+    fn fake_tree(groups: &[&str]) -> (tempfile::TempDir, CgroupRoot, Vec<GroupName>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut names = Vec::new();
+        for g in groups {
+            let dir = tmp.path().join(g);
+            std::fs::create_dir_all(&dir).unwrap();
+            for (file, text) in [
+                ("cpu.stat", CPU_STAT),
+                ("cpu.max", "20000 100000\n"),
+                ("memory.current", "4096\n"),
+                ("memory.max", "max\n"),
+                ("memory.high", "8192\n"),
+                ("memory.events", MEMORY_EVENTS),
+                ("pids.current", "3\n"),
+                ("pids.max", "max\n"),
+                ("cpu.pressure", PRESSURE),
+            ] {
+                std::fs::write(dir.join(file), text).unwrap();
+            }
+            names.push(GroupName::parse(g).unwrap());
+        }
+        let root = CgroupRoot::open_unchecked(tmp.path());
+        (tmp, root, names)
+    }
+
+    #[test]
+    fn exports_values_and_omits_max_limits() {
+        let (_tmp, root, groups) = fake_tree(&["web"]);
+        let text = Collector::with_budget(FdBudget::new(100)).scrape(&root, &groups, None);
+        assert!(
+            text.contains("cgmgr_cpu_usage_seconds_total{group=\"web\"} 0.434593\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cgmgr_cpu_throttled_periods_total{group=\"web\"} 21\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cgmgr_cpu_limit_cores{group=\"web\"} 0.2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cgmgr_memory_events_total{group=\"web\",event=\"oom_kill\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cgmgr_memory_high_bytes{group=\"web\"} 8192\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("cgmgr_memory_limit_bytes"),
+            "memory.max is max: no gauge\n{text}"
+        );
+        assert!(
+            !text.contains("cgmgr_pids_limit"),
+            "pids.max is max: no gauge\n{text}"
+        );
+        assert!(text.contains("cgmgr_pressure_seconds_total{group=\"web\",resource=\"cpu\",kind=\"some\"} 3.907547\n"), "{text}");
+        assert!(
+            !text.contains("resource=\"io\""),
+            "no io.pressure file: no sample\n{text}"
+        );
+    }
+
+    #[test]
+    fn a_small_fd_budget_costs_speed_not_samples() {
+        let (_tmp, root, groups) = fake_tree(&["a", "b", "c"]);
+        let mut collector = Collector::with_budget(FdBudget::new(2));
+        for _ in 0..2 {
+            let text = collector.scrape(&root, &groups, None);
+            assert_eq!(
+                text.matches("cgmgr_cpu_usage_seconds_total{").count(),
+                3,
+                "{text}"
+            );
+        }
+        assert_eq!(collector.vanished_total, 0);
+    }
+
+    #[test]
+    fn a_vanished_group_is_skipped_whole_and_counted() {
+        let (tmp, root, groups) = fake_tree(&["a", "b"]);
+        std::fs::remove_dir_all(tmp.path().join("b")).unwrap();
+        let mut collector = Collector::with_budget(FdBudget::new(100));
+        let text = collector.scrape(&root, &groups, None);
+        assert!(text.contains("group=\"a\""), "{text}");
+        assert!(!text.contains("group=\"b\""), "{text}");
+        assert!(
+            text.contains("cgmgr_scrape_vanished_groups_total 1\n"),
+            "{text}"
+        );
     }
 }

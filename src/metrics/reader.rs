@@ -6,6 +6,10 @@
 //! machine's kernel). A file the kernel does not have is remembered as
 //! absent; a group removed since the last scrape shows up as ENODEV/ENOENT
 //! and is reported as vanished, never as a failed scrape.
+//!
+//! Descriptors are kept within a budget (a share of RLIMIT_NOFILE); files
+//! beyond it are read the slow way, open+read+close, so a low limit costs
+//! speed, never samples.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -25,10 +29,31 @@ enum Slot {
     Absent,
 }
 
+/// How many descriptors readers may keep open, shared by all groups.
+#[derive(Debug)]
+pub struct FdBudget {
+    left: usize,
+}
+
+impl FdBudget {
+    /// A budget of `n` descriptors.
+    pub fn new(n: usize) -> FdBudget {
+        FdBudget { left: n }
+    }
+
+    /// Most of the soft RLIMIT_NOFILE, leaving room for sockets and inotify.
+    pub fn from_rlimit() -> FdBudget {
+        let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map_or(1024, |(soft, _)| soft);
+        FdBudget::new(usize::try_from(soft.saturating_sub(512)).unwrap_or(usize::MAX))
+    }
+}
+
 /// Open interface files of one group.
 #[derive(Default)]
 pub struct GroupFiles {
     slots: HashMap<&'static str, Slot>,
+    kept: usize,
 }
 
 impl GroupFiles {
@@ -38,35 +63,37 @@ impl GroupFiles {
         root: &CgroupRoot,
         group: &GroupName,
         file: &'static str,
+        budget: &mut FdBudget,
         buf: &'b mut Vec<u8>,
     ) -> Result<Option<&'b str>, Vanished> {
-        if !self.slots.contains_key(file) {
-            let slot = match root.open_file(group, file) {
-                Ok(f) => Slot::Open(f),
-                Err(Errno::ENOENT) if root.exists(group) => Slot::Absent,
-                Err(Errno::ENOENT | Errno::ENODEV) => return Err(Vanished),
-                // Out of descriptors (a low RLIMIT_NOFILE): read once, keep nothing.
-                Err(Errno::EMFILE | Errno::ENFILE) => return read_once(root, group, file, buf),
-                Err(_) => Slot::Absent,
+        if let Some(slot) = self.slots.get(file) {
+            return match slot {
+                Slot::Open(f) => pread_all(f, buf).map(Some),
+                Slot::Absent => Ok(None),
             };
-            self.slots.insert(file, slot);
         }
-        match self.slots.get(file) {
-            Some(Slot::Open(f)) => pread_all(f, buf).map(Some),
-            _ => Ok(None),
+        let f = match root.open_file(group, file) {
+            Ok(f) => f,
+            Err(Errno::ENOENT) if root.exists(group) => {
+                self.slots.insert(file, Slot::Absent);
+                return Ok(None);
+            }
+            Err(Errno::ENOENT | Errno::ENODEV) => return Err(Vanished),
+            // Out of descriptors after all: no sample this time, retry next scrape.
+            Err(_) => return Ok(None),
+        };
+        let text = pread_all(&f, buf)?;
+        if budget.left > 0 {
+            budget.left -= 1;
+            self.kept += 1;
+            self.slots.insert(file, Slot::Open(f));
         }
+        Ok(Some(text))
     }
-}
 
-fn read_once<'b>(
-    root: &CgroupRoot,
-    group: &GroupName,
-    file: &str,
-    buf: &'b mut Vec<u8>,
-) -> Result<Option<&'b str>, Vanished> {
-    match root.open_file(group, file) {
-        Ok(f) => pread_all(&f, buf).map(Some),
-        Err(_) => Err(Vanished),
+    /// Gives this group's descriptors back to the budget (the group is dropped).
+    pub fn release(self, budget: &mut FdBudget) {
+        budget.left += self.kept;
     }
 }
 
