@@ -319,3 +319,56 @@ fn host_exec_runs_inside_the_group() {
         stderr(&out)
     );
 }
+
+/// `cgmgr daemon` tells systemd it is ready (Type=notify) after the first
+/// apply, and serves /healthz; SIGTERM stops it with exit status 0.
+#[test]
+fn host_daemon_notifies_readiness_and_stops_on_sigterm() {
+    use std::os::unix::net::UnixDatagram;
+    let scratch = Scratch::new("daemon");
+    let p = policy_dir(&[("a.toml", "[group.web]\n")]);
+    let sock_dir = tempfile::tempdir().unwrap();
+    let sock_path = sock_dir.path().join("notify");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_cgmgr"))
+        .args([
+            "daemon",
+            "--root",
+            scratch.path(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            p.path().to_str().unwrap(),
+        ])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = sock.recv(&mut buf).expect("no READY=1 within 10 s");
+    assert_eq!(&buf[..n], b"READY=1");
+    assert!(
+        scratch.0.join("web").is_dir(),
+        "READY=1 came before the apply"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let start = std::time::Instant::now();
+    let status = daemon.wait().unwrap();
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(1),
+        "stopping took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(status.code(), Some(0));
+    assert!(scratch.0.join("web").is_dir(), "groups must stay in place");
+}

@@ -92,7 +92,11 @@ echo 99 > $CG/sandbox/pids.max
 wait_for 5 "a changed value is put back" '[ "$(cat $CG/sandbox/pids.max)" = 20 ]'
 expect_eq "$(metric 'cgmgr_drift_corrections_total{group="sandbox",file="pids.max"}')" 1 "drift counted"
 grep -q "drift: sandbox/pids.max: 99 -> 20" /tmp/daemon.log || fail "drift not logged"
+before=$(metric 'cgmgr_scrape_vanished_groups_total')
 rmdir $CG/web
+scrape > /tmp/after-rmdir || fail "a scrape failed after a group was removed"
+echo "ok: the scrape right after rmdir succeeded"
+expect_eq "$(metric 'cgmgr_scrape_vanished_groups_total')" "$((before + 1))" "the vanished group was skipped and counted"
 wait_for 5 "a removed group is recreated" '[ -d $CG/web ]' 
 expect_eq "$(cat $CG/web/pids.max)" 6 "recreated with its values"
 
