@@ -2,9 +2,10 @@
 # Installs what the tests and the demo need on a Debian machine, if missing:
 # QEMU (the VM tests boot Debian's cloud kernel), a static busybox and cpio
 # (the VM's initramfs), util-linux's unshare (cgroup namespaces), prometheus
-# (promtool checks the metrics; the server scrapes the VM), and cargo-fuzz. The VM kernel itself is fetched by tests/vm/run.sh.
+# (promtool checks the metrics; the server scrapes the VM), systemd
+# (systemd-analyze verifies the unit), and cargo-fuzz. The VM kernel itself is fetched by tests/vm/run.sh.
 set -euo pipefail
-packages=(qemu-system-x86 busybox-static cpio util-linux prometheus)
+packages=(qemu-system-x86 busybox-static cpio util-linux prometheus systemd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

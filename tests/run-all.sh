@@ -9,6 +9,7 @@ tests/prereqs.sh
 echo "== cargo fmt --check"; cargo fmt --check
 echo "== cargo clippy"; cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo test (unit, host, VM)"; cargo test --quiet -- --test-threads=2
+echo "== systemd unit"; tests/systemd-verify.sh
 echo "== fuzz policy parser (${CGMGR_FUZZ_SECS:-60}s)"
 (cd tests/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir . -s none policy_parser -- \
   -max_total_time="${CGMGR_FUZZ_SECS:-60}" 2>&1 | grep -E "^(Done|==|SUMMARY)|panicked|ERROR" )

@@ -216,3 +216,10 @@ fn vm_real_prometheus_scrapes_the_daemon() {
     );
     assert!(output.status.success(), "the VM side failed:\n{log}");
 }
+
+/// The systemd unit's layout: the daemon started in the unit's cgroup with
+/// `--root self` moves itself into cgmgr.leaf and manages only that subtree.
+#[test]
+fn vm_root_self_in_a_delegated_cgroup() {
+    run_in_vm("delegate.sh");
+}

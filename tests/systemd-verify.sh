@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Checks systemd/cgmgr.service with systemd-analyze verify. The unit names
+# /usr/local/bin/cgmgr; a copy pointing at the built binary is verified, so
+# every directive is checked without installing anything. Any output (an
+# unknown key, a bad value) is a failure: verify itself exits 0 on warnings.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${1:-$PWD/target/debug/cgmgr}
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+sed "s|/usr/local/bin/cgmgr|$bin|g" systemd/cgmgr.service > "$dir/cgmgr.service"
+out=$(systemd-analyze verify --man=no "$dir/cgmgr.service" 2>&1) || { echo "$out"; exit 1; }
+[ -z "$out" ] || { echo "systemd-analyze verify systemd/cgmgr.service:"; echo "$out"; exit 1; }
+echo "systemd/cgmgr.service: verified"
