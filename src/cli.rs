@@ -47,6 +47,8 @@ pub enum Command {
     Exec(ExecArgs),
     /// Apply, then keep enforcing: hot reload, drift correction, limit events, /metrics and /healthz.
     Daemon(DaemonArgs),
+    /// A table of managed groups: usage against limits, throttling, OOM kills.
+    Status(StatusArgs),
     /// Print the metrics of every managed group once, in the Prometheus text format.
     Metrics,
     /// Root filesystems for `cgmgr exec`.
@@ -106,6 +108,34 @@ fn parse_reconcile(s: &str) -> Result<f64, String> {
         Ok(v)
     } else {
         Err(format!("{v} is outside 0.1..=86400 seconds"))
+    }
+}
+
+/// `cgmgr status`
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only this group (default: every group cgmgr manages).
+    #[arg(value_name = "GROUP")]
+    pub group: Option<String>,
+    /// Print JSON (numbers in base units, null for unknown or max) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Refresh like top until interrupted.
+    #[arg(long)]
+    pub watch: bool,
+    /// Seconds between the two readings CPU% is computed from (and between refreshes).
+    #[arg(long, value_name = "SECS", default_value_t = 1.0, value_parser = parse_interval)]
+    pub interval: f64,
+}
+
+fn parse_interval(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if (0.1..=3600.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is outside 0.1..=3600 seconds"))
     }
 }
 

@@ -10,3 +10,4 @@ pub mod daemon;
 pub mod exec;
 pub mod metrics;
 pub mod policy;
+pub mod status;

@@ -15,7 +15,7 @@ use cgmgr::cgroup::locate::own_cgroup_dir;
 use cgmgr::policy::{self, PolicyErrors};
 
 mod cli;
-use cli::{ApplyArgs, CheckArgs, Cli, Command, DaemonArgs, ExecArgs, RootfsCommand};
+use cli::{ApplyArgs, CheckArgs, Cli, Command, DaemonArgs, ExecArgs, RootfsCommand, StatusArgs};
 
 /// Exit code for invalid input (bad flags, bad policy): nothing was written.
 const EXIT_INVALID: u8 = 2;
@@ -86,6 +86,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Apply(args) => apply_cmd(&cli.root, args),
         Command::Exec(_) => unreachable!("exec is dispatched before run"),
         Command::Daemon(args) => daemon_cmd(&cli.root, args),
+        Command::Status(args) => status_cmd(&cli.root, args),
         Command::Metrics => {
             let root = CgroupRoot::open(&resolve_root(&cli.root)?)?;
             let groups = cgmgr::cgroup::tree::managed_groups(&root)?;
@@ -103,6 +104,56 @@ fn run(cli: Cli) -> Result<()> {
             )?;
             Ok(())
         }
+    }
+}
+
+/// `cgmgr status`: two readings `--interval` apart, then a table or JSON;
+/// with `--watch`, again and again.
+fn status_cmd(root: &str, args: StatusArgs) -> Result<()> {
+    use cgmgr::status;
+    use std::io::IsTerminal;
+    let root = CgroupRoot::open(&resolve_root(root)?)?;
+    let groups = match &args.group {
+        Some(g) => {
+            let g = cgmgr::cgroup::GroupName::parse(g).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if !root.exists(&g) {
+                anyhow::bail!("no group {g} under {}", root.path().display());
+            }
+            vec![g]
+        }
+        None => cgmgr::cgroup::tree::managed_groups(&root)?,
+    };
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let interval = std::time::Duration::from_secs_f64(args.interval);
+    let mut before: Vec<_> = groups.iter().map(|g| status::read(&root, g)).collect();
+    loop {
+        std::thread::sleep(interval);
+        let after: Vec<_> = groups.iter().map(|g| status::read(&root, g)).collect();
+        let rows: Vec<_> = groups
+            .iter()
+            .zip(before.iter().zip(&after))
+            .map(|(g, (b, a))| status::status(g, b, a, args.interval))
+            .collect();
+        let text = if args.json {
+            status::json(&rows)
+        } else {
+            status::table(&rows, colour)
+        };
+        let mut out = std::io::stdout().lock();
+        if args.watch && !args.json {
+            write!(
+                out,
+                "\x1b[H\x1b[2J{} — every {}s, Ctrl-C to quit\n\n",
+                root.path().display(),
+                args.interval
+            )?;
+        }
+        out.write_all(text.as_bytes())?;
+        out.flush()?;
+        if !args.watch {
+            return Ok(());
+        }
+        before = after;
     }
 }
 

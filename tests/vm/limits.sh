@@ -58,4 +58,22 @@ echo "ok: nr_throttled = $throttled"
 set -- $(busy free 2); free_ratio=$(awk -v u="$1" -v w="$2" 'BEGIN { printf "%d", 100 * u / w }')
 echo "control: an unlimited loop used ${free_ratio}% of wall time"
 [ "$free_ratio" -ge 50 ] || fail "the unlimited control loop got only ${free_ratio}%: the measurement is not meaningful"
+step "cgmgr status shows it"
+sh -c "echo \$\$ > $CG/cpu20/cgroup.procs; exec timeout 3 sh -c 'while :; do :; done'" &
+run_cgmgr 0 status --interval 2
+expect_contains "$OUT" "GROUP  PROCS  CPU%  CPU LIMIT  THROTTLED  MEMORY" "table header"
+row() { echo "$OUT" | awk -v g="$1" '$1 == g'; }
+echo "$(row mem)" | grep -qE "^mem +0 +[0-9.]+ +max +[0-9]+% +[0-9.]+ [KMG]?i?B +max +32 MiB +[0-9]+ +max +1$" || fail "mem row: $(row mem)"
+echo "ok: mem row shows memory.max 32 MiB and 1 OOM kill"
+echo "$(row cpu20)" | awk '{ exit !($3 > 5 && $3 <= 25 && $4 == "20%" && $5 + 0 > 0) }' || fail "cpu20 row: $(row cpu20)"
+echo "ok: cpu20 row: CPU% within its 20% limit, throttled"
+echo "$(row forks)" | grep -qE " 8 +0$" || fail "forks row: $(row forks)"
+echo "ok: forks row shows pids.max 8"
+wait
+run_cgmgr 0 status --json mem --interval 0.2
+expect_contains "$OUT" '"group":"mem"' "json group"
+expect_contains "$OUT" '"memory_max_bytes":33554432' "json memory.max"
+expect_contains "$OUT" '"oom_kills":1' "json OOM kills"
+run_cgmgr 1 status nosuch
+expect_contains "$OUT" "no group nosuch" "unknown group"
 echo PASS

@@ -1,0 +1,323 @@
+//! `cgmgr status`: a table of managed groups — usage against limits, OOM
+//! kills, throttling — for a person at a terminal, or JSON for scripts.
+//!
+//! CPU and throttling are rates, so they come from two readings of
+//! `cpu.stat`: half a second apart for a one-shot status, the refresh
+//! interval apart with `--watch`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use crate::cgroup::values::{Bytes, CpuMax, Limit};
+use crate::cgroup::{CgroupRoot, GroupName, format};
+
+/// One reading of a group's files.
+#[derive(Debug, Clone, Default)]
+pub struct Reading {
+    usage_usec: Option<u64>,
+    nr_periods: Option<u64>,
+    nr_throttled: Option<u64>,
+    procs: Option<u64>,
+    cpu_limit: Option<Limit<f64>>,
+    memory: Option<u64>,
+    memory_high: Option<Limit<u64>>,
+    memory_max: Option<Limit<u64>>,
+    pids: Option<u64>,
+    pids_max: Option<Limit<u64>>,
+    oom_kills: Option<u64>,
+}
+
+/// What the table shows for one group.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GroupStatus {
+    /// The group.
+    pub group: String,
+    /// Processes in the group and below (`pids.current`, else `cgroup.procs`).
+    pub processes: Option<u64>,
+    /// CPU used, in percent of one CPU.
+    pub cpu_percent: Option<f64>,
+    /// The `cpu.max` limit, in percent of one CPU (`None`: no cpu controller).
+    pub cpu_limit_percent: Option<Limit<f64>>,
+    /// Share of enforcement periods that were throttled, in percent.
+    pub throttled_percent: Option<f64>,
+    /// `memory.current`.
+    pub memory_bytes: Option<u64>,
+    /// `memory.high` (`None`: no memory controller).
+    pub memory_high_bytes: Option<Limit<u64>>,
+    /// `memory.max`.
+    pub memory_max_bytes: Option<Limit<u64>>,
+    /// `pids.current`.
+    pub pids: Option<u64>,
+    /// `pids.max`.
+    pub pids_max: Option<Limit<u64>>,
+    /// `memory.events oom_kill`.
+    pub oom_kills: Option<u64>,
+}
+
+/// Reads what the status needs from a group; missing files stay `None`.
+pub fn read(root: &CgroupRoot, group: &GroupName) -> Reading {
+    let text = |file: &str| root.read_optional(group, file).ok().flatten();
+    let number = |file: &str| text(file).and_then(|t| t.trim().parse::<u64>().ok());
+    let limit = |file: &str| text(file).and_then(|t| t.trim().parse::<Limit<u64>>().ok());
+    let cpu = text("cpu.stat")
+        .and_then(|t| format::flat_keyed(&t).ok())
+        .unwrap_or_default();
+    let events = text("memory.events").and_then(|t| format::flat_keyed(&t).ok());
+    Reading {
+        usage_usec: cpu.get("usage_usec").copied(),
+        nr_periods: cpu.get("nr_periods").copied(),
+        nr_throttled: cpu.get("nr_throttled").copied(),
+        procs: text("cgroup.procs")
+            .and_then(|t| format::pid_list(&t).ok())
+            .map(|p| p.len() as u64),
+        cpu_limit: text("cpu.max")
+            .and_then(|t| t.trim().parse::<CpuMax>().ok())
+            .map(|c| c.cores().map_or(Limit::Max, Limit::Value)),
+        memory: number("memory.current"),
+        memory_high: limit("memory.high"),
+        memory_max: limit("memory.max"),
+        pids: number("pids.current"),
+        pids_max: limit("pids.max"),
+        oom_kills: events.and_then(|e| e.get("oom_kill").copied()),
+    }
+}
+
+/// Combines two readings `seconds` apart into the status shown.
+pub fn status(group: &GroupName, before: &Reading, after: &Reading, seconds: f64) -> GroupStatus {
+    let delta = |a: Option<u64>, b: Option<u64>| Some(b?.saturating_sub(a?));
+    let cpu_percent =
+        delta(before.usage_usec, after.usage_usec).map(|us| us as f64 / (seconds * 1e6) * 100.0);
+    let periods = delta(before.nr_periods, after.nr_periods);
+    let throttled = delta(before.nr_throttled, after.nr_throttled);
+    let throttled_percent = match (periods, throttled) {
+        (Some(p), Some(t)) if p > 0 => Some(t as f64 / p as f64 * 100.0),
+        (Some(_), Some(_)) => Some(0.0),
+        _ => None,
+    };
+    GroupStatus {
+        group: group.as_str().to_string(),
+        processes: after.pids.or(after.procs),
+        cpu_percent,
+        cpu_limit_percent: after.cpu_limit.map(|c| match c {
+            Limit::Max => Limit::Max,
+            Limit::Value(c) => Limit::Value(c * 100.0),
+        }),
+        throttled_percent,
+        memory_bytes: after.memory,
+        memory_high_bytes: after.memory_high,
+        memory_max_bytes: after.memory_max,
+        pids: after.pids,
+        pids_max: after.pids_max,
+        oom_kills: after.oom_kills,
+    }
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+fn bytes(v: Option<u64>) -> String {
+    v.map_or_else(|| "-".into(), |b| Bytes(b).human())
+}
+
+/// The table; `colour` marks values near or at their limit.
+pub fn table(rows: &[GroupStatus], colour: bool) -> String {
+    let header = [
+        "GROUP",
+        "PROCS",
+        "CPU%",
+        "CPU LIMIT",
+        "THROTTLED",
+        "MEMORY",
+        "HIGH",
+        "MAX",
+        "PIDS",
+        "PIDS MAX",
+        "OOM KILLS",
+    ];
+    let mut cells: Vec<Vec<(String, bool)>> = Vec::new();
+    for r in rows {
+        let value = |l: Option<Limit<u64>>| l.and_then(|l| l.value().copied());
+        let near = |used: Option<u64>, max: Option<u64>| matches!((used, max), (Some(u), Some(m)) if m > 0 && u * 10 >= m * 9);
+        let show = |l: Option<Limit<u64>>, f: &dyn Fn(u64) -> String| match l {
+            None => "-".to_string(),
+            Some(Limit::Max) => "max".to_string(),
+            Some(Limit::Value(v)) => f(v),
+        };
+        let human = |b: u64| Bytes(b).human();
+        cells.push(vec![
+            (r.group.clone(), false),
+            (opt(r.processes), false),
+            (
+                r.cpu_percent.map_or("-".into(), |c| format!("{c:.1}")),
+                false,
+            ),
+            (
+                match r.cpu_limit_percent {
+                    None => "-".into(),
+                    Some(Limit::Max) => "max".into(),
+                    Some(Limit::Value(c)) => format!("{c:.0}%"),
+                },
+                false,
+            ),
+            (
+                r.throttled_percent
+                    .map_or("-".into(), |t| format!("{t:.0}%")),
+                r.throttled_percent.is_some_and(|t| t >= 50.0),
+            ),
+            (
+                bytes(r.memory_bytes),
+                near(r.memory_bytes, value(r.memory_max_bytes)),
+            ),
+            (show(r.memory_high_bytes, &human), false),
+            (show(r.memory_max_bytes, &human), false),
+            (opt(r.pids), near(r.pids, value(r.pids_max))),
+            (show(r.pids_max, &|p| p.to_string()), false),
+            (opt(r.oom_kills), r.oom_kills.is_some_and(|k| k > 0)),
+        ]);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            cells
+                .iter()
+                .map(|row| row[i].0.chars().count())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for (i, h) in header.iter().enumerate() {
+        let _ = write!(out, "{h:<w$}  ", w = widths[i]);
+    }
+    out = out.trim_end().to_string();
+    out.push('\n');
+    for row in cells {
+        let mut line = String::new();
+        for (i, (text, alert)) in row.iter().enumerate() {
+            let padded = format!("{text:<w$}", w = widths[i]);
+            if *alert && colour {
+                let _ = write!(line, "\x1b[31;1m{padded}\x1b[0m  ");
+            } else {
+                let _ = write!(line, "{padded}  ");
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The rows as a JSON array (numbers in base units, `null` when unknown or max).
+pub fn json(rows: &[GroupStatus]) -> String {
+    let num_u = |v: Option<u64>| v.map_or("null".into(), |n| n.to_string());
+    let lim_u = |v: Option<Limit<u64>>| num_u(v.and_then(|l| l.value().copied()));
+    let num_f = |v: Option<f64>| v.map_or("null".into(), |n| format!("{n:.3}"));
+    let items: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            let mut fields = BTreeMap::new();
+            fields.insert("group", json_string(&r.group));
+            fields.insert("processes", num_u(r.processes));
+            fields.insert("cpu_percent", num_f(r.cpu_percent));
+            fields.insert(
+                "cpu_limit_percent",
+                num_f(r.cpu_limit_percent.and_then(|l| l.value().copied())),
+            );
+            fields.insert("throttled_percent", num_f(r.throttled_percent));
+            fields.insert("memory_bytes", num_u(r.memory_bytes));
+            fields.insert("memory_high_bytes", lim_u(r.memory_high_bytes));
+            fields.insert("memory_max_bytes", lim_u(r.memory_max_bytes));
+            fields.insert("pids", num_u(r.pids));
+            fields.insert("pids_max", lim_u(r.pids_max));
+            fields.insert("oom_kills", num_u(r.oom_kills));
+            let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            format!("{{{}}}", body.join(","))
+        })
+        .collect();
+    format!("[{}]\n", items.join(","))
+}
+
+/// A JSON string literal.
+pub fn json_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(usage: u64, periods: u64, throttled: u64) -> Reading {
+        Reading {
+            usage_usec: Some(usage),
+            nr_periods: Some(periods),
+            nr_throttled: Some(throttled),
+            cpu_limit: Some(Limit::Value(0.2)),
+            memory: Some(30 << 20),
+            memory_high: Some(Limit::Max),
+            memory_max: Some(Limit::Value(32 << 20)),
+            pids_max: Some(Limit::Max),
+            pids: Some(3),
+            oom_kills: Some(1),
+            ..Reading::default()
+        }
+    }
+
+    #[test]
+    fn rates_from_two_readings() {
+        let g = GroupName::parse("web").unwrap();
+        let s = status(
+            &g,
+            &reading(1_000_000, 10, 0),
+            &reading(1_100_000, 15, 4),
+            0.5,
+        );
+        assert_eq!(s.cpu_percent, Some(20.0));
+        assert_eq!(s.throttled_percent, Some(80.0));
+        assert_eq!(s.cpu_limit_percent, Some(Limit::Value(20.0)));
+        assert_eq!(s.processes, Some(3));
+    }
+
+    #[test]
+    fn table_and_json() {
+        let g = GroupName::parse("web").unwrap();
+        let s = status(&g, &reading(0, 0, 0), &reading(500_000, 10, 5), 1.0);
+        let plain = table(std::slice::from_ref(&s), false);
+        assert!(
+            plain.starts_with("GROUP  PROCS  CPU%  CPU LIMIT  THROTTLED  MEMORY  "),
+            "{plain}"
+        );
+        assert!(
+            plain.contains(
+                "web    3      50.0  20%        50%        30 MiB  max   32 MiB  3     max       1"
+            ),
+            "{plain}"
+        );
+        let coloured = table(std::slice::from_ref(&s), true);
+        assert!(
+            coloured.contains("\x1b[31;1m30 MiB\x1b[0m"),
+            "memory near max is marked:\n{coloured}"
+        );
+        let j = json(&[s]);
+        assert!(
+            j.starts_with(
+                "[{\"cpu_limit_percent\":20.000,\"cpu_percent\":50.000,\"group\":\"web\","
+            ),
+            "{j}"
+        );
+        assert!(j.contains("\"memory_high_bytes\":null"), "{j}");
+        assert_eq!(json_string("a\"b\\\n"), "\"a\\\"b\\\\\\u000a\"");
+    }
+}
