@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-/// cgmgr — a cgroup v2 resource manager and enforcer.
+/// A cgroup v2 resource manager and enforcer.
 ///
 /// Sets up the cgroup tree, applies TOML policies to it, and keeps it equal
 /// to them.
@@ -51,6 +51,13 @@ pub enum Command {
     Status(StatusArgs),
     /// Print the metrics of every managed group once, in the Prometheus text format.
     Metrics,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `cgmgr man > /usr/local/share/man/man1/cgmgr.1`.
+    Man,
     /// Root filesystems for `cgmgr exec`.
     #[command(subcommand)]
     Rootfs(RootfsCommand),

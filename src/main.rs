@@ -86,6 +86,16 @@ fn run(cli: Cli) -> Result<()> {
         Command::Apply(args) => apply_cmd(&cli.root, args),
         Command::Exec(_) => unreachable!("exec is dispatched before run"),
         Command::Daemon(args) => daemon_cmd(&cli.root, args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "cgmgr", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(())
+        }
         Command::Status(args) => status_cmd(&cli.root, args),
         Command::Metrics => {
             let root = CgroupRoot::open(&resolve_root(&cli.root)?)?;

@@ -372,3 +372,49 @@ fn host_daemon_notifies_readiness_and_stops_on_sigterm() {
     assert_eq!(status.code(), Some(0));
     assert!(scratch.0.join("web").is_dir(), "groups must stay in place");
 }
+
+#[test]
+fn completions_and_man_page_come_from_the_cli_definition() {
+    let out = cgmgr(&["completions", "bash"]);
+    assert_eq!(out.status.code(), Some(0));
+    let script = stdout(&out);
+    for word in [
+        "apply",
+        "check",
+        "exec",
+        "daemon",
+        "status",
+        "metrics",
+        "rootfs",
+        "--dry-run",
+        "--prune",
+        "--rootfs",
+    ] {
+        assert!(script.contains(word), "bash completion lacks {word}");
+    }
+    let mut bash = Command::new("bash")
+        .arg("-n")
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut bash.stdin.take().unwrap(), script.as_bytes()).unwrap();
+    let checked = bash.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "bash -n: {}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    for shell in ["zsh", "fish"] {
+        let out = cgmgr(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        assert!(stdout(&out).contains("daemon"), "{shell}");
+    }
+    let man = stdout(&cgmgr(&["man"]));
+    assert!(man.contains(".TH cgmgr 1"), "{man}");
+    assert!(
+        man.contains("A cgroup v2 resource manager and enforcer"),
+        "{man}"
+    );
+    assert!(man.contains("Exit codes"), "{man}");
+}
