@@ -3,7 +3,8 @@
 # QEMU (the VM tests boot Debian's cloud kernel), a static busybox and cpio
 # (the VM's initramfs), util-linux's unshare (cgroup namespaces), prometheus
 # (promtool checks the metrics; the server scrapes the VM), systemd
-# (systemd-analyze verifies the unit), and cargo-fuzz. The VM kernel itself is fetched by tests/vm/run.sh.
+# (systemd-analyze verifies the unit), cargo-fuzz, and kubernetes-validate
+# from PyPI (the Kubernetes schemas, offline). The VM kernel itself is fetched by tests/vm/run.sh.
 set -euo pipefail
 packages=(qemu-system-x86 busybox-static cpio util-linux prometheus systemd)
 missing=()
@@ -16,4 +17,9 @@ if [ ${#missing[@]} -gt 0 ] || ! apt-cache show linux-image-cloud-amd64 >/dev/nu
   [ ${#missing[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
+# Kubernetes schemas, offline, to validate systemd/kubernetes/cgmgr.yaml.
+if ! command -v kubernetes-validate >/dev/null; then
+  python3 -m pip install --quiet kubernetes-validate
+  if command -v pyenv >/dev/null; then pyenv rehash; fi
+fi
 echo "prereqs: ok"

@@ -152,8 +152,59 @@ impl Drop for Reaped {
     }
 }
 
+/// Every PromQL expression of dashboards/cgmgr.json, with the Grafana
+/// variables replaced by what Grafana would send ($group = All).
+fn dashboard_expressions() -> Vec<String> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(serde_json::Value::String(e)) = m.get("expr") {
+                    out.push(e.replace("$group", ".+").replace("$__rate_interval", "30s"));
+                }
+                m.values().for_each(|v| walk(v, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards/cgmgr.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut out = Vec::new();
+    walk(&dashboard, &mut out);
+    assert!(
+        out.len() >= 10,
+        "the dashboard has only {} expressions",
+        out.len()
+    );
+    out
+}
+
+/// Percent-encodes a PromQL query for a URL.
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// True when a Prometheus API answer is a success with at least one series.
+fn has_data(answer: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(answer).is_ok_and(|v| {
+        v["status"] == "success"
+            && v["data"]["result"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+    })
+}
+
 /// A real Prometheus (Debian's package) on the host scrapes the daemon in
-/// the VM through a forwarded port; PromQL returns the sandbox's memory limit.
+/// the VM through a forwarded port: PromQL returns the sandbox's memory
+/// limit, and every expression of the Grafana dashboard parses and returns data.
 #[test]
 fn vm_real_prometheus_scrapes_the_daemon() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -193,26 +244,36 @@ fn vm_real_prometheus_scrapes_the_daemon() {
         .expect("prometheus is needed (Debian package prometheus; tests/prereqs.sh installs it)");
     let _prometheus = Reaped(prometheus);
 
-    // cgmgr_memory_limit_bytes{group="sandbox"}, URL-encoded.
-    let query = "/api/v1/query?query=cgmgr_memory_limit_bytes%7Bgroup%3D%22sandbox%22%7D";
+    let query = |q: &str| http_get(prom_port, &format!("/api/v1/query?query={}", url_encode(q)));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
-    let mut last = None;
+    let limit_query = "cgmgr_memory_limit_bytes{group=\"sandbox\"}";
+    let mut limit_answer = String::new();
+    let mut missing: Vec<String> = dashboard_expressions();
     while std::time::Instant::now() < deadline {
-        last = http_get(prom_port, query);
-        if last.as_deref().is_some_and(|b| b.contains("\"67108864\"")) {
+        limit_answer = query(limit_query).unwrap_or_default();
+        missing.retain(|e| !query(e).is_some_and(|a| has_data(&a)));
+        if limit_answer.contains("\"67108864\"") && missing.is_empty() {
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(500));
+        std::thread::sleep(std::time::Duration::from_millis(1000));
     }
-    let answer = last.unwrap_or_default();
+    let answers: Vec<String> = missing
+        .iter()
+        .map(|e| format!("{e}\n  -> {}", query(e).unwrap_or_default()))
+        .collect();
     // Release the VM either way, then collect its log.
     let _ = std::net::TcpStream::connect(("127.0.0.1", release_port));
     let child = std::mem::replace(&mut vm.0, Command::new("true").spawn().unwrap());
     let output = child.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&output.stdout);
     assert!(
-        answer.contains("\"status\":\"success\"") && answer.contains("\"67108864\""),
-        "Prometheus did not return the sandbox's memory limit; last answer: {answer}\n--- VM ---\n{log}"
+        limit_answer.contains("\"status\":\"success\"") && limit_answer.contains("\"67108864\""),
+        "Prometheus did not return the sandbox's memory limit; last answer: {limit_answer}\n--- VM ---\n{log}"
+    );
+    assert!(
+        missing.is_empty(),
+        "dashboard expressions without data:\n{}\n--- VM ---\n{log}",
+        answers.join("\n")
     );
     assert!(output.status.success(), "the VM side failed:\n{log}");
 }

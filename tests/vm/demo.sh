@@ -26,4 +26,8 @@ cgmgr exec --group sandbox -- sh -c 'echo "hostname $(hostname), pid $$, $(id)";
 step "cgmgr exec: an allocation past memory.max"
 cgmgr exec --group sandbox -- dd if=/dev/zero of=/dev/null bs=100M count=1
 echo "exit status $?"
+step "cgmgr status"
+cgmgr status --interval 0.5
+step "cgmgr metrics (excerpt)"
+cgmgr metrics | grep -E '^cgmgr_(memory_events_total\{group="sandbox",event="oom_kill"\}|pids_events_total|cpu_throttled_periods_total|memory_limit_bytes|pids_limit)'
 echo PASS

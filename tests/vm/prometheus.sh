@@ -1,6 +1,7 @@
 # The daemon serves a real Prometheus on the host through QEMU's forwarded
-# port; the host test queries Prometheus and then releases the VM by
-# connecting to port 9999.
+# port, with workloads that make every dashboard series exist: a throttled
+# CPU hog, an OOM kill, refused forks, a drift correction. The host test
+# queries Prometheus, then releases the VM by connecting to port 9999.
 . /lib.sh
 for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net; do
   insmod /lib/modules/$m.ko || fail "insmod $m"
@@ -11,12 +12,23 @@ mkdir -p /etc/cgmgr
 cat > /etc/cgmgr/sandbox.toml <<'TOML'
 [group.sandbox]
 memory.max = "64M"
+memory.high = "48M"
+memory.swap.max = "0"
 pids.max = 32
+cpu.max = "20%"
 TOML
-cgmgr daemon --listen 0.0.0.0:9765 /etc/cgmgr 2>/tmp/daemon.log &
-echo "daemon started; waiting for the host to release us on port 9999"
+cgmgr daemon --listen 0.0.0.0:9765 --reconcile 1 /etc/cgmgr 2>/tmp/daemon.log &
+daemon=$!
+sleep 1
+sh -c "echo \$\$ > $CG/sandbox/cgroup.procs; exec dd if=/dev/zero of=/dev/null bs=100M count=1" 2>/dev/null
+sh -c "echo \$\$ > $CG/sandbox/cgroup.procs; for i in \$(seq 40); do sleep 1 & done 2>/dev/null; wait"
+echo 99 > $CG/sandbox/pids.max
+sh -c "echo \$\$ > $CG/sandbox/cgroup.procs; exec sh -c 'while :; do :; done'" &
+hog=$!
+echo "workloads started; waiting for the host to release us on port 9999"
 nc -l -p 9999 >/dev/null
 echo "released"
-kill -TERM %1; wait
+kill $hog
+kill -TERM $daemon; wait $daemon
 cat /tmp/daemon.log
 echo PASS
