@@ -108,13 +108,18 @@ pub struct DaemonArgs {
 }
 
 fn parse_reconcile(s: &str) -> Result<f64, String> {
+    seconds_within(s, 0.1, 86400.0)
+}
+
+/// A number of seconds within `lo..=hi`.
+fn seconds_within(s: &str, lo: f64, hi: f64) -> Result<f64, String> {
     let v: f64 = s
         .parse()
         .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if (0.1..=86400.0).contains(&v) {
+    if (lo..=hi).contains(&v) {
         Ok(v)
     } else {
-        Err(format!("{v} is outside 0.1..=86400 seconds"))
+        Err(format!("{v} is outside {lo}..={hi} seconds"))
     }
 }
 
@@ -136,14 +141,7 @@ pub struct StatusArgs {
 }
 
 fn parse_interval(s: &str) -> Result<f64, String> {
-    let v: f64 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if (0.1..=3600.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err(format!("{v} is outside 0.1..=3600 seconds"))
-    }
+    seconds_within(s, 0.1, 3600.0)
 }
 
 /// `cgmgr rootfs ...`

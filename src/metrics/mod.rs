@@ -334,47 +334,37 @@ fn collect_group(
     if let Some(events) = read!("pids.events").and_then(|t| format::flat_keyed(t).ok())
         && let Some(n) = events.get("max")
     {
-        {
-            push(
-                out,
-                group,
-                "cgmgr_pids_events_total",
-                Kind::Counter,
-                "pids.events: forks refused at pids.max.",
-                &[("event", "max")],
-                *n as f64,
-            );
-        }
+        push(
+            out,
+            group,
+            "cgmgr_pids_events_total",
+            Kind::Counter,
+            "pids.events: forks refused at pids.max.",
+            &[("event", "max")],
+            *n as f64,
+        );
     }
     if let Some(lines) = read!("io.stat").and_then(|t| format::nested_keyed(t).ok()) {
         io_stat(group, &lines, out);
     }
-    for resource in ["cpu", "memory", "io"] {
-        let file = match resource {
-            "cpu" => "cpu.pressure",
-            "memory" => "memory.pressure",
-            _ => "io.pressure",
+    for (resource, file) in [
+        ("cpu", "cpu.pressure"),
+        ("memory", "memory.pressure"),
+        ("io", "io.pressure"),
+    ] {
+        let Some(psi) = read!(file).and_then(|t| format::psi(t).ok()) else {
+            continue;
         };
-        if let Some(psi) = read!(file).and_then(|t| format::psi(t).ok()) {
-            let help = "Time stalled on the resource (PSI total): some = some tasks waiting, full = all non-idle tasks stalled.";
-            push(
-                out,
-                group,
-                "cgmgr_pressure_seconds_total",
-                Kind::Counter,
-                help,
-                &[("resource", resource), ("kind", "some")],
-                psi.some.total_us as f64 / US_PER_S,
-            );
-            if let Some(full) = psi.full {
+        for (kind, line) in [("some", Some(psi.some)), ("full", psi.full)] {
+            if let Some(line) = line {
                 push(
                     out,
                     group,
                     "cgmgr_pressure_seconds_total",
                     Kind::Counter,
-                    help,
-                    &[("resource", resource), ("kind", "full")],
-                    full.total_us as f64 / US_PER_S,
+                    "Time stalled on the resource (PSI total): some = some tasks waiting, full = all non-idle tasks stalled.",
+                    &[("resource", resource), ("kind", kind)],
+                    line.total_us as f64 / US_PER_S,
                 );
             }
         }

@@ -499,32 +499,25 @@ impl Parser<'_> {
                 "rootfs" => exec.rootfs = self.abs_path(value, &ctx),
                 "cwd" => exec.cwd = self.abs_path(value, &ctx),
                 "hostname" => exec.hostname = self.hostname(value, &ctx),
-                "uid" => {
-                    exec.uid = self
-                        .int(
-                            value,
-                            &ctx,
-                            0..u32::MAX as u64,
-                            "an integer id from 0 to 4294967294",
-                        )
-                        .and_then(|v| u32::try_from(v).ok())
-                }
-                "gid" => {
-                    exec.gid = self
-                        .int(
-                            value,
-                            &ctx,
-                            0..u32::MAX as u64,
-                            "an integer id from 0 to 4294967294",
-                        )
-                        .and_then(|v| u32::try_from(v).ok())
-                }
+                "uid" => exec.uid = self.id(value, &ctx),
+                "gid" => exec.gid = self.id(value, &ctx),
                 "namespaces" => exec.namespaces = self.namespaces(value, &ctx),
                 "env" => exec.env = self.env(value, &ctx),
                 _ => self.unknown_key(key, &format!("in {what}"), &EXEC_KEYS),
             }
         }
         Some(exec)
+    }
+
+    /// A user or group id; 4294967295 is (uid_t)-1, "no change", not an id.
+    fn id(&mut self, value: &Value<'_>, what: &str) -> Option<u32> {
+        self.int(
+            value,
+            what,
+            0..u64::from(u32::MAX),
+            "an integer id from 0 to 4294967294",
+        )
+        .and_then(|v| u32::try_from(v).ok())
     }
 
     fn abs_path(&mut self, value: &Value<'_>, what: &str) -> Option<PathBuf> {
