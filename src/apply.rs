@@ -7,7 +7,6 @@
 //! a journal; if the kernel refuses a write midway, everything this run
 //! changed is put back, and the error names the file, value and errno.
 
-use std::collections::BTreeSet;
 use std::fmt;
 
 use crate::cgroup::values::Bytes;
@@ -354,11 +353,6 @@ enum Undo {
     },
 }
 
-/// Performs the plan's steps in order; on failure undoes what this run did.
-pub fn execute(root: &CgroupRoot, plan: &Plan) -> Result<Report, ApplyError> {
-    execute_steps(root, plan)
-}
-
 /// Marks every declared group as managed (groups created by someone else
 /// and adopted by a policy included), so `cgmgr metrics` and `--prune` know them.
 pub fn mark_declared(root: &CgroupRoot, set: &PolicySet) {
@@ -372,7 +366,8 @@ pub fn mark_declared(root: &CgroupRoot, set: &PolicySet) {
     }
 }
 
-fn execute_steps(root: &CgroupRoot, plan: &Plan) -> Result<Report, ApplyError> {
+/// Performs the plan's steps in order; on failure undoes what this run did.
+pub fn execute(root: &CgroupRoot, plan: &Plan) -> Result<Report, ApplyError> {
     if !plan.refusals.is_empty() {
         return Err(ApplyError::Refused(plan.refusals.clone()));
     }
@@ -483,17 +478,4 @@ fn rollback(root: &CgroupRoot, journal: Vec<Undo>) -> String {
             failures.join("\n")
         )
     }
-}
-
-/// Groups that would be touched by the plan, for summaries.
-pub fn touched_groups(plan: &Plan) -> BTreeSet<GroupName> {
-    plan.steps
-        .iter()
-        .filter_map(|s| match s {
-            Step::Create { group } | Step::Write { group, .. } | Step::Remove { group } => {
-                Some(group.clone())
-            }
-            _ => None,
-        })
-        .collect()
 }
