@@ -418,3 +418,41 @@ fn completions_and_man_page_come_from_the_cli_definition() {
     );
     assert!(man.contains("Exit codes"), "{man}");
 }
+
+/// An interactive shell in the sandbox on a terminal (util-linux `script`
+/// provides one) reads commands and returns its exit status; it has no job
+/// control, since the workload runs in a new session (no TIOCSTI into ours).
+#[test]
+fn host_exec_interactive_shell_on_a_terminal() {
+    let scratch = Scratch::new("tty");
+    std::fs::create_dir(scratch.0.join("sb")).unwrap();
+    let rootfs = tempfile::tempdir().unwrap();
+    let r = rootfs.path().to_str().unwrap();
+    assert!(
+        cgmgr(&["rootfs", "build", r, "--bin", "/bin/busybox"])
+            .status
+            .success()
+    );
+    std::os::unix::fs::symlink("busybox", rootfs.path().join("bin/sh")).unwrap();
+    let inner = format!(
+        "{} exec --root {} --group sb --rootfs {r} -- /bin/sh -i",
+        env!("CARGO_BIN_EXE_cgmgr"),
+        scratch.path()
+    );
+    let mut script = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) is needed");
+    std::io::Write::write_all(
+        &mut script.stdin.take().unwrap(),
+        b"echo inside-$((1+2))\nexit 7\n",
+    )
+    .unwrap();
+    let out = script.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(text.contains("\ninside-3\n"), "{text}");
+    assert!(text.contains("job control turned off"), "{text}");
+    assert_eq!(out.status.code(), Some(7), "{text}");
+}
