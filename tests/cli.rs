@@ -456,3 +456,79 @@ fn host_exec_interactive_shell_on_a_terminal() {
     assert!(text.contains("job control turned off"), "{text}");
     assert_eq!(out.status.code(), Some(7), "{text}");
 }
+
+/// Over the connection limit the daemon answers 503 at once; when the idle
+/// connections go away, a scrape works again.
+#[test]
+fn host_daemon_caps_connections() {
+    use std::io::{Read, Write};
+    let scratch = Scratch::new("http");
+    let p = policy_dir(&[("a.toml", "[group.web]\n")]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let daemon = Command::new(env!("CARGO_BIN_EXE_cgmgr"))
+        .args([
+            "daemon",
+            "--root",
+            scratch.path(),
+            "--listen",
+            &addr,
+            p.path().to_str().unwrap(),
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _daemon = Kill(daemon);
+    let get = |path: &str| -> String {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "daemon did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let idle: Vec<std::net::TcpStream> = (0..64)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let start = std::time::Instant::now();
+    let refused = get("/metrics");
+    assert!(
+        refused.starts_with("HTTP/1.1 503 Service Unavailable"),
+        "{refused}"
+    );
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(2),
+        "the 503 took {:?}",
+        start.elapsed()
+    );
+    drop(idle);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let ok = get("/metrics");
+    assert!(ok.starts_with("HTTP/1.1 200 OK"), "{ok}");
+    assert!(
+        ok.contains("cgmgr_cpu_usage_seconds_total{group=\"web\"}"),
+        "{ok}"
+    );
+}

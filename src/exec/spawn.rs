@@ -43,9 +43,16 @@ pub enum Forked {
     Child,
 }
 
+/// Set to skip `CLONE_INTO_CGROUP`, so tests can exercise the fallback
+/// that kernels before 5.7 take.
+pub const FORCE_FALLBACK_ENV: &str = "CGMGR_EXEC_NO_CLONE_INTO_CGROUP";
+
 /// Clones with `ns_flags`, into the cgroup `group_dir` when the kernel
 /// supports it. Must be called while the process has a single thread.
 pub fn clone_into(ns_flags: u64, group_dir: BorrowedFd<'_>) -> Result<Forked, ExecError> {
+    if std::env::var_os(FORCE_FALLBACK_ENV).is_some() {
+        return clone_plain(ns_flags);
+    }
     let into = CloneArgs {
         flags: ns_flags | CLONE_INTO_CGROUP,
         exit_signal: libc::SIGCHLD as u64,
@@ -55,18 +62,22 @@ pub fn clone_into(ns_flags: u64, group_dir: BorrowedFd<'_>) -> Result<Forked, Ex
     match raw_clone3(&into) {
         Ok(f) => Ok(mark_placed(f, true)),
         // Before 5.7 the kernel refuses the unknown flag or the larger struct.
-        Err(Errno::EINVAL | Errno::E2BIG) => {
-            let plain = CloneArgs {
-                flags: ns_flags,
-                exit_signal: libc::SIGCHLD as u64,
-                ..Default::default()
-            };
-            raw_clone3(&plain)
-                .map(|f| mark_placed(f, false))
-                .map_err(|errno| clone_error(ns_flags, errno))
-        }
+        Err(Errno::EINVAL | Errno::E2BIG) => clone_plain(ns_flags),
         Err(errno) => Err(clone_error(ns_flags, errno)),
     }
+}
+
+/// The fallback: a plain clone3; the parent moves the child into the group
+/// while the child waits on the go pipe.
+fn clone_plain(ns_flags: u64) -> Result<Forked, ExecError> {
+    let plain = CloneArgs {
+        flags: ns_flags,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    raw_clone3(&plain)
+        .map(|f| mark_placed(f, false))
+        .map_err(|errno| clone_error(ns_flags, errno))
 }
 
 fn mark_placed(f: Forked, placed: bool) -> Forked {

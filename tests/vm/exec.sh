@@ -37,6 +37,10 @@ procs=$(wc -l < $CG/sandbox/cgroup.procs)
 expect_eq "$procs" 2 "init and workload in sandbox/cgroup.procs while running"
 wait
 
+step "the fallback for kernels without CLONE_INTO_CGROUP: moved before it runs"
+out=$(CGMGR_EXEC_NO_CLONE_INTO_CGROUP=1 x -- cat /proc/self/cgroup)
+expect_eq "$out" "0::/sandbox" "workload in the group via the fallback"
+
 step "isolation"
 out=$(x -- sh -c 'echo /proc/[0-9]*')
 expect_eq "$out" "/proc/1 /proc/2" "/proc shows only init and the workload"

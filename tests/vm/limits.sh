@@ -74,6 +74,10 @@ run_cgmgr 0 status --json mem --interval 0.2
 expect_contains "$OUT" '"group":"mem"' "json group"
 expect_contains "$OUT" '"memory_max_bytes":33554432' "json memory.max"
 expect_contains "$OUT" '"oom_kills":1' "json OOM kills"
+out=$(timeout 3 cgmgr status --watch --interval 0.5 mem)
+frames=$(printf '%s' "$out" | grep -c 'every 0.5s, Ctrl-C to quit')
+[ "$frames" -ge 3 ] || fail "status --watch drew $frames frames in 3 s"
+echo "ok: status --watch refreshes ($frames frames in 3 s)"
 run_cgmgr 1 status nosuch
 expect_contains "$OUT" "no group nosuch" "unknown group"
 echo PASS
