@@ -16,6 +16,10 @@ rootfs = "/rootfs"
 namespaces = ["mount", "uts", "ipc", "net", "pid", "user"]
 hostname = "sandbox"
 env = { PATH = "/bin", GREETING = "hello" }
+
+[group.badcwd.exec]
+rootfs = "/rootfs"
+cwd = "/nonexistent"
 TOML
 x() { cgmgr exec --group sandbox "$@"; }
 
@@ -102,6 +106,12 @@ expect_contains "$out" "cgmgr: sandbox: killed by the OOM killer (memory.max 32 
 step "pids.max: a note"
 out=$(x -- sh -c 'for i in $(seq 40); do sleep 1 & done; wait' 2>&1)
 expect_contains "$out" "cgmgr: sandbox: pids.max (32) was reached" "pids.max note"
+
+step "cwd is verified; --chroot works but is documented as no boundary"
+out=$(cgmgr exec --group badcwd -- true 2>&1); rc=$?
+expect_eq "$rc" 125 "a missing cwd fails before the workload runs"
+expect_contains "$out" "working directory /nonexistent: ENOENT" "names the directory and errno"
+expect_eq "$(echo $(x --chroot -- ls /))" "bin dev etc proc tmp" "--chroot: root is the rootfs"
 
 step "a rootfs whose /proc is a symlink is refused"
 cp -a /rootfs /badroot && rmdir /badroot/proc && ln -s / /badroot/proc
