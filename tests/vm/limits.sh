@@ -57,7 +57,9 @@ throttled=$(key_of $CG/cpu20/cpu.stat nr_throttled)
 echo "ok: nr_throttled = $throttled"
 set -- $(busy free 2); free_ratio=$(awk -v u="$1" -v w="$2" 'BEGIN { printf "%d", 100 * u / w }')
 echo "control: an unlimited loop used ${free_ratio}% of wall time"
-[ "$free_ratio" -ge 50 ] || fail "the unlimited control loop got only ${free_ratio}%: the measurement is not meaningful"
+# At least twice the limit: otherwise the host is too busy for the limit
+# check to mean anything (other VMs may run beside this one).
+[ "$free_ratio" -ge 40 ] || fail "the unlimited control loop got only ${free_ratio}%: the measurement is not meaningful"
 step "cgmgr status shows it"
 sh -c "echo \$\$ > $CG/cpu20/cgroup.procs; exec timeout 3 sh -c 'while :; do :; done'" &
 run_cgmgr 0 status --interval 2
