@@ -250,19 +250,32 @@ fn host_v1_bound_controller_is_explained() {
     assert!(!scratch.0.join("web").exists(), "nothing may be created");
 }
 
+/// A rootfs made by `cgmgr rootfs build` from the host's static busybox,
+/// with links for the `applets` a test runs.
+fn busybox_rootfs(applets: &[&str]) -> tempfile::TempDir {
+    let rootfs = tempfile::tempdir().unwrap();
+    let out = cgmgr(&[
+        "rootfs",
+        "build",
+        rootfs.path().to_str().unwrap(),
+        "--bin",
+        "/bin/busybox",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for applet in applets {
+        std::os::unix::fs::symlink("busybox", rootfs.path().join("bin").join(applet)).unwrap();
+    }
+    rootfs
+}
+
 /// `cgmgr exec` on the host (user namespaces and the v2 core are there):
 /// born in its group, namespaced, in a rootfs built by `cgmgr rootfs build`.
 #[test]
 fn host_exec_runs_inside_the_group() {
     let scratch = Scratch::new("exec");
     std::fs::create_dir(scratch.0.join("sb")).unwrap();
-    let rootfs = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(&["sh", "cat", "hostname"]);
     let r = rootfs.path().to_str().unwrap();
-    let out = cgmgr(&["rootfs", "build", r, "--bin", "/bin/busybox"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    for applet in ["sh", "cat", "hostname"] {
-        std::os::unix::fs::symlink("busybox", rootfs.path().join("bin").join(applet)).unwrap();
-    }
     let script = "cat /proc/self/cgroup; echo pid=$$; hostname; cat /proc/self/uid_map; ls /proc/$$/fd; exit 42";
     let out = cgmgr(&[
         "exec",
@@ -426,14 +439,8 @@ fn completions_and_man_page_come_from_the_cli_definition() {
 fn host_exec_interactive_shell_on_a_terminal() {
     let scratch = Scratch::new("tty");
     std::fs::create_dir(scratch.0.join("sb")).unwrap();
-    let rootfs = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(&["sh"]);
     let r = rootfs.path().to_str().unwrap();
-    assert!(
-        cgmgr(&["rootfs", "build", r, "--bin", "/bin/busybox"])
-            .status
-            .success()
-    );
-    std::os::unix::fs::symlink("busybox", rootfs.path().join("bin/sh")).unwrap();
     let inner = format!(
         "{} exec --root {} --group sb --rootfs {r} -- /bin/sh -i",
         env!("CARGO_BIN_EXE_cgmgr"),
