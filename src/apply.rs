@@ -479,3 +479,146 @@ fn rollback(root: &CgroupRoot, journal: Vec<Undo>) -> String {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::parse::parse_file;
+
+    /// A fake true root (no cgroup.type) with one existing group `web`,
+    /// holding kernel-format file contents.
+    fn fake_root(web_files: &[(&str, &str)]) -> (tempfile::TempDir, CgroupRoot) {
+        let tmp = tempfile::tempdir().unwrap();
+        for (file, text) in [
+            ("cgroup.controllers", "cpuset cpu io memory pids\n"),
+            ("cgroup.subtree_control", "cpuset cpu memory pids\n"),
+            ("cgroup.procs", "1\n"),
+        ] {
+            std::fs::write(tmp.path().join(file), text).unwrap();
+        }
+        std::fs::create_dir(tmp.path().join("web")).unwrap();
+        for (file, text) in web_files {
+            std::fs::write(tmp.path().join("web").join(file), text).unwrap();
+        }
+        let root = CgroupRoot::open_unchecked(tmp.path());
+        (tmp, root)
+    }
+
+    fn policy(text: &str) -> PolicySet {
+        let mut set = PolicySet::default();
+        for g in parse_file(std::path::Path::new("t.toml"), text).unwrap() {
+            set.groups.insert(g.name.clone(), g);
+        }
+        set
+    }
+
+    #[test]
+    fn equal_values_in_kernel_format_give_an_empty_plan() {
+        let (_tmp, root) = fake_root(&[
+            ("cgroup.subtree_control", ""),
+            ("cpu.max", "max 100000\n"),
+            ("cpuset.cpus", "0-1\n"),
+            ("memory.max", &format!("{}\n", page_size())),
+        ]);
+        // "0,1" is "0-1"; memory is rounded down to the page size as the kernel does.
+        let set = policy(&format!(
+            "[group.web]\ncpu.max = \"max\"\ncpuset.cpus = \"1,0\"\nmemory.max = {}\n",
+            page_size() + 100
+        ));
+        let plan = plan(&root, &set, Options::default()).unwrap();
+        assert_eq!(plan.steps, Vec::new());
+        assert_eq!(plan.unchanged_groups, 1);
+    }
+
+    #[test]
+    fn lowering_memory_max_under_usage_is_refused_unless_forced() {
+        let files = [
+            ("cgroup.subtree_control", ""),
+            ("memory.max", "max\n"),
+            ("memory.current", "52428800\n"),
+        ];
+        let (_tmp, root) = fake_root(&files);
+        let set = policy("[group.web]\nmemory.max = \"10M\"\n");
+        let refused = plan(&root, &set, Options::default()).unwrap();
+        assert_eq!(refused.refusals.len(), 1, "{:?}", refused.refusals);
+        assert!(
+            refused.refusals[0].contains(
+                "memory.current is 50 MiB (52428800), above the new memory.max of 10 MiB"
+            ),
+            "{:?}",
+            refused.refusals
+        );
+        assert!(matches!(
+            execute(&root, &refused),
+            Err(ApplyError::Refused(_))
+        ));
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("web/memory.max")).unwrap(),
+            "max\n",
+            "nothing written"
+        );
+        let forced = plan(
+            &root,
+            &set,
+            Options {
+                force: true,
+                prune: false,
+            },
+        )
+        .unwrap();
+        assert!(forced.refusals.is_empty());
+        execute(&root, &forced).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("web/memory.max")).unwrap(),
+            "10485760"
+        );
+    }
+
+    #[test]
+    fn a_failed_write_rolls_back_what_this_run_wrote() {
+        let (tmp, root) = fake_root(&[
+            ("cgroup.subtree_control", ""),
+            ("pids.max", "max\n"),
+            ("memory.max", "max\n"),
+        ]);
+        // memory.max is written after pids.max; making it a directory makes the write fail.
+        std::fs::remove_file(tmp.path().join("web/memory.max")).unwrap();
+        std::fs::create_dir(tmp.path().join("web/memory.max")).unwrap();
+        std::fs::write(tmp.path().join("web/memory.max/.keep"), "").unwrap();
+        let set = policy("[group.web]\npids.max = 5\nmemory.max = \"64M\"\n");
+        let steps = vec![
+            Step::Write {
+                group: GroupName::parse("web").unwrap(),
+                setting: set.groups.values().next().unwrap().settings[1].clone(),
+                old: None,
+                new: "5".into(),
+                risk: None,
+            },
+            Step::Write {
+                group: GroupName::parse("web").unwrap(),
+                setting: set.groups.values().next().unwrap().settings[0].clone(),
+                old: None,
+                new: "67108864".into(),
+                risk: None,
+            },
+        ];
+        let e = execute(
+            &root,
+            &Plan {
+                steps,
+                ..Plan::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("web/memory.max") && e.contains("rolled back: the 1 change(s)"),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join("web/pids.max")).unwrap(),
+            "max",
+            "pids.max put back"
+        );
+    }
+}
