@@ -59,10 +59,8 @@ pub fn read(root: &CgroupRoot, group: &GroupName) -> Reading {
     let text = |file: &str| root.read_optional(group, file).ok().flatten();
     let number = |file: &str| text(file).and_then(|t| t.trim().parse::<u64>().ok());
     let limit = |file: &str| text(file).and_then(|t| t.trim().parse::<Limit<u64>>().ok());
-    let cpu = text("cpu.stat")
-        .and_then(|t| format::flat_keyed(&t).ok())
-        .unwrap_or_default();
-    let events = text("memory.events").and_then(|t| format::flat_keyed(&t).ok());
+    let cpu = root.read_counters(group, "cpu.stat").unwrap_or_default();
+    let events = root.read_counters(group, "memory.events");
     Reading {
         usage_usec: cpu.get("usage_usec").copied(),
         nr_periods: cpu.get("nr_periods").copied(),

@@ -114,6 +114,20 @@ impl CgroupRoot {
         }
     }
 
+    /// A flat-keyed counter file (`memory.events`, `cpu.stat`...), `None`
+    /// when the file is missing or unreadable: for reporting, where a
+    /// missing counter is no error.
+    pub fn read_counters(
+        &self,
+        group: &GroupName,
+        file: &str,
+    ) -> Option<std::collections::BTreeMap<String, u64>> {
+        self.read_optional(group, file)
+            .ok()
+            .flatten()
+            .and_then(|t| format::flat_keyed(&t).ok())
+    }
+
     /// Reads and parses a file with `parse`, naming the file on failure.
     pub fn read_parsed<T>(
         &self,

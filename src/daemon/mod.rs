@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use inotify::WatchDescriptor;
 
 use crate::apply::{self, Options, Step};
-use crate::cgroup::{CgroupRoot, GroupName, format};
+use crate::cgroup::{CgroupRoot, GroupName};
 use crate::metrics::{Collector, ManagerStats};
 use crate::policy::{self, PolicySet};
 use http::Response;
@@ -271,12 +271,7 @@ impl Daemon {
     }
 
     fn read_counts(&self, group: &GroupName, file: &str) -> BTreeMap<String, u64> {
-        self.root
-            .read_optional(group, file)
-            .ok()
-            .flatten()
-            .and_then(|t| format::flat_keyed(&t).ok())
-            .unwrap_or_default()
+        self.root.read_counters(group, file).unwrap_or_default()
     }
 
     /// Logs each counter of `file` that rose since last time, as one line.

@@ -34,7 +34,7 @@ use rootfs::RootSwitch;
 use workload::Workload;
 
 use crate::cgroup::values::{Bytes, Limit};
-use crate::cgroup::{CgroupRoot, GroupName, format, tree};
+use crate::cgroup::{CgroupRoot, GroupName, tree};
 use crate::policy::{ExecConfig, Namespace};
 
 /// Namespaces used when neither the policy nor `--ns` names any.
@@ -387,10 +387,7 @@ struct LimitCounters {
 impl LimitCounters {
     fn read(root: &CgroupRoot, group: &GroupName) -> LimitCounters {
         let key = |file: &str, key: &str| {
-            root.read_optional(group, file)
-                .ok()
-                .flatten()
-                .and_then(|t| format::flat_keyed(&t).ok())
+            root.read_counters(group, file)
                 .and_then(|m| m.get(key).copied())
                 .unwrap_or(0)
         };
