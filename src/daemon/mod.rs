@@ -168,15 +168,7 @@ impl Daemon {
             log(Level::Info, &format!("apply: {step}"));
         }
         apply::execute(&self.root, &plan).map_err(|e| DaemonError::Setup(e.to_string()))?;
-        apply::mark_declared(&self.root, &set);
-        let groups: Vec<GroupName> = set.groups.keys().cloned().collect();
-        limits.set_groups(self.root.path(), &groups);
-        for g in &groups {
-            for file in watch::EVENT_FILES {
-                let now = self.read_counts(g, file);
-                self.counts.insert((g.clone(), file), now);
-            }
-        }
+        self.watch_groups(&set, limits);
         let mut state = self.state();
         state.stats.policy_groups = set.groups.len();
         state.stats.reloads_success += 1;
@@ -264,9 +256,22 @@ impl Daemon {
         }
         drop(state);
         if recreated {
-            apply::mark_declared(&self.root, &set);
-            let groups: Vec<GroupName> = set.groups.keys().cloned().collect();
-            limits.set_groups(self.root.path(), &groups);
+            self.watch_groups(&set, limits);
+        }
+    }
+
+    /// After groups were created: marks them managed, watches their
+    /// limit-event files, and takes the current counters as the baseline (a
+    /// recreated group's counters start again from 0).
+    fn watch_groups(&mut self, set: &PolicySet, limits: &mut LimitWatcher) {
+        apply::mark_declared(&self.root, set);
+        let groups: Vec<GroupName> = set.groups.keys().cloned().collect();
+        limits.set_groups(self.root.path(), &groups);
+        for g in &groups {
+            for file in watch::EVENT_FILES {
+                let now = self.read_counts(g, file);
+                self.counts.insert((g.clone(), file), now);
+            }
         }
     }
 
