@@ -4,10 +4,17 @@
 //! descriptor through `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, so no
 //! name, symlink or concurrently renamed directory can lead a read or a write
 //! outside the managed subtree.
+//!
+//! Where `openat2` is refused with `ENOSYS` (kernels before 5.6, and seccomp
+//! filters that cannot inspect its flags: systemd's `RestrictSUIDSGID=`
+//! refuses it that way), the same guarantee comes from a walk: one `openat`
+//! per path component with `O_NOFOLLOW`, starting at the root descriptor,
+//! refusing `.`/`..`/empty components and any component on another device.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
@@ -27,6 +34,8 @@ const MANAGED_XATTR: &std::ffi::CStr = c"user.cgmgr.managed";
 pub struct CgroupRoot {
     path: PathBuf,
     dir: OwnedFd,
+    /// False once `openat2` answered `ENOSYS`: later opens walk instead.
+    openat2: AtomicBool,
 }
 
 impl CgroupRoot {
@@ -53,6 +62,7 @@ impl CgroupRoot {
         Ok(CgroupRoot {
             path: path.to_path_buf(),
             dir,
+            openat2: AtomicBool::new(true),
         })
     }
 
@@ -76,14 +86,19 @@ impl CgroupRoot {
     }
 
     fn open_beneath(&self, rel: &str, flags: OFlag) -> Result<OwnedFd, Errno> {
-        let how = OpenHow::new().flags(flags | OFlag::O_CLOEXEC).resolve(
-            ResolveFlag::RESOLVE_BENEATH
-                | ResolveFlag::RESOLVE_NO_SYMLINKS
-                | ResolveFlag::RESOLVE_NO_MAGICLINKS
-                | ResolveFlag::RESOLVE_NO_XDEV,
-        );
-        let fd = openat2(self.dir.as_fd(), rel, how)?;
-        Ok(fd)
+        if self.openat2.load(Ordering::Relaxed) {
+            let how = OpenHow::new().flags(flags | OFlag::O_CLOEXEC).resolve(
+                ResolveFlag::RESOLVE_BENEATH
+                    | ResolveFlag::RESOLVE_NO_SYMLINKS
+                    | ResolveFlag::RESOLVE_NO_MAGICLINKS
+                    | ResolveFlag::RESOLVE_NO_XDEV,
+            );
+            match openat2(self.dir.as_fd(), rel, how) {
+                Err(Errno::ENOSYS) => self.openat2.store(false, Ordering::Relaxed),
+                other => return other,
+            }
+        }
+        open_beneath_by_walk(self.dir.as_fd(), rel, flags)
     }
 
     /// Reads a whole interface file.
@@ -338,6 +353,75 @@ impl CgroupRoot {
     }
 }
 
+/// Opens `rel` below `dir` one component at a time, the guarantee of
+/// `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV)` without
+/// it: no component may be empty, `.` or `..` (`rel == "."` alone names `dir`
+/// itself), none is followed if it is a symlink (`O_NOFOLLOW` on each: ELOOP),
+/// and every step must stay on `dir`'s device (EXDEV, as openat2 answers).
+/// Magic links (`/proc/*/fd`) are symlinks to `O_NOFOLLOW` and so refused too.
+fn open_beneath_by_walk(dir: BorrowedFd<'_>, rel: &str, flags: OFlag) -> Result<OwnedFd, Errno> {
+    let device = nix::sys::stat::fstat(dir)?.st_dev;
+    let same_device = |fd: OwnedFd| -> Result<OwnedFd, Errno> {
+        if nix::sys::stat::fstat(&fd)?.st_dev == device {
+            Ok(fd)
+        } else {
+            Err(Errno::EXDEV)
+        }
+    };
+    if rel == "." {
+        return same_device(nix::fcntl::openat(
+            dir,
+            ".",
+            flags | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?);
+    }
+    let components: Vec<&str> = rel.split('/').collect();
+    if components
+        .iter()
+        .any(|c| c.is_empty() || *c == "." || *c == "..")
+    {
+        return Err(Errno::EXDEV);
+    }
+    let (last, parents) = components.split_last().ok_or(Errno::EINVAL)?;
+    let mut current: Option<OwnedFd> = None;
+    for component in parents {
+        let at = current.as_ref().map_or(dir, |fd| fd.as_fd());
+        // O_PATH | O_NOFOLLOW opens a symlink itself rather than failing, so
+        // its type can be checked: only a real directory is walked into.
+        let next = nix::fcntl::openat(
+            at,
+            *component,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        let stat = nix::sys::stat::fstat(&next)?;
+        match stat.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => current = Some(same_device(next)?),
+            libc::S_IFLNK => return Err(Errno::ELOOP),
+            _ => return Err(Errno::ENOTDIR),
+        }
+    }
+    let at = current.as_ref().map_or(dir, |fd| fd.as_fd());
+    match nix::fcntl::openat(
+        at,
+        *last,
+        flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => same_device(fd),
+        // O_DIRECTORY | O_NOFOLLOW on a symlink answers ENOTDIR; openat2
+        // says ELOOP for every refused symlink, and so does this walk.
+        Err(Errno::ENOTDIR) if is_symlink(at, last) => Err(Errno::ELOOP),
+        Err(errno) => Err(errno),
+    }
+}
+
+fn is_symlink(dir: BorrowedFd<'_>, name: &str) -> bool {
+    nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK)
+}
+
 fn read_fd(fd: &OwnedFd) -> Result<String, Errno> {
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
@@ -361,7 +445,16 @@ impl CgroupRoot {
         CgroupRoot {
             path: path.to_path_buf(),
             dir,
+            openat2: AtomicBool::new(true),
         }
+    }
+
+    /// As [`CgroupRoot::open_unchecked`], resolving by the walk that
+    /// replaces `openat2` where a seccomp filter or an old kernel refuses it.
+    pub(crate) fn open_unchecked_without_openat2(path: &Path) -> CgroupRoot {
+        let root = Self::open_unchecked(path);
+        root.openat2.store(false, Ordering::Relaxed);
+        root
     }
 }
 
@@ -377,13 +470,27 @@ mod tests {
         assert!(e.to_string().contains("is not a cgroup v2 filesystem"));
     }
 
+    /// A fake root on a fresh temp dir for each resolver: openat2, and the
+    /// walk used where it is refused.
+    fn roots() -> [CgroupRoot; 2] {
+        [
+            CgroupRoot::open_unchecked(&tempfile::tempdir().unwrap().keep()),
+            CgroupRoot::open_unchecked_without_openat2(&tempfile::tempdir().unwrap().keep()),
+        ]
+    }
+
     #[test]
     fn never_follows_a_symlink_out() {
-        let tmp = tempfile::tempdir().unwrap();
+        for root in roots() {
+            never_follows_a_symlink_out_with(root);
+        }
+    }
+
+    fn never_follows_a_symlink_out_with(root: CgroupRoot) {
+        let tmp = root.path().to_path_buf();
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("memory.max"), "secret").unwrap();
-        std::os::unix::fs::symlink(outside.path(), tmp.path().join("evil")).unwrap();
-        let root = CgroupRoot::open_unchecked(tmp.path());
+        std::os::unix::fs::symlink(outside.path(), tmp.join("evil")).unwrap();
         let g = GroupName::parse("evil").unwrap();
         let e = root.read(&g, "memory.max").unwrap_err();
         assert!(
@@ -401,12 +508,89 @@ mod tests {
             std::fs::read_to_string(outside.path().join("memory.max")).unwrap(),
             "secret"
         );
+        // A symlinked directory in the middle of a path, and as the group
+        // directory itself (mkdir below it, open_dir, listing).
+        let nested = GroupName::parse("evil/inner").unwrap();
+        assert!(matches!(
+            root.read(&nested, "memory.max"),
+            Err(CgroupError::Read {
+                errno: Errno::ELOOP,
+                ..
+            })
+        ));
+        assert!(root.mkdir(&nested).is_err());
+        assert!(
+            !outside.path().join("inner").exists(),
+            "mkdir followed the link"
+        );
+        assert_eq!(root.open_dir(&g).unwrap_err(), Errno::ELOOP);
+        assert!(root.children(&g).is_err());
+        // A symlink as the file itself.
+        std::fs::create_dir(tmp.join("real")).unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("memory.max"),
+            tmp.join("real/memory.max"),
+        )
+        .unwrap();
+        let real = GroupName::parse("real").unwrap();
+        assert!(root.write(&real, "memory.max", "1").is_err());
+        assert_eq!(
+            std::fs::read_to_string(outside.path().join("memory.max")).unwrap(),
+            "secret"
+        );
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    /// The walk refuses what openat2's RESOLVE_BENEATH refuses, whatever a
+    /// caller passes (group names are validated before, the walk does not
+    /// rely on it).
+    #[test]
+    fn walk_refuses_dot_dot_and_empty_components() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("a")).unwrap();
+        std::fs::write(tmp.path().join("a/f"), "x").unwrap();
+        let dir = nix::fcntl::open(
+            tmp.path(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )
+        .unwrap();
+        for rel in [
+            "..",
+            "a/../a/f",
+            "../x",
+            "a//f",
+            "./a/f",
+            "a/./f",
+            "",
+            "/etc/passwd",
+        ] {
+            assert_eq!(
+                open_beneath_by_walk(dir.as_fd(), rel, OFlag::O_RDONLY).unwrap_err(),
+                Errno::EXDEV,
+                "{rel:?}"
+            );
+        }
+        assert!(open_beneath_by_walk(dir.as_fd(), "a/f", OFlag::O_RDONLY).is_ok());
+        assert_eq!(
+            open_beneath_by_walk(dir.as_fd(), "a/f/g", OFlag::O_RDONLY).unwrap_err(),
+            Errno::ENOTDIR
+        );
+        assert!(
+            open_beneath_by_walk(dir.as_fd(), ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY).is_ok()
+        );
     }
 
     #[test]
     fn read_write_mkdir_on_fake_tree() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = CgroupRoot::open_unchecked(tmp.path());
+        for root in roots() {
+            read_write_mkdir_with(root);
+        }
+    }
+
+    fn read_write_mkdir_with(root: CgroupRoot) {
+        let tmp = root.path().to_path_buf();
+        let tmp = TmpPath(&tmp);
         let g = GroupName::parse("a").unwrap();
         assert!(!root.exists(&g));
         assert!(root.mkdir(&g).unwrap());
@@ -425,5 +609,15 @@ mod tests {
             .to_string();
         assert!(e.contains("a/pids.max") && e.contains("ten"), "{e}");
         assert_eq!(root.children(&GroupName::root()).unwrap(), vec![g]);
+        std::fs::remove_dir_all(tmp.path()).unwrap();
+    }
+
+    /// Lets the shared test body keep calling `tmp.path()`.
+    struct TmpPath<'a>(&'a Path);
+
+    impl TmpPath<'_> {
+        fn path(&self) -> &Path {
+            self.0
+        }
     }
 }
