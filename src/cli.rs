@@ -16,15 +16,10 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "cgmgr", version, about, long_about, max_term_width = 100)]
 pub struct Cli {
     /// The managed cgroup directory. `self` means the cgroup cgmgr itself
-    /// runs in (a systemd unit with Delegate=yes, a container).
-    #[arg(
-        long,
-        global = true,
-        env = "CGMGR_ROOT",
-        default_value = "/sys/fs/cgroup",
-        value_name = "PATH"
-    )]
-    pub root: String,
+    /// runs in (a systemd unit with Delegate=yes, a container). Default: the
+    /// root of the cgmgr daemon running on this host, else /sys/fs/cgroup.
+    #[arg(long, global = true, env = "CGMGR_ROOT", value_name = "PATH")]
+    pub root: Option<String>,
 
     /// What to do.
     #[command(subcommand)]
@@ -69,9 +64,10 @@ pub struct ExecArgs {
     /// The group to run in (created from its policy if declared and missing).
     #[arg(long, value_name = "NAME")]
     pub group: String,
-    /// Where the group's policy is looked up.
-    #[arg(long, value_name = "DIR", default_value = "/etc/cgmgr")]
-    pub policies: PathBuf,
+    /// Where the group's policy is looked up. Default: the running daemon's
+    /// policy directory, else /etc/cgmgr.
+    #[arg(long, value_name = "DIR")]
+    pub policies: Option<PathBuf>,
     /// Root filesystem directory (overrides the policy's `rootfs`).
     #[arg(long, value_name = "DIR")]
     pub rootfs: Option<PathBuf>,

@@ -10,4 +10,6 @@ pub mod daemon;
 pub mod exec;
 pub mod metrics;
 pub mod policy;
+pub mod root;
 pub mod status;
+pub mod systemd;

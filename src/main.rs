@@ -6,13 +6,14 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
 
 use cgmgr::apply::{self, Options};
 use cgmgr::cgroup::CgroupRoot;
-use cgmgr::cgroup::locate::own_cgroup_dir;
 use cgmgr::policy::{self, PolicyErrors};
+use cgmgr::root::{self as managed_root, Source};
+use cgmgr::systemd::owner::{self, TreeOwner};
 
 mod cli;
 use cli::{ApplyArgs, CheckArgs, Cli, Command, DaemonArgs, ExecArgs, RootfsCommand, StatusArgs};
@@ -42,13 +43,19 @@ fn main() -> ExitCode {
         }
     };
     if let Command::Exec(args) = cli.command {
-        return exec_cmd(&cli.root, args);
+        return exec_cmd(cli.root.as_deref(), args);
     }
+    let daemon = matches!(cli.command, Command::Daemon(_));
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("cgmgr: {e:#}");
+            if daemon {
+                // With the journal's priority: why the service stopped.
+                cgmgr::daemon::log::log(cgmgr::daemon::log::Level::Error, &format!("{e:#}"));
+            } else {
+                eprintln!("cgmgr: {e:#}");
+            }
             if e.downcast_ref::<PolicyErrors>().is_some() {
                 ExitCode::from(EXIT_INVALID)
             } else {
@@ -83,9 +90,9 @@ fn is_exec_invocation() -> bool {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Check(args) => check(args),
-        Command::Apply(args) => apply_cmd(&cli.root, args),
+        Command::Apply(args) => apply_cmd(cli.root.as_deref(), args),
         Command::Exec(_) => unreachable!("exec is dispatched before run"),
-        Command::Daemon(args) => daemon_cmd(&cli.root, args),
+        Command::Daemon(args) => daemon_cmd(cli.root.as_deref(), args),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "cgmgr", &mut std::io::stdout());
@@ -96,9 +103,9 @@ fn run(cli: Cli) -> Result<()> {
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
             Ok(())
         }
-        Command::Status(args) => status_cmd(&cli.root, args),
+        Command::Status(args) => status_cmd(cli.root.as_deref(), args),
         Command::Metrics => {
-            let root = CgroupRoot::open(&resolve_root(&cli.root)?)?;
+            let root = CgroupRoot::open(&managed_root::resolve(cli.root.as_deref())?.path)?;
             let groups = cgmgr::cgroup::tree::managed_groups(&root)?;
             let text = cgmgr::metrics::Collector::default().scrape(&root, &groups, None);
             std::io::stdout().write_all(text.as_bytes())?;
@@ -119,10 +126,10 @@ fn run(cli: Cli) -> Result<()> {
 
 /// `cgmgr status`: two readings `--interval` apart, then a table or JSON;
 /// with `--watch`, again and again.
-fn status_cmd(root: &str, args: StatusArgs) -> Result<()> {
+fn status_cmd(root: Option<&str>, args: StatusArgs) -> Result<()> {
     use cgmgr::status;
     use std::io::IsTerminal;
-    let root = CgroupRoot::open(&resolve_root(root)?)?;
+    let root = CgroupRoot::open(&managed_root::resolve(root)?.path)?;
     let groups = match &args.group {
         Some(g) => {
             let g = cgmgr::cgroup::GroupName::parse(g).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -168,9 +175,14 @@ fn status_cmd(root: &str, args: StatusArgs) -> Result<()> {
 }
 
 /// `cgmgr daemon`: the initial policy set must be valid (else exit 2).
-fn daemon_cmd(root: &str, args: DaemonArgs) -> Result<()> {
+/// Its root is `--root` or /sys/fs/cgroup, never another daemon's.
+fn daemon_cmd(root: Option<&str>, args: DaemonArgs) -> Result<()> {
     let set = policy::load(std::slice::from_ref(&args.policy_dir))?;
-    let root_path = resolve_root(root)?;
+    let root_path = match root {
+        Some(flag) => managed_root::resolve_flag(flag)?,
+        None => PathBuf::from(managed_root::DEFAULT_ROOT),
+    };
+    owner::check_writable(&root_path)?;
     let root = CgroupRoot::open(&root_path)?;
     let opts = cgmgr::daemon::DaemonOptions {
         root: root_path,
@@ -183,7 +195,7 @@ fn daemon_cmd(root: &str, args: DaemonArgs) -> Result<()> {
 }
 
 /// `cgmgr exec`: the workload's status, or 125 when cgmgr failed first.
-fn exec_cmd(root: &str, args: ExecArgs) -> ExitCode {
+fn exec_cmd(root: Option<&str>, args: ExecArgs) -> ExitCode {
     match prepare_exec(root, args).and_then(|(root, spec)| Ok(cgmgr::exec::run(&root, &spec)?)) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(EXIT_EXEC_FAILED)),
         Err(e) => {
@@ -193,25 +205,44 @@ fn exec_cmd(root: &str, args: ExecArgs) -> ExitCode {
     }
 }
 
-/// Resolves the group (creating it from its policy when declared and
-/// missing) and merges the policy's `[exec]` table with the flags.
-fn prepare_exec(root: &str, args: ExecArgs) -> Result<(CgroupRoot, cgmgr::exec::ExecSpec)> {
+/// Resolves the root and the group (creating it from its policy when
+/// declared and missing) and merges the policy's `[exec]` table with the
+/// flags. With no root named and no daemon running on a systemd host, the
+/// run gets a transient delegated scope of its own.
+fn prepare_exec(root: Option<&str>, args: ExecArgs) -> Result<(CgroupRoot, cgmgr::exec::ExecSpec)> {
     let group = cgmgr::cgroup::GroupName::parse(&args.group)
         .map_err(|e| anyhow::anyhow!("--group: {e}"))?;
-    let policies_given = args.policies != std::path::Path::new("/etc/cgmgr");
-    let set = if policies_given || args.policies.exists() {
-        policy::load(std::slice::from_ref(&args.policies))?
+    let resolved = managed_root::resolve(root)?;
+    let (policies, policies_given) = match (&args.policies, &resolved.source) {
+        (Some(dir), _) => (dir.clone(), true),
+        (None, Source::Daemon(daemon)) => (daemon.policies.clone(), true),
+        (None, _) => (PathBuf::from("/etc/cgmgr"), false),
+    };
+    let set = if policies_given || policies.exists() {
+        policy::load(std::slice::from_ref(&policies))?
     } else {
         policy::PolicySet::default()
     };
-    let root_path = resolve_root(root)?;
+    let root_path = match (&resolved.source, owner::tree_owner(&resolved.path)) {
+        (Source::Default, TreeOwner::Systemd) => {
+            cgmgr::systemd::scope::enter_delegated_scope(group.as_str())?;
+            managed_root::resolve_flag("self")?
+        }
+        (_, TreeOwner::Systemd) => {
+            return Err(owner::NotDelegated {
+                root: resolved.path,
+            }
+            .into());
+        }
+        _ => resolved.path,
+    };
     let root = CgroupRoot::open(&root_path)?;
     let declared = set.groups.get(&group).cloned();
     if !root.exists(&group) {
         let Some(declared) = &declared else {
             return Err(cgmgr::exec::ExecError::UnknownGroup {
                 group: group.to_string(),
-                policies: args.policies.display().to_string(),
+                policies: policies.display().to_string(),
                 root: root_path,
             }
             .into());
@@ -244,21 +275,16 @@ fn check(args: CheckArgs) -> Result<()> {
     Ok(())
 }
 
-/// Resolves `--root`: a path, or `self` for the cgroup this process is in.
-fn resolve_root(root: &str) -> Result<PathBuf> {
-    if root != "self" {
-        return Ok(PathBuf::from(root));
-    }
-    let cgroup =
-        std::fs::read_to_string("/proc/self/cgroup").context("reading /proc/self/cgroup")?;
-    let mountinfo =
-        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
-    own_cgroup_dir(&cgroup, &mountinfo).map_err(|e| anyhow::anyhow!("--root self: {e}"))
-}
-
-fn apply_cmd(root: &str, args: ApplyArgs) -> Result<()> {
+/// `cgmgr apply`: refused where a daemon manages the root (its policy
+/// directory is the place for changes) and where systemd owns the tree and
+/// has not delegated the root; a dry run prints the plan, then the refusal.
+fn apply_cmd(root: Option<&str>, args: ApplyArgs) -> Result<()> {
     let set = policy::load(&args.paths)?;
-    let root_path = resolve_root(root)?;
+    let root_path = managed_root::resolve(root)?.path;
+    if !args.dry_run {
+        managed_root::refuse_if_daemon_manages(&root_path)?;
+        owner::check_writable(&root_path)?;
+    }
     let root = CgroupRoot::open(&root_path)?;
     let opts = Options {
         prune: args.prune,
@@ -273,6 +299,9 @@ fn apply_cmd(root: &str, args: ApplyArgs) -> Result<()> {
             set.groups.len(),
             root_path.display()
         )?;
+        if args.dry_run {
+            owner::check_writable(&root_path)?;
+        }
         return Ok(());
     }
     writeln!(
@@ -286,6 +315,7 @@ fn apply_cmd(root: &str, args: ApplyArgs) -> Result<()> {
     }
     if args.dry_run {
         writeln!(out, "dry run: nothing was written")?;
+        owner::check_writable(&root_path)?;
         return Ok(());
     }
     out.flush()?;

@@ -7,6 +7,7 @@
 
 pub mod http;
 pub mod log;
+pub mod record;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -99,7 +100,8 @@ pub fn run(root: CgroupRoot, opts: DaemonOptions, initial: PolicySet) -> Result<
         counts: BTreeMap::new(),
     };
     daemon.install(initial, &mut limits)?;
-    notify_ready();
+    let _record = publish_record(&daemon.opts);
+    notify("READY=1");
     log(
         Level::Info,
         &format!(
@@ -118,6 +120,7 @@ pub fn run(root: CgroupRoot, opts: DaemonOptions, initial: PolicySet) -> Result<
         })
         .map_err(|e| DaemonError::Setup(format!("starting the HTTP thread: {e}")))?;
     daemon.event_loop(&rx, &mut limits);
+    notify("STOPPING=1");
     log(
         Level::Info,
         "stopping; groups and workloads are left in place",
@@ -140,10 +143,24 @@ impl Daemon {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// One loop over every event; it also pings systemd's watchdog, so a
+    /// loop stuck on one event gets the daemon restarted.
     fn event_loop(&mut self, rx: &Receiver<Event>, limits: &mut LimitWatcher) {
         let mut next_reconcile = Instant::now() + self.opts.reconcile;
+        let watchdog = crate::systemd::notify::watchdog_interval();
+        let mut next_ping = Instant::now();
         loop {
-            let wait = next_reconcile.saturating_duration_since(Instant::now());
+            if let Some(every) = watchdog
+                && Instant::now() >= next_ping
+            {
+                notify("WATCHDOG=1");
+                next_ping = Instant::now() + every;
+            }
+            let due = match watchdog {
+                Some(_) => next_reconcile.min(next_ping),
+                None => next_reconcile,
+            };
+            let wait = due.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
                 Ok(Event::Stop) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
                 Ok(Event::Reload(why)) => self.reload(why, limits),
@@ -153,8 +170,10 @@ impl Daemon {
                     }
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    self.reconcile(limits);
-                    next_reconcile = Instant::now() + self.opts.reconcile;
+                    if Instant::now() >= next_reconcile {
+                        self.reconcile(limits);
+                        next_reconcile = Instant::now() + self.opts.reconcile;
+                    }
                 }
             }
         }
@@ -336,6 +355,33 @@ fn respond(root: &CgroupRoot, shared: &Mutex<Shared>, path: &str) -> Response {
     }
 }
 
+/// Publishes where this daemon's groups and policies are, for `cgmgr exec`,
+/// `status`, `metrics` and `apply`. Failing to is logged, not fatal: the
+/// daemon still enforces; commands then need `--root`.
+fn publish_record(opts: &DaemonOptions) -> Option<record::Published> {
+    let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let record = record::DaemonRecord {
+        pid: i32::try_from(std::process::id()).unwrap_or(0),
+        root: absolute(&opts.root),
+        policies: absolute(&opts.policy_dir),
+        listen: opts.listen.to_string(),
+    };
+    let path = record::record_path();
+    match record.publish(&path) {
+        Ok(held) => Some(held),
+        Err(e) => {
+            log(
+                Level::Warning,
+                &format!(
+                    "not recording this daemon for other cgmgr commands: {e}; they need --root {}",
+                    opts.root.display()
+                ),
+            );
+            None
+        }
+    }
+}
+
 /// One daemon per root: an exclusive flock on the root directory itself.
 fn lock_root(root: &CgroupRoot, opts: &DaemonOptions) -> Result<(), DaemonError> {
     let dir = root
@@ -394,21 +440,11 @@ fn spawn_signal_thread(tx: Sender<Event>) -> Result<(), DaemonError> {
     Ok(())
 }
 
-/// Tells systemd (Type=notify) we are ready, when NOTIFY_SOCKET is set.
-fn notify_ready() {
-    use std::os::linux::net::SocketAddrExt;
-    use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let path = path.to_string_lossy().into_owned();
-    let addr = match path.strip_prefix('@') {
-        Some(abstract_name) => UnixAddr::from_abstract_name(abstract_name.as_bytes()),
-        None => UnixAddr::from_pathname(&path),
-    };
-    let sent = UnixDatagram::unbound().and_then(|s| s.send_to_addr(b"READY=1", &addr?));
-    if let Err(e) = sent {
-        log(Level::Warning, &format!("NOTIFY_SOCKET {path}: {e}"));
+/// Tells the service manager (Type=notify) about a state change, when it
+/// listens: READY=1, STOPPING=1, WATCHDOG=1.
+fn notify(state: &str) {
+    if let Err(e) = crate::systemd::notify::notify(state) {
+        log(Level::Warning, &format!("{state}: {e}"));
     }
 }
 

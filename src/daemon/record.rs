@@ -1,0 +1,242 @@
+//! The running daemon's record, so that other cgmgr commands find its groups.
+//!
+//! `cgmgr daemon` writes `/run/cgmgr/daemon` (the directory can be moved with
+//! `CGMGR_RUNTIME_DIR`): its pid, managed root, policy directory and listen
+//! address, one `key value` line each. It holds an open-file-description
+//! write lock on the file for its whole life; the kernel drops the lock when
+//! the daemon dies, however it dies (`kill -9` included). A reader asks the
+//! kernel whether the lock is held (`F_OFD_GETLK`, which takes no lock and
+//! so never disturbs the daemon): no lock means the record is stale.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{FcntlArg, fcntl};
+
+/// Where the record lives unless `CGMGR_RUNTIME_DIR` says otherwise
+/// (systemd's `RuntimeDirectory=cgmgr` creates it for the unit).
+pub const DEFAULT_RUNTIME_DIR: &str = "/run/cgmgr";
+
+/// What a running daemon tells other cgmgr commands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonRecord {
+    /// The daemon's pid.
+    pub pid: i32,
+    /// Its managed root, absolute.
+    pub root: PathBuf,
+    /// Its policy directory, absolute.
+    pub policies: PathBuf,
+    /// Where it serves /metrics.
+    pub listen: String,
+}
+
+/// The record's path on this host.
+pub fn record_path() -> PathBuf {
+    let dir = std::env::var_os("CGMGR_RUNTIME_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| PathBuf::from(DEFAULT_RUNTIME_DIR), PathBuf::from);
+    dir.join("daemon")
+}
+
+/// Held by the daemon: the record stays valid while this lives.
+#[derive(Debug)]
+pub struct Published {
+    _file: File,
+}
+
+/// Why the record could not be published.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// Creating, locking or writing the file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The record file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Another live daemon has published its record.
+    #[error("{path} names another running daemon (pid {pid}, root {root})")]
+    Taken {
+        /// The record file.
+        path: PathBuf,
+        /// That daemon's pid.
+        pid: i32,
+        /// Its root.
+        root: PathBuf,
+    },
+    /// A path that the one-line format cannot carry.
+    #[error("{0:?} contains a newline; not recorded")]
+    Unrecordable(PathBuf),
+}
+
+impl DaemonRecord {
+    /// Writes the record and locks it for the life of the returned value.
+    pub fn publish(&self, path: &Path) -> Result<Published, RecordError> {
+        let io = |source| RecordError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        for p in [&self.root, &self.policies] {
+            if p.as_os_str().as_encoded_bytes().contains(&b'\n') {
+                return Err(RecordError::Unrecordable(p.clone()));
+            }
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(io)?;
+        if fcntl(
+            file.as_fd(),
+            FcntlArg::F_OFD_SETLK(&whole_file(libc::F_WRLCK)),
+        )
+        .is_err()
+        {
+            let other = read_record(path).ok().flatten();
+            return Err(match other {
+                Some(o) => RecordError::Taken {
+                    path: path.to_path_buf(),
+                    pid: o.pid,
+                    root: o.root,
+                },
+                None => io(std::io::Error::from(std::io::ErrorKind::ResourceBusy)),
+            });
+        }
+        file.set_len(0).map_err(io)?;
+        file.write_all(self.to_text().as_bytes()).map_err(io)?;
+        Ok(Published { _file: file })
+    }
+
+    fn to_text(&self) -> String {
+        format!(
+            "pid {}\nroot {}\npolicies {}\nlisten {}\n",
+            self.pid,
+            self.root.display(),
+            self.policies.display(),
+            self.listen
+        )
+    }
+
+    /// Parses the record's text; `None` when a key is missing or malformed.
+    pub fn parse(text: &str) -> Option<DaemonRecord> {
+        let value = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+        };
+        Some(DaemonRecord {
+            pid: value("pid")?.parse().ok()?,
+            root: PathBuf::from(value("root")?),
+            policies: PathBuf::from(value("policies")?),
+            listen: value("listen")?.to_string(),
+        })
+    }
+}
+
+/// The running daemon's record: `Ok(None)` when no daemon runs (no file, an
+/// empty file, or a stale record whose lock nobody holds).
+pub fn running_daemon() -> Result<Option<DaemonRecord>, RecordError> {
+    read_record(&record_path())
+}
+
+/// [`running_daemon`] for an explicit record path.
+pub fn read_record(path: &Path) -> Result<Option<DaemonRecord>, RecordError> {
+    let io = |source| RecordError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    let mut probe = whole_file(libc::F_WRLCK);
+    fcntl(file.as_fd(), FcntlArg::F_OFD_GETLK(&mut probe))
+        .map_err(|e| io(std::io::Error::from(e)))?;
+    if i32::from(probe.l_type) == libc::F_UNLCK {
+        return Ok(None);
+    }
+    let mut text = String::new();
+    file.take(64 * 1024).read_to_string(&mut text).map_err(io)?;
+    Ok(DaemonRecord::parse(&text))
+}
+
+/// A lock over the whole file (`l_pid` must be 0 for OFD locks).
+fn whole_file(kind: i32) -> libc::flock {
+    libc::flock {
+        l_type: i16::try_from(kind).unwrap_or(0),
+        l_whence: i16::try_from(libc::SEEK_SET).unwrap_or(0),
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> DaemonRecord {
+        DaemonRecord {
+            pid: 42,
+            root: PathBuf::from("/sys/fs/cgroup/system.slice/cgmgr.service"),
+            policies: PathBuf::from("/etc/cgmgr"),
+            listen: "127.0.0.1:9765".into(),
+        }
+    }
+
+    #[test]
+    fn a_published_record_is_found_and_goes_stale_when_dropped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("run/daemon");
+        assert_eq!(read_record(&path).unwrap(), None, "no file, no daemon");
+        let held = record().publish(&path).unwrap();
+        assert_eq!(read_record(&path).unwrap(), Some(record()));
+        let second = DaemonRecord {
+            pid: 43,
+            ..record()
+        };
+        let e = second.publish(&path).unwrap_err().to_string();
+        assert!(e.contains("pid 42"), "{e}");
+        drop(held);
+        assert!(path.exists(), "the stale file stays");
+        assert_eq!(
+            read_record(&path).unwrap(),
+            None,
+            "stale: nobody holds the lock"
+        );
+        let again = second.publish(&path).unwrap();
+        assert_eq!(read_record(&path).unwrap().unwrap().pid, 43);
+        drop(again);
+    }
+
+    #[test]
+    fn a_symlinked_record_is_not_written_through() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("elsewhere");
+        std::fs::write(&target, "keep").unwrap();
+        std::os::unix::fs::symlink(&target, tmp.path().join("daemon")).unwrap();
+        assert!(record().publish(&tmp.path().join("daemon")).is_err());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+    }
+
+    #[test]
+    fn malformed_text_is_no_record() {
+        assert_eq!(DaemonRecord::parse(""), None);
+        assert_eq!(
+            DaemonRecord::parse("pid x\nroot /\npolicies /\nlisten a\n"),
+            None
+        );
+        assert_eq!(DaemonRecord::parse(&record().to_text()), Some(record()));
+    }
+}

@@ -1,0 +1,176 @@
+//! Which managed root a command works on, and whether it may write there.
+//!
+//! The order: `--root PATH` (or `CGMGR_ROOT`) when given, `self` meaning the
+//! cgroup cgmgr runs in; else the root of the cgmgr daemon running on this
+//! host, found through its record (so `cgmgr exec --group sandbox`, `status`
+//! and `metrics` reach the groups of `cgmgr.service`); else `/sys/fs/cgroup`.
+//!
+//! Writing is refused in two cases: the tree is systemd's and the root is not
+//! delegated ([`crate::systemd::owner`]), or a running daemon manages the
+//! root (its policy directory is where changes belong: it reloads them).
+
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use crate::cgroup::locate::own_cgroup_dir;
+use crate::daemon::record::{self, DaemonRecord};
+
+/// The root used when neither a flag nor a running daemon names one.
+pub const DEFAULT_ROOT: &str = "/sys/fs/cgroup";
+
+/// Where the managed root came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `--root` or `CGMGR_ROOT`.
+    Flag,
+    /// The running daemon's record.
+    Daemon(DaemonRecord),
+    /// Nothing named one: [`DEFAULT_ROOT`].
+    Default,
+}
+
+/// A managed root, resolved.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The cgroup directory.
+    pub path: PathBuf,
+    /// Where it came from.
+    pub source: Source,
+}
+
+/// Why a root could not be resolved or may not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum RootError {
+    /// `--root self` could not be located.
+    #[error("--root self: {0}")]
+    SelfUnknown(String),
+    /// Reading the daemon's record failed.
+    #[error("finding the running cgmgr daemon: {0}")]
+    Record(#[from] record::RecordError),
+    /// A daemon manages this root.
+    #[error(
+        "refusing to apply to {root}: the cgmgr daemon (pid {pid}) manages it with the policies in \
+         {policies}. Nothing was written.\n  \
+         hint: edit the files in {policies}; the daemon reloads them by itself (or on \
+         `systemctl reload cgmgr`). `cgmgr apply --dry-run` shows what would change."
+    )]
+    DaemonManages {
+        /// The refused root.
+        root: PathBuf,
+        /// The daemon's pid.
+        pid: i32,
+        /// Its policy directory.
+        policies: PathBuf,
+    },
+    /// A daemon holds the root's lock but left no record (an older cgmgr,
+    /// another runtime directory).
+    #[error(
+        "refusing to apply to {0}: a cgmgr daemon holds its lock (one writer per subtree). Nothing \
+         was written.\n  hint: change that daemon's policy directory instead; it reloads by itself"
+    )]
+    Locked(PathBuf),
+}
+
+/// Resolves the root for a command: `flag` is `--root`/`CGMGR_ROOT`.
+pub fn resolve(flag: Option<&str>) -> Result<Resolved, RootError> {
+    if let Some(flag) = flag {
+        return Ok(Resolved {
+            path: resolve_flag(flag)?,
+            source: Source::Flag,
+        });
+    }
+    Ok(match record::running_daemon()? {
+        Some(daemon) => Resolved {
+            path: daemon.root.clone(),
+            source: Source::Daemon(daemon),
+        },
+        None => Resolved {
+            path: PathBuf::from(DEFAULT_ROOT),
+            source: Source::Default,
+        },
+    })
+}
+
+/// `--root PATH`, or `self` for the cgroup this process is in.
+pub fn resolve_flag(flag: &str) -> Result<PathBuf, RootError> {
+    if flag != "self" {
+        return Ok(PathBuf::from(flag));
+    }
+    let read = |p: &str| {
+        std::fs::read_to_string(p).map_err(|e| RootError::SelfUnknown(format!("reading {p}: {e}")))
+    };
+    own_cgroup_dir(&read("/proc/self/cgroup")?, &read("/proc/self/mountinfo")?)
+        .map_err(RootError::SelfUnknown)
+}
+
+/// Refuses `cgmgr apply` (not a dry run) where a running daemon manages
+/// `root` or a subtree containing it.
+pub fn refuse_if_daemon_manages(root: &Path) -> Result<(), RootError> {
+    if let Some(daemon) = record::running_daemon()?
+        && is_within(root, &daemon.root)
+    {
+        return Err(RootError::DaemonManages {
+            root: root.to_path_buf(),
+            pid: daemon.pid,
+            policies: daemon.policies,
+        });
+    }
+    if lock_is_held(root) {
+        return Err(RootError::Locked(root.to_path_buf()));
+    }
+    Ok(())
+}
+
+/// True when `path` is `base` or below it, compared after resolving both.
+fn is_within(path: &Path, base: &Path) -> bool {
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    canon(path).starts_with(canon(base))
+}
+
+/// The daemon's `flock` on its root directory (one daemon per root).
+fn lock_is_held(root: &Path) -> bool {
+    let Ok(dir) = std::fs::File::open(root) else {
+        return false;
+    };
+    // SAFETY: flock on a descriptor we own; no pointers. A shared lock taken
+    // here is released at once by dropping the descriptor.
+    let rc = unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+    rc != 0 && nix::errno::Errno::last() == nix::errno::Errno::EWOULDBLOCK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn within_compares_resolved_paths() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("unit");
+        std::fs::create_dir_all(base.join("sandbox")).unwrap();
+        assert!(is_within(&base, &base));
+        assert!(is_within(&base.join("sandbox"), &base));
+        assert!(is_within(&base.join("sandbox/.."), &base));
+        assert!(!is_within(tmp.path(), &base));
+        std::os::unix::fs::symlink(&base, tmp.path().join("alias")).unwrap();
+        assert!(is_within(&tmp.path().join("alias/sandbox"), &base));
+    }
+
+    #[test]
+    fn a_flag_wins_over_everything() {
+        let r = resolve(Some("/some/where")).unwrap();
+        assert_eq!(r.path, PathBuf::from("/some/where"));
+        assert_eq!(r.source, Source::Flag);
+    }
+
+    #[test]
+    fn the_lock_of_a_running_daemon_is_seen() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(!lock_is_held(tmp.path()));
+        let held = std::fs::File::open(tmp.path()).unwrap();
+        // SAFETY: flock on a descriptor we own.
+        assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX) }, 0);
+        assert!(lock_is_held(tmp.path()));
+        drop(held);
+        assert!(!lock_is_held(tmp.path()));
+    }
+}

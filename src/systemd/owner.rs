@@ -1,0 +1,207 @@
+//! Who owns the cgroup tree, and may cgmgr write under a given root?
+//!
+//! On a host booted with systemd, systemd owns the cgroup tree: it writes its
+//! own view back (a controller another tool enabled at the root is gone after
+//! the next `systemctl daemon-reload`, and with it every limit that needed
+//! it). The only cgroups another manager may write are those systemd has
+//! delegated: a service or scope with `Delegate=yes`, which systemd marks with
+//! the `trusted.delegate` extended attribute (`user.delegate` for delegations
+//! by an unprivileged user manager). Everything below a delegated cgroup
+//! belongs to whoever it was delegated to.
+//!
+//! Hosts without systemd (OpenRC, busybox init, a container whose cgroup
+//! namespace is its own) have no such owner: any root is writable.
+
+use std::ffi::CStr;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// The marker systemd puts on the cgroup of a unit with `Delegate=yes`.
+const DELEGATE_XATTRS: [&CStr; 2] = [c"trusted.delegate", c"user.delegate"];
+
+/// The directory systemd creates at boot when it is PID 1 (what
+/// `sd_booted()` checks).
+const SYSTEMD_BOOTED: &str = "/run/systemd/system";
+
+/// The manager that owns the cgroup tree a root is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TreeOwner {
+    /// No manager claims the tree: cgmgr may write anywhere below its root.
+    Nobody,
+    /// systemd owns the tree and has delegated the cgroup `at` (the managed
+    /// root itself or one of its ancestors).
+    SystemdDelegated {
+        /// The delegated cgroup.
+        at: PathBuf,
+    },
+    /// systemd owns the tree and has not delegated the managed root.
+    Systemd,
+}
+
+/// Refusal to write into a cgroup systemd owns.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "refusing to write under {root}: systemd manages this host's cgroup tree and has not delegated \
+     {root} (neither it nor a parent carries the trusted.delegate mark of a unit with Delegate=yes). \
+     systemd writes its own view back: at the next `systemctl daemon-reload` the controllers cgmgr \
+     enabled, and the limits that need them, would silently be gone. Nothing was written.\n  \
+     ways forward:\n    \
+     - run the daemon, which owns a delegated subtree: `systemctl start cgmgr` (its groups live \
+     under system.slice/cgmgr.service; `cgmgr exec`, `status` and `metrics` find it by themselves)\n    \
+     - point --root at a delegated cgroup: `--root self` inside a unit with Delegate=yes, or the \
+     path of such a unit's cgroup\n    \
+     - run in a transient delegated scope: `systemd-run --scope -p Delegate=yes cgmgr --root self ...`"
+)]
+pub struct NotDelegated {
+    /// The managed root that was refused.
+    pub root: PathBuf,
+}
+
+/// Decides whether `root` may be written, on this host.
+pub fn check_writable(root: &Path) -> Result<TreeOwner, NotDelegated> {
+    let owner = tree_owner(root);
+    match owner {
+        TreeOwner::Systemd => Err(NotDelegated {
+            root: root.to_path_buf(),
+        }),
+        _ => Ok(owner),
+    }
+}
+
+/// Who owns the tree `root` is in, on this host.
+pub fn tree_owner(root: &Path) -> TreeOwner {
+    if !Path::new(SYSTEMD_BOOTED).is_dir() {
+        return TreeOwner::Nobody;
+    }
+    match delegation_boundary(&cgroup_ancestors(root), has_delegate_mark) {
+        Some(at) => TreeOwner::SystemdDelegated { at },
+        None => TreeOwner::Systemd,
+    }
+}
+
+/// The nearest of `dirs` (the root first, then its ancestors) that carries
+/// a delegation mark.
+pub fn delegation_boundary(dirs: &[PathBuf], marked: impl Fn(&Path) -> bool) -> Option<PathBuf> {
+    dirs.iter().find(|d| marked(d)).cloned()
+}
+
+/// `root` and its ancestors on the same cgroup2 filesystem, the mount point
+/// excluded (the hierarchy's root is never delegated).
+fn cgroup_ancestors(root: &Path) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(device) = std::fs::metadata(root).map(|m| m.dev()) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut dir = root.to_path_buf();
+    while let Some(parent) = dir.parent() {
+        if std::fs::metadata(parent).map(|m| m.dev()).ok() != Some(device) {
+            break;
+        }
+        out.push(dir.clone());
+        dir = parent.to_path_buf();
+    }
+    out
+}
+
+/// True when the directory carries `trusted.delegate=1` or `user.delegate=1`.
+fn has_delegate_mark(dir: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(dir) else {
+        return false;
+    };
+    DELEGATE_XATTRS.iter().any(|name| {
+        let mut buf = [0u8; 8];
+        // SAFETY: the descriptor is open for the call's duration, the name is
+        // NUL-terminated and buf is a live buffer of the length passed.
+        let n = unsafe {
+            libc::fgetxattr(
+                file.as_raw_fd(),
+                name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        usize::try_from(n).is_ok_and(|n| is_true(&buf[..n.min(buf.len())]))
+    })
+}
+
+/// systemd writes "1"; be liberal in what counts as set.
+fn is_true(value: &[u8]) -> bool {
+    matches!(value, b"1" | b"1\n" | b"yes" | b"true")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_marked_ancestor_is_the_boundary() {
+        let dirs: Vec<PathBuf> = [
+            "/sys/fs/cgroup/system.slice/cgmgr.service/sandbox",
+            "/sys/fs/cgroup/system.slice/cgmgr.service",
+            "/sys/fs/cgroup/system.slice",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        let marked = |p: &Path| p.ends_with("cgmgr.service");
+        assert_eq!(
+            delegation_boundary(&dirs, marked),
+            Some(PathBuf::from("/sys/fs/cgroup/system.slice/cgmgr.service"))
+        );
+        assert_eq!(delegation_boundary(&dirs[2..], marked), None);
+    }
+
+    #[test]
+    fn ancestors_stop_at_the_filesystem_boundary() {
+        let tmp = tempfile::tempdir().unwrap();
+        let deep = tmp.path().join("a/b");
+        std::fs::create_dir_all(&deep).unwrap();
+        let dirs = cgroup_ancestors(&deep);
+        assert_eq!(dirs[0], deep);
+        assert_eq!(dirs[1], tmp.path().join("a"));
+        assert!(
+            dirs.iter().all(|d| d.starts_with("/")),
+            "absolute paths only"
+        );
+    }
+
+    #[test]
+    fn a_user_delegate_mark_is_read_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("unit");
+        std::fs::create_dir(&dir).unwrap();
+        assert!(!has_delegate_mark(&dir));
+        let f = std::fs::File::open(&dir).unwrap();
+        // SAFETY: valid descriptor, NUL-terminated name, 1-byte live value.
+        let rc = unsafe {
+            libc::fsetxattr(
+                f.as_raw_fd(),
+                c"user.delegate".as_ptr(),
+                c"1".as_ptr().cast(),
+                1,
+                0,
+            )
+        };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+        assert!(has_delegate_mark(&dir));
+    }
+
+    #[test]
+    fn the_refusal_names_the_root_and_the_ways_forward() {
+        let e = NotDelegated {
+            root: PathBuf::from("/sys/fs/cgroup"),
+        }
+        .to_string();
+        for needle in [
+            "/sys/fs/cgroup",
+            "daemon-reload",
+            "Nothing was written",
+            "systemctl start cgmgr",
+            "--root self",
+            "systemd-run --scope -p Delegate=yes",
+        ] {
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! A transient scope with `Delegate=yes`, asked of systemd over D-Bus.
+//!
+//! `cgmgr exec` with no daemon on a systemd host must not create groups in
+//! systemd's tree. It does what `systemd-run --scope -p Delegate=yes` does:
+//! `StartTransientUnit` with this process's pid, so systemd moves cgmgr into a
+//! new scope, marks it delegated, enables the controllers a delegated unit
+//! gets, shows it in `systemctl status`, and removes it (subtree included)
+//! when the last process in it exits. cgmgr then makes the workload's group
+//! inside that scope.
+//!
+//! systemd answers on its private socket `/run/systemd/private` (root only,
+//! no bus daemon needed) and on the system bus; the private socket is tried
+//! first, as `systemctl` does.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use zbus::zvariant::Value;
+
+/// systemd's private D-Bus socket (peer-to-peer, for root).
+const PRIVATE_SOCKET: &str = "/run/systemd/private";
+
+/// How long systemd may take to move us into the scope (TCG VMs are slow).
+const PLACEMENT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A failure to get a delegated scope from systemd.
+#[derive(Debug, thiserror::Error)]
+pub enum ScopeError {
+    /// Neither the private socket nor the system bus answered.
+    #[error(
+        "cannot reach systemd over D-Bus ({PRIVATE_SOCKET}: {private}; system bus: {system}).\n  \
+         hint: start the daemon (`systemctl start cgmgr`) and exec finds its groups, or pass a \
+         delegated --root"
+    )]
+    Connect {
+        /// Why the private socket failed.
+        private: String,
+        /// Why the system bus failed.
+        system: String,
+    },
+    /// systemd refused the unit.
+    #[error("systemd refused the transient scope {unit}: {source}")]
+    Start {
+        /// The scope's name.
+        unit: String,
+        /// systemd's answer.
+        source: Box<zbus::Error>,
+    },
+    /// The scope was started but this process never appeared in it.
+    #[error("systemd started {unit}, but this process was not moved into it within {secs}s")]
+    NotPlaced {
+        /// The scope's name.
+        unit: String,
+        /// The bound waited.
+        secs: u64,
+    },
+}
+
+/// The name of the scope for a run of `group` by process `pid`:
+/// `cgmgr-exec-batch-etl-1234.scope` for `batch/etl`.
+pub fn unit_name(group: &str, pid: u32) -> String {
+    let escaped: String = group
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("cgmgr-exec-{escaped}-{pid}.scope")
+}
+
+/// Moves this process into a new transient scope with `Delegate=yes` and
+/// returns the scope's name once `/proc/self/cgroup` shows it.
+pub fn enter_delegated_scope(group: &str) -> Result<String, ScopeError> {
+    let pid = std::process::id();
+    let unit = unit_name(group, pid);
+    let (conn, destination) = connect()?;
+    let description = format!("cgmgr exec --group {group}");
+    let properties: Vec<(&str, Value<'_>)> = vec![
+        ("Description", Value::from(description.as_str())),
+        ("PIDs", Value::from(vec![pid])),
+        ("Delegate", Value::from(true)),
+        // A failed run must not leave the scope behind for `reset-failed`.
+        ("CollectMode", Value::from("inactive-or-failed")),
+    ];
+    let aux: Vec<(&str, Vec<(&str, Value<'_>)>)> = Vec::new();
+    conn.call_method(
+        destination,
+        "/org/freedesktop/systemd1",
+        Some("org.freedesktop.systemd1.Manager"),
+        "StartTransientUnit",
+        &(unit.as_str(), "fail", properties, aux),
+    )
+    .map_err(|source| ScopeError::Start {
+        unit: unit.clone(),
+        source: Box::new(source),
+    })?;
+    wait_until_placed(&unit)?;
+    Ok(unit)
+}
+
+/// The private socket as a peer-to-peer connection, else the system bus;
+/// with the destination calls need (none between peers, systemd's name on
+/// the bus).
+fn connect() -> Result<(zbus::blocking::Connection, Option<&'static str>), ScopeError> {
+    let private = zbus::blocking::connection::Builder::address(
+        format!("unix:path={PRIVATE_SOCKET}").as_str(),
+    )
+    .and_then(|b| b.p2p().build());
+    let private_err = match private {
+        Ok(c) => return Ok((c, None)),
+        Err(e) => e.to_string(),
+    };
+    match zbus::blocking::Connection::system() {
+        Ok(c) => Ok((c, Some("org.freedesktop.systemd1"))),
+        Err(e) => Err(ScopeError::Connect {
+            private: private_err,
+            system: e.to_string(),
+        }),
+    }
+}
+
+fn wait_until_placed(unit: &str) -> Result<(), ScopeError> {
+    let suffix = format!("/{unit}");
+    let start = Instant::now();
+    while start.elapsed() < PLACEMENT_TIMEOUT {
+        let placed = std::fs::read_to_string("/proc/self/cgroup").is_ok_and(|c| {
+            c.lines()
+                .any(|l| l.starts_with("0::") && l.ends_with(&suffix))
+        });
+        if placed {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Err(ScopeError::NotPlaced {
+        unit: unit.to_string(),
+        secs: PLACEMENT_TIMEOUT.as_secs(),
+    })
+}
+
+/// The scope's cgroup directory, from where this process now runs.
+pub fn scope_dir() -> Result<PathBuf, String> {
+    crate::root::resolve_flag("self").map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_names_are_valid_unit_names() {
+        assert_eq!(unit_name("sandbox", 7), "cgmgr-exec-sandbox-7.scope");
+        assert_eq!(
+            unit_name("batch/etl-2", 1234),
+            "cgmgr-exec-batch-etl-2-1234.scope"
+        );
+    }
+}
