@@ -6,11 +6,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn cgmgr(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cgmgr"))
-        .args(args)
+    cgmgr_command(args).output().expect("running cgmgr")
+}
+
+/// cgmgr with no CGMGR_ROOT and a runtime directory of this test run's own,
+/// so no daemon record of the host (or of another test) is ever seen.
+fn cgmgr_command(args: &[&str]) -> Command {
+    static RUNTIME: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let runtime = RUNTIME.get_or_init(|| tempfile::tempdir().unwrap());
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cgmgr"));
+    c.args(args)
         .env_remove("CGMGR_ROOT")
-        .output()
-        .expect("running cgmgr")
+        .env("CGMGR_RUNTIME_DIR", runtime.path());
+    c
 }
 
 fn stderr(o: &Output) -> String {
@@ -350,19 +358,18 @@ fn host_daemon_notifies_readiness_and_stops_on_sigterm() {
         .local_addr()
         .unwrap()
         .port();
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_cgmgr"))
-        .args([
-            "daemon",
-            "--root",
-            scratch.path(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            p.path().to_str().unwrap(),
-        ])
-        .env("NOTIFY_SOCKET", &sock_path)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut daemon = cgmgr_command(&[
+        "daemon",
+        "--root",
+        scratch.path(),
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        p.path().to_str().unwrap(),
+    ])
+    .env("NOTIFY_SOCKET", &sock_path)
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
     let mut buf = [0u8; 64];
     let n = sock.recv(&mut buf).expect("no READY=1 within 10 s");
     assert_eq!(&buf[..n], b"READY=1");
@@ -376,6 +383,8 @@ fn host_daemon_notifies_readiness_and_stops_on_sigterm() {
     )
     .unwrap();
     let start = std::time::Instant::now();
+    let n = sock.recv(&mut buf).expect("no STOPPING=1 within 10 s");
+    assert_eq!(&buf[..n], b"STOPPING=1");
     let status = daemon.wait().unwrap();
     assert!(
         start.elapsed() < std::time::Duration::from_secs(1),
@@ -384,6 +393,95 @@ fn host_daemon_notifies_readiness_and_stops_on_sigterm() {
     );
     assert_eq!(status.code(), Some(0));
     assert!(scratch.0.join("web").is_dir(), "groups must stay in place");
+}
+
+/// Without --root, commands use the running daemon's root (its record in
+/// the runtime directory); `apply` there is refused and names the daemon's
+/// policy directory; after a kill -9 the record is stale and ignored.
+#[test]
+fn host_commands_find_the_running_daemon() {
+    let scratch = Scratch::new("discover");
+    let p = policy_dir(&[("a.toml", "[group.web]\n")]);
+    let policies = p.path().to_str().unwrap();
+    let runtime = tempfile::tempdir().unwrap();
+    let record = runtime.path().join("daemon");
+    let with_runtime = |args: &[&str]| {
+        cgmgr_command(args)
+            .env("CGMGR_RUNTIME_DIR", runtime.path())
+            .output()
+            .unwrap()
+    };
+    let mut daemon = cgmgr_command(&[
+        "daemon",
+        "--root",
+        scratch.path(),
+        "--listen",
+        "127.0.0.1:0",
+        policies,
+    ])
+    .env("CGMGR_RUNTIME_DIR", runtime.path())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(&record).is_ok_and(|r| r.contains("listen")) {
+        assert!(start.elapsed().as_secs() < 10, "no daemon record");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let text = std::fs::read_to_string(&record).unwrap();
+    assert!(
+        text.contains(&format!("root {}\n", scratch.path())),
+        "{text}"
+    );
+    assert!(text.contains(&format!("policies {policies}\n")), "{text}");
+    assert!(
+        !text.contains("listen 127.0.0.1:0\n"),
+        "the bound port: {text}"
+    );
+
+    let metrics = with_runtime(&["metrics"]);
+    assert_eq!(metrics.status.code(), Some(0), "{}", stderr(&metrics));
+    assert!(
+        stdout(&metrics).contains("group=\"web\""),
+        "{}",
+        stdout(&metrics)
+    );
+
+    let other = policy_dir(&[("b.toml", "[group.api]\n")]);
+    for args in [
+        vec!["apply", other.path().to_str().unwrap()],
+        vec![
+            "apply",
+            "--root",
+            scratch.path(),
+            other.path().to_str().unwrap(),
+        ],
+    ] {
+        let out = with_runtime(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("manages it with the policies in {policies}"))
+                && err.contains("Nothing was written"),
+            "{err}"
+        );
+        assert!(!scratch.0.join("api").exists(), "{args:?} wrote");
+    }
+    let dry = with_runtime(&["apply", "--dry-run", policies]);
+    assert_eq!(dry.status.code(), Some(0), "{}", stderr(&dry));
+    assert!(stdout(&dry).contains(scratch.path()), "{}", stdout(&dry));
+
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    assert!(record.exists(), "kill -9 leaves the record file behind");
+    let out = with_runtime(&[
+        "apply",
+        "--root",
+        scratch.path(),
+        other.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "stale record: {}", stderr(&out));
+    assert!(scratch.0.join("api").is_dir());
 }
 
 #[test]
@@ -477,18 +575,17 @@ fn host_daemon_caps_connections() {
         .unwrap()
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let daemon = Command::new(env!("CARGO_BIN_EXE_cgmgr"))
-        .args([
-            "daemon",
-            "--root",
-            scratch.path(),
-            "--listen",
-            &addr,
-            p.path().to_str().unwrap(),
-        ])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let daemon = cgmgr_command(&[
+        "daemon",
+        "--root",
+        scratch.path(),
+        "--listen",
+        &addr,
+        p.path().to_str().unwrap(),
+    ])
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
     struct Kill(std::process::Child);
     impl Drop for Kill {
         fn drop(&mut self) {

@@ -93,6 +93,11 @@ pub fn run(root: CgroupRoot, opts: DaemonOptions, initial: PolicySet) -> Result<
     }));
     let listener = TcpListener::bind(opts.listen)
         .map_err(|e| DaemonError::Setup(format!("listening on {}: {e}", opts.listen)))?;
+    // `--listen 127.0.0.1:0` picks a port: log and record the real one.
+    let opts = DaemonOptions {
+        listen: listener.local_addr().unwrap_or(opts.listen),
+        ..opts
+    };
     let mut daemon = Daemon {
         root: root.clone(),
         opts,
