@@ -1,4 +1,4 @@
-//! Command-line interface: the commands and flags of SPEC.md.
+//! Command-line interface: every command and flag users and scripts rely on.
 
 use std::path::PathBuf;
 

@@ -1,6 +1,6 @@
 //! The `cgmgr` binary: parses the command line, runs the command, and maps
-//! errors to the exit codes of SPEC.md (0 ok, 1 runtime failure, 2 invalid
-//! input).
+//! errors to cgmgr's exit codes (0 ok, 1 runtime failure, 2 invalid input;
+//! `exec`: the workload's status, 125 when cgmgr failed first).
 
 use std::io::Write;
 use std::path::PathBuf;

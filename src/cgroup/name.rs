@@ -1,8 +1,9 @@
 //! Group names: paths relative to the managed root that can never leave it.
 //!
 //! A [`GroupName`] is only ever built by [`GroupName::parse`], which enforces
-//! the rules of SPEC.md, so any code holding one can join it to the root
-//! without further checks.
+//! the rules (one or more `/`-separated segments of `[A-Za-z0-9_.-]`, none
+//! `.` or `..`, none starting with `cgroup.` or a controller prefix), so any
+//! code holding one can join it to the root without further checks.
 
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! Prometheus metrics: every group metric of SPEC.md, read from the kernel's
+//! Prometheus metrics: every per-group family cgmgr documents, read from the kernel's
 //! files on each scrape, plus the manager's own.
 //!
 //! Reading is tolerant one layer above the parsers: a file the kernel lacks

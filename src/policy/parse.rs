@@ -17,7 +17,8 @@ use super::units::{parse_count, parse_cpu_max, parse_size};
 use crate::cgroup::GroupName;
 use crate::cgroup::values::{Bytes, CpuSet, DevNum, IoLimits, IoMaxLine, Limit, MAX_CPU_QUOTA_US};
 
-/// Every key a group table accepts, as written in SPEC.md.
+/// Every key a group table accepts: the kernel's interface file names, plus
+/// `description` and the `exec` table.
 pub const GROUP_KEYS: [&str; 15] = [
     "description",
     "cpu.max",
