@@ -19,8 +19,14 @@ fn helper(name: &str) -> std::path::PathBuf {
 }
 
 fn run_in_vm(script: &str) -> String {
+    run_with_harness("run.sh", script)
+}
+
+/// Runs `script` under a harness of tests/vm: `run.sh` (busybox init,
+/// cgmgr the only manager) or `run-systemd.sh` (systemd 252 as PID 1).
+fn run_with_harness(harness: &str, script: &str) -> String {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let output = Command::new(repo.join("tests/vm/run.sh"))
+    let output = Command::new(repo.join("tests/vm").join(harness))
         .arg(repo.join("tests/vm").join(script))
         .arg(env!("CARGO_BIN_EXE_cgmgr"))
         .arg("/usr/bin/unshare")
@@ -38,6 +44,20 @@ fn run_in_vm(script: &str) -> String {
         "{script} did not reach its end:\n{log}"
     );
     log
+}
+
+/// A host whose PID 1 is systemd, the unit installed unchanged: ownership
+/// refusals, start through READY=1, limits under the unit's cgroup, exec,
+/// status and metrics finding the daemon, systemctl reload, a failed reload
+/// at error priority in the journal, daemon-reload and other units leaving
+/// the limits alone, the watchdog, restart after kill -9, a clean stop, and
+/// exec with no daemon in a transient delegated scope.
+#[test]
+fn vm_systemd_host() {
+    let log = run_with_harness("run-systemd.sh", "systemd.sh");
+    for line in log.lines().filter(|l| l.starts_with("MEASURE ")) {
+        println!("{line}");
+    }
 }
 
 /// memory.max OOM kill, pids.max fork failures, cpu.max throttling.

@@ -6,6 +6,7 @@
 //! - [`scope`]: a transient scope with `Delegate=yes` for `cgmgr exec` when
 //!   no daemon runs (systemd's D-Bus API, as `systemd-run --scope` uses it).
 
+pub mod dbus;
 pub mod notify;
 pub mod owner;
 pub mod scope;

@@ -12,13 +12,15 @@
 //! no bus daemon needed) and on the system bus; the private socket is tried
 //! first, as `systemctl` does.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use zbus::zvariant::Value;
+use super::dbus::{Arg, Connection, DbusError};
 
 /// systemd's private D-Bus socket (peer-to-peer, for root).
 const PRIVATE_SOCKET: &str = "/run/systemd/private";
+/// The system bus, for everyone else.
+const SYSTEM_BUS: &str = "/run/dbus/system_bus_socket";
 
 /// How long systemd may take to move us into the scope (TCG VMs are slow).
 const PLACEMENT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -28,15 +30,15 @@ const PLACEMENT_TIMEOUT: Duration = Duration::from_secs(15);
 pub enum ScopeError {
     /// Neither the private socket nor the system bus answered.
     #[error(
-        "cannot reach systemd over D-Bus ({PRIVATE_SOCKET}: {private}; system bus: {system}).\n  \
+        "cannot reach systemd over D-Bus ({PRIVATE_SOCKET}: {private}; {SYSTEM_BUS}: {system}).\n  \
          hint: start the daemon (`systemctl start cgmgr`) and exec finds its groups, or pass a \
          delegated --root"
     )]
     Connect {
         /// Why the private socket failed.
-        private: String,
+        private: DbusError,
         /// Why the system bus failed.
-        system: String,
+        system: DbusError,
     },
     /// systemd refused the unit.
     #[error("systemd refused the transient scope {unit}: {source}")]
@@ -44,7 +46,7 @@ pub enum ScopeError {
         /// The scope's name.
         unit: String,
         /// systemd's answer.
-        source: Box<zbus::Error>,
+        source: DbusError,
     },
     /// The scope was started but this process never appeared in it.
     #[error("systemd started {unit}, but this process was not moved into it within {secs}s")]
@@ -77,50 +79,47 @@ pub fn unit_name(group: &str, pid: u32) -> String {
 pub fn enter_delegated_scope(group: &str) -> Result<String, ScopeError> {
     let pid = std::process::id();
     let unit = unit_name(group, pid);
-    let (conn, destination) = connect()?;
-    let description = format!("cgmgr exec --group {group}");
-    let properties: Vec<(&str, Value<'_>)> = vec![
-        ("Description", Value::from(description.as_str())),
-        ("PIDs", Value::from(vec![pid])),
-        ("Delegate", Value::from(true)),
+    let mut conn = connect()?;
+    let properties = vec![
+        (
+            "Description".to_string(),
+            Arg::Str(format!("cgmgr exec --group {group}")),
+        ),
+        ("PIDs".to_string(), Arg::U32Array(vec![pid])),
+        ("Delegate".to_string(), Arg::Bool(true)),
         // A failed run must not leave the scope behind for `reset-failed`.
-        ("CollectMode", Value::from("inactive-or-failed")),
+        (
+            "CollectMode".to_string(),
+            Arg::Str("inactive-or-failed".into()),
+        ),
     ];
-    let aux: Vec<(&str, Vec<(&str, Value<'_>)>)> = Vec::new();
-    conn.call_method(
-        destination,
+    conn.call(
+        "org.freedesktop.systemd1",
         "/org/freedesktop/systemd1",
-        Some("org.freedesktop.systemd1.Manager"),
+        "org.freedesktop.systemd1.Manager",
         "StartTransientUnit",
-        &(unit.as_str(), "fail", properties, aux),
+        &[
+            Arg::Str(unit.clone()),
+            Arg::Str("fail".into()),
+            Arg::Properties(properties),
+            Arg::AuxUnits(Vec::new()),
+        ],
     )
     .map_err(|source| ScopeError::Start {
         unit: unit.clone(),
-        source: Box::new(source),
+        source,
     })?;
     wait_until_placed(&unit)?;
     Ok(unit)
 }
 
-/// The private socket as a peer-to-peer connection, else the system bus;
-/// with the destination calls need (none between peers, systemd's name on
-/// the bus).
-fn connect() -> Result<(zbus::blocking::Connection, Option<&'static str>), ScopeError> {
-    let private = zbus::blocking::connection::Builder::address(
-        format!("unix:path={PRIVATE_SOCKET}").as_str(),
-    )
-    .and_then(|b| b.p2p().build());
-    let private_err = match private {
-        Ok(c) => return Ok((c, None)),
-        Err(e) => e.to_string(),
+/// The private socket (root), else the system bus, as `systemctl` does.
+fn connect() -> Result<Connection, ScopeError> {
+    let private = match Connection::peer(Path::new(PRIVATE_SOCKET)) {
+        Ok(c) => return Ok(c),
+        Err(e) => e,
     };
-    match zbus::blocking::Connection::system() {
-        Ok(c) => Ok((c, Some("org.freedesktop.systemd1"))),
-        Err(e) => Err(ScopeError::Connect {
-            private: private_err,
-            system: e.to_string(),
-        }),
-    }
+    Connection::bus(Path::new(SYSTEM_BUS)).map_err(|system| ScopeError::Connect { private, system })
 }
 
 fn wait_until_placed(unit: &str) -> Result<(), ScopeError> {

@@ -27,33 +27,10 @@ busybox=$(command -v busybox || true)
 [ -n "$busybox" ] && file_is_static=$(ldd "$busybox" 2>&1 || true)
 case "${file_is_static:-}" in *"not a dynamic"*) ;; *) die "need a static busybox (apt-get install busybox-static)";; esac
 
-# 1. The kernel, once, under a lock so parallel tests share one download.
-mkdir -p "$cache"
-exec 9>"$cache/.lock"
-flock 9
-# Modules the tests load: virtio-net (scraping from the host) and dummy (a
-# second network interface the sandbox must not see).
-modules="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net dummy"
-if [ ! -f "$cache/vmlinuz" ] || [ "$(cat "$cache/modules.list" 2>/dev/null)" != "$modules" ]; then
-  pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-  [ -n "$pkg" ] || die "apt-cache does not know linux-image-cloud-amd64 (run apt-get update)"
-  work=$(mktemp -d)
-  (cd "$work" && apt-get download "$pkg" >/dev/null 2>&1) || die "apt-get download $pkg failed"
-  dpkg-deb -x "$work"/*.deb "$work/x"
-  mods=$(ls -d "$work"/x/lib/modules/* | head -n1)
-  mkdir -p "$cache/modules"
-  for m in $modules; do
-    f=$(find "$mods" -name "$m.ko*" | head -n1)
-    [ -n "$f" ] || die "module $m is not in $pkg"
-    cp "$f" "$cache/modules/"
-  done
-  echo "$modules" > "$cache/modules.list"
-  cp "$work"/x/boot/vmlinuz-* "$cache/vmlinuz.tmp"
-  echo "$pkg" > "$cache/kernel-package"
-  mv "$cache/vmlinuz.tmp" "$cache/vmlinuz"
-  rm -rf "$work"
-fi
-flock -u 9
+# 1. The kernel, once, shared with tests/vm/run-systemd.sh.
+# shellcheck source=tests/vm/kernel.sh
+. "$here/kernel.sh"
+fetch_kernel "$cache"
 
 # 2. The initramfs.
 root=$(mktemp -d)

@@ -1,6 +1,6 @@
 # cgmgr on a host whose PID 1 is systemd: the shipped unit, unchanged, with
 # the example policies in /etc/cgmgr. Run by tests/vm/run-systemd.sh as the
-# oneshot unit cgmgr-test.service. Lines starting "MEASURE" are figures.
+# unit cgmgr-test.service. Lines starting "MEASURE" are figures.
 . /lib.sh
 U=$CG/system.slice/cgmgr.service
 now() { cut -d' ' -f1 /proc/uptime; }
@@ -81,7 +81,7 @@ expect_eq "$rc" 0 "exec status"
 expect_eq "$out" "0::/system.slice/cgmgr.service/sandbox" "the workload runs in the daemon's group"
 cgmgr exec --group sandbox -- dd if=/dev/zero of=/dev/null bs=96M count=1 2>/dev/null
 expect_eq "$?" 137 "dd of 96M under the daemon's memory.max 64M: OOM-killed"
-expect_contains "$(cat $U/sandbox/memory.events)" "oom_kill 1" "memory.events in the daemon's group"
+expect_contains "$(cat $U/sandbox/memory.events)" "oom_group_kill 1" "memory.events: the group was OOM-killed as a whole (memory.oom.group)"
 run_cgmgr 0 metrics
 expect_contains "$OUT" 'cgmgr_memory_limit_bytes{group="sandbox"} 67108864' "metrics from the daemon's root"
 run_cgmgr 0 status --interval 0.2 sandbox
@@ -189,4 +189,14 @@ expect_eq "$(systemctl is-active $scope)" inactive "the scope is gone"
 cgmgr exec --group sandbox -- dd if=/dev/zero of=/dev/null bs=96M count=1 2>/dev/null
 expect_eq "$?" 137 "OOM-killed by the scope's group limit"
 ls -d $CG/system.slice/cgmgr-exec-* 2>/dev/null && fail "a scope outlived its run"
+
+step "a daemon that cannot start says why, at error priority"
+nc -l -p 9765 >/dev/null 2>&1 &
+squatter=$!
+sleep 0.3
+systemctl start cgmgr && fail "cgmgr started though its port is taken"
+wait_for 20 "the reason in the journal" sh -c "journalctl -u cgmgr -p err --no-pager -o cat | grep -q 'listening on 127.0.0.1:9765'"
+expect_contains "$(journal -p err)" "listening on 127.0.0.1:9765" "the daemon's last words, at error priority"
+systemctl stop cgmgr
+kill $squatter
 echo PASS
