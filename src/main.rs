@@ -223,8 +223,32 @@ fn prepare_exec(root: Option<&str>, args: ExecArgs) -> Result<(CgroupRoot, cgmgr
     } else {
         policy::PolicySet::default()
     };
+    let declared = set.groups.get(&group).cloned();
+    // Everything the user gave is checked before anything is created.
+    let flags = cgmgr::exec::ExecFlags {
+        rootfs: args.rootfs,
+        ns: args.ns,
+        hostname: args.hostname,
+        env: args.env,
+        chroot: args.chroot,
+        argv: args.cmd,
+    };
+    let spec = cgmgr::exec::ExecSpec::resolve(
+        group.clone(),
+        declared.as_ref().and_then(|g| g.exec.as_ref()),
+        flags,
+    )?;
+    let unknown = |root: PathBuf| cgmgr::exec::ExecError::UnknownGroup {
+        group: group.to_string(),
+        policies: policies.display().to_string(),
+        root,
+    };
     let root_path = match (&resolved.source, owner::tree_owner(&resolved.path)) {
         (Source::Default, TreeOwner::Systemd) => {
+            // A new scope never holds the group: it must be declared.
+            if declared.is_none() {
+                return Err(unknown(resolved.path).into());
+            }
             cgmgr::systemd::scope::enter_delegated_scope(group.as_str())?;
             managed_root::resolve_flag("self")?
         }
@@ -237,34 +261,15 @@ fn prepare_exec(root: Option<&str>, args: ExecArgs) -> Result<(CgroupRoot, cgmgr
         _ => resolved.path,
     };
     let root = CgroupRoot::open(&root_path)?;
-    let declared = set.groups.get(&group).cloned();
     if !root.exists(&group) {
         let Some(declared) = &declared else {
-            return Err(cgmgr::exec::ExecError::UnknownGroup {
-                group: group.to_string(),
-                policies: policies.display().to_string(),
-                root: root_path,
-            }
-            .into());
+            return Err(unknown(root_path).into());
         };
         let mut only = policy::PolicySet::default();
         only.groups.insert(group.clone(), declared.clone());
         let plan = apply::plan(&root, &only, Options::default())?;
         apply::execute(&root, &plan)?;
     }
-    let flags = cgmgr::exec::ExecFlags {
-        rootfs: args.rootfs,
-        ns: args.ns,
-        hostname: args.hostname,
-        env: args.env,
-        chroot: args.chroot,
-        argv: args.cmd,
-    };
-    let spec = cgmgr::exec::ExecSpec::resolve(
-        group,
-        declared.as_ref().and_then(|g| g.exec.as_ref()),
-        flags,
-    )?;
     Ok((root, spec))
 }
 

@@ -164,6 +164,9 @@ expect_contains "$(journal)" "stopping; groups and workloads are left in place" 
 [ -e /run/cgmgr/daemon ] && fail "the runtime directory outlived the unit"
 
 step "exec with no daemon: a transient scope with Delegate=yes"
+run_cgmgr 125 exec --group nosuch -- true
+expect_contains "$OUT" "nosuch" "an undeclared group is named"
+expect_eq "$(systemctl list-units --all --no-legend 'cgmgr-exec-*' | wc -l)" 0 "and no scope was asked for"
 out=$(cgmgr exec --group sandbox -- cat /proc/self/cgroup); rc=$?
 expect_eq "$rc" 0 "exec status"
 case "$out" in
