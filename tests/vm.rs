@@ -31,6 +31,7 @@ fn run_with_harness(harness: &str, script: &str) -> String {
         .arg(env!("CARGO_BIN_EXE_cgmgr"))
         .arg("/usr/bin/unshare")
         .arg(helper("tiocsti"))
+        .arg(helper("keyring"))
         .output()
         .expect("running tests/vm/run.sh");
     let log = String::from_utf8_lossy(&output.stdout).replace('\r', "");
@@ -58,6 +59,13 @@ fn vm_systemd_host() {
     for line in log.lines().filter(|l| l.starts_with("MEASURE ")) {
         println!("{line}");
     }
+}
+
+/// Sandbox depth: host root without a user namespace, the caller's keyring,
+/// descriptors, the cgroup namespace, validation before anything is made.
+#[test]
+fn vm_exec_sandbox_depth() {
+    run_in_vm("sandbox.sh");
 }
 
 /// memory.max OOM kill, pids.max fork failures, cpu.max throttling.

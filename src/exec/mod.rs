@@ -38,7 +38,8 @@ use crate::cgroup::{CgroupRoot, GroupName, tree};
 use crate::policy::{ExecConfig, Namespace};
 
 /// Namespaces used when neither the policy nor `--ns` names any.
-pub const DEFAULT_NAMESPACES: [Namespace; 6] = [
+pub const DEFAULT_NAMESPACES: [Namespace; 7] = [
+    Namespace::Cgroup,
     Namespace::Mount,
     Namespace::Uts,
     Namespace::Ipc,
@@ -96,11 +97,33 @@ impl ExecSpec {
                 .clone()
                 .unwrap_or_else(|| DEFAULT_NAMESPACES.into_iter().collect()),
         };
+        if let Some(r) = &flags.rootfs
+            && !r.is_absolute()
+        {
+            return Err(ExecError::Invalid(format!(
+                "--rootfs {}: must be an absolute path",
+                r.display()
+            )));
+        }
         let rootfs = flags.rootfs.or(policy.rootfs);
         if rootfs.is_some() && !namespaces.contains(&Namespace::Mount) {
             return Err(ExecError::Invalid(
                 "a rootfs needs the mount namespace: add `mount` to --ns or to the policy's namespaces".into(),
             ));
+        }
+        if rootfs.is_some()
+            && namespaces.contains(&Namespace::User)
+            && !namespaces.contains(&Namespace::Pid)
+        {
+            return Err(ExecError::Invalid(
+                "a rootfs with a user namespace needs the pid namespace too: the sandbox's /proc \
+                 can only be mounted by the owner of a pid namespace; add `pid`"
+                    .into(),
+            ));
+        }
+        if let Some(h) = &flags.hostname {
+            crate::policy::parse::check_hostname(h)
+                .map_err(|e| ExecError::Invalid(format!("--hostname: {e}")))?;
         }
         let default_host = group
             .as_str()
@@ -123,13 +146,30 @@ impl ExecSpec {
             env.push(("PATH".into(), workload::DEFAULT_PATH.into()));
         }
         let uid = policy.uid.unwrap_or(0);
+        let gid = policy.gid.unwrap_or(uid);
         let in_user_ns = namespaces.contains(&Namespace::User);
-        if in_user_ns && uid >= idmap::RANGE {
+        for (what, id) in [("uid", uid), ("gid", gid)] {
+            if in_user_ns && id >= idmap::RANGE {
+                return Err(ExecError::Invalid(format!(
+                    "{what} {id} is outside the user namespace's mapped range 0..{}: pick an id below {}",
+                    idmap::RANGE,
+                    idmap::RANGE
+                )));
+            }
+        }
+        if !in_user_ns && uid == 0 && policy.uid != Some(0) {
             return Err(ExecError::Invalid(format!(
-                "uid {uid} is outside the mapped range 0..{}",
-                idmap::RANGE
+                "group {group}: without a user namespace, uid 0 in the sandbox is root on the host. \
+                 Add `user` to the namespaces (the default set has it), set a non-zero `uid`, or write \
+                 `uid = 0` in [group.{group}.exec] to accept host root (it then runs without CAP_KILL \
+                 and the other capabilities that reach outside, with /proc's kernel knobs read-only)"
             )));
         }
+        let cwd = policy.cwd.unwrap_or_else(|| PathBuf::from("/"));
+        if let Some(r) = &rootfs {
+            check_rootfs(r, &cwd)?;
+        }
+        workload::check_std_fds()?;
         Ok(ExecSpec {
             group,
             namespaces,
@@ -143,9 +183,9 @@ impl ExecSpec {
             workload: Workload {
                 argv: flags.argv,
                 env,
-                cwd: policy.cwd.unwrap_or_else(|| PathBuf::from("/")),
+                cwd,
                 uid,
-                gid: policy.gid.unwrap_or(uid),
+                gid,
                 in_user_ns,
             },
         })
@@ -163,12 +203,55 @@ impl ExecSpec {
             Namespace::Net => libc::CLONE_NEWNET,
             Namespace::Pid => libc::CLONE_NEWPID,
             Namespace::User => libc::CLONE_NEWUSER,
-            Namespace::Cgroup => libc::CLONE_NEWCGROUP,
+            // Unshared by the child once it is in its group (see child_setup).
+            Namespace::Cgroup => 0,
         };
         self.namespaces
             .iter()
             .map(|ns| u64::from(flag(*ns).cast_unsigned()))
             .fold(0, |a, b| a | b)
+    }
+}
+
+/// The rootfs checks that can be made before anything is created, each
+/// with its own message: it exists, is a directory, is not the host's own
+/// root, has real `proc`, `dev` and `tmp` directories, and holds `cwd`.
+fn check_rootfs(rootfs: &std::path::Path, cwd: &std::path::Path) -> Result<(), ExecError> {
+    let invalid = |why: String| {
+        Err(ExecError::Invalid(format!(
+            "rootfs {}: {why}",
+            rootfs.display()
+        )))
+    };
+    match std::fs::metadata(rootfs) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return invalid(
+                "does not exist; build one with `cgmgr rootfs build DIR --bin ...`".into(),
+            );
+        }
+        Err(e) => return invalid(format!("cannot be inspected: {e}")),
+        Ok(m) if !m.is_dir() => return invalid("is not a directory".into()),
+        Ok(_) => {}
+    }
+    if std::fs::canonicalize(rootfs).is_ok_and(|c| c == std::path::Path::new("/")) {
+        return invalid(
+            "is the host's own root: a sandbox needs a separate directory (`cgmgr rootfs build`)"
+                .into(),
+        );
+    }
+    rootfs::check(rootfs)?;
+    let inside = rootfs.join(cwd.strip_prefix("/").unwrap_or(cwd));
+    match std::fs::symlink_metadata(&inside) {
+        // A symlink is resolved inside the new root, by the workload.
+        Ok(m) if m.is_dir() || m.file_type().is_symlink() => Ok(()),
+        Ok(_) => invalid(format!(
+            "the working directory {} is not a directory",
+            cwd.display()
+        )),
+        Err(_) => invalid(format!(
+            "the working directory {} does not exist in it",
+            cwd.display()
+        )),
     }
 }
 
@@ -303,6 +386,18 @@ fn child_setup(spec: &ExecSpec, go: OwnedFd) -> Result<i32, ExecError> {
         }
     }
     drop(go);
+    // Whatever the caller left open (a cgroupfs directory, a policy file,
+    // an inherited socket) is closed before the sandbox is built, not only
+    // in the workload: init lives as long as the workload does.
+    workload::close_fds_from(3)?;
+    new_session_keyring()?;
+    if spec.has(Namespace::Cgroup) {
+        // Now, not at clone: the parent may have placed us only after the
+        // clone (kernels without CLONE_INTO_CGROUP), and the namespace's
+        // root is the cgroup we are in when it is made: the group.
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(sys("unshare(CLONE_NEWCGROUP)"))?;
+    }
     if spec.has(Namespace::Uts) {
         nix::unistd::sethostname(&spec.hostname)
             .map_err(sys(format!("sethostname({:?})", spec.hostname)))?;
@@ -326,6 +421,28 @@ fn child_setup(spec: &ExecSpec, go: OwnedFd) -> Result<i32, ExecError> {
         ForkResult::Child => std::process::exit(workload::exec(&spec.workload)),
         ForkResult::Parent { child } => Ok(init::run(child)),
     }
+}
+
+/// Joins a new anonymous session keyring: the caller's keys (kept in its
+/// session keyring) are out of the workload's reach.
+fn new_session_keyring() -> Result<(), ExecError> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: a NULL name asks for a new anonymous keyring; no other
+    // pointer is passed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            std::ptr::null::<libc::c_char>(),
+        )
+    };
+    if rc < 0 {
+        return Err(ExecError::Sys {
+            what: "keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)".into(),
+            errno: Errno::last(),
+        });
+    }
+    Ok(())
 }
 
 /// True when the parent closed its end of the go pipe (it exited).

@@ -4,7 +4,9 @@
 //!
 //! 1. make every mount a slave of the host's, so nothing we mount leaks out;
 //! 2. bind the rootfs onto itself (pivot_root needs a mount point);
-//! 3. a fresh `/proc` for the new PID namespace (nosuid, noexec, nodev);
+//! 3. a fresh `/proc` for the new PID namespace (nosuid, noexec, nodev),
+//!    with runc's masks: kernel memory, keys and timers hidden, `/proc/sys`,
+//!    `/proc/sysrq-trigger` and the other kernel knobs read-only;
 //! 4. a minimal `/dev`: tmpfs with null, zero, full, random, urandom, tty
 //!    bound from the host, a private devpts instance, the usual symlinks;
 //! 5. a tmpfs `/tmp`;
@@ -33,6 +35,25 @@ pub enum RootSwitch {
     /// CAP_SYS_CHROOT; not a security boundary.
     Chroot,
 }
+
+/// `/proc` entries hidden from the workload (runc's default masked paths):
+/// a file gets `/dev/null` bound over it, a directory an empty read-only tmpfs.
+pub const MASKED_PROC: [&str; 9] = [
+    "acpi",
+    "asound",
+    "kcore",
+    "keys",
+    "latency_stats",
+    "timer_list",
+    "timer_stats",
+    "sched_debug",
+    "scsi",
+];
+
+/// `/proc` entries made read-only (runc's defaults): without them, uid 0
+/// outside a user namespace could write `/proc/sys/kernel/core_pattern` and
+/// run a program as root on the host.
+pub const READ_ONLY_PROC: [&str; 5] = ["bus", "fs", "irq", "sys", "sysrq-trigger"];
 
 /// Entries that must be real directories in the rootfs: a symlink there
 /// would make us mount over whatever it points to.
@@ -102,6 +123,7 @@ pub fn enter(rootfs: &Path, switch: RootSwitch) -> Result<(), ExecError> {
         "mount a fresh /proc",
         &proc_dir,
     ))?;
+    mask_proc(&proc_dir)?;
     // 4.
     populate_dev(&rootfs.join("dev"))?;
     // 5.
@@ -203,7 +225,66 @@ pub fn remount_proc() -> Result<(), ExecError> {
         3,
         "mount a fresh /proc",
         Path::new("/proc"),
-    ))
+    ))?;
+    mask_proc(Path::new("/proc"))
+}
+
+/// Step 3's masks over a fresh `/proc` at `proc_dir`. Entries this kernel
+/// does not have are skipped. The read-only remounts repeat the flags the
+/// kernel locks on a mount made in a user namespace (nosuid, noexec, nodev),
+/// or it refuses them.
+fn mask_proc(proc_dir: &Path) -> Result<(), ExecError> {
+    let none: Option<&str> = None;
+    let locked = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+    for name in MASKED_PROC {
+        let target = proc_dir.join(name);
+        let Ok(meta) = std::fs::symlink_metadata(&target) else {
+            continue;
+        };
+        if meta.is_dir() {
+            mount(
+                Some("tmpfs"),
+                &target,
+                Some("tmpfs"),
+                locked | MsFlags::MS_RDONLY,
+                Some("size=0,mode=555"),
+            )
+            .map_err(mount_err(3, "mask a /proc directory", &target))?;
+        } else {
+            mount(Some("/dev/null"), &target, none, MsFlags::MS_BIND, none).map_err(mount_err(
+                3,
+                "mask a /proc file with /dev/null",
+                &target,
+            ))?;
+        }
+    }
+    for name in READ_ONLY_PROC {
+        let target = proc_dir.join(name);
+        if std::fs::symlink_metadata(&target).is_err() {
+            continue;
+        }
+        mount(
+            Some(&target),
+            &target,
+            none,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            none,
+        )
+        .map_err(mount_err(
+            3,
+            "bind a /proc entry to make it read-only",
+            &target,
+        ))?;
+        mount(
+            none,
+            &target,
+            none,
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | locked,
+            none,
+        )
+        .map_err(mount_err(3, "remount a /proc entry read-only", &target))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

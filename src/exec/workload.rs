@@ -28,6 +28,10 @@ pub const KEPT_CAPS: [u32; 9] = [
     10, // CAP_NET_BIND_SERVICE
 ];
 
+/// Capabilities uid 0 keeps without a user namespace, where it is the host's
+/// root: [`KEPT_CAPS`] without CAP_KILL (signals to host processes).
+pub const KEPT_CAPS_HOST_ROOT: [u32; 8] = [0, 1, 3, 4, 6, 7, 8, 10];
+
 /// PATH when the policy and flags give none (the common distribution default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -82,7 +86,12 @@ fn prepare(w: &Workload) -> Result<(), ExecError> {
     nix::unistd::setresuid(uid, uid, uid).map_err(sys(format!("setresuid({})", w.uid)))?;
     // After the id change, which clears it: die with init.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(sys("prctl(PR_SET_PDEATHSIG)"))?;
-    set_caps(if w.uid == 0 { &KEPT_CAPS } else { &[] })?;
+    let keep: &[u32] = match (w.uid, w.in_user_ns) {
+        (0, true) => &KEPT_CAPS,
+        (0, false) => &KEPT_CAPS_HOST_ROOT,
+        _ => &[],
+    };
+    set_caps(keep)?;
     nix::sys::prctl::set_no_new_privs().map_err(sys("prctl(PR_SET_NO_NEW_PRIVS)"))?;
     close_fds_from(3)
 }
@@ -174,7 +183,7 @@ fn set_caps(keep: &[u32]) -> Result<(), ExecError> {
 /// Closes every descriptor from `first` up, whatever its CLOEXEC flag:
 /// nothing cgmgr or its caller opened (a cgroupfs directory, a policy file)
 /// reaches the workload.
-fn close_fds_from(first: u32) -> Result<(), ExecError> {
+pub(crate) fn close_fds_from(first: u32) -> Result<(), ExecError> {
     // SAFETY: close_range takes two integers and flags; it only closes
     // descriptors, and nothing in this process uses them after this point.
     let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) };
@@ -183,6 +192,37 @@ fn close_fds_from(first: u32) -> Result<(), ExecError> {
             what: "close_range(3, ~0)".into(),
             errno: Errno::last(),
         });
+    }
+    Ok(())
+}
+
+/// Refuses standard descriptors that reach outside the sandbox by path: a
+/// directory (`/proc/self/fd/0/..` walks the host's tree from it) or an
+/// `O_PATH` descriptor. Closed ones are fine: the workload gets none.
+pub fn check_std_fds() -> Result<(), ExecError> {
+    use std::os::fd::BorrowedFd;
+    for (fd, name) in [(0, "stdin"), (1, "stdout"), (2, "stderr")] {
+        // SAFETY: fds 0-2 are only inspected, never closed or kept; a
+        // closed one makes fcntl answer EBADF.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        let flags = match nix::fcntl::fcntl(borrowed, nix::fcntl::FcntlArg::F_GETFL) {
+            Ok(f) => nix::fcntl::OFlag::from_bits_truncate(f),
+            Err(Errno::EBADF) => continue,
+            Err(e) => return Err(sys(format!("fcntl({name}, F_GETFL)"))(e)),
+        };
+        let refuse = |what: &str| {
+            Err(ExecError::Invalid(format!(
+                "{name} (fd {fd}) is {what}: through /proc/self/fd/{fd} it would hand the workload \
+                 a path into the host's filesystem; redirect it from a file, a pipe or a terminal"
+            )))
+        };
+        if flags.contains(nix::fcntl::OFlag::O_PATH) {
+            return refuse("an O_PATH descriptor");
+        }
+        let stat = nix::sys::stat::fstat(borrowed).map_err(sys(format!("fstat({name})")))?;
+        if stat.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            return refuse("a directory");
+        }
     }
     Ok(())
 }

@@ -37,6 +37,20 @@ pub const GROUP_KEYS: [&str; 15] = [
     "exec",
 ];
 
+/// A hostname the sandbox may get: 1 to 64 letters, digits, `-` and `.`,
+/// not starting with `-` (the kernel takes any 64 bytes; resolvers do not).
+pub fn check_hostname(s: &str) -> Result<(), String> {
+    let valid_chars = s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    if s.is_empty() || s.len() > 64 || !valid_chars || s.starts_with('-') {
+        return Err(format!(
+            "{s:?} is not a hostname: 1 to 64 letters, digits, `-` and `.`, not starting with `-`"
+        ));
+    }
+    Ok(())
+}
+
 /// Keys of the `[group.NAME.exec]` table.
 pub const EXEC_KEYS: [&str; 7] = [
     "rootfs",
@@ -532,11 +546,8 @@ impl Parser<'_> {
 
     fn hostname(&mut self, value: &Value<'_>, what: &str) -> Option<String> {
         let s = self.string(value, what)?;
-        let valid_chars = s
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-        if s.is_empty() || s.len() > 64 || !valid_chars || s.starts_with('-') {
-            self.invalid(value, what, format!("{s:?} is not a hostname: 1 to 64 letters, digits, `-` and `.`, not starting with `-`"));
+        if let Err(e) = check_hostname(s) {
+            self.invalid(value, what, e);
             return None;
         }
         Some(s.to_string())

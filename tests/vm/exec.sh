@@ -20,6 +20,10 @@ env = { PATH = "/bin", GREETING = "hello" }
 [group.badcwd.exec]
 rootfs = "/rootfs"
 cwd = "/nonexistent"
+
+# Host root without a user namespace: accepted only when written out.
+[group.plain.exec]
+uid = 0
 TOML
 x() { cgmgr exec --group sandbox "$@"; }
 
@@ -110,7 +114,8 @@ expect_contains "$out" "cgmgr: sandbox: pids.max (32) was reached" "pids.max not
 step "cwd is verified; --chroot works but is documented as no boundary"
 out=$(cgmgr exec --group badcwd -- true 2>&1); rc=$?
 expect_eq "$rc" 125 "a missing cwd fails before the workload runs"
-expect_contains "$out" "working directory /nonexistent: ENOENT" "names the directory and errno"
+expect_contains "$out" "rootfs /rootfs: the working directory /nonexistent does not exist in it" "names the directory, before anything is created"
+[ -d $CG/badcwd ] && fail "a refused run left its group behind"
 expect_eq "$(echo $(x --chroot -- ls /))" "bin dev etc proc tmp" "--chroot: root is the rootfs"
 
 step "a rootfs whose /proc is a symlink is refused"

@@ -1,0 +1,113 @@
+# Sandbox depth: each block is an attack that worked against an earlier
+# cgmgr exec (host root through /proc/sys, the caller's keyring, leaked
+# descriptors, late failures leaving groups behind) and must fail now.
+. /lib.sh
+cgmgr rootfs build /rootfs --bin /bin/busybox >/dev/null || fail "rootfs build"
+for a in sh ls cat echo grep wc true sleep; do ln -sf busybox /rootfs/bin/$a; done
+cgmgr rootfs build /rootfs --bin /usr/bin/keyring >/dev/null || fail "rootfs build keyring"
+echo "+memory +pids" > $CG/cgroup.subtree_control
+mkdir -p /etc/cgmgr
+cat > /etc/cgmgr/s.toml <<'TOML'
+[group.box]
+pids.max = 64
+[group.box.exec]
+rootfs = "/rootfs"
+
+[group.hostroot]
+pids.max = 64
+[group.hostroot.exec]
+rootfs = "/rootfs"
+namespaces = ["mount", "pid"]
+uid = 0
+
+[group.implicitroot.exec]
+rootfs = "/rootfs"
+namespaces = ["mount", "pid"]
+
+[group.baduid.exec]
+uid = 65536
+[group.badgid.exec]
+uid = 1
+gid = 70000
+[group.norootfs.exec]
+rootfs = "/nowhere"
+[group.filerootfs.exec]
+rootfs = "/etc/passwd"
+[group.slash.exec]
+rootfs = "/"
+[group.userns-nopid.exec]
+rootfs = "/rootfs"
+namespaces = ["mount", "user"]
+TOML
+# refused GROUP EXPECTED-TEXT [ARGS...]: exit 125, the text, no group left.
+refused() {
+  g=$1; want=$2; shift 2
+  out=$(cgmgr exec --group "$g" "$@" -- true 2>&1); rc=$?
+  echo "$ cgmgr exec --group $g $* -- true"; echo "$out"
+  expect_eq "$rc" 125 "$g: refused before the run"
+  expect_contains "$out" "$want" "$g: says why"
+  [ -d "$CG/$g" ] && fail "$g: the refused run left its group behind"
+  echo "ok: $g: nothing was created"
+}
+
+step "1. uid 0 without a user namespace is host root: refused unless written out"
+refused implicitroot "without a user namespace, uid 0 in the sandbox is root on the host"
+before=$(cat /proc/sys/kernel/core_pattern)
+out=$(cgmgr exec --group hostroot -- sh -c '
+  echo "|/bin/evil" > /proc/sys/kernel/core_pattern && echo "core_pattern: written";
+  echo h > /proc/sysrq-trigger && echo "sysrq: written";
+  echo "kcore: $(cat /proc/kcore | wc -c) bytes";
+  grep CapEff /proc/self/status' 2>&1)
+echo "$out"
+expect_eq "$(cat /proc/sys/kernel/core_pattern)" "$before" "the host's core_pattern is untouched"
+expect_not_contains "$out" "core_pattern: written" "/proc/sys is read-only"
+expect_not_contains "$out" "sysrq: written" "/proc/sysrq-trigger is read-only"
+expect_contains "$out" "kcore: 0 bytes" "/proc/kcore is masked"
+capeff=$(echo "$out" | awk '/CapEff/ { print $2 }')
+[ $(( 0x$capeff & (1 << 5) )) = 0 ] || fail "CAP_KILL kept by host root: CapEff $capeff"
+[ $(( 0x$capeff & (1 << 21) )) = 0 ] || fail "CAP_SYS_ADMIN kept: CapEff $capeff"
+echo "ok: host root runs with CapEff $capeff (no CAP_KILL, no CAP_SYS_ADMIN)"
+
+step "3. the caller's session keyring stays out of reach"
+out=$(keyring plant keyring probe); echo "control: $out"
+expect_contains "$out" "found" "control: the key is visible outside the sandbox"
+out=$(keyring plant cgmgr exec --group box -- keyring probe 2>&1); rc=$?
+echo "$out"
+expect_contains "$out" "absent" "the sandbox gets a fresh session keyring"
+expect_not_contains "$out" "s3cret" "the secret is not readable"
+
+step "7. descriptors: a directory as stdin is refused; init keeps nothing"
+out=$(cgmgr exec --group box -- true < / 2>&1); rc=$?
+echo "$out"
+expect_eq "$rc" 125 "stdin a directory"
+expect_contains "$out" "stdin (fd 0) is a directory" "names the descriptor"
+# Seen from the host (the workload may not look into init): every process
+# of the run, init included, holds fds 0-2 and nothing else.
+cgmgr exec --group box -- sleep 5 7</ 8</sys/fs/cgroup 9>/tmp/held &
+run=$!
+i=0; until [ "$(wc -l < $CG/box/cgroup.procs)" -ge 2 ]; do i=$((i + 1)); [ $i -gt 100 ] && fail "the run did not start"; sleep 0.1; done
+sleep 0.5
+for pid in $(cat $CG/box/cgroup.procs); do
+  fds=$(ls /proc/$pid/fd | sort -n | tr '\n' ' ')
+  echo "pid $pid ($(cat /proc/$pid/comm)): fds $fds"
+  expect_eq "$fds" "0 1 2 " "descriptors of $(cat /proc/$pid/comm)"
+done
+wait $run
+
+step "8. a cgroup namespace by default"
+out=$(cgmgr exec --group box -- cat /proc/self/cgroup); rc=$?
+expect_eq "$out" "0::/" "the workload sees its group as the root"
+[ -d $CG/box ] || fail "box was not created"
+
+step "9. bad input is refused before anything is created, with the reason"
+refused baduid "uid 65536 is outside the user namespace's mapped range"
+refused badgid "gid 70000 is outside the user namespace's mapped range"
+refused norootfs "rootfs /nowhere: does not exist"
+refused filerootfs "rootfs /etc/passwd: is not a directory"
+refused slash "rootfs /: is the host's own root"
+refused userns-nopid "a rootfs with a user namespace needs the pid namespace too"
+refused box2 "--rootfs rel: must be an absolute path" --rootfs rel
+refused box2 "--hostname" --hostname ""
+refused box2 "is not a hostname" --hostname "$(printf 'a\nb')"
+refused box2 "is not a hostname" --hostname "$(printf '%065d' 0)"
+echo PASS
