@@ -300,13 +300,34 @@ fn host_exec_runs_inside_the_group() {
     ]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(42), "{text}{}", stderr(&out));
+    // A cgroup namespace by default: the group is the workload's root.
+    assert!(text.contains("0::/\npid=2\nsb\n"), "{text}");
+    assert!(text.contains("0     100000      65536"), "{text}");
+    // Without the cgroup namespace, the host's path of the group shows.
+    let out = cgmgr(&[
+        "exec",
+        "--root",
+        scratch.path(),
+        "--group",
+        "sb",
+        "--rootfs",
+        r,
+        "--ns",
+        "user,pid,mount",
+        "--",
+        "/bin/cat",
+        "/proc/self/cgroup",
+    ]);
     let cgroup = format!(
         "0::/{}/sb\n",
         scratch.0.file_name().unwrap().to_str().unwrap()
     );
-    assert!(text.contains(&cgroup), "{text}");
-    assert!(text.contains("pid=2\nsb\n"), "{text}");
-    assert!(text.contains("0     100000      65536"), "{text}");
+    assert!(
+        stdout(&out).ends_with(&cgroup),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
 
     let out = cgmgr(&[
         "exec",
