@@ -6,7 +6,7 @@
 # (systemd-analyze verifies the unit), cargo-fuzz, and kubernetes-validate
 # from PyPI (the Kubernetes schemas, offline). The VM kernel itself is fetched by tests/vm/run.sh.
 set -euo pipefail
-packages=(qemu-system-x86 busybox-static cpio util-linux prometheus systemd)
+packages=(qemu-system-x86 busybox-static cpio util-linux prometheus systemd libseccomp-dev pkg-config)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -16,6 +16,7 @@ pub mod error;
 pub mod idmap;
 pub mod init;
 pub mod rootfs;
+pub mod seccomp;
 pub mod spawn;
 pub mod workload;
 
@@ -170,6 +171,13 @@ impl ExecSpec {
             check_rootfs(r, &cwd)?;
         }
         workload::check_std_fds()?;
+        let filters = seccomp::compile(
+            policy
+                .seccomp
+                .as_ref()
+                .unwrap_or(&crate::policy::seccomp::Seccomp::Default),
+            policy.nested_userns.unwrap_or(false),
+        )?;
         Ok(ExecSpec {
             group,
             namespaces,
@@ -187,6 +195,8 @@ impl ExecSpec {
                 uid,
                 gid,
                 in_user_ns,
+                seccomp: filters,
+                nested_userns: policy.nested_userns.unwrap_or(false),
             },
         })
     }
@@ -398,6 +408,10 @@ fn child_setup(spec: &ExecSpec, go: OwnedFd) -> Result<i32, ExecError> {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
             .map_err(sys("unshare(CLONE_NEWCGROUP)"))?;
     }
+    // After the last namespace of our own is made.
+    if spec.has(Namespace::User) {
+        cap_namespace_quotas(spec.workload.nested_userns)?;
+    }
     if spec.has(Namespace::Uts) {
         nix::unistd::sethostname(&spec.hostname)
             .map_err(sys(format!("sethostname({:?})", spec.hostname)))?;
@@ -421,6 +435,42 @@ fn child_setup(spec: &ExecSpec, go: OwnedFd) -> Result<i32, ExecError> {
         ForkResult::Child => std::process::exit(workload::exec(&spec.workload)),
         ForkResult::Parent { child } => Ok(init::run(child)),
     }
+}
+
+/// Caps what the sandbox may take of kernel quotas that count against the
+/// user who created its user namespace (root), so that one run cannot
+/// exhaust them for the host: the limits of the sandbox's own user
+/// namespace, which its root may set (CAP_SYS_RESOURCE there) and which
+/// every nested namespace also obeys. No nested namespaces at all unless
+/// `nested_userns = true`.
+fn cap_namespace_quotas(nested_userns: bool) -> Result<(), ExecError> {
+    let namespaces = if nested_userns { "16" } else { "0" };
+    let limits = [
+        ("max_user_namespaces", namespaces),
+        ("max_mnt_namespaces", namespaces),
+        ("max_net_namespaces", namespaces),
+        ("max_pid_namespaces", namespaces),
+        ("max_ipc_namespaces", namespaces),
+        ("max_uts_namespaces", namespaces),
+        ("max_cgroup_namespaces", namespaces),
+        ("max_inotify_instances", "32"),
+        ("max_inotify_watches", "65536"),
+    ];
+    for (name, value) in limits {
+        let path = format!("/proc/sys/user/{name}");
+        match std::fs::write(&path, value) {
+            Ok(()) => {}
+            // A kernel without this limit (time namespaces, older kernels).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(ExecError::Sys {
+                    what: format!("limiting {path} to {value} in the sandbox's user namespace"),
+                    errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Joins a new anonymous session keyring: the caller's keys (kept in its

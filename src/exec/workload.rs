@@ -1,6 +1,7 @@
 //! The last steps before `execve`, in the workload process: a new session
 //! (no controlling terminal to inject into with TIOCSTI), ids, capabilities
-//! cut to a small set, no new privileges, only fds 0-2, a clean environment.
+//! cut to a small set, no new privileges, only fds 0-2, a clean environment,
+//! and last the seccomp filters.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -50,6 +51,10 @@ pub struct Workload {
     pub gid: u32,
     /// Whether the workload is in a user namespace (setgroups is denied there).
     pub in_user_ns: bool,
+    /// Seccomp filters, loaded last before `execve`.
+    pub seccomp: super::seccomp::Filters,
+    /// Whether it may create user namespaces of its own.
+    pub nested_userns: bool,
 }
 
 /// Prepares the process and executes the workload; returns only on failure,
@@ -93,7 +98,9 @@ fn prepare(w: &Workload) -> Result<(), ExecError> {
     };
     set_caps(keep)?;
     nix::sys::prctl::set_no_new_privs().map_err(sys("prctl(PR_SET_NO_NEW_PRIVS)"))?;
-    close_fds_from(3)
+    close_fds_from(3)?;
+    // Last: from here on only what the filters allow works.
+    w.seccomp.load()
 }
 
 /// Drops every capability not kept from the bounding set, and clears the

@@ -7,6 +7,7 @@
 pub mod error;
 pub mod model;
 pub mod parse;
+pub mod seccomp;
 pub mod units;
 
 use std::collections::BTreeMap;

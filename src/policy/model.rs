@@ -260,6 +260,10 @@ pub struct ExecConfig {
     pub env: BTreeMap<String, String>,
     /// Working directory inside the rootfs.
     pub cwd: Option<PathBuf>,
+    /// The workload's seccomp filter (`None`: the default filter).
+    pub seccomp: Option<super::seccomp::Seccomp>,
+    /// Whether the workload may create user namespaces of its own.
+    pub nested_userns: Option<bool>,
 }
 
 /// One declared group, validated.

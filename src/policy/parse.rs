@@ -52,7 +52,7 @@ pub fn check_hostname(s: &str) -> Result<(), String> {
 }
 
 /// Keys of the `[group.NAME.exec]` table.
-pub const EXEC_KEYS: [&str; 7] = [
+pub const EXEC_KEYS: [&str; 9] = [
     "rootfs",
     "namespaces",
     "hostname",
@@ -60,6 +60,8 @@ pub const EXEC_KEYS: [&str; 7] = [
     "gid",
     "env",
     "cwd",
+    "seccomp",
+    "nested_userns",
 ];
 
 /// Keys of one `io.max` entry.
@@ -518,6 +520,11 @@ impl Parser<'_> {
                 "gid" => exec.gid = self.id(value, &ctx),
                 "namespaces" => exec.namespaces = self.namespaces(value, &ctx),
                 "env" => exec.env = self.env(value, &ctx),
+                "seccomp" => exec.seccomp = self.seccomp(value, &ctx),
+                "nested_userns" => match value.get_ref() {
+                    DeValue::Boolean(b) => exec.nested_userns = Some(*b),
+                    _ => self.wrong_type(value, &ctx, "true or false"),
+                },
                 _ => self.unknown_key(key, &format!("in {what}"), &EXEC_KEYS),
             }
         }
@@ -542,6 +549,13 @@ impl Parser<'_> {
             return None;
         }
         Some(PathBuf::from(s))
+    }
+
+    fn seccomp(&mut self, value: &Value<'_>, what: &str) -> Option<super::seccomp::Seccomp> {
+        let s = self.string(value, what)?;
+        super::seccomp::parse_setting(s)
+            .map_err(|e| self.invalid(value, what, e))
+            .ok()
     }
 
     fn hostname(&mut self, value: &Value<'_>, what: &str) -> Option<String> {

@@ -24,6 +24,18 @@ uid = 0
 rootfs = "/rootfs"
 namespaces = ["mount", "pid"]
 
+[group.filtered]
+pids.max = 64
+
+[group.nested.exec]
+nested_userns = true
+
+[group.open.exec]
+seccomp = "unconfined"
+
+[group.custom.exec]
+seccomp = "/etc/mkdir-denied.json"
+
 [group.baduid.exec]
 uid = 65536
 [group.badgid.exec]
@@ -39,6 +51,10 @@ rootfs = "/"
 rootfs = "/rootfs"
 namespaces = ["mount", "user"]
 TOML
+cat > /etc/mkdir-denied.json <<'JSON'
+{"defaultAction": "SCMP_ACT_ALLOW",
+ "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}
+JSON
 # refused GROUP EXPECTED-TEXT [ARGS...]: exit 125, the text, no group left.
 refused() {
   g=$1; want=$2; shift 2
@@ -98,6 +114,43 @@ step "8. a cgroup namespace by default"
 out=$(cgmgr exec --group box -- cat /proc/self/cgroup); rc=$?
 expect_eq "$out" "0::/" "the workload sees its group as the root"
 [ -d $CG/box ] || fail "box was not created"
+
+step "2. kernel quotas: no nested namespaces by default, a bounded number on request"
+out=$(cgmgr exec --group filtered -- sh -c 'cat /proc/sys/user/max_user_namespaces /proc/sys/user/max_inotify_instances; /usr/bin/unshare -U true && echo "nested: made"' 2>&1)
+echo "$out"
+expect_eq "$(echo "$out" | sed -n 1p)" 0 "no user namespaces inside by default"
+expect_eq "$(echo "$out" | sed -n 2p)" 32 "inotify instances capped"
+expect_not_contains "$out" "nested: made" "unshare -U refused"
+out=$(cgmgr exec --group nested -- sh -c 'cat /proc/sys/user/max_user_namespaces; /usr/bin/unshare -U true && echo "nested: made"' 2>&1)
+echo "$out"
+expect_eq "$(echo "$out" | sed -n 1p)" 16 "nested_userns = true: a bounded number"
+expect_contains "$out" "nested: made" "nested_userns = true allows one"
+host_max=$(cat /proc/sys/user/max_user_namespaces)
+[ "$host_max" -gt 16 ] || fail "the host's own limit changed: $host_max"
+/usr/bin/unshare -U true || fail "root can no longer make a user namespace"
+
+step "4 and 6. a seccomp filter: Docker's default and stricter"
+out=$(cgmgr exec --group filtered -- grep Seccomp: /proc/self/status)
+expect_contains "$out" "2" "Seccomp: 2 (filter mode)"
+out=$(cgmgr exec --group open -- grep Seccomp: /proc/self/status)
+expect_contains "$out" "0" "seccomp = unconfined: no filter"
+# A session leader can take a terminal no session owns, then type into it.
+out=$(cgmgr exec --group open -- /usr/bin/tiocsti --take < /dev/ttyS0 2>&1)
+echo "control: $out"
+expect_contains "$out" "TIOCSTI: injected" "control: without the filter the attack works"
+out=$(cgmgr exec --group filtered -- /usr/bin/tiocsti --take < /dev/ttyS0 2>&1)
+echo "$out"
+expect_contains "$out" "TIOCSTI: refused (Operation not permitted" "TIOCSTI refused by the filter"
+out=$(cgmgr exec --group filtered -- keyring probe 2>&1)
+expect_contains "$out" "absent (Operation not permitted" "keyctl refused by the filter"
+out=$(cgmgr exec --group custom -- sh -c 'mkdir /tmp/x && echo made; echo done' 2>&1)
+echo "$out"
+expect_contains "$out" "Permission denied" "an OCI profile's errnoRet"
+expect_not_contains "$out" "made" "the OCI profile is in force"
+printf '[group.badprofile.exec]\nseccomp = "/etc/passwd"\n' > /tmp/badprofile.toml
+run_cgmgr 2 check /tmp/badprofile.toml
+expect_contains "$OUT" "/tmp/badprofile.toml:2:11" "a bad profile is a policy error at the key's line"
+expect_contains "$OUT" "seccomp profile /etc/passwd:1:1" "and names the profile's line and column"
 
 step "9. bad input is refused before anything is created, with the reason"
 refused baduid "uid 65536 is outside the user namespace's mapped range"
