@@ -68,6 +68,12 @@ fn vm_exec_sandbox_depth() {
     run_in_vm("sandbox.sh");
 }
 
+/// Without openat2 (seccomp ENOSYS), a bind mount inside the root is refused.
+#[test]
+fn vm_walk_keeps_openat2_guarantees() {
+    run_in_vm("walk.sh");
+}
+
 /// memory.max OOM kill, pids.max fork failures, cpu.max throttling.
 #[test]
 fn vm_kernel_enforces_applied_limits() {

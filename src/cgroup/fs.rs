@@ -355,26 +355,22 @@ impl CgroupRoot {
 
 /// Opens `rel` below `dir` one component at a time, the guarantee of
 /// `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV)` without
-/// it: no component may be empty, `.` or `..` (`rel == "."` alone names `dir`
-/// itself), none is followed if it is a symlink (`O_NOFOLLOW` on each: ELOOP),
-/// and every step must stay on `dir`'s device (EXDEV, as openat2 answers).
-/// Magic links (`/proc/*/fd`) are symlinks to `O_NOFOLLOW` and so refused too.
+/// it:
+/// - no component may be empty, `.` or `..` (`rel == "."` alone names `dir`
+///   itself): EXDEV, as openat2 answers an escape;
+/// - every component is opened `O_PATH | O_NOFOLLOW` and its type checked
+///   before anything else: a symlink (magic links included) is ELOOP;
+/// - every component must be on `dir`'s mount, compared by mount ID (a bind
+///   mount of another part of the same filesystem has the same `st_dev`, so
+///   the device alone would not do): EXDEV;
+/// - the last component must be a directory or a regular file (a FIFO or a
+///   device could block or act on open), and only once all of that holds is
+///   it reopened with the caller's flags, through `/proc/self/fd`, so that
+///   `O_TRUNC` or a write never touches anything the checks did not see.
 fn open_beneath_by_walk(dir: BorrowedFd<'_>, rel: &str, flags: OFlag) -> Result<OwnedFd, Errno> {
-    let device = nix::sys::stat::fstat(dir)?.st_dev;
-    let same_device = |fd: OwnedFd| -> Result<OwnedFd, Errno> {
-        if nix::sys::stat::fstat(&fd)?.st_dev == device {
-            Ok(fd)
-        } else {
-            Err(Errno::EXDEV)
-        }
-    };
+    let mount = mount_id(dir)?;
     if rel == "." {
-        return same_device(nix::fcntl::openat(
-            dir,
-            ".",
-            flags | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?);
+        return nix::fcntl::openat(dir, ".", flags | OFlag::O_CLOEXEC, Mode::empty());
     }
     let components: Vec<&str> = rel.split('/').collect();
     if components
@@ -383,43 +379,77 @@ fn open_beneath_by_walk(dir: BorrowedFd<'_>, rel: &str, flags: OFlag) -> Result<
     {
         return Err(Errno::EXDEV);
     }
-    let (last, parents) = components.split_last().ok_or(Errno::EINVAL)?;
     let mut current: Option<OwnedFd> = None;
-    for component in parents {
+    let last = components.len() - 1;
+    for (i, component) in components.iter().enumerate() {
         let at = current.as_ref().map_or(dir, |fd| fd.as_fd());
-        // O_PATH | O_NOFOLLOW opens a symlink itself rather than failing, so
-        // its type can be checked: only a real directory is walked into.
         let next = nix::fcntl::openat(
             at,
             *component,
             OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
-        let stat = nix::sys::stat::fstat(&next)?;
-        match stat.st_mode & libc::S_IFMT {
-            libc::S_IFDIR => current = Some(same_device(next)?),
-            libc::S_IFLNK => return Err(Errno::ELOOP),
-            _ => return Err(Errno::ENOTDIR),
+        let kind = nix::sys::stat::fstat(&next)?.st_mode & libc::S_IFMT;
+        if kind == libc::S_IFLNK {
+            return Err(Errno::ELOOP);
         }
+        if mount_id(next.as_fd())? != mount {
+            return Err(Errno::EXDEV);
+        }
+        match (kind, i == last) {
+            (libc::S_IFDIR, _) => {}
+            (_, false) => return Err(Errno::ENOTDIR),
+            (libc::S_IFREG, true) if !flags.contains(OFlag::O_DIRECTORY) => {}
+            (libc::S_IFREG, true) => return Err(Errno::ENOTDIR),
+            // FIFOs, sockets, devices: cgroupfs has none, so one is a trap.
+            (_, true) => return Err(Errno::ENXIO),
+        }
+        current = Some(next);
     }
-    let at = current.as_ref().map_or(dir, |fd| fd.as_fd());
-    match nix::fcntl::openat(
-        at,
-        *last,
-        flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => same_device(fd),
-        // O_DIRECTORY | O_NOFOLLOW on a symlink answers ENOTDIR; openat2
-        // says ELOOP for every refused symlink, and so does this walk.
-        Err(Errno::ENOTDIR) if is_symlink(at, last) => Err(Errno::ELOOP),
-        Err(errno) => Err(errno),
-    }
+    let checked = current.ok_or(Errno::EINVAL)?;
+    reopen(&checked, flags)
 }
 
-fn is_symlink(dir: BorrowedFd<'_>, name: &str) -> bool {
-    nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
-        .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK)
+/// Reopens an `O_PATH` descriptor with real flags through its magic link,
+/// and makes sure the result is the very same file.
+fn reopen(fd: &OwnedFd, flags: OFlag) -> Result<OwnedFd, Errno> {
+    let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let reopened = nix::fcntl::open(link.as_str(), flags | OFlag::O_CLOEXEC, Mode::empty())?;
+    let (a, b) = (
+        nix::sys::stat::fstat(fd)?,
+        nix::sys::stat::fstat(&reopened)?,
+    );
+    if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino) {
+        return Err(Errno::EXDEV);
+    }
+    Ok(reopened)
+}
+
+/// The ID of the mount a descriptor is on: `statx(STATX_MNT_ID)` (Linux
+/// 5.8), else the `mnt_id:` line of `/proc/self/fdinfo`.
+fn mount_id(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
+    // SAFETY: statx is all-integer plain data; all-zero is a valid value.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor, an empty NUL-terminated path with
+    // AT_EMPTY_PATH, and a live statx buffer.
+    let rc = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_MNT_ID,
+            &mut stx,
+        )
+    };
+    if rc == 0 && stx.stx_mask & libc::STATX_MNT_ID != 0 {
+        return Ok(stx.stx_mnt_id);
+    }
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))
+        .map_err(|_| Errno::EXDEV)?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("mnt_id:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or(Errno::EXDEV)
 }
 
 fn read_fd(fd: &OwnedFd) -> Result<String, Errno> {

@@ -85,36 +85,40 @@ impl DaemonRecord {
                 return Err(RecordError::Unrecordable(p.clone()));
             }
         }
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
+        if let Some(other) = read_record(path)? {
+            return Err(RecordError::Taken {
+                path: path.to_path_buf(),
+                pid: other.pid,
+                root: other.root,
+            });
         }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        // A new file, locked and written before it takes the record's name:
+        // a reader never sees it half-written or unlocked, and whatever was
+        // at the path (a stale record, a lock someone else holds on it) is
+        // replaced, not reused.
+        let temp = dir.join(format!(".daemon.{}", std::process::id()));
+        let _ = std::fs::remove_file(&temp);
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(false)
+            .create_new(true)
             .mode(0o644)
             .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
+            .open(&temp)
             .map_err(io)?;
-        if fcntl(
+        let written = fcntl(
             file.as_fd(),
             FcntlArg::F_OFD_SETLK(&whole_file(libc::F_WRLCK)),
         )
-        .is_err()
-        {
-            let other = read_record(path).ok().flatten();
-            return Err(match other {
-                Some(o) => RecordError::Taken {
-                    path: path.to_path_buf(),
-                    pid: o.pid,
-                    root: o.root,
-                },
-                None => io(std::io::Error::from(std::io::ErrorKind::ResourceBusy)),
-            });
+        .map_err(std::io::Error::from)
+        .and_then(|_| file.write_all(self.to_text().as_bytes()))
+        .and_then(|()| std::fs::rename(&temp, path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&temp);
+            return Err(io(e));
         }
-        file.set_len(0).map_err(io)?;
-        file.write_all(self.to_text().as_bytes()).map_err(io)?;
         Ok(Published { _file: file })
     }
 
@@ -155,15 +159,25 @@ pub fn read_record(path: &Path) -> Result<Option<DaemonRecord>, RecordError> {
         path: path.to_path_buf(),
         source,
     };
-    let file = match File::open(path) {
+    // Never blocks (a FIFO planted there), never follows a symlink.
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(e)),
     };
-    let mut probe = whole_file(libc::F_WRLCK);
+    if !file.metadata().map_err(io)?.is_file() {
+        return Err(io(std::io::Error::other("not a regular file")));
+    }
+    // Only the daemon's write lock means "alive": anyone who can read the
+    // file can take a read lock on it.
+    let mut probe = whole_file(libc::F_RDLCK);
     fcntl(file.as_fd(), FcntlArg::F_OFD_GETLK(&mut probe))
         .map_err(|e| io(std::io::Error::from(e)))?;
-    if i32::from(probe.l_type) == libc::F_UNLCK {
+    if i32::from(probe.l_type) != libc::F_WRLCK {
         return Ok(None);
     }
     let mut text = String::new();
@@ -221,13 +235,51 @@ mod tests {
     }
 
     #[test]
-    fn a_symlinked_record_is_not_written_through() {
+    fn a_symlinked_record_is_replaced_not_written_through() {
         let tmp = tempfile::tempdir().unwrap();
         let target = tmp.path().join("elsewhere");
         std::fs::write(&target, "keep").unwrap();
-        std::os::unix::fs::symlink(&target, tmp.path().join("daemon")).unwrap();
-        assert!(record().publish(&tmp.path().join("daemon")).is_err());
+        let path = tmp.path().join("daemon");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        assert!(read_record(&path).is_err(), "a symlink is not followed");
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        // publish reads first: the symlink is an error, nothing is written.
+        assert!(record().publish(&path).is_err());
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+    }
+
+    #[test]
+    fn a_fifo_at_the_record_path_does_not_block() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("daemon");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        assert!(read_record(&path).is_err());
+    }
+
+    #[test]
+    fn a_read_lock_of_anyone_does_not_revive_a_stale_record() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("daemon");
+        drop(record().publish(&path).unwrap());
+        let reader = File::open(&path).unwrap();
+        fcntl(
+            reader.as_fd(),
+            FcntlArg::F_OFD_SETLK(&whole_file(libc::F_RDLCK)),
+        )
+        .unwrap();
+        assert_eq!(
+            read_record(&path).unwrap(),
+            None,
+            "a read lock is not a daemon"
+        );
+        let held = DaemonRecord { pid: 7, ..record() }.publish(&path).unwrap();
+        assert_eq!(
+            read_record(&path).unwrap().unwrap().pid,
+            7,
+            "and blocks no new daemon"
+        );
+        drop((held, reader));
     }
 
     #[test]

@@ -145,14 +145,27 @@ impl Connection {
                 what: format!("sending {interface}.{member}"),
                 source,
             })?;
-        loop {
-            let reply = read_message(&mut self.stream).map_err(|source| DbusError::Io {
-                what: format!("waiting for the reply to {interface}.{member}"),
-                source,
-            })?;
+        // One deadline for the whole call, and a bound on what is skipped:
+        // a peer that keeps sending other messages cannot hold us forever.
+        let deadline = std::time::Instant::now() + REPLY_TIMEOUT;
+        for _ in 0..MAX_SKIPPED {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let reply = self
+                .stream
+                .get_ref()
+                .set_read_timeout(Some(left))
+                .and_then(|()| read_message(&mut self.stream))
+                .map_err(|source| DbusError::Io {
+                    what: format!("waiting for the reply to {interface}.{member}"),
+                    source,
+                })?;
             let reply = parse_reply(&reply)?;
-            // Signals (NameAcquired after Hello) are not ours: skip them.
-            if reply.reply_serial != Some(self.serial) {
+            // Only a METHOD_RETURN or an ERROR answering this call counts;
+            // signals (NameAcquired after Hello) are skipped.
+            if !matches!(reply.kind, 2 | 3) || reply.reply_serial != Some(self.serial) {
                 continue;
             }
             if let Some(name) = reply.error_name.clone() {
@@ -161,8 +174,15 @@ impl Connection {
             }
             return Ok(reply);
         }
+        Err(DbusError::Protocol(format!(
+            "no reply to {interface}.{member} within {}s",
+            REPLY_TIMEOUT.as_secs()
+        )))
     }
 }
+
+/// Messages other than our reply tolerated during one call.
+const MAX_SKIPPED: usize = 64;
 
 /// `EXTERNAL` authentication with our uid, as every local client does.
 fn authenticate(stream: &mut BufReader<UnixStream>) -> std::io::Result<()> {
@@ -171,12 +191,13 @@ fn authenticate(stream: &mut BufReader<UnixStream>) -> std::io::Result<()> {
     stream
         .get_mut()
         .write_all(format!("\0AUTH EXTERNAL {hex}\r\n").as_bytes())?;
-    let mut line = String::new();
-    stream.read_line(&mut line)?;
-    if !line.starts_with("OK ") {
+    // A line of the authentication protocol is short ("OK <32 hex>").
+    let mut line = Vec::new();
+    stream.take(512).read_until(b'\n', &mut line)?;
+    if !line.starts_with(b"OK ") || !line.ends_with(b"\n") {
+        let shown: String = String::from_utf8_lossy(&line).chars().take(80).collect();
         return Err(std::io::Error::other(format!(
-            "EXTERNAL authentication refused: {}",
-            line.trim_end()
+            "EXTERNAL authentication refused: {shown:?}"
         )));
     }
     stream.get_mut().write_all(b"BEGIN\r\n")
@@ -307,8 +328,11 @@ fn read_message(stream: &mut impl Read) -> std::io::Result<Vec<u8>> {
         }
     };
     let (body, fields) = (u32_at(4) as usize, u32_at(12) as usize);
-    let header = (16 + fields).next_multiple_of(8);
-    let total = header + body;
+    let total = 16usize
+        .checked_add(fields)
+        .map(|h| h.next_multiple_of(8))
+        .and_then(|h| h.checked_add(body))
+        .unwrap_or(usize::MAX);
     if total > 1 << 26 {
         return Err(std::io::Error::other(format!(
             "a {total}-byte message is beyond what systemd sends"
@@ -323,6 +347,8 @@ fn read_message(stream: &mut impl Read) -> std::io::Result<Vec<u8>> {
 /// What cgmgr reads of a reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
+    /// The message type: 2 METHOD_RETURN, 3 ERROR, 4 SIGNAL.
+    kind: u8,
     reply_serial: Option<u32>,
     error_name: Option<String>,
     signature: String,
@@ -437,6 +463,7 @@ fn parse_reply(message: &[u8]) -> Result<Reply, DbusError> {
     }
     let body_start = fields_end.next_multiple_of(8);
     Ok(Reply {
+        kind: message.get(1).copied().unwrap_or(0),
         reply_serial,
         error_name,
         signature,
@@ -540,6 +567,90 @@ mod tests {
             reply.first_string().as_deref(),
             Some("Unit x.scope already exists.")
         );
+    }
+
+    /// A message of `kind` answering serial 1, as a hostile peer would send.
+    fn answer(kind: u8) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.0.extend_from_slice(&[b'l', kind, 1, 1]);
+        let mut body = Writer::default();
+        body.str("/org/freedesktop/systemd1/job/forged");
+        w.u32(len32(body.0.len()));
+        w.u32(7);
+        w.array(8, |w| {
+            w.align(8);
+            w.u8(5);
+            w.signature("u");
+            w.u32(1);
+            w.field(8, "g", "o");
+        });
+        w.align(8);
+        w.0.extend_from_slice(&body.0);
+        w.0
+    }
+
+    /// A fake peer: authenticates, then sends `messages` and keeps the
+    /// connection open until the client is done.
+    fn fake_peer(messages: Vec<Vec<u8>>) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bus");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 256];
+            let _ = s.read(&mut buf);
+            s.write_all(b"OK 0123456789abcdef0123456789abcdef\r\n")
+                .unwrap();
+            for m in messages {
+                if s.write_all(&m).is_err() {
+                    return;
+                }
+            }
+            let _ = s.read(&mut buf);
+            std::thread::sleep(Duration::from_secs(30));
+        });
+        (dir, path)
+    }
+
+    #[test]
+    fn a_forged_signal_is_not_a_reply_and_a_flood_ends_the_call() {
+        let mut flood = vec![answer(4)];
+        flood.extend(std::iter::repeat_n(answer(4), 100));
+        let (_dir, path) = fake_peer(flood);
+        let mut c = Connection::peer(&path).unwrap();
+        let start = std::time::Instant::now();
+        let e = c.call("d", "/p", "i.f", "M", &[]).unwrap_err().to_string();
+        assert!(e.contains("no reply to i.f.M"), "{e}");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_method_return_is_the_reply() {
+        let (_dir, path) = fake_peer(vec![answer(4), answer(2)]);
+        let mut c = Connection::peer(&path).unwrap();
+        let reply = c.call("d", "/p", "i.f", "M", &[]).unwrap();
+        assert_eq!(
+            reply.first_string().as_deref(),
+            Some("/org/freedesktop/systemd1/job/forged")
+        );
+    }
+
+    #[test]
+    fn an_endless_authentication_line_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bus");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let junk = vec![b'A'; 1 << 20];
+            while s.write_all(&junk).is_ok() {}
+        });
+        let e = Connection::peer(&path).unwrap_err().to_string();
+        assert!(e.contains("authentication refused") && e.len() < 400, "{e}");
     }
 
     #[test]

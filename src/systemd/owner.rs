@@ -68,15 +68,28 @@ pub fn check_writable(root: &Path) -> Result<TreeOwner, NotDelegated> {
     }
 }
 
-/// Who owns the tree `root` is in, on this host.
+/// Who owns the tree `root` is in, on this host. The root is resolved
+/// first (`deleg/../other` is `other`, a symlink is its target), so that
+/// the ancestors walked are the real ones.
 pub fn tree_owner(root: &Path) -> TreeOwner {
     if !Path::new(SYSTEMD_BOOTED).is_dir() {
         return TreeOwner::Nobody;
     }
-    match delegation_boundary(&cgroup_ancestors(root), has_delegate_mark) {
+    let resolved = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    match delegation_boundary(&cgroup_ancestors(&resolved), has_delegate_mark) {
+        // Delegated to a user's own systemd, which manages it as PID 1
+        // manages the root: not ours unless that manager delegates further.
+        Some(at) if is_user_manager(&at) => TreeOwner::Systemd,
         Some(at) => TreeOwner::SystemdDelegated { at },
         None => TreeOwner::Systemd,
     }
+}
+
+/// `user@UID.service`: the cgroup of a user's systemd instance.
+fn is_user_manager(dir: &Path) -> bool {
+    dir.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("user@") && n.ends_with(".service"))
 }
 
 /// The nearest of `dirs` (the root first, then its ancestors) that carries
@@ -150,6 +163,16 @@ mod tests {
             Some(PathBuf::from("/sys/fs/cgroup/system.slice/cgmgr.service"))
         );
         assert_eq!(delegation_boundary(&dirs[2..], marked), None);
+    }
+
+    #[test]
+    fn a_user_managers_cgroup_is_not_delegated_to_cgmgr() {
+        assert!(is_user_manager(Path::new(
+            "/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service"
+        )));
+        assert!(!is_user_manager(Path::new(
+            "/sys/fs/cgroup/system.slice/cgmgr.service"
+        )));
     }
 
     #[test]

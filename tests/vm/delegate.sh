@@ -24,7 +24,7 @@ expect_contains "$(cat $UNIT/cgroup.subtree_control)" "memory" "controllers enab
 expect_eq "$(cat $UNIT/sandbox/memory.max)" 33554432 "sandbox created inside the delegated subtree"
 [ -d $CG/sandbox ] && fail "a group was created outside the delegated subtree"
 step "exec from inside the unit (as a unit's ExecStartPost would)"
-out=$(sh -c "echo \$\$ > $UNIT/cgmgr.leaf/cgroup.procs; exec cgmgr exec --root self --group sandbox --ns mount,pid -- cat /proc/self/cgroup")
+out=$(sh -c "echo \$\$ > $UNIT/cgmgr.leaf/cgroup.procs; exec cgmgr exec --root self --group sandbox --ns user,mount,pid -- cat /proc/self/cgroup")
 expect_eq "$out" "0::/system.slice/cgmgr.service/sandbox" "workload in the delegated sandbox"
 kill -TERM $daemon; wait $daemon
 echo PASS

@@ -1,0 +1,46 @@
+# Path resolution without openat2 (as under systemd's RestrictSUIDSGID=
+# filter, or on kernels before 5.6) keeps openat2's guarantee: a bind mount
+# of another part of the same cgroup2 filesystem inside the managed root is
+# a different mount, and cgmgr neither reads nor writes through it.
+. /lib.sh
+echo "+pids" > $CG/cgroup.subtree_control
+mkdir -p $CG/managed/g $CG/outside
+echo 9 > $CG/outside/pids.max
+mount --bind $CG/outside $CG/managed/g || fail "bind mount"
+cat > /etc/p.toml <<'TOML'
+[group.g]
+pids.max = 5
+[group."g/child"]
+pids.max = 3
+TOML
+# The seccomp answer systemd's filter gives: openat2 is ENOSYS.
+cat > /etc/no-openat2.json <<'JSON'
+{"defaultAction": "SCMP_ACT_ALLOW",
+ "syscalls": [{"names": ["openat2"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]}
+JSON
+mkdir -p /etc/cgmgr
+cat > /etc/cgmgr/runner.toml <<'TOML'
+[group.runner.exec]
+namespaces = []
+uid = 0
+seccomp = "/etc/no-openat2.json"
+TOML
+check_outside() {
+  expect_eq "$(cat $CG/outside/pids.max)" 9 "$1: outside/pids.max untouched"
+  [ -d $CG/outside/child ] && fail "$1: a group was created outside the root"
+  echo "ok: $1: nothing was created outside"
+}
+
+step "control: with openat2, the bind mount is refused"
+run_cgmgr 1 --root $CG/managed apply /etc/p.toml
+expect_contains "$OUT" "EXDEV" "openat2 answers EXDEV"
+check_outside "openat2"
+
+step "the same apply where openat2 is ENOSYS: the walk refuses it too"
+out=$(cgmgr exec --group runner -- sh -c 'grep Seccomp: /proc/self/status; cgmgr --root /sys/fs/cgroup/managed apply /etc/p.toml; echo "apply exit $?"' 2>&1)
+echo "$out"
+expect_contains "$out" "apply exit 1" "the walk fails"
+expect_contains "$out" "EXDEV" "with EXDEV, as openat2"
+check_outside "walk"
+umount $CG/managed/g
+echo PASS
