@@ -92,8 +92,21 @@ pub fn build(dir: &Path, bins: &[PathBuf]) -> Result<Vec<PathBuf>, BuildError> {
     Ok(copied)
 }
 
-/// The libraries a dynamic binary needs, as its own ELF interpreter lists
-/// them (`ld.so --list`, what `ldd` runs); none for a static binary.
+/// System dynamic loaders cgmgr will run to list a binary's libraries. The
+/// `PT_INTERP` of a file given to `rootfs build` is only compared with these,
+/// never executed: the file may be untrusted, and its interpreter field may
+/// name any program.
+pub const TRUSTED_LOADERS: [&str; 6] = [
+    "/lib64/ld-linux-x86-64.so.2",
+    "/lib/ld-linux-aarch64.so.1",
+    "/lib/ld-linux-armhf.so.3",
+    "/lib/ld-linux.so.2",
+    "/lib/ld64.so.2",
+    "/lib/ld-linux-riscv64-lp64d.so.1",
+];
+
+/// The libraries a dynamic binary needs, as the system loader it names
+/// lists them (`ld.so --list`, what `ldd` runs); none for a static binary.
 fn libraries(bin: &Path) -> Result<Vec<PathBuf>, BuildError> {
     let bad = |reason: String| BuildError::Binary {
         path: bin.to_path_buf(),
@@ -103,14 +116,25 @@ fn libraries(bin: &Path) -> Result<Vec<PathBuf>, BuildError> {
     let Some(interp) = elf_interpreter(&bytes).map_err(bad)? else {
         return Ok(Vec::new());
     };
-    let out = Command::new(&interp)
+    let Some(loader) = TRUSTED_LOADERS
+        .iter()
+        .find(|l| Path::new(l) == interp)
+        .map(PathBuf::from)
+    else {
+        return Err(bad(format!(
+            "its ELF interpreter {} is not a system loader ({}); cgmgr does not run programs a file names",
+            interp.display(),
+            TRUSTED_LOADERS.join(", ")
+        )));
+    };
+    let out = Command::new(&loader)
         .arg("--list")
         .arg(bin)
         .output()
         .map_err(|e| {
             bad(format!(
-                "running its interpreter {} --list: {e}",
-                interp.display()
+                "running the system loader {} --list: {e}",
+                loader.display()
             ))
         })?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -118,58 +142,25 @@ fn libraries(bin: &Path) -> Result<Vec<PathBuf>, BuildError> {
         binary: bin.to_path_buf(),
         library,
     })?;
-    if !libs.contains(&interp) {
-        libs.push(interp);
+    if !libs.contains(&loader) {
+        libs.push(loader);
     }
     Ok(libs)
 }
 
-/// The `PT_INTERP` path of a 64-bit little-endian ELF file, `None` for a
-/// static binary.
+/// The `PT_INTERP` path of an ELF file, `None` for a static binary. Parsed
+/// by `goblin`, which bounds every offset against the file: a crafted
+/// header gives an error, never an overflow or a read out of bounds.
 pub fn elf_interpreter(bytes: &[u8]) -> Result<Option<PathBuf>, String> {
     if bytes.get(..4) != Some(b"\x7fELF") {
         return Err(
             "not an ELF binary (for a script, add its interpreter with another --bin)".into(),
         );
     }
-    if bytes.get(4) != Some(&2) || bytes.get(5) != Some(&1) {
-        return Err("only 64-bit little-endian ELF binaries are supported".into());
-    }
-    let truncated = || "truncated ELF header".to_string();
-    let u16_at = |o: usize| {
-        bytes
-            .get(o..o + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]))
-    };
-    let u32_at = |o: usize| {
-        bytes
-            .get(o..o + 4)
-            .map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()))
-    };
-    let u64_at = |o: usize| {
-        bytes
-            .get(o..o + 8)
-            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
-    };
-    let phoff = usize::try_from(u64_at(0x20).ok_or_else(truncated)?).map_err(|_| truncated())?;
-    let phentsize = usize::from(u16_at(0x36).ok_or_else(truncated)?);
-    let phnum = usize::from(u16_at(0x38).ok_or_else(truncated)?);
-    for i in 0..phnum {
-        let ph = phoff + i * phentsize;
-        if u32_at(ph).ok_or_else(truncated)? != 3 {
-            continue; // not PT_INTERP
-        }
-        let offset =
-            usize::try_from(u64_at(ph + 8).ok_or_else(truncated)?).map_err(|_| truncated())?;
-        let size =
-            usize::try_from(u64_at(ph + 32).ok_or_else(truncated)?).map_err(|_| truncated())?;
-        let raw = bytes
-            .get(offset..offset.saturating_add(size))
-            .ok_or_else(truncated)?;
-        let path = std::str::from_utf8(raw).map_err(|_| "PT_INTERP is not UTF-8".to_string())?;
-        return Ok(Some(PathBuf::from(path.trim_end_matches('\0'))));
-    }
-    Ok(None)
+    let elf = goblin::elf::Elf::parse(bytes).map_err(|e| format!("malformed ELF: {e}"))?;
+    Ok(elf
+        .interpreter
+        .map(|i| PathBuf::from(i.trim_end_matches('\0'))))
 }
 
 /// Parses `ldd` output into library paths; `Err(name)` for a library not found.
@@ -219,17 +210,54 @@ fn copy_into(dir: &Path, file: &Path) -> Result<(), BuildError> {
         path: parent.into(),
         source,
     })?;
-    let tmp = dest.with_extension("cgmgr-tmp");
-    std::fs::copy(file, &tmp).map_err(|source| BuildError::Io {
-        what: "copying to",
-        path: tmp.clone(),
-        source,
-    })?;
-    std::fs::rename(&tmp, &dest).map_err(|source| BuildError::Io {
-        what: "renaming to",
-        path: dest,
-        source,
+    let tmp = copy_to_new_file(file, parent)?;
+    std::fs::rename(&tmp, &dest).map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        BuildError::Io {
+            what: "renaming to",
+            path: dest,
+            source,
+        }
     })
+}
+
+/// Copies `file` into a file of `dir` that this call creates (`O_EXCL`,
+/// `O_NOFOLLOW`, an unpredictable name): nothing planted in `dir` is
+/// written through. Returns its path.
+fn copy_to_new_file(file: &Path, dir: &Path) -> Result<PathBuf, BuildError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |what, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BuildError::Io { what, path, source }
+    };
+    let mut source = std::fs::File::open(file).map_err(io("opening", file))?;
+    let mode = source
+        .metadata()
+        .map_err(io("inspecting", file))?
+        .permissions()
+        .mode();
+    // std's hasher keys are random per process: an unguessable name.
+    let nonce = {
+        use std::hash::{BuildHasher, Hasher};
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    };
+    let tmp = dir.join(format!(".cgmgr-{nonce:016x}"));
+    let mut dest = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io("creating", &tmp))?;
+    let copied = std::io::copy(&mut source, &mut dest)
+        .and_then(|_| dest.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777)));
+    if let Err(e) = copied {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io("copying to", &tmp)(e));
+    }
+    Ok(tmp)
 }
 
 fn refuse_symlink(path: &Path, root: &Path) -> Result<(), BuildError> {
@@ -285,8 +313,58 @@ mod tests {
         assert!(
             elf_interpreter(b"\x7fELF\x02\x01")
                 .unwrap_err()
-                .contains("truncated")
+                .contains("malformed ELF")
         );
+    }
+
+    /// A header whose program-header offset and count overflow when
+    /// multiplied: an error, not a panic.
+    #[test]
+    fn a_crafted_header_is_an_error() {
+        let mut elf = std::fs::read("/usr/bin/unshare").unwrap();
+        elf[0x20..0x28].copy_from_slice(&u64::MAX.to_le_bytes()); // e_phoff
+        elf[0x36..0x38].copy_from_slice(&u16::MAX.to_le_bytes()); // e_phentsize
+        elf[0x38..0x3a].copy_from_slice(&u16::MAX.to_le_bytes()); // e_phnum
+        assert!(elf_interpreter(&elf).is_err());
+    }
+
+    #[test]
+    fn an_interpreter_that_is_not_a_system_loader_is_never_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A copy of a real binary whose PT_INTERP names a program of ours.
+        let mut elf = std::fs::read("/usr/bin/unshare").unwrap();
+        let at = elf
+            .windows(27)
+            .position(|w| w == b"/lib64/ld-linux-x86-64.so.2")
+            .unwrap();
+        let evil = tmp.path().join("x");
+        let name = evil.display().to_string();
+        assert!(name.len() <= 27, "{name}");
+        elf[at..at + 27].copy_from_slice(format!("{name:\0<27}").as_bytes());
+        let marker = tmp.path().join("ran");
+        std::fs::write(&evil, format!("#!/bin/sh\ntouch {}\n", marker.display())).unwrap();
+        std::fs::set_permissions(&evil, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let bin = tmp.path().join("crafted");
+        std::fs::write(&bin, &elf).unwrap();
+        let e = build(&tmp.path().join("root"), &[bin])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not a system loader"), "{e}");
+        assert!(!marker.exists(), "the file's interpreter was executed");
+    }
+
+    #[test]
+    fn a_planted_symlink_at_a_temporary_name_is_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        std::fs::create_dir_all(tmp.path().join("bin")).unwrap();
+        // The name the earlier code used, predictably.
+        std::os::unix::fs::symlink(&victim, tmp.path().join("bin/busybox.cgmgr-tmp")).unwrap();
+        build(tmp.path(), &[PathBuf::from("/bin/busybox")]).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert!(tmp.path().join("bin/busybox").is_file());
     }
 
     #[test]
