@@ -16,6 +16,7 @@ pub mod error;
 pub mod idmap;
 pub mod init;
 pub mod rootfs;
+pub mod run_group;
 pub mod seccomp;
 pub mod spawn;
 pub mod workload;
@@ -35,7 +36,7 @@ use rootfs::RootSwitch;
 use workload::Workload;
 
 use crate::cgroup::values::{Bytes, Limit};
-use crate::cgroup::{CgroupRoot, GroupName, tree};
+use crate::cgroup::{CgroupRoot, GroupName};
 use crate::policy::{ExecConfig, Namespace};
 
 /// Namespaces used when neither the policy nor `--ns` names any.
@@ -283,16 +284,28 @@ fn parse_namespaces(names: &[String]) -> Result<BTreeSet<Namespace>, ExecError> 
         .collect()
 }
 
-/// Runs the workload; returns its exit status (128+N when killed by N).
-/// Must be called while the process has a single thread.
+/// Runs the workload in a run group of its own below the spec's group;
+/// returns its exit status (128+N when killed by N). Whatever the workload
+/// left running is killed before this returns. Must be called while the
+/// process has a single thread.
 pub fn run(root: &CgroupRoot, spec: &ExecSpec) -> Result<i32, ExecError> {
     let before = LimitCounters::read(root, &spec.group);
-    let group_dir = root
-        .open_dir(&spec.group)
-        .map_err(|errno| ExecError::OpenGroup {
-            path: root.group_path(&spec.group),
-            errno,
-        })?;
+    let run = run_group::create(root, &spec.group)?;
+    let result = run_in(root, spec, &run);
+    let accounted = LimitCounters::read_own(root, &run);
+    if let Err(e) = run_group::end(root, &run) {
+        eprintln!("cgmgr: exec: ending the run: {e}");
+    }
+    let code = result?;
+    report(root, &spec.group, &before, accounted);
+    Ok(code)
+}
+
+fn run_in(root: &CgroupRoot, spec: &ExecSpec, run: &GroupName) -> Result<i32, ExecError> {
+    let group_dir = root.open_dir(run).map_err(|errno| ExecError::OpenGroup {
+        path: root.group_path(run),
+        errno,
+    })?;
     let (go_read, go_write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"))?;
     match spawn::clone_into(spec.clone_flags(), group_dir.as_fd())? {
@@ -302,7 +315,7 @@ pub fn run(root: &CgroupRoot, spec: &ExecSpec) -> Result<i32, ExecError> {
         }
         spawn::Forked::Parent { pid, placed } => {
             drop((go_read, group_dir));
-            if let Err(e) = release_child(root, spec, pid, placed, &go_write) {
+            if let Err(e) = release_child(root, spec, run, pid, placed, &go_write) {
                 let _ = kill(pid, Signal::SIGKILL);
                 let _ = waitpid(pid, None);
                 return Err(e);
@@ -312,7 +325,6 @@ pub fn run(root: &CgroupRoot, spec: &ExecSpec) -> Result<i32, ExecError> {
             // Held open until now: the child polls it to learn whether we
             // died before its death signal was armed.
             drop(go_write);
-            report(root, &spec.group, &before);
             Ok(code)
         }
     }
@@ -322,13 +334,13 @@ pub fn run(root: &CgroupRoot, spec: &ExecSpec) -> Result<i32, ExecError> {
 fn release_child(
     root: &CgroupRoot,
     spec: &ExecSpec,
+    run: &GroupName,
     pid: Pid,
     placed: bool,
     go: &OwnedFd,
 ) -> Result<(), ExecError> {
     if !placed {
-        tree::move_pid(root, &spec.group, pid.as_raw())
-            .map_err(|e| ExecError::Invalid(format!("placing the workload in its group: {e}")))?;
+        run_group::place(root, run, pid.as_raw())?;
     }
     if spec.has(Namespace::User) {
         idmap::write_maps(pid)?;
@@ -552,6 +564,17 @@ struct LimitCounters {
 }
 
 impl LimitCounters {
+    /// A run group's own counters, when the memory and pids controllers are
+    /// enabled for it (`None` otherwise: the group's counters are used).
+    fn read_own(root: &CgroupRoot, run: &GroupName) -> Option<LimitCounters> {
+        let memory = root.read_counters(run, "memory.events")?;
+        let pids = root.read_counters(run, "pids.events")?;
+        Some(LimitCounters {
+            oom_kill: memory.get("oom_kill").copied().unwrap_or(0),
+            pids_max: pids.get("max").copied().unwrap_or(0),
+        })
+    }
+
     fn read(root: &CgroupRoot, group: &GroupName) -> LimitCounters {
         let key = |file: &str, key: &str| {
             root.read_counters(group, file)
@@ -565,9 +588,19 @@ impl LimitCounters {
     }
 }
 
-/// One line on stderr for each limit the kernel enforced during the run.
-fn report(root: &CgroupRoot, group: &GroupName, before: &LimitCounters) {
-    let after = LimitCounters::read(root, group);
+/// One line on stderr for each limit the kernel enforced during the run:
+/// this run's own counters when it had them, else the group's increase.
+fn report(
+    root: &CgroupRoot,
+    group: &GroupName,
+    before: &LimitCounters,
+    own: Option<LimitCounters>,
+) {
+    let (before, after) = match own {
+        Some(own) => (LimitCounters::default(), own),
+        None => (*before, LimitCounters::read(root, group)),
+    };
+    let before = &before;
     let size = |file: &str| {
         root.read_value::<Limit<Bytes>>(group, file)
             .ok()

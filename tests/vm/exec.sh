@@ -34,20 +34,22 @@ step "the group is created from its policy; the workload is born inside it"
 [ -d $CG/sandbox ] && fail "sandbox exists before exec"
 out=$(x -- sh -c 'cat /proc/self/cgroup; echo pid=$$; hostname; echo $GREETING')
 echo "$out"
-expect_contains "$out" "0::/sandbox" "workload's cgroup"
+expect_contains "$out" "0::/sandbox/cgmgr.run." "workload in a run group of sandbox"
 expect_contains "$out" "pid=2" "\$\$ is 2 (init is 1)"
 expect_contains "$out" "sandbox" "hostname from the policy"
 expect_contains "$out" "hello" "env from the policy"
 expect_eq "$(cat $CG/sandbox/memory.max)" 33554432 "group created with its limits"
 x -- sleep 3 &
 sleep 1.5
-procs=$(wc -l < $CG/sandbox/cgroup.procs)
-expect_eq "$procs" 2 "init and workload in sandbox/cgroup.procs while running"
+procs=$(cat $CG/sandbox/cgmgr.run.*/cgroup.procs | wc -l)
+expect_eq "$procs" 2 "init and workload in the run's group while running"
+expect_eq "$(cat $CG/sandbox/cgroup.procs)" "" "none in sandbox itself"
 wait
+expect_eq "$(ls -d $CG/sandbox/cgmgr.run.* 2>/dev/null)" "" "the run's group is gone with the run"
 
 step "the fallback for kernels without CLONE_INTO_CGROUP: moved before it runs"
 out=$(CGMGR_EXEC_NO_CLONE_INTO_CGROUP=1 x -- cat /proc/self/cgroup)
-expect_eq "$out" "0::/sandbox" "workload in the group via the fallback"
+expect_contains "$out" "0::/sandbox/cgmgr.run." "workload in its run group via the fallback"
 
 step "isolation"
 out=$(x -- sh -c 'echo /proc/[0-9]*')
@@ -96,10 +98,13 @@ step "a killed cgmgr exec leaves nothing"
 cgmgr exec --group sandbox -- sh -c 'sleep 1000 & sleep 1000' &
 pid=$!
 sleep 2
-[ "$(wc -l < $CG/sandbox/cgroup.procs)" -ge 2 ] || fail "workload not running"
+[ "$(cat $CG/sandbox/cgmgr.run.$pid/cgroup.procs | wc -l)" -ge 2 ] || fail "workload not running"
 kill -9 $pid
-for i in $(seq 50); do [ -z "$(cat $CG/sandbox/cgroup.procs)" ] && break; sleep 0.1; done
-expect_eq "$(cat $CG/sandbox/cgroup.procs)" "" "group empty after cgmgr exec was killed"
+for i in $(seq 50); do [ -z "$(cat $CG/sandbox/cgmgr.run.$pid/cgroup.procs)" ] && break; sleep 0.1; done
+expect_eq "$(cat $CG/sandbox/cgmgr.run.$pid/cgroup.procs)" "" "the run's group is empty after cgmgr exec was killed"
+x -- true 2>&1 | grep -q "ended the abandoned run sandbox/cgmgr.run.$pid" || fail "the next run did not end the abandoned one"
+[ -d $CG/sandbox/cgmgr.run.$pid ] && fail "the abandoned run's group is still there"
+echo "ok: the next run removed the abandoned run group"
 
 step "OOM: 137 and a report"
 out=$(x -- dd if=/dev/zero of=/dev/null bs=64M count=1 2>&1); rc=$?

@@ -27,6 +27,13 @@ namespaces = ["mount", "pid"]
 [group.filtered]
 pids.max = 64
 
+[group.nopid.exec]
+namespaces = ["user", "mount"]
+
+[group.small]
+memory.max = "32M"
+memory.swap.max = "0"
+
 [group.nested.exec]
 nested_userns = true
 
@@ -101,9 +108,9 @@ expect_contains "$out" "stdin (fd 0) is a directory" "names the descriptor"
 # of the run, init included, holds fds 0-2 and nothing else.
 cgmgr exec --group box -- sleep 5 7</ 8</sys/fs/cgroup 9>/tmp/held &
 run=$!
-i=0; until [ "$(wc -l < $CG/box/cgroup.procs)" -ge 2 ]; do i=$((i + 1)); [ $i -gt 100 ] && fail "the run did not start"; sleep 0.1; done
+i=0; until [ "$(cat $CG/box/cgmgr.run.*/cgroup.procs 2>/dev/null | wc -l)" -ge 2 ]; do i=$((i + 1)); [ $i -gt 100 ] && fail "the run did not start"; sleep 0.1; done
 sleep 0.5
-for pid in $(cat $CG/box/cgroup.procs); do
+for pid in $(cat $CG/box/cgmgr.run.*/cgroup.procs); do
   fds=$(ls /proc/$pid/fd | sort -n | tr '\n' ' ')
   echo "pid $pid ($(cat /proc/$pid/comm)): fds $fds"
   expect_eq "$fds" "0 1 2 " "descriptors of $(cat /proc/$pid/comm)"
@@ -151,6 +158,25 @@ printf '[group.badprofile.exec]\nseccomp = "/etc/passwd"\n' > /tmp/badprofile.to
 run_cgmgr 2 check /tmp/badprofile.toml
 expect_contains "$OUT" "/tmp/badprofile.toml:2:11" "a bad profile is a policy error at the key's line"
 expect_contains "$OUT" "seccomp profile /etc/passwd:1:1" "and names the profile's line and column"
+
+step "5. nothing a run started outlives it, even without a pid namespace"
+out=$(cgmgr exec --group nopid -- sh -c 'sh -c "sleep 1000 &"; echo started') ; rc=$?
+expect_eq "$rc" 0 "the run"
+sleep 0.5
+expect_eq "$(pgrep -x 'sleep' | wc -l)" 0 "the double-forked sleep was killed with the run"
+expect_eq "$(ls -d $CG/nopid/cgmgr.run.* 2>/dev/null)" "" "and the run's group removed"
+# Per-run accounting: a run that stays in bounds is not blamed for a
+# concurrent run's OOM kill in the same group.
+cgmgr exec --group small -- sleep 4 2>/tmp/quiet.err &
+quiet=$!
+sleep 1
+out=$(cgmgr exec --group small -- dd if=/dev/zero of=/dev/null bs=64M count=1 2>&1); rc=$?
+echo "$out"
+expect_eq "$rc" 137 "the greedy run is OOM-killed"
+expect_contains "$out" "killed by the OOM killer" "and told so"
+wait $quiet
+expect_eq "$?" 0 "the quiet run ends normally"
+expect_eq "$(cat /tmp/quiet.err)" "" "the quiet run reports no OOM kill of its own"
 
 step "9. bad input is refused before anything is created, with the reason"
 refused baduid "uid 65536 is outside the user namespace's mapped range"
