@@ -18,6 +18,7 @@ pub mod init;
 pub mod rootfs;
 pub mod run_group;
 pub mod seccomp;
+pub mod seccomp_rules;
 pub mod spawn;
 pub mod workload;
 

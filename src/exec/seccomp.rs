@@ -1,6 +1,7 @@
-//! The workload's seccomp filters: compiled in the parent before anything
-//! is created (a profile libseccomp rejects is an error, not a late crash),
-//! loaded by the workload as its very last step before `execve`.
+//! The workload's seccomp filters: the default ones compiled once by the
+//! build script (`seccomp_rules`), a profile compiled in the parent before
+//! anything is created (one libseccomp rejects is an error, not a late
+//! crash); loaded by the workload as its very last step before `execve`.
 //!
 //! libseccomp (through the `libseccomp` crate) compiles them: it is what
 //! runc, crun and youki use for OCI profiles, so a profile means here what it
@@ -34,379 +35,9 @@ use crate::policy::seccomp::{OciAction, OciOp, OciProfile, Seccomp};
 
 use super::error::ExecError;
 
-/// System calls the default filter allows without conditions.
-pub const DEFAULT_ALLOW: &[&str] = &[
-    "accept",
-    "accept4",
-    "access",
-    "adjtimex",
-    "alarm",
-    "arch_prctl",
-    "bind",
-    "brk",
-    "cachestat",
-    "capget",
-    "capset",
-    "chdir",
-    "chmod",
-    "chown",
-    "chown32",
-    "clock_adjtime",
-    "clock_adjtime64",
-    "clock_getres",
-    "clock_getres_time64",
-    "clock_gettime",
-    "clock_gettime64",
-    "clock_nanosleep",
-    "clock_nanosleep_time64",
-    "close",
-    "close_range",
-    "connect",
-    "copy_file_range",
-    "creat",
-    "dup",
-    "dup2",
-    "dup3",
-    "epoll_create",
-    "epoll_create1",
-    "epoll_ctl",
-    "epoll_ctl_old",
-    "epoll_pwait",
-    "epoll_pwait2",
-    "epoll_wait",
-    "epoll_wait_old",
-    "eventfd",
-    "eventfd2",
-    "execve",
-    "execveat",
-    "exit",
-    "exit_group",
-    "faccessat",
-    "faccessat2",
-    "fadvise64",
-    "fadvise64_64",
-    "fallocate",
-    "fanotify_mark",
-    "fchdir",
-    "fchmod",
-    "fchmodat",
-    "fchmodat2",
-    "fchown",
-    "fchown32",
-    "fchownat",
-    "fcntl",
-    "fcntl64",
-    "fdatasync",
-    "fgetxattr",
-    "flistxattr",
-    "flock",
-    "fork",
-    "fremovexattr",
-    "fsetxattr",
-    "fstat",
-    "fstat64",
-    "fstatat64",
-    "fstatfs",
-    "fstatfs64",
-    "fsync",
-    "ftruncate",
-    "ftruncate64",
-    "futex",
-    "futex_requeue",
-    "futex_time64",
-    "futex_wait",
-    "futex_waitv",
-    "futex_wake",
-    "futimesat",
-    "getcpu",
-    "getcwd",
-    "getdents",
-    "getdents64",
-    "getegid",
-    "getegid32",
-    "geteuid",
-    "geteuid32",
-    "getgid",
-    "getgid32",
-    "getgroups",
-    "getgroups32",
-    "getitimer",
-    "getpeername",
-    "getpgid",
-    "getpgrp",
-    "getpid",
-    "getppid",
-    "getpriority",
-    "getrandom",
-    "getresgid",
-    "getresgid32",
-    "getresuid",
-    "getresuid32",
-    "getrlimit",
-    "get_robust_list",
-    "getrusage",
-    "getsid",
-    "getsockname",
-    "getsockopt",
-    "get_thread_area",
-    "gettid",
-    "gettimeofday",
-    "getuid",
-    "getuid32",
-    "getxattr",
-    "inotify_add_watch",
-    "inotify_init",
-    "inotify_init1",
-    "inotify_rm_watch",
-    "io_cancel",
-    "ioctl",
-    "io_destroy",
-    "io_getevents",
-    "io_pgetevents",
-    "io_pgetevents_time64",
-    "ioprio_get",
-    "ioprio_set",
-    "io_setup",
-    "io_submit",
-    "ipc",
-    "kill",
-    "landlock_add_rule",
-    "landlock_create_ruleset",
-    "landlock_restrict_self",
-    "lchown",
-    "lchown32",
-    "lgetxattr",
-    "link",
-    "linkat",
-    "listen",
-    "listxattr",
-    "llistxattr",
-    "_llseek",
-    "lremovexattr",
-    "lseek",
-    "lsetxattr",
-    "lstat",
-    "lstat64",
-    "madvise",
-    "map_shadow_stack",
-    "membarrier",
-    "memfd_create",
-    "memfd_secret",
-    "mincore",
-    "mkdir",
-    "mkdirat",
-    "mknod",
-    "mknodat",
-    "mlock",
-    "mlock2",
-    "mlockall",
-    "mmap",
-    "mmap2",
-    "modify_ldt",
-    "mprotect",
-    "mq_getsetattr",
-    "mq_notify",
-    "mq_open",
-    "mq_timedreceive",
-    "mq_timedreceive_time64",
-    "mq_timedsend",
-    "mq_timedsend_time64",
-    "mq_unlink",
-    "mremap",
-    "msgctl",
-    "msgget",
-    "msgrcv",
-    "msgsnd",
-    "msync",
-    "munlock",
-    "munlockall",
-    "munmap",
-    "nanosleep",
-    "newfstatat",
-    "_newselect",
-    "open",
-    "openat",
-    "openat2",
-    "pause",
-    "pidfd_open",
-    "pidfd_send_signal",
-    "pipe",
-    "pipe2",
-    "pkey_alloc",
-    "pkey_free",
-    "pkey_mprotect",
-    "poll",
-    "ppoll",
-    "ppoll_time64",
-    "prctl",
-    "pread64",
-    "preadv",
-    "preadv2",
-    "prlimit64",
-    "process_mrelease",
-    "pselect6",
-    "pselect6_time64",
-    "ptrace",
-    "pwrite64",
-    "pwritev",
-    "pwritev2",
-    "read",
-    "readahead",
-    "readlink",
-    "readlinkat",
-    "readv",
-    "recv",
-    "recvfrom",
-    "recvmmsg",
-    "recvmmsg_time64",
-    "recvmsg",
-    "remap_file_pages",
-    "removexattr",
-    "rename",
-    "renameat",
-    "renameat2",
-    "restart_syscall",
-    "rmdir",
-    "rseq",
-    "rt_sigaction",
-    "rt_sigpending",
-    "rt_sigprocmask",
-    "rt_sigqueueinfo",
-    "rt_sigreturn",
-    "rt_sigsuspend",
-    "rt_sigtimedwait",
-    "rt_sigtimedwait_time64",
-    "rt_tgsigqueueinfo",
-    "sched_getaffinity",
-    "sched_getattr",
-    "sched_getparam",
-    "sched_get_priority_max",
-    "sched_get_priority_min",
-    "sched_getscheduler",
-    "sched_rr_get_interval",
-    "sched_rr_get_interval_time64",
-    "sched_setaffinity",
-    "sched_setattr",
-    "sched_setparam",
-    "sched_setscheduler",
-    "sched_yield",
-    "seccomp",
-    "select",
-    "semctl",
-    "semget",
-    "semop",
-    "semtimedop",
-    "semtimedop_time64",
-    "send",
-    "sendfile",
-    "sendfile64",
-    "sendmmsg",
-    "sendmsg",
-    "sendto",
-    "setfsgid",
-    "setfsgid32",
-    "setfsuid",
-    "setfsuid32",
-    "setgid",
-    "setgid32",
-    "setgroups",
-    "setgroups32",
-    "setitimer",
-    "setpgid",
-    "setpriority",
-    "setregid",
-    "setregid32",
-    "setresgid",
-    "setresgid32",
-    "setresuid",
-    "setresuid32",
-    "setreuid",
-    "setreuid32",
-    "setrlimit",
-    "set_robust_list",
-    "setsid",
-    "setsockopt",
-    "set_thread_area",
-    "set_tid_address",
-    "setuid",
-    "setuid32",
-    "setxattr",
-    "shmat",
-    "shmctl",
-    "shmdt",
-    "shmget",
-    "shutdown",
-    "sigaltstack",
-    "signalfd",
-    "signalfd4",
-    "sigprocmask",
-    "sigreturn",
-    "socket",
-    "socketcall",
-    "socketpair",
-    "splice",
-    "stat",
-    "stat64",
-    "statfs",
-    "statfs64",
-    "statx",
-    "symlink",
-    "symlinkat",
-    "sync",
-    "sync_file_range",
-    "syncfs",
-    "sysinfo",
-    "tee",
-    "tgkill",
-    "time",
-    "timer_create",
-    "timer_delete",
-    "timer_getoverrun",
-    "timer_gettime",
-    "timer_gettime64",
-    "timer_settime",
-    "timer_settime64",
-    "timerfd_create",
-    "timerfd_gettime",
-    "timerfd_gettime64",
-    "timerfd_settime",
-    "timerfd_settime64",
-    "times",
-    "tkill",
-    "truncate",
-    "truncate64",
-    "ugetrlimit",
-    "umask",
-    "uname",
-    "unlink",
-    "unlinkat",
-    "utime",
-    "utimensat",
-    "utimensat_time64",
-    "utimes",
-    "vfork",
-    "vmsplice",
-    "wait4",
-    "waitid",
-    "waitpid",
-    "write",
-    "writev",
-];
-
-/// `personality` values the default filter allows (Docker's): PER_LINUX,
-/// PER_LINUX32, UNAME26, UNAME26|PER_LINUX32, and the query 0xffffffff.
-pub const PERSONALITIES: [u64; 5] = [0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
-
-/// Every `CLONE_NEW*` flag: `clone` with any of them is refused by default.
-pub const CLONE_NAMESPACE_FLAGS: u64 = 0x7E02_0000;
-
-/// `ioctl` requests refused: TIOCSTI (push a character into a terminal's
-/// input) and TIOCLINUX (the console's selection buffer does the same).
-pub const TTY_INJECTION: [u64; 2] = [0x5412, 0x541C];
-
-/// Socket families refused: AF_PACKET (raw frames) and AF_VSOCK (the host's
-/// hypervisor sockets).
-pub const SOCKET_FAMILIES_REFUSED: [u64; 2] = [17, 40];
+pub use super::seccomp_rules::{
+    CLONE_NAMESPACE_FLAGS, DEFAULT_ALLOW, PERSONALITIES, SOCKET_FAMILIES_REFUSED, TTY_INJECTION,
+};
 
 /// BPF programs to load, in order.
 #[derive(Debug, Clone, Default)]
@@ -457,96 +88,51 @@ impl Filters {
     }
 }
 
-/// Compiles the filters for `setting`.
+/// The filters for `setting`: the default ones as the build compiled them,
+/// a profile compiled now.
 pub fn compile(setting: &Seccomp, nested_userns: bool) -> Result<Filters, ExecError> {
-    let contexts = match setting {
-        Seccomp::Unconfined => Vec::new(),
-        Seccomp::Default => vec![default_filter(nested_userns)?, argument_filter()?],
-        Seccomp::Profile { path, profile } => vec![
-            profile_filter(profile).map_err(|e| {
+    let arguments = program_from_bytes(PRECOMPILED_ARGUMENTS);
+    match setting {
+        Seccomp::Unconfined => Ok(Filters::default()),
+        Seccomp::Default => {
+            let allow = if nested_userns {
+                PRECOMPILED_DEFAULT_NESTED
+            } else {
+                PRECOMPILED_DEFAULT
+            };
+            Ok(Filters(vec![program_from_bytes(allow), arguments]))
+        }
+        Seccomp::Profile { path, profile } => {
+            let ctx = profile_filter(profile).map_err(|e| {
                 ExecError::Invalid(format!("seccomp profile {}: {e}", path.display()))
-            })?,
-            argument_filter()?,
-        ],
-    };
-    contexts
-        .iter()
-        .map(export)
-        .collect::<Result<Vec<_>, _>>()
-        .map(Filters)
+            })?;
+            Ok(Filters(vec![export(&ctx)?, arguments]))
+        }
+    }
+}
+
+/// The default filters, compiled by the build script from `seccomp_rules`.
+const PRECOMPILED_DEFAULT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/seccomp-default.bpf"));
+const PRECOMPILED_DEFAULT_NESTED: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/seccomp-default-nested.bpf"));
+const PRECOMPILED_ARGUMENTS: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/seccomp-arguments.bpf"));
+
+/// BPF instructions from their 8-byte native encoding.
+fn program_from_bytes(bytes: &[u8]) -> Vec<libc::sock_filter> {
+    bytes
+        .chunks_exact(8)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect()
 }
 
 fn lib_err(what: &str) -> impl FnOnce(libseccomp::error::SeccompError) -> ExecError + '_ {
     move |e| ExecError::Invalid(format!("seccomp: {what}: {e}"))
-}
-
-fn default_filter(nested_userns: bool) -> Result<ScmpFilterContext, ExecError> {
-    let mut f = ScmpFilterContext::new(ScmpAction::Errno(libc::EPERM))
-        .map_err(lib_err("creating the default filter"))?;
-    f.set_act_badarch(ScmpAction::KillProcess)
-        .map_err(lib_err("bad-architecture action"))?;
-    for name in DEFAULT_ALLOW {
-        // Names of another architecture (`_llseek`, `socketcall`...) do
-        // not resolve here: nothing to allow.
-        if let Ok(nr) = ScmpSyscall::from_name(name) {
-            f.add_rule(ScmpAction::Allow, nr)
-                .map_err(lib_err(&format!("allowing {name}")))?;
-        }
-    }
-    let personality = syscall("personality")?;
-    for value in PERSONALITIES {
-        f.add_rule_conditional(
-            ScmpAction::Allow,
-            personality,
-            &[ScmpArgCompare::new(0, ScmpCompareOp::Equal, value)],
-        )
-        .map_err(lib_err("allowing personality"))?;
-    }
-    let clone = syscall("clone")?;
-    if nested_userns {
-        f.add_rule(ScmpAction::Allow, clone)
-            .map_err(lib_err("allowing clone"))?;
-        f.add_rule(ScmpAction::Allow, syscall("unshare")?)
-            .map_err(lib_err("allowing unshare"))?;
-    } else {
-        f.add_rule_conditional(
-            ScmpAction::Allow,
-            clone,
-            &[ScmpArgCompare::new(
-                0,
-                ScmpCompareOp::MaskedEqual(CLONE_NAMESPACE_FLAGS),
-                0,
-            )],
-        )
-        .map_err(lib_err("allowing clone without namespace flags"))?;
-    }
-    f.add_rule(ScmpAction::Errno(libc::ENOSYS), syscall("clone3")?)
-        .map_err(lib_err("clone3"))?;
-    Ok(f)
-}
-
-/// Allows everything except the argument values the default refuses,
-/// compared on the low 32 bits (the kernel reads these arguments as `int`:
-/// a value with high bits set must not slip past a 64-bit comparison).
-fn argument_filter() -> Result<ScmpFilterContext, ExecError> {
-    let mut f = ScmpFilterContext::new(ScmpAction::Allow)
-        .map_err(lib_err("creating the argument filter"))?;
-    let low32 = ScmpCompareOp::MaskedEqual(0xffff_ffff);
-    for (name, index, values) in [
-        ("ioctl", 1, &TTY_INJECTION),
-        ("socket", 0, &SOCKET_FAMILIES_REFUSED),
-    ] {
-        let nr = syscall(name)?;
-        for value in values {
-            f.add_rule_conditional(
-                ScmpAction::Errno(libc::EPERM),
-                nr,
-                &[ScmpArgCompare::new(index, low32, *value)],
-            )
-            .map_err(lib_err(&format!("refusing {name} {value:#x}")))?;
-        }
-    }
-    Ok(f)
 }
 
 fn profile_filter(p: &OciProfile) -> Result<ScmpFilterContext, String> {
@@ -601,10 +187,6 @@ fn profile_filter(p: &OciProfile) -> Result<ScmpFilterContext, String> {
     Ok(f)
 }
 
-fn syscall(name: &str) -> Result<ScmpSyscall, ExecError> {
-    ScmpSyscall::from_name(name).map_err(lib_err(name))
-}
-
 /// The BPF program of a filter context, through a memfd (libseccomp 2.5
 /// exports to a descriptor only).
 fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, ExecError> {
@@ -618,15 +200,7 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, ExecError> 
     file.rewind()
         .and_then(|()| file.read_to_end(&mut bytes))
         .map_err(|e| ExecError::Invalid(format!("seccomp: reading the exported filter: {e}")))?;
-    Ok(bytes
-        .chunks_exact(8)
-        .map(|c| libc::sock_filter {
-            code: u16::from_ne_bytes([c[0], c[1]]),
-            jt: c[2],
-            jf: c[3],
-            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
-        })
-        .collect())
+    Ok(program_from_bytes(&bytes))
 }
 
 #[cfg(test)]
@@ -639,6 +213,31 @@ mod tests {
         assert_eq!(f.len(), 2);
         assert!(f.0.iter().all(|p| !p.is_empty() && p.len() < 4096));
         assert!(compile(&Seccomp::Unconfined, false).unwrap().is_empty());
+    }
+
+    /// The programs built into the binary are what the rules compile to now.
+    #[test]
+    fn precompiled_programs_match_the_rules() {
+        use super::super::seccomp_rules;
+        let fresh = |ctx: Result<ScmpFilterContext, String>| export(&ctx.unwrap()).unwrap();
+        let same = |a: &[libc::sock_filter], b: &[libc::sock_filter]| {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|(x, y)| (x.code, x.jt, x.jf, x.k) == (y.code, y.jt, y.jf, y.k))
+        };
+        assert!(same(
+            &fresh(seccomp_rules::default_filter(false)),
+            &program_from_bytes(PRECOMPILED_DEFAULT)
+        ));
+        assert!(same(
+            &fresh(seccomp_rules::default_filter(true)),
+            &program_from_bytes(PRECOMPILED_DEFAULT_NESTED)
+        ));
+        assert!(same(
+            &fresh(seccomp_rules::argument_filter()),
+            &program_from_bytes(PRECOMPILED_ARGUMENTS)
+        ));
     }
 
     #[test]
