@@ -25,8 +25,13 @@ fn run_in_vm(script: &str) -> String {
 /// Runs `script` under a harness of tests/vm: `run.sh` (busybox init,
 /// cgmgr the only manager) or `run-systemd.sh` (systemd 252 as PID 1).
 fn run_with_harness(harness: &str, script: &str) -> String {
+    run_with_env(harness, script, &[])
+}
+
+fn run_with_env(harness: &str, script: &str, env: &[(&str, &str)]) -> String {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let output = Command::new(repo.join("tests/vm").join(harness))
+        .envs(env.iter().copied())
         .arg(repo.join("tests/vm").join(script))
         .arg(env!("CARGO_BIN_EXE_cgmgr"))
         .arg("/usr/bin/unshare")
@@ -66,6 +71,16 @@ fn vm_systemd_host() {
 #[test]
 fn vm_exec_sandbox_depth() {
     run_in_vm("sandbox.sh");
+}
+
+/// `/` stays the initial ramfs: exec moves the rootfs over it and chroots.
+#[test]
+fn vm_exec_on_an_initramfs_root() {
+    run_with_env(
+        "run.sh",
+        "initramfs.sh",
+        &[("CGMGR_VM_KEEP_INITRAMFS", "1")],
+    );
 }
 
 /// Without openat2 (seccomp ENOSYS), a bind mount inside the root is refused.

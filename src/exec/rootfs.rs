@@ -188,21 +188,57 @@ fn populate_dev(dev: &Path) -> Result<(), ExecError> {
 fn switch_root(rootfs: &Path, switch: RootSwitch) -> Result<(), ExecError> {
     nix::unistd::chdir(rootfs).map_err(sys(format!("chdir {}", rootfs.display())))?;
     match switch {
-        RootSwitch::PivotRoot => {
+        RootSwitch::PivotRoot => match nix::unistd::pivot_root(".", ".") {
             // pivot_root(".", ".") stacks the old root under the new one at
             // "/"; detaching it leaves no mount that leads back to the host.
-            nix::unistd::pivot_root(".", ".").map_err(mount_err(6, "pivot_root", rootfs))?;
-            umount2(".", MntFlags::MNT_DETACH).map_err(mount_err(
-                6,
-                "detach the old root",
-                rootfs,
-            ))?;
-        }
+            Ok(()) => {
+                umount2(".", MntFlags::MNT_DETACH).map_err(mount_err(
+                    6,
+                    "detach the old root",
+                    rootfs,
+                ))?;
+            }
+            // The initial ramfs can never be pivoted away from.
+            Err(nix::errno::Errno::EINVAL) if root_is_initramfs() => move_root(rootfs)?,
+            Err(e) => return Err(mount_err(6, "pivot_root", rootfs)(e)),
+        },
         RootSwitch::Chroot => {
             nix::unistd::chroot(".").map_err(mount_err(6, "chroot", rootfs))?;
         }
     }
     nix::unistd::chdir("/").map_err(sys("chdir /"))
+}
+
+/// Step 6 where `/` is the initial ramfs (diskless and PXE boots, minimal
+/// VMs): move the rootfs mount over `/` and chroot into it, as runc does
+/// without pivot_root. The old root stays underneath, unreachable: no
+/// descriptor leads to it, and the workload has neither CAP_SYS_CHROOT (to
+/// walk out of a chroot) nor CAP_SYS_ADMIN (to unmount what covers it).
+fn move_root(rootfs: &Path) -> Result<(), ExecError> {
+    let none: Option<&str> = None;
+    mount(Some("."), "/", none, MsFlags::MS_MOVE, none).map_err(mount_err(
+        6,
+        "move the rootfs over the initial ramfs",
+        rootfs,
+    ))?;
+    nix::unistd::chroot(".").map_err(mount_err(6, "chroot into the moved rootfs", rootfs))
+}
+
+/// True when `/` is the kernel's initial ramfs (`rootfs` in mountinfo).
+fn root_is_initramfs() -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|m| initramfs_in(&m))
+}
+
+/// The pure part of [`root_is_initramfs`], over mountinfo's text.
+pub fn initramfs_in(mountinfo: &str) -> bool {
+    mountinfo.lines().any(|line| {
+        let mut fields = line.split_whitespace();
+        let mount_point = fields.nth(4);
+        let fs_type = line
+            .split_once(" - ")
+            .and_then(|(_, right)| right.split_whitespace().next());
+        mount_point == Some("/") && fs_type == Some("rootfs")
+    })
 }
 
 fn io_err(what: String, e: std::io::Error) -> ExecError {
@@ -290,6 +326,15 @@ fn mask_proc(proc_dir: &Path) -> Result<(), ExecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn initramfs_is_recognised_in_mountinfo() {
+        let ramfs =
+            "1 1 0:2 / / rw - rootfs rootfs rw,size=498948k\n22 1 0:20 / /proc rw - proc proc rw\n";
+        assert!(initramfs_in(ramfs));
+        let disk = include_str!("../../tests/fixtures/kernel/host-6.18-hybrid.mountinfo");
+        assert!(!initramfs_in(disk));
+    }
 
     #[test]
     fn refuses_symlinked_proc() {

@@ -67,6 +67,11 @@ cp -a /lib /newroot/ 2>/dev/null
 mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/tmp
 exec switch_root /newroot /init2
 INIT
+# CGMGR_VM_KEEP_INITRAMFS=1: / stays the initial ramfs, as on diskless and
+# PXE-booted hosts, where pivot_root cannot work.
+if [ "${CGMGR_VM_KEEP_INITRAMFS:-0}" = 1 ]; then
+  printf '#!/bin/sh\nmkdir -p /tmp\nexec /init2\n' > "$root/init"
+fi
 cat > "$root/init2" <<'INIT'
 #!/bin/sh
 mount -t proc proc /proc
