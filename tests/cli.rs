@@ -422,7 +422,10 @@ fn host_daemon_notifies_readiness_and_stops_on_sigterm() {
 #[test]
 fn host_commands_find_the_running_daemon() {
     let scratch = Scratch::new("discover");
-    let p = policy_dir(&[("a.toml", "[group.web]\n")]);
+    let p = policy_dir(&[(
+        "a.toml",
+        "[group.web]\n[group.web.exec]\nhostname = \"fromdaemon\"\n",
+    )]);
     let policies = p.path().to_str().unwrap();
     let runtime = tempfile::tempdir().unwrap();
     let record = runtime.path().join("daemon");
@@ -467,6 +470,20 @@ fn host_commands_find_the_running_daemon() {
         "{}",
         stdout(&metrics)
     );
+
+    // exec without --root and --policies: the daemon's root and its policy
+    // directory (the hostname comes from the daemon's [exec] table).
+    let out = with_runtime(&[
+        "exec",
+        "--group",
+        "web",
+        "--ns",
+        "uts,user",
+        "--",
+        "/bin/cat",
+        "/proc/sys/kernel/hostname",
+    ]);
+    assert_eq!(stdout(&out), "fromdaemon\n", "{}", stderr(&out));
 
     let other = policy_dir(&[("b.toml", "[group.api]\n")]);
     for args in [
