@@ -25,6 +25,7 @@ pub mod workload;
 use std::collections::BTreeSet;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
@@ -108,19 +109,17 @@ impl ExecSpec {
                 r.display()
             )));
         }
-        let rootfs = flags.rootfs.or(policy.rootfs);
+        let rootfs = flags.rootfs.or(policy.rootfs.clone());
         if rootfs.is_some() && !namespaces.contains(&Namespace::Mount) {
             return Err(ExecError::Invalid(
                 "a rootfs needs the mount namespace: add `mount` to --ns or to the policy's namespaces".into(),
             ));
         }
-        if rootfs.is_some()
-            && namespaces.contains(&Namespace::User)
-            && !namespaces.contains(&Namespace::Pid)
-        {
+        if rootfs.is_some() && !namespaces.contains(&Namespace::Pid) {
             return Err(ExecError::Invalid(
-                "a rootfs with a user namespace needs the pid namespace too: the sandbox's /proc \
-                 can only be mounted by the owner of a pid namespace; add `pid`"
+                "a rootfs needs the pid namespace too: without it the sandbox's /proc lists the \
+                 host's processes, and /proc/PID/root of any of them leads out of the rootfs \
+                 (with a user namespace, /proc cannot even be mounted); add `pid`"
                     .into(),
             ));
         }
@@ -134,8 +133,11 @@ impl ExecSpec {
             .next()
             .unwrap_or("sandbox")
             .to_string();
-        let hostname = flags.hostname.or(policy.hostname).unwrap_or(default_host);
-        let mut env: Vec<(String, String)> = policy.env.into_iter().collect();
+        let hostname = flags
+            .hostname
+            .or(policy.hostname.clone())
+            .unwrap_or(default_host);
+        let mut env: Vec<(String, String)> = policy.env.clone().into_iter().collect();
         for kv in &flags.env {
             let Some((k, v)) = kv.split_once('=').filter(|(k, _)| !k.is_empty()) else {
                 return Err(ExecError::Invalid(format!(
@@ -160,13 +162,8 @@ impl ExecSpec {
                 )));
             }
         }
-        if !in_user_ns && uid == 0 && policy.uid != Some(0) {
-            return Err(ExecError::Invalid(format!(
-                "group {group}: without a user namespace, uid 0 in the sandbox is root on the host. \
-                 Add `user` to the namespaces (the default set has it), set a non-zero `uid`, or write \
-                 `uid = 0` in [group.{group}.exec] to accept host root (it then runs without CAP_KILL \
-                 and the other capabilities that reach outside, with /proc's kernel knobs read-only)"
-            )));
+        if !in_user_ns && (uid == 0 || gid == 0) {
+            check_host_root(&group, &policy, &namespaces, rootfs.is_some())?;
         }
         let cwd = policy.cwd.unwrap_or_else(|| PathBuf::from("/"));
         if let Some(r) = &rootfs {
@@ -223,6 +220,40 @@ impl ExecSpec {
             .map(|ns| u64::from(flag(*ns).cast_unsigned()))
             .fold(0, |a, b| a | b)
     }
+}
+
+/// uid or gid 0 without a user namespace is the host's root. It is run only
+/// when the policy itself says so, both ways: its own `namespaces` leave out
+/// `user` (a `--ns` that drops it is no consent) and it writes `uid = 0`
+/// (or `gid = 0`); and only fully contained: a rootfs, with the mount and
+/// pid namespaces, so the /proc masks apply and no host process is in reach.
+fn check_host_root(
+    group: &GroupName,
+    policy: &ExecConfig,
+    namespaces: &BTreeSet<Namespace>,
+    rootfs: bool,
+) -> Result<(), ExecError> {
+    let consent = policy
+        .namespaces
+        .as_ref()
+        .is_some_and(|n| !n.contains(&Namespace::User))
+        && (policy.uid == Some(0) || policy.gid == Some(0));
+    if !consent {
+        return Err(ExecError::Invalid(format!(
+            "group {group}: without a user namespace, uid or gid 0 in the sandbox is root on the \
+             host. Keep `user` in the namespaces (the default set has it) or set non-zero ids; to \
+             accept host root, the policy itself must say so: `namespaces` without \"user\" and \
+             `uid = 0` in [group.{group}.exec] (a --ns list that drops `user` is not enough)"
+        )));
+    }
+    if !rootfs || !namespaces.contains(&Namespace::Mount) || !namespaces.contains(&Namespace::Pid) {
+        return Err(ExecError::Invalid(format!(
+            "group {group}: host root runs only inside a rootfs with the mount and pid namespaces \
+             (so /proc's kernel knobs are read-only and no host process is in reach); add \
+             `rootfs` and \"mount\", \"pid\" to the namespaces"
+        )));
+    }
+    Ok(())
 }
 
 /// The rootfs checks that can be made before anything is created, each
@@ -321,7 +352,11 @@ fn run_in(root: &CgroupRoot, spec: &ExecSpec, run: &GroupName) -> Result<i32, Ex
                 let _ = waitpid(pid, None);
                 return Err(e);
             }
-            forward_signals(pid)?;
+            let run_dir = root.open_dir(run).map_err(|errno| ExecError::OpenGroup {
+                path: root.group_path(run),
+                errno,
+            })?;
+            forward_signals(pid, run_dir)?;
             let code = wait_for(pid);
             // Held open until now: the child polls it to learn whether we
             // died before its death signal was armed.
@@ -350,20 +385,57 @@ fn release_child(
     Ok(())
 }
 
-fn forward_signals(pid: Pid) -> Result<(), ExecError> {
+/// How long a run may take to stop after SIGINT, SIGTERM, SIGHUP or
+/// SIGQUIT before `cgroup.kill` ends it: a workload may ignore the signal,
+/// stop its init (without a pid namespace they share a uid), or trace it.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Forwards signals to init; after a stop signal, kills the run group if
+/// the run is still there `STOP_GRACE` later.
+fn forward_signals(pid: Pid, run_dir: OwnedFd) -> Result<(), ExecError> {
     let signals: Vec<i32> = init::FORWARDED.iter().map(|s| *s as i32).collect();
     let mut iter = signal_hook::iterator::Signals::new(&signals).map_err(|e| ExecError::Sys {
         what: format!("installing signal handlers: {e}"),
         errno: Errno::EIO,
     })?;
+    let mut run_dir = Some(run_dir);
     std::thread::spawn(move || {
         for sig in iter.forever() {
-            if let Ok(sig) = Signal::try_from(sig) {
-                let _ = kill(pid, sig);
+            let Ok(sig) = Signal::try_from(sig) else {
+                continue;
+            };
+            let _ = kill(pid, sig);
+            let stop = matches!(
+                sig,
+                Signal::SIGINT | Signal::SIGTERM | Signal::SIGHUP | Signal::SIGQUIT
+            );
+            if let (true, Some(dir)) = (stop, run_dir.take()) {
+                std::thread::spawn(move || {
+                    std::thread::sleep(STOP_GRACE);
+                    kill_run_group(&dir);
+                });
             }
         }
     });
     Ok(())
+}
+
+/// `cgroup.kill` through the run group's directory descriptor (kernels
+/// without it: SIGKILL to init, which ends a pid namespace).
+fn kill_run_group(dir: &OwnedFd) {
+    let written = nix::fcntl::openat(
+        dir,
+        "cgroup.kill",
+        nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .and_then(|fd| nix::unistd::write(&fd, b"1"));
+    if written.is_ok() {
+        eprintln!(
+            "cgmgr: exec: the run did not stop within {}s of the signal: killed",
+            STOP_GRACE.as_secs()
+        );
+    }
 }
 
 fn wait_for(pid: Pid) -> i32 {
@@ -466,6 +538,9 @@ fn cap_namespace_quotas(nested_userns: bool) -> Result<(), ExecError> {
         ("max_ipc_namespaces", namespaces),
         ("max_uts_namespaces", namespaces),
         ("max_cgroup_namespaces", namespaces),
+        ("max_time_namespaces", namespaces),
+        ("max_fanotify_groups", "16"),
+        ("max_fanotify_marks", "8192"),
         ("max_inotify_instances", "32"),
         ("max_inotify_watches", "65536"),
     ];

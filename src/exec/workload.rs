@@ -81,7 +81,7 @@ fn prepare(w: &Workload) -> Result<(), ExecError> {
     nix::unistd::setsid().map_err(sys("setsid"))?;
     umask(Mode::from_bits_truncate(0o022));
     nix::unistd::chdir(&w.cwd).map_err(sys(format!("working directory {}", w.cwd.display())))?;
-    drop_bounding_set()?;
+    drop_bounding_set(keep_for(w))?;
     if !w.in_user_ns {
         nix::unistd::setgroups(&[]).map_err(sys("setgroups([])"))?;
     }
@@ -91,21 +91,25 @@ fn prepare(w: &Workload) -> Result<(), ExecError> {
     nix::unistd::setresuid(uid, uid, uid).map_err(sys(format!("setresuid({})", w.uid)))?;
     // After the id change, which clears it: die with init.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(sys("prctl(PR_SET_PDEATHSIG)"))?;
-    let keep: &[u32] = match (w.uid, w.in_user_ns) {
-        (0, true) => &KEPT_CAPS,
-        (0, false) => &KEPT_CAPS_HOST_ROOT,
-        _ => &[],
-    };
-    set_caps(keep)?;
+    set_caps(keep_for(w))?;
     nix::sys::prctl::set_no_new_privs().map_err(sys("prctl(PR_SET_NO_NEW_PRIVS)"))?;
     close_fds_from(3)?;
     // Last: from here on only what the filters allow works.
     w.seccomp.load()
 }
 
+/// The capabilities the workload keeps: none for a non-zero uid.
+fn keep_for(w: &Workload) -> &'static [u32] {
+    match (w.uid, w.in_user_ns) {
+        (0, true) => &KEPT_CAPS,
+        (0, false) => &KEPT_CAPS_HOST_ROOT,
+        _ => &[],
+    }
+}
+
 /// Drops every capability not kept from the bounding set, and clears the
 /// ambient set, so not even a file capability can bring one back.
-fn drop_bounding_set() -> Result<(), ExecError> {
+fn drop_bounding_set(keep: &[u32]) -> Result<(), ExecError> {
     // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no pointers.
     let rc = unsafe {
         libc::prctl(
@@ -123,7 +127,7 @@ fn drop_bounding_set() -> Result<(), ExecError> {
         });
     }
     for cap in 0..64u32 {
-        if KEPT_CAPS.contains(&cap) {
+        if keep.contains(&cap) {
             continue;
         }
         // SAFETY: PR_CAPBSET_DROP takes a capability number, no pointers.

@@ -21,9 +21,10 @@ env = { PATH = "/bin", GREETING = "hello" }
 rootfs = "/rootfs"
 cwd = "/nonexistent"
 
-# Host root without a user namespace: accepted only when written out.
+# No user namespace, a non-root id: the host's uid 1000.
 [group.plain.exec]
-uid = 0
+namespaces = ["uts", "pid", "mount"]
+uid = 1000
 TOML
 x() { cgmgr exec --group sandbox "$@"; }
 
@@ -132,12 +133,14 @@ expect_contains "$out" "proc is a symlink" "names the problem"
 
 step "a group without an [exec] table: host filesystem, flags choose the namespaces"
 mkdir $CG/plain
-out=$(cgmgr exec --group plain --ns uts,pid,mount --hostname box -- sh -c 'hostname; echo /proc/[0-9]*; cat /host-secret; cat /proc/self/uid_map' 2>&1)
+chmod 644 /host-secret
+out=$(cgmgr exec --group plain --hostname box -- sh -c 'hostname; echo /proc/[0-9]*; cat /host-secret; cat /proc/self/uid_map; id -u' 2>&1)
 echo "$out"
 expect_contains "$out" "box" "--hostname"
 expect_contains "$out" "/proc/1 /proc/2" "a fresh /proc for the pid namespace"
 expect_contains "$out" "host secret" "no rootfs: the host filesystem"
 expect_contains "$out" "0          0 4294967295" "no user namespace: identity map"
+expect_contains "$out" "1000" "the host's uid 1000"
 expect_eq "$(hostname)" "(none)" "the VM's hostname is untouched"
 step "TIOCSTI: the workload cannot type into the terminal it was started from"
 setsid -c /usr/bin/tiocsti < /dev/ttyS0 > /tmp/control

@@ -43,6 +43,24 @@ seccomp = "unconfined"
 [group.custom.exec]
 seccomp = "/etc/mkdir-denied.json"
 
+[group.rootinside.exec]
+rootfs = "/rootfs"
+uid = 0
+
+[group.rootnorootfs.exec]
+namespaces = ["mount"]
+uid = 0
+
+[group.gidzero.exec]
+rootfs = "/rootfs"
+uid = 65534
+gid = 0
+
+[group.rootfsnopid.exec]
+rootfs = "/rootfs"
+namespaces = ["mount"]
+uid = 65534
+
 [group.baduid.exec]
 uid = 65536
 [group.badgid.exec]
@@ -74,7 +92,13 @@ refused() {
 }
 
 step "1. uid 0 without a user namespace is host root: refused unless written out"
-refused implicitroot "without a user namespace, uid 0 in the sandbox is root on the host"
+refused implicitroot "without a user namespace, uid or gid 0 in the sandbox is root on the host"
+# The shipped sandbox policy writes uid = 0 for root inside its user
+# namespace: a --ns list dropping `user` must not turn that into host root.
+refused rootinside "a --ns list that drops \`user\` is not enough" --ns mount,uts,ipc,net,pid
+refused rootnorootfs "host root runs only inside a rootfs with the mount and pid namespaces"
+refused gidzero "uid or gid 0 in the sandbox is root on the host" --ns mount,pid
+refused rootfsnopid "a rootfs needs the pid namespace too"
 before=$(cat /proc/sys/kernel/core_pattern)
 out=$(cgmgr exec --group hostroot -- sh -c '
   echo "|/bin/evil" > /proc/sys/kernel/core_pattern && echo "core_pattern: written";
@@ -123,10 +147,11 @@ expect_eq "$out" "0::/" "the workload sees its group as the root"
 [ -d $CG/box ] || fail "box was not created"
 
 step "2. kernel quotas: no nested namespaces by default, a bounded number on request"
-out=$(cgmgr exec --group filtered -- sh -c 'cat /proc/sys/user/max_user_namespaces /proc/sys/user/max_inotify_instances; /usr/bin/unshare -U true && echo "nested: made"' 2>&1)
+out=$(cgmgr exec --group filtered -- sh -c 'cat /proc/sys/user/max_user_namespaces /proc/sys/user/max_inotify_instances /proc/sys/user/max_time_namespaces; /usr/bin/unshare -U true && echo "nested: made"' 2>&1)
 echo "$out"
 expect_eq "$(echo "$out" | sed -n 1p)" 0 "no user namespaces inside by default"
 expect_eq "$(echo "$out" | sed -n 2p)" 32 "inotify instances capped"
+expect_eq "$(echo "$out" | sed -n 3p)" 0 "no time namespaces either"
 expect_not_contains "$out" "nested: made" "unshare -U refused"
 out=$(cgmgr exec --group nested -- sh -c 'cat /proc/sys/user/max_user_namespaces; /usr/bin/unshare -U true && echo "nested: made"' 2>&1)
 echo "$out"
@@ -165,6 +190,19 @@ expect_eq "$rc" 0 "the run"
 sleep 0.5
 expect_eq "$(pgrep -x 'sleep' | wc -l)" 0 "the double-forked sleep was killed with the run"
 expect_eq "$(ls -d $CG/nopid/cgmgr.run.* 2>/dev/null)" "" "and the run's group removed"
+# A workload that stops its init (without a pid namespace they share a uid)
+# and leaves: a stop signal to cgmgr exec still ends the run, after a grace.
+cgmgr exec --group nopid -- sh -c 'sleep 300 & kill -STOP $PPID' 2>/tmp/stopped.err &
+stuck=$!
+sleep 1.5
+kill -TERM $stuck
+t0=$(cut -d' ' -f1 /proc/uptime)
+wait $stuck
+took=$(awk -v a="$t0" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { printf "%d", b - a }')
+echo "stopped run ended ${took}s after SIGTERM"
+[ "$took" -le 20 ] || fail "the run outlived SIGTERM by ${took}s"
+expect_contains "$(cat /tmp/stopped.err)" "killed" "says it killed the run"
+expect_eq "$(pgrep -x sleep | wc -l)" 0 "nothing of the run is left"
 # Per-run accounting: a run that stays in bounds is not blamed for a
 # concurrent run's OOM kill in the same group.
 cgmgr exec --group small -- sleep 4 2>/tmp/quiet.err &
@@ -184,7 +222,7 @@ refused badgid "gid 70000 is outside the user namespace's mapped range"
 refused norootfs "rootfs /nowhere: does not exist"
 refused filerootfs "rootfs /etc/passwd: is not a directory"
 refused slash "rootfs /: is the host's own root"
-refused userns-nopid "a rootfs with a user namespace needs the pid namespace too"
+refused userns-nopid "a rootfs needs the pid namespace too"
 refused box2 "--rootfs rel: must be an absolute path" --rootfs rel
 refused box2 "--hostname" --hostname ""
 refused box2 "is not a hostname" --hostname "$(printf 'a\nb')"
