@@ -340,7 +340,11 @@ fn run_in(root: &CgroupRoot, spec: &ExecSpec, run: &GroupName) -> Result<i32, Ex
     })?;
     let (go_read, go_write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"))?;
-    match spawn::clone_into(spec.clone_flags(), group_dir.as_fd())? {
+    match spawn::clone_into(
+        spec.clone_flags(),
+        group_dir.as_fd(),
+        Some(idmap::OUTSIDE_BASE),
+    )? {
         spawn::Forked::Child => {
             drop((go_write, group_dir));
             std::process::exit(child_main(spec, go_read));

@@ -49,7 +49,29 @@ pub const FORCE_FALLBACK_ENV: &str = "CGMGR_EXEC_NO_CLONE_INTO_CGROUP";
 
 /// Clones with `ns_flags`, into the cgroup `group_dir` when the kernel
 /// supports it. Must be called while the process has a single thread.
-pub fn clone_into(ns_flags: u64, group_dir: BorrowedFd<'_>) -> Result<Forked, ExecError> {
+///
+/// With a new user namespace, the clone is made with the effective uid
+/// `owner` (the host id the sandbox's root maps to), so that the kernel
+/// counts the namespace, and every user namespace or inotify instance made
+/// inside it, against that id's quotas instead of root's: a sandbox cannot
+/// exhaust what the host's root needs. An unprivileged uid may not clone
+/// into a cgroup it cannot write, so such a child is placed by the parent
+/// before it runs (it waits on the go pipe). Where the kernel refuses
+/// unprivileged user namespaces, the clone is made as root, as before.
+pub fn clone_into(
+    ns_flags: u64,
+    group_dir: BorrowedFd<'_>,
+    owner: Option<u32>,
+) -> Result<Forked, ExecError> {
+    if let Some(owner) = owner.filter(|_| ns_flags & CLONE_NEWUSER != 0)
+        && nix::unistd::geteuid().is_root()
+    {
+        match clone_as(owner, ns_flags) {
+            Ok(forked) => return Ok(forked),
+            Err(Errno::EPERM | Errno::EACCES | Errno::ENOSPC | Errno::EUSERS) => {}
+            Err(errno) => return Err(clone_error(ns_flags, errno)),
+        }
+    }
     if std::env::var_os(FORCE_FALLBACK_ENV).is_some() {
         return clone_plain(ns_flags);
     }
@@ -65,6 +87,30 @@ pub fn clone_into(ns_flags: u64, group_dir: BorrowedFd<'_>) -> Result<Forked, Ex
         Err(Errno::EINVAL | Errno::E2BIG) => clone_plain(ns_flags),
         Err(errno) => Err(clone_error(ns_flags, errno)),
     }
+}
+
+/// `CLONE_NEWUSER`.
+const CLONE_NEWUSER: u64 = 0x1000_0000;
+
+/// A plain clone3 made with effective uid `owner`; root is back in the
+/// parent before this returns (the real and saved uids stay 0, so the
+/// permitted capabilities survive the round trip).
+fn clone_as(owner: u32, ns_flags: u64) -> Result<Forked, Errno> {
+    use nix::unistd::{Uid, setresuid};
+    let keep = Uid::from_raw(u32::MAX); // -1: unchanged
+    setresuid(keep, Uid::from_raw(owner), keep)?;
+    let plain = CloneArgs {
+        flags: ns_flags,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    let forked = raw_clone3(&plain);
+    if let Ok(Forked::Child) = forked {
+        return Ok(Forked::Child);
+    }
+    // In the parent, whatever clone3 answered: root again.
+    setresuid(keep, Uid::from_raw(0), keep).map_err(|_| Errno::EPERM)?;
+    forked.map(|f| mark_placed(f, false))
 }
 
 /// The fallback: a plain clone3; the parent moves the child into the group

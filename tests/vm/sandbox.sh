@@ -160,6 +160,18 @@ expect_contains "$out" "nested: made" "nested_userns = true allows one"
 host_max=$(cat /proc/sys/user/max_user_namespaces)
 [ "$host_max" -gt 16 ] || fail "the host's own limit changed: $host_max"
 /usr/bin/unshare -U true || fail "root can no longer make a user namespace"
+# What a sandbox makes is charged to its own host ids (the user namespace is
+# created with effective uid 100000), not to root: with a per-user limit of 6,
+# a sandbox holding 5 nested user namespaces leaves root's quota whole.
+echo 6 > /proc/sys/user/max_user_namespaces
+cgmgr exec --group nested -- sh -c 'for i in 1 2 3 4 5; do /usr/bin/unshare -U sleep 6 & done; sleep 1; ls -l /proc/*/ns/user 2>/dev/null | wc -l; wait' > /tmp/held.out 2>&1 &
+held=$!
+sleep 3
+/usr/bin/unshare -U true && echo "root: made" > /tmp/root.out || echo "root: refused" > /tmp/root.out
+wait $held
+echo "$host_max" > /proc/sys/user/max_user_namespaces
+cat /tmp/held.out /tmp/root.out
+expect_contains "$(cat /tmp/root.out)" "root: made" "root still makes user namespaces while a sandbox holds 5"
 
 step "4 and 6. a seccomp filter: Docker's default and stricter"
 out=$(cgmgr exec --group filtered -- grep Seccomp: /proc/self/status)
