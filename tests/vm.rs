@@ -37,6 +37,7 @@ fn run_with_env(harness: &str, script: &str, env: &[(&str, &str)]) -> String {
         .arg("/usr/bin/unshare")
         .arg(helper("tiocsti"))
         .arg(helper("keyring"))
+        .arg(helper("no_openat2"))
         .output()
         .expect("running tests/vm/run.sh");
     let log = String::from_utf8_lossy(&output.stdout).replace('\r', "");
