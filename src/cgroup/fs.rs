@@ -339,17 +339,7 @@ impl CgroupRoot {
             return false;
         };
         let mut buf = [0u8; 4];
-        // SAFETY: fd is valid, the name is NUL-terminated and buf is a live
-        // buffer of the length passed.
-        let rc = unsafe {
-            libc::fgetxattr(
-                fd.as_raw_fd(),
-                MANAGED_XATTR.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
-        rc == 1 && buf[0] == b'1'
+        read_xattr(fd.as_fd(), MANAGED_XATTR, &mut buf) == Some(1) && buf[0] == b'1'
     }
 }
 
@@ -450,6 +440,22 @@ fn mount_id(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
         .find_map(|l| l.strip_prefix("mnt_id:"))
         .and_then(|v| v.trim().parse().ok())
         .ok_or(Errno::EXDEV)
+}
+
+/// Reads the extended attribute `name` of `fd` into `buf`: its length, or
+/// `None` when it is absent, too long for `buf` or unreadable.
+pub fn read_xattr(fd: BorrowedFd<'_>, name: &std::ffi::CStr, buf: &mut [u8]) -> Option<usize> {
+    // SAFETY: fd is valid for the call, the name is NUL-terminated and buf
+    // is a live buffer of the length passed.
+    let n = unsafe {
+        libc::fgetxattr(
+            fd.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    usize::try_from(n).ok()
 }
 
 fn read_fd(fd: &OwnedFd) -> Result<String, Errno> {

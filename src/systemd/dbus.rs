@@ -532,31 +532,45 @@ mod tests {
         assert_eq!(header.reply_serial, None);
     }
 
-    #[test]
-    fn an_error_reply_is_read_whole() {
-        // An ERROR message as systemd sends it, built by hand: fields
-        // REPLY_SERIAL=5 (u), ERROR_NAME=4 (s), SIGNATURE=8 (g "s").
+    /// A message of `kind` answering `serial`, with string-like header
+    /// `fields` (code, signature, value) and one string as its body.
+    fn message(kind: u8, serial: u32, fields: &[(u8, &str, &str)], body_text: &str) -> Vec<u8> {
         let mut w = Writer::default();
-        w.0.extend_from_slice(&[b'l', 3, 1, 1]);
+        w.0.extend_from_slice(&[b'l', kind, 1, 1]);
         let mut body = Writer::default();
-        body.str("Unit x.scope already exists.");
+        body.str(body_text);
         w.u32(len32(body.0.len()));
         w.u32(99);
         w.array(8, |w| {
             w.align(8);
-            w.u8(5);
+            w.u8(5); // REPLY_SERIAL
             w.signature("u");
-            w.u32(3);
-            w.field(4, "s", "org.freedesktop.systemd1.UnitExists");
-            w.field(8, "g", "s");
-            // The sender zbus choked on: a well-known name.
-            w.field(7, "s", "org.freedesktop.systemd1");
+            w.u32(serial);
+            for (code, signature, value) in fields {
+                w.field(*code, signature, value);
+            }
         });
         w.align(8);
         w.0.extend_from_slice(&body.0);
-        let mut cursor = std::io::Cursor::new(w.0.clone());
-        let message = read_message(&mut cursor).unwrap();
-        assert_eq!(message, w.0);
+        w.0
+    }
+
+    #[test]
+    fn an_error_reply_is_read_whole() {
+        // An ERROR as systemd sends it, with the sender zbus choked on: a
+        // well-known name.
+        let sent = message(
+            3,
+            3,
+            &[
+                (4, "s", "org.freedesktop.systemd1.UnitExists"),
+                (8, "g", "s"),
+                (7, "s", "org.freedesktop.systemd1"),
+            ],
+            "Unit x.scope already exists.",
+        );
+        let message = read_message(&mut std::io::Cursor::new(sent.clone())).unwrap();
+        assert_eq!(message, sent);
         let reply = parse_reply(&message).unwrap();
         assert_eq!(reply.reply_serial, Some(3));
         assert_eq!(
@@ -571,22 +585,12 @@ mod tests {
 
     /// A message of `kind` answering serial 1, as a hostile peer would send.
     fn answer(kind: u8) -> Vec<u8> {
-        let mut w = Writer::default();
-        w.0.extend_from_slice(&[b'l', kind, 1, 1]);
-        let mut body = Writer::default();
-        body.str("/org/freedesktop/systemd1/job/forged");
-        w.u32(len32(body.0.len()));
-        w.u32(7);
-        w.array(8, |w| {
-            w.align(8);
-            w.u8(5);
-            w.signature("u");
-            w.u32(1);
-            w.field(8, "g", "o");
-        });
-        w.align(8);
-        w.0.extend_from_slice(&body.0);
-        w.0
+        message(
+            kind,
+            1,
+            &[(8, "g", "o")],
+            "/org/freedesktop/systemd1/job/forged",
+        )
     }
 
     /// A fake peer: authenticates, then sends `messages` and keeps the

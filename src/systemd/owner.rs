@@ -13,7 +13,7 @@
 //! namespace is its own) have no such owner: any root is writable.
 
 use std::ffi::CStr;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 /// The marker systemd puts on the cgroup of a unit with `Delegate=yes`.
@@ -124,17 +124,8 @@ fn has_delegate_mark(dir: &Path) -> bool {
     };
     DELEGATE_XATTRS.iter().any(|name| {
         let mut buf = [0u8; 8];
-        // SAFETY: the descriptor is open for the call's duration, the name is
-        // NUL-terminated and buf is a live buffer of the length passed.
-        let n = unsafe {
-            libc::fgetxattr(
-                file.as_raw_fd(),
-                name.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
-        usize::try_from(n).is_ok_and(|n| is_true(&buf[..n.min(buf.len())]))
+        crate::cgroup::fs::read_xattr(file.as_fd(), name, &mut buf)
+            .is_some_and(|n| is_true(&buf[..n.min(buf.len())]))
     })
 }
 
@@ -195,6 +186,7 @@ mod tests {
         let dir = tmp.path().join("unit");
         std::fs::create_dir(&dir).unwrap();
         assert!(!has_delegate_mark(&dir));
+        use std::os::fd::AsRawFd;
         let f = std::fs::File::open(&dir).unwrap();
         // SAFETY: valid descriptor, NUL-terminated name, 1-byte live value.
         let rc = unsafe {
