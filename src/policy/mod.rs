@@ -25,10 +25,10 @@ pub fn load(paths: &[PathBuf]) -> Result<PolicySet, PolicyErrors> {
     let mut set = PolicySet::default();
     let mut seen: BTreeMap<GroupName, Group> = BTreeMap::new();
     for file in files {
-        let text = match std::fs::read_to_string(&file) {
+        let text = match read_policy_file(&file) {
             Ok(t) => t,
             Err(e) => {
-                errors.push(file_error(&file, format!("cannot read: {e}")));
+                errors.push(file_error(&file, e));
                 continue;
             }
         };
@@ -96,9 +96,110 @@ fn policy_files(paths: &[PathBuf], errors: &mut Vec<PolicyError>) -> Vec<PathBuf
     files
 }
 
+/// Policy files larger than this are refused (40,000 groups take 2 MiB).
+pub const MAX_POLICY_BYTES: u64 = 16 << 20;
+
+/// Reads a policy file without ever blocking: only a regular file (a
+/// symlink to one is followed, as stow- or git-managed configs have), not on
+/// procfs or sysfs (`/proc/kmsg` is "regular" and blocks), at most
+/// [`MAX_POLICY_BYTES`].
+pub fn read_policy_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err(
+            "not a regular file: a policy must be a plain file (or a symlink to one)".into(),
+        );
+    }
+    let fs = nix::sys::statfs::fstatfs(&file).map_err(|e| format!("cannot read: {e}"))?;
+    if [
+        nix::sys::statfs::PROC_SUPER_MAGIC,
+        nix::sys::statfs::SYSFS_MAGIC,
+    ]
+    .contains(&fs.filesystem_type())
+    {
+        return Err("a kernel file (procfs or sysfs), not a policy".into());
+    }
+    if meta.len() > MAX_POLICY_BYTES {
+        return Err(too_big(meta.len()));
+    }
+    let mut text = String::new();
+    file.take(MAX_POLICY_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if text.len() as u64 > MAX_POLICY_BYTES {
+        return Err(too_big(text.len() as u64));
+    }
+    Ok(text)
+}
+
+fn too_big(size: u64) -> String {
+    format!(
+        "{size} bytes is more than a policy file may hold ({MAX_POLICY_BYTES} bytes); split it into several files"
+    )
+}
+
 fn is_policy_file(p: &Path) -> bool {
     let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
     !name.starts_with('.') && name.ends_with(".toml") && p.is_file()
+}
+
+#[cfg(test)]
+mod read_tests {
+    use super::*;
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fifo = tmp.path().join("p.toml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        assert!(
+            read_policy_file(&fifo)
+                .unwrap_err()
+                .contains("not a regular file")
+        );
+    }
+
+    #[test]
+    fn a_symlink_to_a_kernel_file_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let link = tmp.path().join("p.toml");
+        std::os::unix::fs::symlink("/proc/self/status", &link).unwrap();
+        assert!(
+            read_policy_file(&link)
+                .unwrap_err()
+                .contains("procfs or sysfs")
+        );
+    }
+
+    #[test]
+    fn a_huge_file_is_refused_naming_the_limit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let big = tmp.path().join("p.toml");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(MAX_POLICY_BYTES + 1)
+            .unwrap();
+        let e = read_policy_file(&big).unwrap_err();
+        assert!(e.contains(&MAX_POLICY_BYTES.to_string()), "{e}");
+    }
+
+    #[test]
+    fn a_symlink_to_a_plain_file_is_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("real"), "[group.a]\n").unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("real"), tmp.path().join("p.toml")).unwrap();
+        assert_eq!(
+            read_policy_file(&tmp.path().join("p.toml")).unwrap(),
+            "[group.a]\n"
+        );
+    }
 }
 
 fn file_error(file: &Path, message: String) -> PolicyError {

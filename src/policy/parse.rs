@@ -125,7 +125,11 @@ impl Parser<'_> {
         // The last line start at or before the offset.
         let index = self.line_starts.partition_point(|&start| start <= offset) - 1;
         let start = self.line_starts[index];
-        let column = self.text.get(start..offset).map_or(0, |s| s.chars().count()) + 1;
+        let column = self
+            .text
+            .get(start..offset)
+            .map_or(0, |s| s.chars().count())
+            + 1;
         Origin {
             file: self.file.clone(),
             line: index + 1,
@@ -734,6 +738,10 @@ mod tests {
             let o = p.origin(offset);
             assert_eq!((o.line, o.column), (line, column), "offset {offset}");
         }
-        assert_eq!(p.origin(text.len() + 10).line, 6, "past the end: the last line");
+        assert_eq!(
+            p.origin(text.len() + 10).line,
+            6,
+            "past the end: the last line"
+        );
     }
 }
