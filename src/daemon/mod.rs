@@ -168,12 +168,18 @@ impl Daemon {
             let wait = due.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
                 Ok(Event::Stop) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
-                Ok(Event::Reload(why)) => self.reload(why, limits),
-                Ok(Event::Limit(wd)) => {
-                    if let Some((group, file)) = limits.lookup(&wd).cloned() {
-                        self.limit_event(&group, file);
+                Ok(Event::Reload(why)) => {
+                    // Every reload request queued behind this one is served
+                    // by this one reload; a stop among them is served now.
+                    let Some(limit_events) = drain_reloads(rx) else {
+                        return;
+                    };
+                    self.reload(why, limits);
+                    for wd in limit_events {
+                        self.on_limit(&wd, limits);
                     }
                 }
+                Ok(Event::Limit(wd)) => self.on_limit(&wd, limits),
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                     if Instant::now() >= next_reconcile {
                         self.reconcile(limits);
@@ -181,6 +187,12 @@ impl Daemon {
                     }
                 }
             }
+        }
+    }
+
+    fn on_limit(&mut self, wd: &WatchDescriptor, limits: &LimitWatcher) {
+        if let Some((group, file)) = limits.lookup(wd).cloned() {
+            self.limit_event(&group, file);
         }
     }
 
@@ -443,6 +455,21 @@ fn spawn_signal_thread(tx: Sender<Event>) -> Result<(), DaemonError> {
         })
         .map_err(|e| DaemonError::Setup(format!("signal thread: {e}")))?;
     Ok(())
+}
+
+/// Takes every event already queued: reloads are dropped (one reload serves
+/// them all), limit events are returned to be handled after it; `None` when
+/// a stop is among them.
+fn drain_reloads(rx: &Receiver<Event>) -> Option<Vec<WatchDescriptor>> {
+    let mut limit_events = Vec::new();
+    while let Ok(event) = rx.try_recv() {
+        match event {
+            Event::Stop => return None,
+            Event::Reload(_) => {}
+            Event::Limit(wd) => limit_events.push(wd),
+        }
+    }
+    Some(limit_events)
 }
 
 /// Tells the service manager (Type=notify) about a state change, when it
