@@ -150,6 +150,16 @@ fn is_policy_file(p: &Path) -> bool {
     !name.starts_with('.') && name.ends_with(".toml") && p.is_file()
 }
 
+fn file_error(file: &Path, message: String) -> PolicyError {
+    PolicyError {
+        file: file.to_path_buf(),
+        line: 0,
+        column: 0,
+        message,
+        hint: None,
+    }
+}
+
 #[cfg(test)]
 mod read_tests {
     use super::*;
@@ -199,15 +209,5 @@ mod read_tests {
             read_policy_file(&tmp.path().join("p.toml")).unwrap(),
             "[group.a]\n"
         );
-    }
-}
-
-fn file_error(file: &Path, message: String) -> PolicyError {
-    PolicyError {
-        file: file.to_path_buf(),
-        line: 0,
-        column: 0,
-        message,
-        hint: None,
     }
 }
