@@ -722,3 +722,71 @@ fn host_daemon_coalesces_reloads_and_stops_promptly() {
         "SIGTERM took {took:?} after {reloads} reloads"
     );
 }
+
+/// The daemon follows what its policy path means now: a directory removed
+/// and made again, a symlinked directory swapped by a rename, a Kubernetes
+/// `..data` swap followed by an in-place edit, a policy file that is a
+/// symlink to a file elsewhere.
+#[test]
+fn host_daemon_follows_the_policy_path() {
+    use std::os::unix::fs::symlink;
+    let scratch = Scratch::new("follow");
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let wait_for = |group: &str| {
+        let start = std::time::Instant::now();
+        while !scratch.0.join(group).is_dir() {
+            assert!(start.elapsed().as_secs() < 10, "{group} was not created");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    // cur -> v1, and in v1 a file that is a symlink to a file elsewhere.
+    std::fs::create_dir_all(t.join("v1")).unwrap();
+    std::fs::create_dir_all(t.join("elsewhere")).unwrap();
+    std::fs::write(t.join("elsewhere/real.toml"), "[group.a]\n").unwrap();
+    symlink(t.join("elsewhere/real.toml"), t.join("v1/a.toml")).unwrap();
+    symlink("v1", t.join("cur")).unwrap();
+    let daemon = cgmgr_command(&[
+        "daemon",
+        "--root",
+        scratch.path(),
+        "--listen",
+        "127.0.0.1:0",
+        t.join("cur").to_str().unwrap(),
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    // Killed however the test ends, so no daemon outlives a failed run.
+    let _daemon = Reaped(daemon);
+    wait_for("a");
+    // 1. An edit of the file the policy symlink points to.
+    std::fs::write(t.join("elsewhere/real.toml"), "[group.a]\n[group.stow]\n").unwrap();
+    wait_for("stow");
+    // 2. The directory symlink swapped by a rename (ln -sfn v2 cur.new; mv -T cur.new cur).
+    std::fs::create_dir_all(t.join("v2")).unwrap();
+    std::fs::write(t.join("v2/b.toml"), "[group.swapped]\n").unwrap();
+    symlink("v2", t.join("cur.new")).unwrap();
+    std::fs::rename(t.join("cur.new"), t.join("cur")).unwrap();
+    wait_for("swapped");
+    // 3. Then an in-place edit in the new target.
+    std::fs::write(t.join("v2/b.toml"), "[group.swapped]\n[group.edited]\n").unwrap();
+    wait_for("edited");
+    // 4. The target directory removed and made again, then a new file.
+    std::fs::remove_dir_all(t.join("v2")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::fs::create_dir_all(t.join("v2")).unwrap();
+    std::fs::write(t.join("v2/c.toml"), "[group.recreated]\n").unwrap();
+    wait_for("recreated");
+}
+
+/// Kills a child process when dropped.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -98,11 +98,13 @@ pub fn run(root: CgroupRoot, opts: DaemonOptions, initial: PolicySet) -> Result<
         listen: listener.local_addr().unwrap_or(opts.listen),
         ..opts
     };
+    let policy_digest = crate::policy::digest(std::slice::from_ref(&opts.policy_dir));
     let mut daemon = Daemon {
         root: root.clone(),
         opts,
         shared: shared.clone(),
         counts: BTreeMap::new(),
+        policy_digest,
     };
     daemon.install(initial, &mut limits)?;
     let _record = publish_record(&daemon.opts);
@@ -139,6 +141,8 @@ struct Daemon {
     shared: Arc<Mutex<Shared>>,
     /// Last seen counters of each limit-event file, to log only increases.
     counts: BTreeMap<(GroupName, &'static str), BTreeMap<String, u64>>,
+    /// Digest of the policy files at the last reload (see `policy::digest`).
+    policy_digest: u64,
 }
 
 impl Daemon {
@@ -182,6 +186,11 @@ impl Daemon {
                 Ok(Event::Limit(wd)) => self.on_limit(&wd, limits),
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                     if Instant::now() >= next_reconcile {
+                        let digest =
+                            crate::policy::digest(std::slice::from_ref(&self.opts.policy_dir));
+                        if digest != self.policy_digest {
+                            self.reload("policy files differ from the last reload", limits);
+                        }
                         self.reconcile(limits);
                         next_reconcile = Instant::now() + self.opts.reconcile;
                     }
@@ -215,6 +224,7 @@ impl Daemon {
     }
 
     fn reload(&mut self, why: &str, limits: &mut LimitWatcher) {
+        self.policy_digest = crate::policy::digest(std::slice::from_ref(&self.opts.policy_dir));
         log(
             Level::Info,
             &format!(

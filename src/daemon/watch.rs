@@ -26,8 +26,69 @@ pub const DEBOUNCE: Duration = Duration::from_millis(200);
 pub const EVENT_FILES: [&str; 3] = ["memory.events", "pids.events", "cgroup.events"];
 
 /// Starts the policy-directory watcher thread.
+///
+/// What is watched is worked out again after every burst of events, so that
+/// it follows what the path means now: the directory itself (found again
+/// after `rm -rf` and `mkdir`), its parent (for `mv -T cur.new cur`, where
+/// the directory is a symlink swapped by a rename; only events naming it
+/// count), the directory the path resolves to, and the directory each policy
+/// file resolves to (a Kubernetes `..data` target, a stow- or git-managed
+/// file elsewhere). The daemon's reconcile tick compares a digest of the
+/// policy files as a backstop for anything inotify cannot see.
 pub fn watch_policies(dir: &Path, events: Sender<Event>) -> std::io::Result<()> {
     let mut inotify = Inotify::init()?;
+    let mut armed = arm(&mut inotify, dir, &HashMap::new());
+    let dir = dir.to_path_buf();
+    let name = dir.file_name().map(|n| n.to_os_string());
+    std::thread::Builder::new()
+        .name("policy-watch".into())
+        .spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                let relevant =
+                    |e: &inotify::Event<&std::ffi::OsStr>,
+                     armed: &HashMap<WatchDescriptor, bool>| {
+                        match armed.get(&e.wd) {
+                            // The parent: only events naming the policy path.
+                            Some(true) => e.name.map(|n| n.to_os_string()) == name,
+                            _ => true,
+                        }
+                    };
+                let Ok(batch) = inotify.read_events_blocking(&mut buf) else {
+                    return;
+                };
+                let mut changed = batch.into_iter().any(|e| relevant(&e, &armed));
+                // Debounce: wait until DEBOUNCE passes without a new event.
+                loop {
+                    std::thread::sleep(DEBOUNCE);
+                    let Ok(more) = inotify.read_events(&mut buf) else {
+                        break;
+                    };
+                    let mut any = false;
+                    for e in more {
+                        any = true;
+                        changed |= relevant(&e, &armed);
+                    }
+                    if !any {
+                        break;
+                    }
+                }
+                armed = arm(&mut inotify, &dir, &armed);
+                if changed && events.send(Event::Reload("policy files changed")).is_err() {
+                    return;
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// (Re)places the watches for the policy path `dir`; returns them, `true`
+/// marking the parent directory's watch.
+fn arm(
+    inotify: &mut Inotify,
+    dir: &Path,
+    old: &HashMap<WatchDescriptor, bool>,
+) -> HashMap<WatchDescriptor, bool> {
     let mask = WatchMask::CREATE
         | WatchMask::MODIFY
         | WatchMask::CLOSE_WRITE
@@ -37,43 +98,46 @@ pub fn watch_policies(dir: &Path, events: Sender<Event>) -> std::io::Result<()> 
         | WatchMask::ATTRIB
         | WatchMask::DELETE_SELF
         | WatchMask::MOVE_SELF;
-    inotify.watches().add(dir, mask)?;
-    let dir = dir.to_path_buf();
-    std::thread::Builder::new()
-        .name("policy-watch".into())
-        .spawn(move || {
-            let mut buf = [0u8; 4096];
-            loop {
-                let Ok(batch) = inotify.read_events_blocking(&mut buf) else {
-                    return;
-                };
-                let self_gone = batch.into_iter().any(|e| {
-                    e.mask
-                        .intersects(inotify::EventMask::DELETE_SELF | inotify::EventMask::MOVE_SELF)
-                });
-                // Debounce: wait until DEBOUNCE passes without a new event.
-                loop {
-                    std::thread::sleep(DEBOUNCE);
-                    let more = inotify
-                        .read_events(&mut buf)
-                        .map(|mut events| events.next().is_some());
-                    if more.unwrap_or(false) {
-                        continue;
-                    }
-                    break;
-                }
-                if self_gone {
-                    // The directory was replaced: watch the new one when it appears.
-                    while inotify.watches().add(&dir, mask).is_err() {
-                        std::thread::sleep(DEBOUNCE);
-                    }
-                }
-                if events.send(Event::Reload("policy files changed")).is_err() {
-                    return;
-                }
+    let mut watches = inotify.watches();
+    for wd in old.keys() {
+        let _ = watches.remove(wd.clone());
+    }
+    let mut armed = HashMap::new();
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty())
+        && let Ok(wd) = watches.add(parent, mask)
+    {
+        armed.insert(wd, true);
+    }
+    for target in watch_targets(dir) {
+        if let Ok(wd) = watches.add(&target, mask) {
+            // A target that is also the parent: every event there counts.
+            armed.insert(wd, false);
+        }
+    }
+    armed
+}
+
+/// The directories whose changes may change the policy set: the path, what
+/// it resolves to, and the directory each `*.toml` entry resolves into.
+pub fn watch_targets(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    if let Ok(real) = std::fs::canonicalize(dir) {
+        out.push(real);
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "toml")
+                && let Ok(target) = std::fs::canonicalize(&path)
+                && let Some(parent) = target.parent()
+            {
+                out.push(parent.to_path_buf());
             }
-        })?;
-    Ok(())
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Watches the limit-event files of the managed groups.

@@ -96,6 +96,21 @@ fn policy_files(paths: &[PathBuf], errors: &mut Vec<PolicyError>) -> Vec<PathBuf
     files
 }
 
+/// A digest of what `load(paths)` would read: the policy files' names and
+/// contents (and what could not be read). The daemon compares it on every
+/// reconcile tick, a backstop for changes inotify did not report.
+pub fn digest(paths: &[PathBuf]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut errors = Vec::new();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for file in policy_files(paths, &mut errors) {
+        file.hash(&mut h);
+        read_policy_file(&file).hash(&mut h);
+    }
+    errors.len().hash(&mut h);
+    h.finish()
+}
+
 /// Policy files larger than this are refused (40,000 groups take 2 MiB).
 pub const MAX_POLICY_BYTES: u64 = 16 << 20;
 
