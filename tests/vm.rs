@@ -74,6 +74,12 @@ fn vm_exec_sandbox_depth() {
     run_in_vm("sandbox.sh");
 }
 
+/// inotify watches exhausted: said loudly, limit events read on the tick.
+#[test]
+fn vm_daemon_without_enough_inotify_watches() {
+    run_in_vm("watches.sh");
+}
+
 /// `/` stays the initial ramfs: exec moves the rootfs over it and chroots.
 #[test]
 fn vm_exec_on_an_initramfs_root() {

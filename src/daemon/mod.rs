@@ -192,6 +192,9 @@ impl Daemon {
                             self.reload("policy files differ from the last reload", limits);
                         }
                         self.reconcile(limits);
+                        for (group, file) in limits.unwatched().to_vec() {
+                            self.limit_event(&group, file);
+                        }
                         next_reconcile = Instant::now() + self.opts.reconcile;
                     }
                 }
@@ -312,7 +315,20 @@ impl Daemon {
     fn watch_groups(&mut self, set: &PolicySet, limits: &mut LimitWatcher) {
         apply::mark_declared(&self.root, set);
         let groups: Vec<GroupName> = set.groups.keys().cloned().collect();
-        limits.set_groups(self.root.path(), &groups);
+        let failed = limits.set_groups(self.root.path(), &groups);
+        let unwatched = limits.unwatched().len();
+        self.state().stats.unwatched_event_files = unwatched;
+        if let Some(e) = failed {
+            log(
+                Level::Warning,
+                &format!(
+                    "{unwatched} limit-event file(s) cannot be watched ({e}; see fs.inotify.max_user_watches): \
+                     their OOM kills and pids.max hits are logged at each reconcile tick \
+                     (every {}s) instead of as they happen",
+                    self.opts.reconcile.as_secs_f64()
+                ),
+            );
+        }
         for g in &groups {
             for file in watch::EVENT_FILES {
                 let now = self.read_counts(g, file);
@@ -375,6 +391,13 @@ fn respond(root: &CgroupRoot, shared: &Mutex<Shared>, path: &str) -> Response {
             }
         }
         "/healthz" => match &state.health {
+            Ok(()) if state.stats.unwatched_event_files > 0 => Response::text(
+                200,
+                format!(
+                    "ok; degraded: {} limit-event file(s) not watched (inotify watches exhausted), read every reconcile tick\n",
+                    state.stats.unwatched_event_files
+                ),
+            ),
             Ok(()) => Response::text(200, "ok\n"),
             Err(reason) => Response::text(503, format!("{reason}\n")),
         },

@@ -25,6 +25,10 @@ pub const DEBOUNCE: Duration = Duration::from_millis(200);
 /// Files whose changes are limit events.
 pub const EVENT_FILES: [&str; 3] = ["memory.events", "pids.events", "cgroup.events"];
 
+/// The watches of the policy path: for each, the entry names whose events
+/// count (`None`: all of them).
+type Armed = HashMap<WatchDescriptor, Option<Vec<std::ffi::OsString>>>;
+
 /// Starts the policy-directory watcher thread.
 ///
 /// What is watched is worked out again after every burst of events, so that
@@ -39,21 +43,25 @@ pub fn watch_policies(dir: &Path, events: Sender<Event>) -> std::io::Result<()> 
     let mut inotify = Inotify::init()?;
     let mut armed = arm(&mut inotify, dir, &HashMap::new());
     let dir = dir.to_path_buf();
-    let name = dir.file_name().map(|n| n.to_os_string());
     std::thread::Builder::new()
         .name("policy-watch".into())
         .spawn(move || {
             let mut buf = [0u8; 4096];
             loop {
-                let relevant =
-                    |e: &inotify::Event<&std::ffi::OsStr>,
-                     armed: &HashMap<WatchDescriptor, bool>| {
-                        match armed.get(&e.wd) {
-                            // The parent: only events naming the policy path.
-                            Some(true) => e.name.map(|n| n.to_os_string()) == name,
-                            _ => true,
-                        }
-                    };
+                // Only events of the current watches count: removing a watch
+                // when re-arming queues an IN_IGNORED for it, which must not
+                // start another reload (and another re-arm, forever).
+                let relevant = |e: &inotify::Event<&std::ffi::OsStr>, armed: &Armed| {
+                    if e.mask.contains(inotify::EventMask::IGNORED) {
+                        return false;
+                    }
+                    match armed.get(&e.wd) {
+                        Some(None) => true,
+                        // A parent: only events naming the entry of interest.
+                        Some(Some(names)) => e.name.is_some_and(|n| names.iter().any(|x| x == n)),
+                        None => false,
+                    }
+                };
                 let Ok(batch) = inotify.read_events_blocking(&mut buf) else {
                     return;
                 };
@@ -82,13 +90,12 @@ pub fn watch_policies(dir: &Path, events: Sender<Event>) -> std::io::Result<()> 
     Ok(())
 }
 
-/// (Re)places the watches for the policy path `dir`; returns them, `true`
-/// marking the parent directory's watch.
-fn arm(
-    inotify: &mut Inotify,
-    dir: &Path,
-    old: &HashMap<WatchDescriptor, bool>,
-) -> HashMap<WatchDescriptor, bool> {
+/// (Re)places the watches for the policy path `dir`: every directory of
+/// [`watch_targets`] (all events count), plus the parent of the path and,
+/// when the path is a symlink, the directory its target lives in (only
+/// events naming the path, or the target, count there: a swap by rename, a
+/// target removed and made again).
+fn arm(inotify: &mut Inotify, dir: &Path, old: &Armed) -> Armed {
     let mask = WatchMask::CREATE
         | WatchMask::MODIFY
         | WatchMask::CLOSE_WRITE
@@ -99,20 +106,36 @@ fn arm(
         | WatchMask::DELETE_SELF
         | WatchMask::MOVE_SELF;
     let mut watches = inotify.watches();
-    for wd in old.keys() {
-        let _ = watches.remove(wd.clone());
+    let mut armed: Armed = HashMap::new();
+    let mut named = vec![dir.to_path_buf()];
+    if let Ok(link) = std::fs::read_link(dir) {
+        named.push(dir.parent().unwrap_or(Path::new("/")).join(link));
     }
-    let mut armed = HashMap::new();
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty())
-        && let Ok(wd) = watches.add(parent, mask)
-    {
-        armed.insert(wd, true);
+    for path in named {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            continue;
+        };
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        if let Ok(wd) = watches.add(parent, mask)
+            && let Some(names) = armed.entry(wd).or_insert_with(|| Some(Vec::new()))
+        {
+            names.push(name.to_os_string());
+        }
     }
     for target in watch_targets(dir) {
         if let Ok(wd) = watches.add(&target, mask) {
-            // A target that is also the parent: every event there counts.
-            armed.insert(wd, false);
+            // A target that is also a parent above: every event there counts.
+            armed.insert(wd, None);
         }
+    }
+    // Adding a watched inode again returns its watch: only the watches of
+    // what is no longer a target are removed.
+    for wd in old.keys().filter(|wd| !armed.contains_key(*wd)) {
+        let _ = watches.remove(wd.clone());
     }
     armed
 }
@@ -144,6 +167,9 @@ pub fn watch_targets(dir: &Path) -> Vec<PathBuf> {
 pub struct LimitWatcher {
     watches: Watches,
     by_wd: HashMap<WatchDescriptor, (GroupName, &'static str)>,
+    /// Event files no watch could be added for (`fs.inotify.max_user_watches`
+    /// ran out): read on every reconcile tick instead.
+    unwatched: Vec<(GroupName, &'static str)>,
 }
 
 impl LimitWatcher {
@@ -172,22 +198,41 @@ impl LimitWatcher {
         Ok(LimitWatcher {
             watches,
             by_wd: HashMap::new(),
+            unwatched: Vec::new(),
         })
     }
 
-    /// Watches exactly the event files of `groups` under `root`.
-    pub fn set_groups(&mut self, root: &Path, groups: &[GroupName]) {
+    /// Watches exactly the event files of `groups` under `root`. Returns
+    /// the first error of the files that could not be watched because
+    /// inotify's watch limit ran out (they are read on the reconcile tick).
+    pub fn set_groups(&mut self, root: &Path, groups: &[GroupName]) -> Option<std::io::Error> {
         for (wd, _) in self.by_wd.drain() {
             let _ = self.watches.remove(wd);
         }
+        self.unwatched.clear();
+        let mut first_error = None;
         for group in groups {
             for file in EVENT_FILES {
                 let path: PathBuf = root.join(group.file(file));
-                if let Ok(wd) = self.watches.add(&path, WatchMask::MODIFY) {
-                    self.by_wd.insert(wd, (group.clone(), file));
+                match self.watches.add(&path, WatchMask::MODIFY) {
+                    Ok(wd) => {
+                        self.by_wd.insert(wd, (group.clone(), file));
+                    }
+                    // No such file: the controller is off for the group.
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => {
+                        self.unwatched.push((group.clone(), file));
+                        first_error.get_or_insert(e);
+                    }
                 }
             }
         }
+        first_error
+    }
+
+    /// The event files that have no watch, read on the reconcile tick.
+    pub fn unwatched(&self) -> &[(GroupName, &'static str)] {
+        &self.unwatched
     }
 
     /// The group and file a watch descriptor stands for.

@@ -29,6 +29,8 @@ pub struct ManagerStats {
     pub last_reload_success: Option<f64>,
     /// Values rewritten because they drifted, by (group, file).
     pub drift_corrections: BTreeMap<(String, String), u64>,
+    /// Limit-event files without an inotify watch (the watch limit ran out).
+    pub unwatched_event_files: usize,
 }
 
 /// Reads groups' files, keeping them open between scrapes.
@@ -132,6 +134,13 @@ fn manager_metrics(stats: &ManagerStats, fam: &mut Families) {
         "Groups in the loaded policy set.",
         &[],
         stats.policy_groups as f64,
+    );
+    fam.add(
+        "cgmgr_limit_events_unwatched_files",
+        Kind::Gauge,
+        "Limit-event files without an inotify watch (fs.inotify.max_user_watches ran out); read every reconcile tick instead.",
+        &[],
+        stats.unwatched_event_files as f64,
     );
     let reloads = "Policy reloads by result.";
     fam.add(
