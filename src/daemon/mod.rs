@@ -178,7 +178,16 @@ impl Daemon {
                     let Some(limit_events) = drain_reloads(rx) else {
                         return;
                     };
-                    self.reload(why, limits);
+                    // The reconcile tick may have loaded this change already
+                    // (it compares the digest): a file event then has nothing
+                    // left to do. A SIGHUP always reloads.
+                    let loaded = why == watch::FILES_CHANGED
+                        && self.state().health.is_ok()
+                        && crate::policy::digest(std::slice::from_ref(&self.opts.policy_dir))
+                            == self.policy_digest;
+                    if !loaded {
+                        self.reload(why, limits);
+                    }
                     for wd in limit_events {
                         self.on_limit(&wd, limits);
                     }

@@ -22,6 +22,9 @@ use crate::cgroup::GroupName;
 /// Quiet time after the last policy event before a reload.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
 
+/// The reason the watcher gives for a reload.
+pub const FILES_CHANGED: &str = "policy files changed";
+
 /// Files whose changes are limit events.
 pub const EVENT_FILES: [&str; 3] = ["memory.events", "pids.events", "cgroup.events"];
 
@@ -82,7 +85,7 @@ pub fn watch_policies(dir: &Path, events: Sender<Event>) -> std::io::Result<()> 
                     }
                 }
                 armed = arm(&mut inotify, &dir, &armed);
-                if changed && events.send(Event::Reload("policy files changed")).is_err() {
+                if changed && events.send(Event::Reload(FILES_CHANGED)).is_err() {
                     return;
                 }
             }
