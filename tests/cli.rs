@@ -790,3 +790,42 @@ impl Drop for Reaped {
         let _ = self.0.wait();
     }
 }
+
+/// The policy directory itself removed (`rm -rf`) and made again, then a
+/// new file: reloaded, and /healthz healthy again.
+#[test]
+fn host_daemon_follows_a_recreated_policy_directory() {
+    let scratch = Scratch::new("recreate");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("policies");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("a.toml"), "[group.first]\n").unwrap();
+    let daemon = cgmgr_command(&[
+        "daemon",
+        "--root",
+        scratch.path(),
+        "--listen",
+        "127.0.0.1:0",
+        dir.to_str().unwrap(),
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let _daemon = Reaped(daemon);
+    let wait_for = |group: &str| {
+        let start = std::time::Instant::now();
+        while !scratch.0.join(group).is_dir() {
+            assert!(start.elapsed().as_secs() < 10, "{group} was not created");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    wait_for("first");
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("b.toml"), "[group.second]\n").unwrap();
+    wait_for("second");
+    std::fs::write(dir.join("b.toml"), "[group.second]\n[group.third]\n").unwrap();
+    wait_for("third");
+}
