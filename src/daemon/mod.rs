@@ -181,12 +181,12 @@ impl Daemon {
                     // The reconcile tick may have loaded this change already
                     // (it compares the digest): a file event then has nothing
                     // left to do. A SIGHUP always reloads.
+                    let digest = self.policy_files_digest();
                     let loaded = why == watch::FILES_CHANGED
                         && self.state().health.is_ok()
-                        && crate::policy::digest(std::slice::from_ref(&self.opts.policy_dir))
-                            == self.policy_digest;
+                        && digest == self.policy_digest;
                     if !loaded {
-                        self.reload(why, limits);
+                        self.reload(why, digest, limits);
                     }
                     for wd in limit_events {
                         self.on_limit(&wd, limits);
@@ -195,10 +195,9 @@ impl Daemon {
                 Ok(Event::Limit(wd)) => self.on_limit(&wd, limits),
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                     if Instant::now() >= next_reconcile {
-                        let digest =
-                            crate::policy::digest(std::slice::from_ref(&self.opts.policy_dir));
+                        let digest = self.policy_files_digest();
                         if digest != self.policy_digest {
-                            self.reload("policy files differ from the last reload", limits);
+                            self.reload("policy files differ from the last reload", digest, limits);
                         }
                         self.reconcile(limits);
                         for (group, file) in limits.unwatched().to_vec() {
@@ -235,8 +234,14 @@ impl Daemon {
         Ok(())
     }
 
-    fn reload(&mut self, why: &str, limits: &mut LimitWatcher) {
-        self.policy_digest = crate::policy::digest(std::slice::from_ref(&self.opts.policy_dir));
+    fn policy_files_digest(&self) -> u64 {
+        crate::policy::digest(std::slice::from_ref(&self.opts.policy_dir))
+    }
+
+    /// Reloads the policies; `digest` is that of the files about to be
+    /// read, taken by the caller, which compared it.
+    fn reload(&mut self, why: &str, digest: u64, limits: &mut LimitWatcher) {
+        self.policy_digest = digest;
         log(
             Level::Info,
             &format!(

@@ -350,17 +350,15 @@ fn run_in(root: &CgroupRoot, spec: &ExecSpec, run: &GroupName) -> Result<i32, Ex
             std::process::exit(child_main(spec, go_read));
         }
         spawn::Forked::Parent { pid, placed } => {
-            drop((go_read, group_dir));
+            drop(go_read);
             if let Err(e) = release_child(root, spec, run, pid, placed, &go_write) {
                 let _ = kill(pid, Signal::SIGKILL);
                 let _ = waitpid(pid, None);
                 return Err(e);
             }
-            let run_dir = root.open_dir(run).map_err(|errno| ExecError::OpenGroup {
-                path: root.group_path(run),
-                errno,
-            })?;
-            forward_signals(pid, run_dir)?;
+            // The run group's descriptor serves once more: to kill the run
+            // if a stop signal is not enough.
+            forward_signals(pid, group_dir)?;
             let code = wait_for(pid);
             // Held open until now: the child polls it to learn whether we
             // died before its death signal was armed.

@@ -87,7 +87,7 @@ impl Connection {
     /// Connects to a message bus (the system bus) and says `Hello`.
     pub fn bus(path: &Path) -> Result<Connection, DbusError> {
         let mut c = Self::open(path, true)?;
-        c.call_raw(
+        c.call(
             "org.freedesktop.DBus",
             "/org/freedesktop/DBus",
             "org.freedesktop.DBus",
@@ -115,19 +115,9 @@ impl Connection {
         })
     }
 
-    /// Calls `member` and returns the reply's body signature and bytes.
+    /// Calls `member` and returns its reply (`destination` is used on a
+    /// bus only).
     pub fn call(
-        &mut self,
-        destination: &str,
-        path: &str,
-        interface: &str,
-        member: &str,
-        args: &[Arg],
-    ) -> Result<Reply, DbusError> {
-        self.call_raw(destination, path, interface, member, args)
-    }
-
-    fn call_raw(
         &mut self,
         destination: &str,
         path: &str,

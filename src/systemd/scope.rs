@@ -12,7 +12,7 @@
 //! no bus daemon needed) and on the system bus; the private socket is tried
 //! first, as `systemctl` does.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::dbus::{Arg, Connection, DbusError};
@@ -139,11 +139,6 @@ fn wait_until_placed(unit: &str) -> Result<(), ScopeError> {
         unit: unit.to_string(),
         secs: PLACEMENT_TIMEOUT.as_secs(),
     })
-}
-
-/// The scope's cgroup directory, from where this process now runs.
-pub fn scope_dir() -> Result<PathBuf, String> {
-    crate::root::resolve_flag("self").map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
