@@ -63,24 +63,40 @@ pub fn clone_into(
     group_dir: BorrowedFd<'_>,
     owner: Option<u32>,
 ) -> Result<Forked, ExecError> {
-    if let Some(owner) = owner.filter(|_| ns_flags & CLONE_NEWUSER != 0)
-        && nix::unistd::geteuid().is_root()
-    {
-        match clone_as(owner, ns_flags) {
-            Ok(forked) => return Ok(forked),
-            Err(Errno::EPERM | Errno::EACCES | Errno::ENOSPC | Errno::EUSERS) => {}
-            Err(errno) => return Err(clone_error(ns_flags, errno)),
-        }
-    }
-    if std::env::var_os(FORCE_FALLBACK_ENV).is_some() {
-        return clone_plain(ns_flags);
-    }
     let into = CloneArgs {
         flags: ns_flags | CLONE_INTO_CGROUP,
         exit_signal: libc::SIGCHLD as u64,
         cgroup: u64::try_from(group_dir.as_raw_fd()).unwrap_or(0),
         ..Default::default()
     };
+    let use_into = std::env::var_os(FORCE_FALLBACK_ENV).is_none();
+    if let Some(owner) = owner.filter(|_| ns_flags & CLONE_NEWUSER != 0)
+        && nix::unistd::geteuid().is_root()
+    {
+        if use_into {
+            match clone_as(owner, &into) {
+                Ok(forked) => return Ok(mark_placed(forked, true)),
+                // Before 5.7, or a cgroup this uid may not enter: the
+                // plain clone below.
+                Err(Errno::EINVAL | Errno::E2BIG | Errno::EACCES) => {}
+                Err(Errno::EPERM | Errno::ENOSPC | Errno::EUSERS) => {}
+                Err(errno) => return Err(clone_error(ns_flags, errno)),
+            }
+        }
+        let plain = CloneArgs {
+            flags: ns_flags,
+            exit_signal: libc::SIGCHLD as u64,
+            ..Default::default()
+        };
+        match clone_as(owner, &plain) {
+            Ok(forked) => return Ok(mark_placed(forked, false)),
+            Err(Errno::EPERM | Errno::EACCES | Errno::ENOSPC | Errno::EUSERS) => {}
+            Err(errno) => return Err(clone_error(ns_flags, errno)),
+        }
+    }
+    if !use_into {
+        return clone_plain(ns_flags);
+    }
     match raw_clone3(&into) {
         Ok(f) => Ok(mark_placed(f, true)),
         // Before 5.7 the kernel refuses the unknown flag or the larger struct.
@@ -92,25 +108,27 @@ pub fn clone_into(
 /// `CLONE_NEWUSER`.
 const CLONE_NEWUSER: u64 = 0x1000_0000;
 
-/// A plain clone3 made with effective uid `owner`; root is back in the
-/// parent before this returns (the real and saved uids stay 0, so the
-/// permitted capabilities survive the round trip).
-fn clone_as(owner: u32, ns_flags: u64) -> Result<Forked, Errno> {
-    use nix::unistd::{Uid, setresuid};
+/// clone3 made with effective uid `owner`; root is back in the parent before
+/// this returns (the real and saved uids stay 0, so the permitted
+/// capabilities survive the round trip).
+///
+/// The filesystem uid stays 0 meanwhile: the kernel checks the write
+/// permission on the target's `cgroup.procs` for `CLONE_INTO_CGROUP` with
+/// the fsuid, while the new user namespace is owned by, and charged to, the
+/// euid. Being born in the group spares the parent a migration, which
+/// waits for an RCU grace period (milliseconds on every run).
+fn clone_as(owner: u32, args: &CloneArgs) -> Result<Forked, Errno> {
+    use nix::unistd::{Uid, setfsuid, setresuid};
     let keep = Uid::from_raw(u32::MAX); // -1: unchanged
     setresuid(keep, Uid::from_raw(owner), keep)?;
-    let plain = CloneArgs {
-        flags: ns_flags,
-        exit_signal: libc::SIGCHLD as u64,
-        ..Default::default()
-    };
-    let forked = raw_clone3(&plain);
+    setfsuid(Uid::from_raw(0));
+    let forked = raw_clone3(args);
     if let Ok(Forked::Child) = forked {
         return Ok(Forked::Child);
     }
     // In the parent, whatever clone3 answered: root again.
     setresuid(keep, Uid::from_raw(0), keep).map_err(|_| Errno::EPERM)?;
-    forked.map(|f| mark_placed(f, false))
+    forked
 }
 
 /// The fallback: a plain clone3; the parent moves the child into the group

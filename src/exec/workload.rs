@@ -132,7 +132,12 @@ fn drop_bounding_set(keep: &[u32]) -> Result<(), ExecError> {
         }
         // SAFETY: PR_CAPBSET_DROP takes a capability number, no pointers.
         let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
-        if rc != 0 && Errno::last() != Errno::EINVAL {
+        // EINVAL: past the kernel's last capability (they are numbered
+        // without gaps), so nothing higher exists either.
+        if rc != 0 && Errno::last() == Errno::EINVAL {
+            break;
+        }
+        if rc != 0 {
             return Err(ExecError::Sys {
                 what: format!("prctl(PR_CAPBSET_DROP, {cap})"),
                 errno: Errno::last(),
