@@ -1,7 +1,8 @@
 //! Apply = plan, then write.
 //!
 //! [`plan`] compares the policies with what the kernel has and lists the
-//! steps that would make them equal: tree setup (evacuate the root, enable
+//! steps that would make them equal: tree setup (controllers above the root
+//! on hosts no manager claims; evacuate the root, enable
 //! controllers top-down), groups to create, files whose value differs,
 //! groups to prune. [`execute`] performs the steps in that order and keeps
 //! a journal; if the kernel refuses a write midway, everything this run
@@ -10,6 +11,9 @@
 use std::fmt;
 
 use crate::cgroup::values::Bytes;
+use std::collections::BTreeSet;
+
+use crate::cgroup::ancestors::{self, Ancestor};
 use crate::cgroup::{CgroupError, CgroupRoot, Controller, GroupName, format, tree};
 use crate::policy::model::MemoryKnob;
 use crate::policy::{PolicySet, Setting};
@@ -38,6 +42,14 @@ pub enum Step {
     Enable {
         /// The group.
         group: GroupName,
+        /// The controller.
+        controller: Controller,
+    },
+    /// Enable a controller in a group above the managed root (hosts whose
+    /// tree no manager claims), top-down.
+    EnableAbove {
+        /// The ancestor.
+        ancestor: Ancestor,
         /// The controller.
         controller: Controller,
     },
@@ -78,6 +90,14 @@ impl fmt::Display for Step {
             Step::Enable { group, controller } => {
                 write!(f, "{}cgroup.subtree_control: +{controller}", prefix(group))
             }
+            Step::EnableAbove {
+                ancestor,
+                controller,
+            } => write!(
+                f,
+                "{}: +{controller} (above the managed root)",
+                ancestor.file("cgroup.subtree_control").display()
+            ),
             Step::Create { group } => write!(f, "create {group}"),
             Step::Write {
                 group,
@@ -144,7 +164,13 @@ pub enum ApplyError {
 /// Computes the steps that make the tree under `root` match `set`.
 pub fn plan(root: &CgroupRoot, set: &PolicySet, opts: Options) -> Result<Plan, ApplyError> {
     let mut plan = Plan::default();
-    tree::check_available(root, &set.controllers())?;
+    let unavailable = unavailable_at_root(root, &set.controllers())?;
+    let unresolved = if unavailable.is_empty() || !tree_is_unclaimed(root) {
+        unavailable
+    } else {
+        plan_above(root, unavailable, &mut plan)?
+    };
+    tree::check_available(root, &unresolved)?;
     let subtree = set.subtree_controllers();
     let page = page_size();
 
@@ -222,6 +248,65 @@ pub fn plan(root: &CgroupRoot, set: &PolicySet, opts: Options) -> Result<Plan, A
             }));
     }
     Ok(plan)
+}
+
+/// The controllers the policies need that the managed root does not have.
+fn unavailable_at_root(
+    root: &CgroupRoot,
+    needed: &BTreeSet<Controller>,
+) -> Result<BTreeSet<Controller>, ApplyError> {
+    let available = root.controllers(&GroupName::root())?;
+    Ok(needed
+        .iter()
+        .copied()
+        .filter(|c| !available.iter().any(|a| a == c.name()))
+        .collect())
+}
+
+/// True when no manager claims the tree (no systemd), so that the groups
+/// above the managed root may be set up: on a systemd host they are
+/// systemd's, and a root it has not delegated is refused instead.
+fn tree_is_unclaimed(root: &CgroupRoot) -> bool {
+    matches!(
+        crate::systemd::owner::tree_owner(root.path()),
+        crate::systemd::owner::TreeOwner::Nobody
+    )
+}
+
+/// Plans enabling `missing` in every ancestor, top-down from the root of the
+/// cgroup2 mount; returns the controllers even that root does not have
+/// (bound to cgroup v1, or not given to a cgroup namespace), which
+/// `tree::check_available` then explains.
+fn plan_above(
+    root: &CgroupRoot,
+    missing: BTreeSet<Controller>,
+    plan: &mut Plan,
+) -> Result<BTreeSet<Controller>, ApplyError> {
+    let chain = ancestors::list(root);
+    let Some(top) = chain.last() else {
+        return Ok(missing);
+    };
+    let at_top = ancestors::controllers(root, top)?;
+    let mut enabled = Vec::with_capacity(chain.len());
+    for ancestor in &chain {
+        enabled.push(ancestors::subtree_control(root, ancestor)?);
+    }
+    let mut unresolved = BTreeSet::new();
+    for controller in missing {
+        if !at_top.iter().any(|c| c == controller.name()) {
+            unresolved.insert(controller);
+            continue;
+        }
+        for (ancestor, enabled) in chain.iter().zip(&enabled).rev() {
+            if !enabled.iter().any(|c| c == controller.name()) {
+                plan.steps.push(Step::EnableAbove {
+                    ancestor: ancestor.clone(),
+                    controller,
+                });
+            }
+        }
+    }
+    Ok(unresolved)
 }
 
 fn plan_write(
@@ -351,6 +436,10 @@ enum Undo {
         group: GroupName,
         controller: Controller,
     },
+    DisableAbove {
+        ancestor: Ancestor,
+        controller: Controller,
+    },
 }
 
 /// Marks every declared group as managed (groups created by someone else
@@ -411,6 +500,23 @@ fn perform(root: &CgroupRoot, step: &Step, journal: &mut Vec<Undo>) -> Result<bo
             });
             Ok(true)
         }
+        Step::EnableAbove {
+            ancestor,
+            controller,
+        } => {
+            if ancestors::subtree_control(root, ancestor)?
+                .iter()
+                .any(|c| c == controller.name())
+            {
+                return Ok(false);
+            }
+            tree::enable_above(root, ancestor, *controller)?;
+            journal.push(Undo::DisableAbove {
+                ancestor: ancestor.clone(),
+                controller: *controller,
+            });
+            Ok(true)
+        }
         Step::Create { group } => {
             let created = root.mkdir(group)?;
             if created {
@@ -464,6 +570,10 @@ fn rollback(root: &CgroupRoot, journal: Vec<Undo>) -> String {
             Undo::Rmdir(group) => root.rmdir(group),
             Undo::Restore { group, file, value } => root.write(group, file, value),
             Undo::Disable { group, controller } => tree::disable(root, group, *controller),
+            Undo::DisableAbove {
+                ancestor,
+                controller,
+            } => tree::disable_above(root, ancestor, *controller),
         };
         if let Err(e) = result {
             failures.push(format!("  could not undo: {e}"));

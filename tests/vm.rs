@@ -120,6 +120,13 @@ fn vm_cgroup_namespace_root() {
     run_in_vm("cgroupns.sh");
 }
 
+/// A root below ancestors that enable nothing (no systemd): set up top-down
+/// as plan steps, rolled back on failure, EBUSY explained.
+#[test]
+fn vm_ancestors_set_up_on_a_bare_host() {
+    run_in_vm("ancestors.sh");
+}
+
 /// An invalid policy set writes nothing; a missing controller is explained.
 #[test]
 fn vm_invalid_policy_writes_nothing() {

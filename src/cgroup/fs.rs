@@ -66,6 +66,11 @@ impl CgroupRoot {
         })
     }
 
+    /// The root's directory descriptor, for walks that start there.
+    pub(super) fn dir_fd(&self) -> BorrowedFd<'_> {
+        self.dir.as_fd()
+    }
+
     /// The root's path as given.
     pub fn path(&self) -> &Path {
         &self.path
@@ -417,7 +422,7 @@ fn reopen(fd: &OwnedFd, flags: OFlag) -> Result<OwnedFd, Errno> {
 
 /// The ID of the mount a descriptor is on: `statx(STATX_MNT_ID)` (Linux
 /// 5.8), else the `mnt_id:` line of `/proc/self/fdinfo`.
-fn mount_id(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
+pub(super) fn mount_id(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
     // SAFETY: statx is all-integer plain data; all-zero is a valid value.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: a valid descriptor, an empty NUL-terminated path with
@@ -458,7 +463,7 @@ pub fn read_xattr(fd: BorrowedFd<'_>, name: &std::ffi::CStr, buf: &mut [u8]) -> 
     usize::try_from(n).ok()
 }
 
-fn read_fd(fd: &OwnedFd) -> Result<String, Errno> {
+pub(super) fn read_fd(fd: &OwnedFd) -> Result<String, Errno> {
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
     loop {

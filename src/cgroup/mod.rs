@@ -1,7 +1,9 @@
 //! Everything that touches cgroupfs: names that cannot escape the managed
 //! root, typed kernel values, pure parsers of the kernel's file formats, the
-//! file access layer and the tree setup (evacuation, `subtree_control`).
+//! file access layer and the tree setup (evacuation, `subtree_control`, and
+//! the ancestors above the root on hosts no manager claims).
 
+pub mod ancestors;
 pub mod error;
 pub mod format;
 pub mod fs;

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 
+use super::ancestors::{self, Ancestor};
 use super::error::CgroupError;
 use super::fs::CgroupRoot;
 use super::name::GroupName;
@@ -260,6 +261,76 @@ pub fn managed_groups(root: &CgroupRoot) -> Result<Vec<GroupName>, CgroupError> 
     }
     out.sort();
     Ok(out)
+}
+
+/// How often a write above the root that the kernel answers with EBUSY is
+/// tried: a process passing through an ancestor (a short-lived helper that
+/// a supervisor started there) makes it fail for a moment (crun#758).
+const ABOVE_EBUSY_TRIES: u32 = 10;
+
+/// Enables `controller` in an ancestor's `cgroup.subtree_control`. The
+/// ancestor is not cgmgr's: its processes are never moved; a lasting EBUSY
+/// is explained instead.
+pub fn enable_above(
+    root: &CgroupRoot,
+    at: &Ancestor,
+    controller: Controller,
+) -> Result<(), CgroupError> {
+    let value = format!("+{}", controller.name());
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match ancestors::write_subtree_control(root, at, &value) {
+            Ok(()) => return Ok(()),
+            Err(Errno::EBUSY) if tries < ABOVE_EBUSY_TRIES => sleep(Duration::from_millis(10)),
+            Err(errno) => {
+                return Err(CgroupError::Write {
+                    path: at.file("cgroup.subtree_control"),
+                    value,
+                    errno,
+                    hint: above_hint(root, at, controller, errno),
+                });
+            }
+        }
+    }
+}
+
+fn above_hint(root: &CgroupRoot, at: &Ancestor, controller: Controller, errno: Errno) -> String {
+    let dir = at.path().display();
+    let name = controller.name();
+    match errno {
+        Errno::EBUSY => {
+            let held = ancestors::procs(root, at)
+                .map(|n| format!(" ({n} now)"))
+                .unwrap_or_default();
+            format!(
+                "\n  hint: {dir} is above the managed root and holds processes{held}; cgroup v2 allows no \
+                 processes in a group whose children have controllers (only the hierarchy's root may). \
+                 cgmgr does not move processes it does not manage: move them into a child group of {dir}, \
+                 or manage a root whose ancestors hold none"
+            )
+        }
+        Errno::EACCES | Errno::EPERM | Errno::EROFS => format!(
+            "\n  hint: cgmgr may not write above its managed root here; enable it from outside \
+             (`echo +{name} > {dir}/cgroup.subtree_control`) or give cgmgr a root that has {name}"
+        ),
+        _ => String::new(),
+    }
+}
+
+/// Disables a controller in an ancestor again (used to roll back).
+pub fn disable_above(
+    root: &CgroupRoot,
+    at: &Ancestor,
+    controller: Controller,
+) -> Result<(), CgroupError> {
+    let value = format!("-{}", controller.name());
+    ancestors::write_subtree_control(root, at, &value).map_err(|errno| CgroupError::Write {
+        path: at.file("cgroup.subtree_control"),
+        value,
+        errno,
+        hint: String::new(),
+    })
 }
 
 /// Disables a controller again (used to roll back).
