@@ -600,79 +600,157 @@ fn host_exec_interactive_shell_on_a_terminal() {
     assert_eq!(out.status.code(), Some(7), "{text}");
 }
 
-/// Over the connection limit the daemon answers 503 at once; when the idle
-/// connections go away, a scrape works again.
+/// A daemon on a scratch root listening on a free port; killed on drop.
+struct HttpDaemon {
+    child: std::process::Child,
+    addr: String,
+    _scratch: Scratch,
+    _policies: tempfile::TempDir,
+}
+
+impl HttpDaemon {
+    fn start(name: &str, policy: &str) -> HttpDaemon {
+        let scratch = Scratch::new(name);
+        let policies = policy_dir(&[("a.toml", policy)]);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let child = cgmgr_command(&[
+            "daemon",
+            "--root",
+            scratch.path(),
+            "--listen",
+            &addr,
+            policies.path().to_str().unwrap(),
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+        let daemon = HttpDaemon {
+            child,
+            addr,
+            _scratch: scratch,
+            _policies: policies,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !daemon.get("/healthz", 2).starts_with("HTTP/1.1 200") {
+            assert!(std::time::Instant::now() < deadline, "daemon not healthy");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        daemon
+    }
+
+    /// One request; the whole answer, or what arrived before an error.
+    fn get(&self, path: &str, timeout_secs: u64) -> String {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(&self.addr) else {
+            return String::new();
+        };
+        let timeout = Some(std::time::Duration::from_secs(timeout_secs));
+        s.set_read_timeout(timeout).unwrap();
+        s.set_write_timeout(timeout).unwrap();
+        let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+impl Drop for HttpDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Raises this test process's descriptor limit to its hard limit (it holds
+/// a thousand sockets).
+fn raise_nofile() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+}
+
+/// 1,000 connections that send nothing, or a byte now and then, do not
+/// lock out probes: at least 90% of /healthz and /metrics requests are
+/// answered while they are held (0 of 116 on the code with a thread and a
+/// slot per connection, which answered 503 to everyone past 64).
 #[test]
-fn host_daemon_caps_connections() {
-    use std::io::{Read, Write};
-    let scratch = Scratch::new("http");
-    let p = policy_dir(&[("a.toml", "[group.web]\n")]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let daemon = cgmgr_command(&[
-        "daemon",
-        "--root",
-        scratch.path(),
-        "--listen",
-        &addr,
-        p.path().to_str().unwrap(),
-    ])
-    .stderr(std::process::Stdio::null())
-    .spawn()
-    .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
+fn host_daemon_serves_probes_under_idle_and_trickling_connections() {
+    use std::io::Write;
+    raise_nofile();
+    let daemon = HttpDaemon::start("http-flood", "[group.web]\n");
+    let mut held: Vec<std::net::TcpStream> = Vec::new();
+    for i in 0..1000 {
+        let mut s = std::net::TcpStream::connect(&daemon.addr).unwrap();
+        if i % 2 == 1 {
+            let _ = s.write_all(b"GET /metr");
+        }
+        held.push(s);
+    }
+    let mut answered = 0;
+    let probes = 40;
+    for i in 0..probes {
+        // The trickling half sends one more byte between probes.
+        for s in held.iter_mut().skip(1).step_by(2) {
+            let _ = s.write_all(b"i");
+        }
+        let path = if i % 2 == 0 { "/healthz" } else { "/metrics" };
+        let answer = daemon.get(path, 3);
+        if answer.starts_with("HTTP/1.1 200 OK") {
+            answered += 1;
         }
     }
-    let _daemon = Kill(daemon);
-    let get = |path: &str| -> String {
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    assert!(
+        answered * 10 >= probes * 9,
+        "{answered} of {probes} probes answered while 1000 connections were held"
+    );
+    drop(held);
+}
+
+/// Two pipelined requests on one connection: the first is answered whole
+/// and the connection ends with a FIN, not a reset that cuts the body (the
+/// body was cut at 128,000 of 593,432 bytes when the unread second request
+/// made the close a reset).
+#[test]
+fn host_daemon_closes_cleanly_with_unread_requests() {
+    use std::io::{Read, Write};
+    let groups: String = (0..1500).map(|i| format!("[group.g{i}]\n")).collect();
+    let daemon = HttpDaemon::start("http-pipe", &groups);
+    for _ in 0..5 {
+        let mut s = std::net::TcpStream::connect(&daemon.addr).unwrap();
         s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
             .unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(&addr).is_err() {
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        // The second request arrives after the daemon has read the first.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        // Read late: the daemon has written and closed by then, which is
+        // when a reset would throw away what the client had not read yet.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let mut out = Vec::new();
+        let read = s.read_to_end(&mut out);
         assert!(
-            std::time::Instant::now() < deadline,
-            "daemon did not listen"
+            read.is_ok(),
+            "reading the answer: {read:?} after {} bytes",
+            out.len()
         );
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        let text = String::from_utf8_lossy(&out);
+        let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .expect("Content-Length")
+            .parse()
+            .unwrap();
+        assert!(length > 100_000, "a large body: {length}");
+        assert_eq!(body.len(), length, "the body arrived whole");
     }
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    let idle: Vec<std::net::TcpStream> = (0..64)
-        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
-        .collect();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let start = std::time::Instant::now();
-    let refused = get("/metrics");
-    assert!(
-        refused.starts_with("HTTP/1.1 503 Service Unavailable"),
-        "{refused}"
-    );
-    assert!(
-        start.elapsed() < std::time::Duration::from_secs(2),
-        "the 503 took {:?}",
-        start.elapsed()
-    );
-    drop(idle);
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let ok = get("/metrics");
-    assert!(ok.starts_with("HTTP/1.1 200 OK"), "{ok}");
-    assert!(
-        ok.contains("cgmgr_cpu_usage_seconds_total{group=\"web\"}"),
-        "{ok}"
-    );
 }
 
 /// SIGHUPs coalesce: a burst of 50 while reloads of 2000 groups run gives a

@@ -41,11 +41,13 @@ impl FdBudget {
         FdBudget { left: n }
     }
 
-    /// Most of the soft RLIMIT_NOFILE, leaving room for sockets and inotify.
+    /// Most of the soft RLIMIT_NOFILE, leaving room for the HTTP server's
+    /// connections, inotify and the rest.
     pub fn from_rlimit() -> FdBudget {
         let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
             .map_or(1024, |(soft, _)| soft);
-        FdBudget::new(usize::try_from(soft.saturating_sub(512)).unwrap_or(usize::MAX))
+        let reserved = 512 + crate::daemon::http::MAX_DESCRIPTORS as u64;
+        FdBudget::new(usize::try_from(soft.saturating_sub(reserved)).unwrap_or(usize::MAX))
     }
 }
 
