@@ -3,8 +3,11 @@
 //! One loop over one event enum ([`Event`]): policy-file changes and
 //! SIGHUP reload, a timer reconciles drift, limit-event notifications are
 //! logged, SIGTERM/SIGINT stop (a second one exits at once). HTTP serves
-//! `/metrics` and `/healthz` from the shared state on its own threads.
+//! `/metrics` and `/healthz` on its own threads from [`Shared`], which the
+//! loop only ever locks for a moment: health never waits on a scrape, and
+//! concurrent scrapes share one collection ([`Scrape`]).
 
+pub mod health;
 pub mod http;
 pub mod log;
 pub mod record;
@@ -15,7 +18,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use inotify::WatchDescriptor;
@@ -66,12 +69,91 @@ pub enum DaemonError {
 }
 
 /// State shared with the HTTP threads.
+#[derive(Default)]
 struct Shared {
-    set: PolicySet,
+    /// What the loop last recorded; locked only to copy in or out.
+    status: Mutex<Status>,
+    /// Beaten by the loop on every turn.
+    heartbeat: health::Heartbeat,
+    /// The metrics collector and the scrape in flight.
+    scrape: Scrape,
+}
+
+/// The loop's view for the HTTP threads.
+#[derive(Default)]
+struct Status {
+    groups: Arc<Vec<GroupName>>,
     stats: ManagerStats,
-    /// `Ok` when the last reload succeeded and the tree matches the policy.
-    health: Result<(), String>,
-    collector: Collector,
+    conditions: health::Conditions,
+}
+
+impl Shared {
+    fn status(&self) -> MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Concurrent scrapes share one collection: a request that arrives while
+/// one runs waits for it and gets its text (at most one collection old),
+/// instead of queueing for a collection of its own behind it.
+#[derive(Default)]
+struct Scrape {
+    collector: Mutex<Collector>,
+    flight: Mutex<Flight>,
+    finished: Condvar,
+}
+
+#[derive(Default)]
+struct Flight {
+    running: bool,
+    generation: u64,
+    last: Arc<String>,
+}
+
+impl Scrape {
+    fn run(&self, collect: impl FnOnce(&mut Collector) -> String) -> Arc<String> {
+        let mut flight = self.flight.lock().unwrap_or_else(PoisonError::into_inner);
+        if flight.running {
+            let seen = flight.generation;
+            while flight.running && flight.generation == seen {
+                flight = self
+                    .finished
+                    .wait(flight)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            if flight.generation != seen {
+                return flight.last.clone();
+            }
+            // The one in flight ended without a result: collect here.
+        }
+        flight.running = true;
+        drop(flight);
+        let landing = Landing(self);
+        let body = Arc::new(collect(
+            &mut self
+                .collector
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        ));
+        let mut flight = self.flight.lock().unwrap_or_else(PoisonError::into_inner);
+        flight.last = body.clone();
+        flight.generation += 1;
+        drop(flight);
+        drop(landing);
+        body
+    }
+}
+
+/// Ends a flight, also when the collection panicked: waiters never hang.
+struct Landing<'a>(&'a Scrape);
+
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        let mut flight = self.0.flight.lock().unwrap_or_else(PoisonError::into_inner);
+        flight.running = false;
+        drop(flight);
+        self.0.finished.notify_all();
+    }
 }
 
 /// Runs until SIGTERM/SIGINT. The initial policy set must be valid and applied.
@@ -85,12 +167,7 @@ pub fn run(root: CgroupRoot, opts: DaemonOptions, initial: PolicySet) -> Result<
         .map_err(|e| DaemonError::Setup(format!("watching {}: {e}", opts.policy_dir.display())))?;
     let mut limits =
         LimitWatcher::start(tx.clone()).map_err(|e| DaemonError::Setup(format!("inotify: {e}")))?;
-    let shared = Arc::new(Mutex::new(Shared {
-        set: PolicySet::default(),
-        stats: ManagerStats::default(),
-        health: Err("starting".into()),
-        collector: Collector::default(),
-    }));
+    let shared = Arc::new(Shared::default());
     let listener = TcpListener::bind(opts.listen)
         .map_err(|e| DaemonError::Setup(format!("listening on {}: {e}", opts.listen)))?;
     // `--listen 127.0.0.1:0` picks a port: log and record the real one.
@@ -103,6 +180,7 @@ pub fn run(root: CgroupRoot, opts: DaemonOptions, initial: PolicySet) -> Result<
         root: root.clone(),
         opts,
         shared: shared.clone(),
+        set: PolicySet::default(),
         counts: BTreeMap::new(),
         policy_digest,
     };
@@ -138,7 +216,9 @@ pub fn run(root: CgroupRoot, opts: DaemonOptions, initial: PolicySet) -> Result<
 struct Daemon {
     root: Arc<CgroupRoot>,
     opts: DaemonOptions,
-    shared: Arc<Mutex<Shared>>,
+    shared: Arc<Shared>,
+    /// The enforced policy set.
+    set: PolicySet,
     /// Last seen counters of each limit-event file, to log only increases.
     counts: BTreeMap<(GroupName, &'static str), BTreeMap<String, u64>>,
     /// Digest of the policy files at the last reload (see `policy::digest`).
@@ -146,10 +226,8 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn state(&self) -> std::sync::MutexGuard<'_, Shared> {
-        self.shared
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn state(&self) -> MutexGuard<'_, Status> {
+        self.shared.status()
     }
 
     /// One loop over every event; it also pings systemd's watchdog, so a
@@ -159,15 +237,17 @@ impl Daemon {
         let watchdog = crate::systemd::notify::watchdog_interval();
         let mut next_ping = Instant::now();
         loop {
+            self.shared.heartbeat.beat();
             if let Some(every) = watchdog
                 && Instant::now() >= next_ping
             {
                 notify("WATCHDOG=1");
                 next_ping = Instant::now() + every;
             }
+            let beat = Instant::now() + health::BEAT_EVERY;
             let due = match watchdog {
-                Some(_) => next_reconcile.min(next_ping),
-                None => next_reconcile,
+                Some(_) => next_reconcile.min(next_ping).min(beat),
+                None => next_reconcile.min(beat),
             };
             let wait = due.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
@@ -183,7 +263,7 @@ impl Daemon {
                     // left to do. A SIGHUP always reloads.
                     let digest = self.policy_files_digest();
                     let loaded = why == watch::FILES_CHANGED
-                        && self.state().health.is_ok()
+                        && self.state().conditions.reload_error.is_none()
                         && digest == self.policy_digest;
                     if !loaded {
                         self.reload(why, digest, limits);
@@ -229,8 +309,12 @@ impl Daemon {
         state.stats.policy_groups = set.groups.len();
         state.stats.reloads_success += 1;
         state.stats.last_reload_success = Some(unix_now());
-        state.set = set;
-        state.health = Ok(());
+        state.groups = Arc::new(set.groups.keys().cloned().collect());
+        state.conditions.started = true;
+        state.conditions.reload_error = None;
+        state.conditions.drift_error = None;
+        drop(state);
+        self.set = set;
         Ok(())
     }
 
@@ -259,7 +343,7 @@ impl Daemon {
             );
             let mut state = self.state();
             state.stats.reloads_error += 1;
-            state.health = Err(format!("last reload failed: {e}"));
+            state.conditions.reload_error = Some(e);
         } else {
             log(Level::Info, "reload succeeded");
         }
@@ -267,7 +351,7 @@ impl Daemon {
 
     /// Rewrites what drifted from the enforced policy, recreating removed groups.
     fn reconcile(&mut self, limits: &mut LimitWatcher) {
-        let set = self.state().set.clone();
+        let set = self.set.clone();
         let plan = match apply::plan(
             &self.root,
             &set,
@@ -279,11 +363,12 @@ impl Daemon {
             Ok(p) => p,
             Err(e) => {
                 log(Level::Error, &format!("drift check failed: {e}"));
-                self.state().health = Err(format!("drift check failed: {e}"));
+                self.state().conditions.drift_error = Some(format!("drift check failed: {e}"));
                 return;
             }
         };
         if plan.steps.is_empty() {
+            self.state().conditions.drift_error = None;
             return;
         }
         let mut corrections = Vec::new();
@@ -308,13 +393,11 @@ impl Daemon {
                 for key in corrections {
                     *state.stats.drift_corrections.entry(key).or_default() += 1;
                 }
-                if state.health.as_ref().is_err_and(|e| e.starts_with("drift")) {
-                    state.health = Ok(());
-                }
+                state.conditions.drift_error = None;
             }
             Err(e) => {
                 log(Level::Error, &format!("drift correction failed: {e}"));
-                state.health = Err(format!("drift correction failed: {e}"));
+                state.conditions.drift_error = Some(format!("drift correction failed: {e}"));
             }
         }
         drop(state);
@@ -331,7 +414,10 @@ impl Daemon {
         let groups: Vec<GroupName> = set.groups.keys().cloned().collect();
         let failed = limits.set_groups(self.root.path(), &groups);
         let unwatched = limits.unwatched().len();
-        self.state().stats.unwatched_event_files = unwatched;
+        let mut state = self.state();
+        state.stats.unwatched_event_files = unwatched;
+        state.conditions.unwatched_event_files = unwatched;
+        drop(state);
         if let Some(e) = failed {
             log(
                 Level::Warning,
@@ -389,32 +475,27 @@ impl Daemon {
     }
 }
 
-fn respond(root: &CgroupRoot, shared: &Mutex<Shared>, path: &str) -> Response {
-    let mut state = shared
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+fn respond(root: &CgroupRoot, shared: &Shared, path: &str) -> Response {
     match path {
         "/metrics" => {
-            let groups: Vec<GroupName> = state.set.groups.keys().cloned().collect();
-            let stats = state.stats.clone();
-            let body = state.collector.scrape(root, &groups, Some(&stats));
+            let body = shared.scrape.run(|collector| {
+                let (groups, stats) = {
+                    let status = shared.status();
+                    (status.groups.clone(), status.stats.clone())
+                };
+                collector.scrape(root, &groups, Some(&stats))
+            });
             Response {
                 status: 200,
                 content_type: "text/plain; version=0.0.4; charset=utf-8",
-                body,
+                body: String::clone(&body),
             }
         }
-        "/healthz" => match &state.health {
-            Ok(()) if state.stats.unwatched_event_files > 0 => Response::text(
-                200,
-                format!(
-                    "ok; degraded: {} limit-event file(s) not watched (inotify watches exhausted), read every reconcile tick\n",
-                    state.stats.unwatched_event_files
-                ),
-            ),
-            Ok(()) => Response::text(200, "ok\n"),
-            Err(reason) => Response::text(503, format!("{reason}\n")),
-        },
+        "/healthz" => {
+            let conditions = shared.status().conditions.clone();
+            let (status, text) = health::verdict(&conditions, shared.heartbeat.since());
+            Response::text(status, text)
+        }
         _ => Response::text(404, "not found: try /metrics or /healthz\n"),
     }
 }
@@ -532,4 +613,58 @@ fn unix_now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Barrier;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Eight scrapes arriving together cost one or two collections, not
+    /// eight in a row, and all get the text.
+    #[test]
+    fn concurrent_scrapes_share_a_collection() {
+        let scrape = Arc::new(Scrape::default());
+        let collections = Arc::new(AtomicUsize::new(0));
+        let start = Arc::new(Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (scrape, collections, start) =
+                    (scrape.clone(), collections.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    scrape.run(|_| {
+                        let n = collections.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(200));
+                        format!("collection {n}")
+                    })
+                })
+            })
+            .collect();
+        for t in threads {
+            assert!(t.join().unwrap().starts_with("collection "));
+        }
+        let n = collections.load(Ordering::SeqCst);
+        assert!((1..=2).contains(&n), "{n} collections for 8 scrapes");
+    }
+
+    /// A collection that panics does not leave the others waiting forever.
+    #[test]
+    fn a_panicking_collection_releases_the_waiters() {
+        let scrape = Arc::new(Scrape::default());
+        let first = {
+            let scrape = scrape.clone();
+            std::thread::spawn(move || {
+                scrape.run(|_| {
+                    std::thread::sleep(Duration::from_millis(100));
+                    panic!("collector bug")
+                })
+            })
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        let body = scrape.run(|_| "second".to_string());
+        assert_eq!(body.as_str(), "second");
+        assert!(first.join().is_err());
+    }
 }
