@@ -46,6 +46,14 @@ pub enum Command {
     Status(StatusArgs),
     /// Print the metrics of every managed group once, in the Prometheus text format.
     Metrics,
+    /// Freeze every process of a group and its descendants (cgroup.freeze),
+    /// then wait until the kernel reports the group frozen.
+    Freeze(ControlArgs),
+    /// Thaw a frozen group, then wait until the kernel reports it thawed.
+    Thaw(ControlArgs),
+    /// Kill every process of a group and its descendants, frozen or not
+    /// (cgroup.kill, Linux 5.14), then wait until the group is empty.
+    Kill(ControlArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -138,6 +146,18 @@ pub struct StatusArgs {
 
 fn parse_interval(s: &str) -> Result<f64, String> {
     seconds_within(s, 0.1, 3600.0)
+}
+
+/// `cgmgr freeze`, `thaw` and `kill`
+#[derive(Debug, Args)]
+pub struct ControlArgs {
+    /// The group (a path relative to the root, e.g. batch/etl).
+    #[arg(value_name = "GROUP")]
+    pub group: String,
+    /// Seconds to wait for the kernel to report the group frozen, thawed or
+    /// empty (0.1 to 3600); exit 1 naming the group when it does not.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = parse_interval)]
+    pub timeout: f64,
 }
 
 /// `cgmgr rootfs ...`

@@ -16,7 +16,10 @@ use cgmgr::root::{self as managed_root, Source};
 use cgmgr::systemd::owner::{self, TreeOwner};
 
 mod cli;
-use cli::{ApplyArgs, CheckArgs, Cli, Command, DaemonArgs, ExecArgs, RootfsCommand, StatusArgs};
+use cli::{
+    ApplyArgs, CheckArgs, Cli, Command, ControlArgs, DaemonArgs, ExecArgs, RootfsCommand,
+    StatusArgs,
+};
 
 /// Exit code for invalid input (bad flags, bad policy): nothing was written.
 const EXIT_INVALID: u8 = 2;
@@ -56,7 +59,9 @@ fn main() -> ExitCode {
             } else {
                 eprintln!("cgmgr: {e:#}");
             }
-            if e.downcast_ref::<PolicyErrors>().is_some() {
+            if e.downcast_ref::<PolicyErrors>().is_some()
+                || e.downcast_ref::<InvalidInput>().is_some()
+            {
                 ExitCode::from(EXIT_INVALID)
             } else {
                 ExitCode::from(EXIT_FAILURE)
@@ -111,6 +116,9 @@ fn run(cli: Cli) -> Result<()> {
             std::io::stdout().write_all(text.as_bytes())?;
             Ok(())
         }
+        Command::Freeze(args) => control_cmd(cli.root.as_deref(), &args, Control::Freeze),
+        Command::Thaw(args) => control_cmd(cli.root.as_deref(), &args, Control::Thaw),
+        Command::Kill(args) => control_cmd(cli.root.as_deref(), &args, Control::Kill),
         Command::Rootfs(RootfsCommand::Build { dir, bins }) => {
             let copied = cgmgr::exec::build::build(&dir, &bins)?;
             writeln!(
@@ -122,6 +130,46 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Invalid input outside policy files (a bad group name): exit 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct InvalidInput(String);
+
+/// Which of `freeze`, `thaw`, `kill`.
+#[derive(Clone, Copy)]
+enum Control {
+    Freeze,
+    Thaw,
+    Kill,
+}
+
+/// `cgmgr freeze|thaw|kill GROUP`: write, then wait for the kernel.
+fn control_cmd(root: Option<&str>, args: &ControlArgs, action: Control) -> Result<()> {
+    use cgmgr::cgroup::control;
+    let group = cgmgr::cgroup::GroupName::parse(&args.group)
+        .map_err(|e| InvalidInput(format!("group {:?}: {e}", args.group)))?;
+    let root_path = managed_root::resolve(root)?.path;
+    owner::check_writable(&root_path)?;
+    let root = CgroupRoot::open(&root_path)?;
+    let timeout = std::time::Duration::from_secs_f64(args.timeout);
+    let mut out = std::io::stdout().lock();
+    match action {
+        Control::Freeze => {
+            control::freeze(&root, &group, timeout)?;
+            writeln!(out, "{group}: frozen")?;
+        }
+        Control::Thaw => {
+            control::thaw(&root, &group, timeout)?;
+            writeln!(out, "{group}: thawed")?;
+        }
+        Control::Kill => {
+            let held = control::kill(&root, &group, timeout)?;
+            writeln!(out, "{group}: killed {held} process(es); empty")?;
+        }
+    }
+    Ok(())
 }
 
 /// `cgmgr status`: two readings `--interval` apart, then a table or JSON;

@@ -127,6 +127,13 @@ fn vm_ancestors_set_up_on_a_bare_host() {
     run_in_vm("ancestors.sh");
 }
 
+/// freeze, thaw and kill: CPU time stops while frozen, a frozen group is
+/// killed by SIGKILL and emptied, errors name the group.
+#[test]
+fn vm_freeze_thaw_kill() {
+    run_in_vm("control.sh");
+}
+
 /// An invalid policy set writes nothing; a missing controller is explained.
 #[test]
 fn vm_invalid_policy_writes_nothing() {

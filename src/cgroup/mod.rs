@@ -4,6 +4,7 @@
 //! the ancestors above the root on hosts no manager claims).
 
 pub mod ancestors;
+pub mod control;
 pub mod error;
 pub mod format;
 pub mod fs;

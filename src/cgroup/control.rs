@@ -1,0 +1,315 @@
+//! Freezing, thawing and killing a whole group, and waiting until the
+//! kernel says it is done.
+//!
+//! `cgroup.freeze` takes effect asynchronously: the group counts as frozen
+//! only when `cgroup.events` says `frozen 1` (every task stopped, also in
+//! descendants). `cgroup.kill` (Linux 5.14) sends SIGKILL to every process
+//! of the group and its descendants, frozen or not; the group is empty only
+//! when `cgroup.events` says `populated 0`, and until then `rmdir` answers
+//! `EBUSY`. The kernel signals each change of `cgroup.events` to `poll`
+//! (`POLLPRI`), so the wait sleeps until then rather than spinning.
+
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use super::error::CgroupError;
+use super::format;
+use super::fs::CgroupRoot;
+use super::name::GroupName;
+
+/// Why a freeze, thaw or kill did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// No such group under the root.
+    #[error("no group {group} under {root} (cgmgr status lists the managed groups)")]
+    UnknownGroup {
+        /// The group asked for.
+        group: GroupName,
+        /// The managed root.
+        root: PathBuf,
+    },
+    /// The kernel lacks the interface file.
+    #[error("{path} does not exist: {what} needs Linux {version} or later")]
+    Unsupported {
+        /// The missing file.
+        path: PathBuf,
+        /// The operation.
+        what: &'static str,
+        /// The first kernel that has it.
+        version: &'static str,
+    },
+    /// The group did not reach the state in time.
+    #[error("{group} is not {state} {secs}s after writing {path}{why}")]
+    Timeout {
+        /// The group.
+        group: GroupName,
+        /// The state waited for (`frozen`, `thawed`, `empty`).
+        state: &'static str,
+        /// The seconds waited.
+        secs: f64,
+        /// The file written.
+        path: PathBuf,
+        /// What is known about why, starting with a separator, or empty.
+        why: String,
+    },
+    /// Reading or writing failed.
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+}
+
+/// Freezes `group` and waits until the kernel reports it frozen.
+pub fn freeze(root: &CgroupRoot, group: &GroupName, timeout: Duration) -> Result<(), ControlError> {
+    set_frozen(root, group, true, timeout)
+}
+
+/// Thaws `group` and waits until the kernel reports it thawed.
+pub fn thaw(root: &CgroupRoot, group: &GroupName, timeout: Duration) -> Result<(), ControlError> {
+    set_frozen(root, group, false, timeout)
+}
+
+fn set_frozen(
+    root: &CgroupRoot,
+    group: &GroupName,
+    frozen: bool,
+    timeout: Duration,
+) -> Result<(), ControlError> {
+    require(root, group)?;
+    write(
+        root,
+        group,
+        "cgroup.freeze",
+        if frozen { "1" } else { "0" },
+        "freezing",
+        "5.2",
+    )?;
+    let want = u64::from(frozen);
+    let reached = wait_for(root, group, timeout, |events| {
+        events.get("frozen").copied() == Some(want)
+    })?;
+    if reached {
+        return Ok(());
+    }
+    let why = if frozen {
+        String::new()
+    } else {
+        frozen_ancestor(root, group)
+            .map(|a| format!(": its ancestor {a} is frozen (cgroup.freeze 1); thaw that one"))
+            .unwrap_or_default()
+    };
+    Err(ControlError::Timeout {
+        group: group.clone(),
+        state: if frozen { "frozen" } else { "thawed" },
+        secs: timeout.as_secs_f64(),
+        path: root.display_path(group, "cgroup.freeze"),
+        why,
+    })
+}
+
+/// Kills every process of `group` and its descendants and waits until it
+/// is empty. Returns how many processes the group held.
+pub fn kill(
+    root: &CgroupRoot,
+    group: &GroupName,
+    timeout: Duration,
+) -> Result<usize, ControlError> {
+    require(root, group)?;
+    let held = count_processes(root, group);
+    write(root, group, "cgroup.kill", "1", "killing a group", "5.14")?;
+    if wait_for(root, group, timeout, |events| {
+        events.get("populated").copied() == Some(0)
+    })? {
+        return Ok(held);
+    }
+    Err(ControlError::Timeout {
+        group: group.clone(),
+        state: "empty",
+        secs: timeout.as_secs_f64(),
+        path: root.display_path(group, "cgroup.kill"),
+        why: "; processes in uninterruptible sleep (D state) die only when it ends".into(),
+    })
+}
+
+fn require(root: &CgroupRoot, group: &GroupName) -> Result<(), ControlError> {
+    if group.is_root() || !root.exists(group) {
+        return Err(ControlError::UnknownGroup {
+            group: group.clone(),
+            root: root.path().to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+fn write(
+    root: &CgroupRoot,
+    group: &GroupName,
+    file: &str,
+    value: &str,
+    what: &'static str,
+    version: &'static str,
+) -> Result<(), ControlError> {
+    match root.write_raw(group, file, value) {
+        Ok(()) => Ok(()),
+        Err(Errno::ENOENT) if root.exists(group) => Err(ControlError::Unsupported {
+            path: root.display_path(group, file),
+            what,
+            version,
+        }),
+        Err(errno) => Err(CgroupError::Write {
+            path: root.display_path(group, file),
+            value: value.to_string(),
+            errno,
+            hint: String::new(),
+        }
+        .into()),
+    }
+}
+
+/// Processes in the group and its descendants, for the report.
+fn count_processes(root: &CgroupRoot, group: &GroupName) -> usize {
+    let own = root.procs(group).map(|p| p.len()).unwrap_or(0);
+    let below: usize = root
+        .children(group)
+        .unwrap_or_default()
+        .iter()
+        .map(|child| count_processes(root, child))
+        .sum();
+    own + below
+}
+
+/// The nearest ancestor of `group` below the root whose own
+/// `cgroup.freeze` is 1.
+fn frozen_ancestor(root: &CgroupRoot, group: &GroupName) -> Option<GroupName> {
+    let mut at = group.parent()?;
+    while !at.is_root() {
+        if root.read(&at, "cgroup.freeze").ok()?.trim() == "1" {
+            return Some(at);
+        }
+        at = at.parent()?;
+    }
+    None
+}
+
+/// Waits until `done` holds for the group's `cgroup.events`, sleeping in
+/// `poll` between changes; false at the timeout.
+fn wait_for(
+    root: &CgroupRoot,
+    group: &GroupName,
+    timeout: Duration,
+    done: impl Fn(&std::collections::BTreeMap<String, u64>) -> bool,
+) -> Result<bool, ControlError> {
+    let read_err = |errno| CgroupError::Read {
+        path: root.display_path(group, "cgroup.events"),
+        errno,
+    };
+    let file = root.open_file(group, "cgroup.events").map_err(read_err)?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = read_at_start(&file).map_err(read_err)?;
+        let events = format::flat_keyed(&text).map_err(|e| CgroupError::Format {
+            path: root.display_path(group, "cgroup.events"),
+            content: text.clone(),
+            reason: e.0,
+        })?;
+        if done(&events) {
+            return Ok(true);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        // A change wakes the poll; the cap keeps a missed wakeup from
+        // costing more than 100 ms.
+        let wait = PollTimeout::try_from(left.min(Duration::from_millis(100)))
+            .unwrap_or(PollTimeout::ZERO);
+        let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLPRI)];
+        match poll(&mut fds, wait) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(errno) => return Err(read_err(errno).into()),
+        }
+    }
+}
+
+fn read_at_start(file: &std::fs::File) -> Result<String, Errno> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 512];
+    let n = file
+        .read_at(&mut buf, 0)
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake group whose cgroup.events never changes: the wait ends at
+    /// the timeout, and the error names the group, the state and the file.
+    #[test]
+    fn a_group_that_never_freezes_times_out_naming_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("batch");
+        std::fs::create_dir(&dir).unwrap();
+        // Real content of a populated, unfrozen group (Linux 6.1).
+        std::fs::write(dir.join("cgroup.events"), "populated 1\nfrozen 0\n").unwrap();
+        std::fs::write(dir.join("cgroup.freeze"), "0\n").unwrap();
+        let root = CgroupRoot::open_unchecked(tmp.path());
+        let group = GroupName::parse("batch").unwrap();
+        let err = freeze(&root, &group, Duration::from_millis(250)).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("batch is not frozen 0.25s after writing "),
+            "{text}"
+        );
+        assert!(text.ends_with("batch/cgroup.freeze"), "{text}");
+    }
+
+    #[test]
+    fn thaw_names_the_frozen_ancestor() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("batch/etl");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(tmp.path().join("batch/cgroup.freeze"), "1\n").unwrap();
+        std::fs::write(dir.join("cgroup.events"), "populated 1\nfrozen 1\n").unwrap();
+        std::fs::write(dir.join("cgroup.freeze"), "1\n").unwrap();
+        let root = CgroupRoot::open_unchecked(tmp.path());
+        let group = GroupName::parse("batch/etl").unwrap();
+        let text = thaw(&root, &group, Duration::from_millis(100))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("its ancestor batch is frozen (cgroup.freeze 1); thaw that one"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_group_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = CgroupRoot::open_unchecked(tmp.path());
+        let group = GroupName::parse("nope").unwrap();
+        let text = kill(&root, &group, Duration::from_secs(1))
+            .unwrap_err()
+            .to_string();
+        assert!(text.starts_with("no group nope under "), "{text}");
+    }
+
+    #[test]
+    fn a_kernel_without_cgroup_kill_is_named() {
+        // Before 5.14 the group has no cgroup.kill file.
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("old");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("cgroup.events"), "populated 1\nfrozen 0\n").unwrap();
+        std::fs::write(dir.join("cgroup.procs"), "").unwrap();
+        let root = CgroupRoot::open_unchecked(tmp.path());
+        let group = GroupName::parse("old").unwrap();
+        let text = kill(&root, &group, Duration::from_secs(1))
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("needs Linux 5.14 or later"), "{text}");
+    }
+}
