@@ -145,8 +145,14 @@ fn wait(listener: &TcpListener, pending: &VecDeque<Pending>, now: Instant) -> Ve
             .iter()
             .map(|p| PollFd::new(p.stream.as_fd(), PollFlags::POLLIN)),
     );
-    if poll(&mut fds, timeout).is_err() {
-        return Vec::new();
+    match poll(&mut fds, timeout) {
+        Ok(_) => {}
+        Err(nix::errno::Errno::EINTR) => return Vec::new(),
+        Err(_) => {
+            // Not expected (every fd is open and counted); never spin on it.
+            std::thread::sleep(Duration::from_millis(10));
+            return Vec::new();
+        }
     }
     fds.iter()
         .map(|f| f.revents().is_some_and(|r| !r.is_empty()))

@@ -87,6 +87,20 @@ expect_contains "$OUT" 'cgmgr_memory_limit_bytes{group="sandbox"} 67108864' "met
 run_cgmgr 0 status --interval 0.2 sandbox
 expect_contains "$OUT" "sandbox" "status of the daemon's group"
 
+step "freeze, thaw and kill without --root act on the daemon's group"
+sh -c "echo \$\$ > $U/batch/etl/cgroup.procs; exec sleep 300" &
+sleeper=$!
+sleep 0.3
+run_cgmgr 0 freeze batch
+expect_eq "$(key_of $U/batch/cgroup.events frozen)" 1 "batch frozen under the unit"
+run_cgmgr 0 thaw batch
+expect_eq "$(key_of $U/batch/cgroup.events frozen)" 0 "batch thawed"
+run_cgmgr 0 kill batch
+expect_eq "$OUT" "batch: killed 1 process(es); empty" "kill empties the daemon's group"
+wait $sleeper; expect_eq "$?" 137 "the sleeper died by SIGKILL"
+expect_eq "$(systemctl is-active cgmgr)" active "the daemon is unaffected"
+[ -d $U/batch/etl ] || fail "kill removed the group"
+
 step "apply against the daemon's root is refused and names its policy directory"
 run_cgmgr 1 apply /etc/cgmgr
 expect_contains "$OUT" "the cgmgr daemon (pid $pid) manages it with the policies in /etc/cgmgr" "names the daemon"
