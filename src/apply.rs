@@ -164,13 +164,13 @@ pub enum ApplyError {
 /// Computes the steps that make the tree under `root` match `set`.
 pub fn plan(root: &CgroupRoot, set: &PolicySet, opts: Options) -> Result<Plan, ApplyError> {
     let mut plan = Plan::default();
-    let unavailable = unavailable_at_root(root, &set.controllers())?;
+    let unavailable = tree::unavailable(root, &set.controllers())?;
     let unresolved = if unavailable.is_empty() || !tree_is_unclaimed(root) {
         unavailable
     } else {
         plan_above(root, unavailable, &mut plan)?
     };
-    tree::check_available(root, &unresolved)?;
+    tree::refuse_unavailable(root, &unresolved)?;
     let subtree = set.subtree_controllers();
     let page = page_size();
 
@@ -250,19 +250,6 @@ pub fn plan(root: &CgroupRoot, set: &PolicySet, opts: Options) -> Result<Plan, A
     Ok(plan)
 }
 
-/// The controllers the policies need that the managed root does not have.
-fn unavailable_at_root(
-    root: &CgroupRoot,
-    needed: &BTreeSet<Controller>,
-) -> Result<BTreeSet<Controller>, ApplyError> {
-    let available = root.controllers(&GroupName::root())?;
-    Ok(needed
-        .iter()
-        .copied()
-        .filter(|c| !available.iter().any(|a| a == c.name()))
-        .collect())
-}
-
 /// True when no manager claims the tree (no systemd), so that the groups
 /// above the managed root may be set up: on a systemd host they are
 /// systemd's, and a root it has not delegated is refused instead.
@@ -276,7 +263,7 @@ fn tree_is_unclaimed(root: &CgroupRoot) -> bool {
 /// Plans enabling `missing` in every ancestor, top-down from the root of the
 /// cgroup2 mount; returns the controllers even that root does not have
 /// (bound to cgroup v1, or not given to a cgroup namespace), which
-/// `tree::check_available` then explains.
+/// `tree::refuse_unavailable` then explains.
 fn plan_above(
     root: &CgroupRoot,
     missing: BTreeSet<Controller>,

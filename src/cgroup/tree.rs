@@ -57,21 +57,30 @@ const MAX_EVACUATION_PASSES: u32 = 1000;
 /// How often a transient EINVAL on one pid is retried.
 const MAX_EINVAL_RETRIES: u32 = 20;
 
-/// Fails with a full explanation when a controller is missing from the
-/// managed root's `cgroup.controllers`.
-pub fn check_available(
+/// The controllers of `needed` that the managed root's
+/// `cgroup.controllers` does not list.
+pub fn unavailable(
     root: &CgroupRoot,
     needed: &BTreeSet<Controller>,
-) -> Result<(), CgroupError> {
+) -> Result<BTreeSet<Controller>, CgroupError> {
     let available = root.controllers(&GroupName::root())?;
-    let missing: Vec<Controller> = needed
+    Ok(needed
         .iter()
         .copied()
         .filter(|c| !available.iter().any(|a| a == c.name()))
-        .collect();
+        .collect())
+}
+
+/// Fails with a full explanation of each controller of `missing` (found by
+/// [`unavailable`], and which nothing planned will make available).
+pub fn refuse_unavailable(
+    root: &CgroupRoot,
+    missing: &BTreeSet<Controller>,
+) -> Result<(), CgroupError> {
     if missing.is_empty() {
         return Ok(());
     }
+    let available = root.controllers(&GroupName::root())?;
     let proc_cgroups = std::fs::read_to_string("/proc/cgroups").unwrap_or_default();
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let reasons: Vec<String> = missing
