@@ -54,10 +54,10 @@ pub const FORCE_FALLBACK_ENV: &str = "CGMGR_EXEC_NO_CLONE_INTO_CGROUP";
 /// `owner` (the host id the sandbox's root maps to), so that the kernel
 /// counts the namespace, and every user namespace or inotify instance made
 /// inside it, against that id's quotas instead of root's: a sandbox cannot
-/// exhaust what the host's root needs. An unprivileged uid may not clone
-/// into a cgroup it cannot write, so such a child is placed by the parent
-/// before it runs (it waits on the go pipe). Where the kernel refuses
-/// unprivileged user namespaces, the clone is made as root, as before.
+/// exhaust what the host's root needs; the child is still born in the
+/// group (see [`clone_as`]). Without `CLONE_INTO_CGROUP` the child is
+/// placed by the parent before it runs (it waits on the go pipe). Where the
+/// kernel refuses unprivileged user namespaces, the clone is made as root.
 pub fn clone_into(
     ns_flags: u64,
     group_dir: BorrowedFd<'_>,
@@ -67,6 +67,11 @@ pub fn clone_into(
         flags: ns_flags | CLONE_INTO_CGROUP,
         exit_signal: libc::SIGCHLD as u64,
         cgroup: u64::try_from(group_dir.as_raw_fd()).unwrap_or(0),
+        ..Default::default()
+    };
+    let plain = CloneArgs {
+        flags: ns_flags,
+        exit_signal: libc::SIGCHLD as u64,
         ..Default::default()
     };
     let use_into = std::env::var_os(FORCE_FALLBACK_ENV).is_none();
@@ -83,11 +88,6 @@ pub fn clone_into(
                 Err(errno) => return Err(clone_error(ns_flags, errno)),
             }
         }
-        let plain = CloneArgs {
-            flags: ns_flags,
-            exit_signal: libc::SIGCHLD as u64,
-            ..Default::default()
-        };
         match clone_as(owner, &plain) {
             Ok(forked) => return Ok(mark_placed(forked, false)),
             Err(Errno::EPERM | Errno::EACCES | Errno::ENOSPC | Errno::EUSERS) => {}
@@ -95,12 +95,12 @@ pub fn clone_into(
         }
     }
     if !use_into {
-        return clone_plain(ns_flags);
+        return clone_plain(&plain);
     }
     match raw_clone3(&into) {
         Ok(f) => Ok(mark_placed(f, true)),
         // Before 5.7 the kernel refuses the unknown flag or the larger struct.
-        Err(Errno::EINVAL | Errno::E2BIG) => clone_plain(ns_flags),
+        Err(Errno::EINVAL | Errno::E2BIG) => clone_plain(&plain),
         Err(errno) => Err(clone_error(ns_flags, errno)),
     }
 }
@@ -133,15 +133,10 @@ fn clone_as(owner: u32, args: &CloneArgs) -> Result<Forked, Errno> {
 
 /// The fallback: a plain clone3; the parent moves the child into the group
 /// while the child waits on the go pipe.
-fn clone_plain(ns_flags: u64) -> Result<Forked, ExecError> {
-    let plain = CloneArgs {
-        flags: ns_flags,
-        exit_signal: libc::SIGCHLD as u64,
-        ..Default::default()
-    };
-    raw_clone3(&plain)
+fn clone_plain(plain: &CloneArgs) -> Result<Forked, ExecError> {
+    raw_clone3(plain)
         .map(|f| mark_placed(f, false))
-        .map_err(|errno| clone_error(ns_flags, errno))
+        .map_err(|errno| clone_error(plain.flags, errno))
 }
 
 fn mark_placed(f: Forked, placed: bool) -> Forked {
