@@ -119,9 +119,7 @@ pub fn kill(
     require(root, group)?;
     let held = count_processes(root, group);
     write(root, group, "cgroup.kill", "1", "killing a group", "5.14")?;
-    if wait_for(root, group, timeout, |events| {
-        events.get("populated").copied() == Some(0)
-    })? {
+    if wait_until_empty(root, group, timeout)? {
         return Ok(held);
     }
     Err(ControlError::Timeout {
@@ -130,6 +128,17 @@ pub fn kill(
         secs: timeout.as_secs_f64(),
         path: root.display_path(group, "cgroup.kill"),
         why: "; processes in uninterruptible sleep (D state) die only when it ends".into(),
+    })
+}
+
+/// Waits until `cgroup.events` says `populated 0`; false at the timeout.
+pub fn wait_until_empty(
+    root: &CgroupRoot,
+    group: &GroupName,
+    timeout: Duration,
+) -> Result<bool, ControlError> {
+    wait_for(root, group, timeout, |events| {
+        events.get("populated").copied() == Some(0)
     })
 }
 

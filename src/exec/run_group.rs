@@ -12,12 +12,12 @@
 //! A run whose `cgmgr exec` was killed with SIGKILL leaves its run group
 //! behind; the next run in the same group ends it (its PID is gone).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::errno::Errno;
 
 use crate::cgroup::tree::Controller;
-use crate::cgroup::{CgroupRoot, GroupName, tree};
+use crate::cgroup::{CgroupRoot, GroupName, control, tree};
 
 use super::error::ExecError;
 
@@ -84,21 +84,15 @@ fn kill_all(root: &CgroupRoot, run: &GroupName) -> Result<(), String> {
             ));
         }
     }
-    // The last exits are usually microseconds away: poll fast, then back off.
-    let start = Instant::now();
-    let mut pause = Duration::from_micros(50);
-    while populated(root, run) {
-        if start.elapsed() > KILL_TIMEOUT {
-            return Err(format!(
-                "{} still holds processes {}s after they were killed",
-                root.group_path(run).display(),
-                KILL_TIMEOUT.as_secs()
-            ));
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(10));
+    match control::wait_until_empty(root, run, KILL_TIMEOUT) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!(
+            "{} still holds processes {}s after they were killed",
+            root.group_path(run).display(),
+            KILL_TIMEOUT.as_secs()
+        )),
+        Err(e) => Err(e.to_string()),
     }
-    Ok(())
 }
 
 /// For kernels without `cgroup.kill`: frozen processes cannot fork away
