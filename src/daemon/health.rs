@@ -1,10 +1,10 @@
 //! What `/healthz` answers, decided in one pure function.
 //!
 //! The control loop records its conditions (started, the last reload's
-//! error, the last drift check's error, unwatched event files) and beats a
-//! heartbeat on every turn, at least once a second. `/healthz` reads both
-//! and never waits on a scrape: a loop stuck on anything shows as stalled
-//! instead of healthy.
+//! error, the last drift check's error; the count of unwatched event files
+//! is its metric's) and beats a heartbeat on every turn, at least once a
+//! second. `/healthz` reads them and never waits on a scrape: a loop stuck
+//! on anything shows as stalled instead of healthy.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -28,12 +28,11 @@ pub struct Conditions {
     /// check that succeeds, with or without anything to correct, and by a
     /// successful reload, which applies everything).
     pub drift_error: Option<String>,
-    /// Limit-event files inotify cannot watch (read on every tick instead).
-    pub unwatched_event_files: usize,
 }
 
-/// The HTTP status and text of `/healthz`.
-pub fn verdict(c: &Conditions, since_beat: Duration) -> (u16, String) {
+/// The HTTP status and text of `/healthz`; `unwatched` is the number of
+/// limit-event files inotify cannot watch (read on every tick instead).
+pub fn verdict(c: &Conditions, unwatched: usize, since_beat: Duration) -> (u16, String) {
     if !c.started {
         return (503, "starting\n".into());
     }
@@ -52,12 +51,12 @@ pub fn verdict(c: &Conditions, since_beat: Duration) -> (u16, String) {
     if let Some(e) = &c.drift_error {
         return (503, format!("{e}\n"));
     }
-    if c.unwatched_event_files > 0 {
+    if unwatched > 0 {
         return (
             200,
             format!(
                 "ok; degraded: {} limit-event file(s) not watched (inotify watches exhausted), read every reconcile tick\n",
-                c.unwatched_event_files
+                unwatched
             ),
         );
     }
@@ -111,19 +110,19 @@ mod tests {
     #[test]
     fn starting_until_the_first_policy_is_applied() {
         assert_eq!(
-            verdict(&Conditions::default(), FRESH),
+            verdict(&Conditions::default(), 0, FRESH),
             (503, "starting\n".into())
         );
-        assert_eq!(verdict(&healthy(), FRESH), (200, "ok\n".into()));
+        assert_eq!(verdict(&healthy(), 0, FRESH), (200, "ok\n".into()));
     }
 
     #[test]
     fn a_stalled_loop_is_unhealthy_whatever_it_recorded_last() {
-        let (code, text) = verdict(&healthy(), STALL_AFTER + Duration::from_secs(1));
+        let (code, text) = verdict(&healthy(), 0, STALL_AFTER + Duration::from_secs(1));
         assert_eq!(code, 503);
         assert_eq!(text, "control loop stalled: no progress for 31s\n");
         assert_eq!(
-            verdict(&healthy(), STALL_AFTER).0,
+            verdict(&healthy(), 0, STALL_AFTER).0,
             200,
             "at the limit still fine"
         );
@@ -134,11 +133,11 @@ mod tests {
         let mut c = healthy();
         c.reload_error = Some("a.toml:1:1: bad".into());
         assert_eq!(
-            verdict(&c, FRESH),
+            verdict(&c, 0, FRESH),
             (503, "last reload failed: a.toml:1:1: bad\n".into())
         );
         c.reload_error = None;
-        assert_eq!(verdict(&c, FRESH).0, 200);
+        assert_eq!(verdict(&c, 0, FRESH).0, 200);
     }
 
     #[test]
@@ -146,14 +145,14 @@ mod tests {
         let mut c = healthy();
         c.drift_error = Some("drift check failed: EACCES".into());
         assert_eq!(
-            verdict(&c, FRESH),
+            verdict(&c, 0, FRESH),
             (503, "drift check failed: EACCES\n".into())
         );
         // The next check found nothing to correct: the daemon clears the
         // error then too (it stayed 503 forever when an empty plan returned
         // before the error was cleared).
         c.drift_error = None;
-        assert_eq!(verdict(&c, FRESH).0, 200);
+        assert_eq!(verdict(&c, 0, FRESH).0, 200);
     }
 
     #[test]
@@ -161,21 +160,20 @@ mod tests {
         let mut c = healthy();
         c.reload_error = Some("bad".into());
         c.drift_error = Some("drift correction failed".into());
-        assert_eq!(verdict(&c, FRESH).1, "last reload failed: bad\n");
+        assert_eq!(verdict(&c, 0, FRESH).1, "last reload failed: bad\n");
     }
 
     #[test]
     fn unwatched_files_are_degraded_but_healthy() {
         let mut c = healthy();
-        c.unwatched_event_files = 3;
-        let (code, text) = verdict(&c, FRESH);
+        let (code, text) = verdict(&c, 3, FRESH);
         assert_eq!(code, 200);
         assert!(
             text.starts_with("ok; degraded: 3 limit-event file(s)"),
             "{text}"
         );
         c.reload_error = Some("bad".into());
-        assert_eq!(verdict(&c, FRESH).0, 503);
+        assert_eq!(verdict(&c, 3, FRESH).0, 503);
     }
 
     #[test]

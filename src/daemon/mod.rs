@@ -416,7 +416,6 @@ impl Daemon {
         let unwatched = limits.unwatched().len();
         let mut state = self.state();
         state.stats.unwatched_event_files = unwatched;
-        state.conditions.unwatched_event_files = unwatched;
         drop(state);
         if let Some(e) = failed {
             log(
@@ -492,8 +491,14 @@ fn respond(root: &CgroupRoot, shared: &Shared, path: &str) -> Response {
             }
         }
         "/healthz" => {
-            let conditions = shared.status().conditions.clone();
-            let (status, text) = health::verdict(&conditions, shared.heartbeat.since());
+            let (conditions, unwatched) = {
+                let status = shared.status();
+                (
+                    status.conditions.clone(),
+                    status.stats.unwatched_event_files,
+                )
+            };
+            let (status, text) = health::verdict(&conditions, unwatched, shared.heartbeat.since());
             Response::text(status, text)
         }
         _ => Response::text(404, "not found: try /metrics or /healthz\n"),
