@@ -386,6 +386,7 @@ pub fn default_filter(nested_userns: bool) -> Result<ScmpFilterContext, String> 
         .map_err(lib_err("creating the default filter"))?;
     f.set_act_badarch(ScmpAction::KillProcess)
         .map_err(lib_err("bad-architecture action"))?;
+    f.set_ctl_optimize(2).map_err(lib_err("binary tree"))?;
     for name in DEFAULT_ALLOW {
         // Names of another architecture (`_llseek`, `socketcall`...) do
         // not resolve here: nothing to allow.
