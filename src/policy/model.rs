@@ -266,6 +266,135 @@ pub struct ExecConfig {
     pub nested_userns: Option<bool>,
 }
 
+/// The resource a pressure rule watches: its `<resource>.pressure` file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PsiResource {
+    /// `cpu.pressure`: runnable tasks waiting for a CPU, including time
+    /// throttled by the group's own `cpu.max`.
+    Cpu,
+    /// `memory.pressure`: reclaim, refaults, `memory.high` throttling.
+    Memory,
+    /// `io.pressure`: waiting for block I/O.
+    Io,
+}
+
+impl PsiResource {
+    /// Every resource with its policy name.
+    pub const ALL: [(&'static str, PsiResource); 3] = [
+        ("cpu", PsiResource::Cpu),
+        ("memory", PsiResource::Memory),
+        ("io", PsiResource::Io),
+    ];
+
+    /// The policy and metric name.
+    pub fn name(self) -> &'static str {
+        match self {
+            PsiResource::Cpu => "cpu",
+            PsiResource::Memory => "memory",
+            PsiResource::Io => "io",
+        }
+    }
+
+    /// The group's interface file.
+    pub fn file(self) -> &'static str {
+        match self {
+            PsiResource::Cpu => "cpu.pressure",
+            PsiResource::Memory => "memory.pressure",
+            PsiResource::Io => "io.pressure",
+        }
+    }
+}
+
+/// Which line of a pressure file a rule watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PsiKind {
+    /// At least one task stalled.
+    Some,
+    /// Every non-idle task stalled at once.
+    Full,
+}
+
+impl PsiKind {
+    /// The kernel's (and the policy's) name.
+    pub fn name(self) -> &'static str {
+        match self {
+            PsiKind::Some => "some",
+            PsiKind::Full => "full",
+        }
+    }
+}
+
+/// What a pressure rule does when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PressureAction {
+    /// Log and count only.
+    Log,
+    /// `cgroup.freeze` the group (and its descendants).
+    Freeze,
+    /// `cgroup.kill` every process of the group and its descendants.
+    Kill,
+}
+
+impl PressureAction {
+    /// Every action with its policy name.
+    pub const ALL: [(&'static str, PressureAction); 3] = [
+        ("log", PressureAction::Log),
+        ("freeze", PressureAction::Freeze),
+        ("kill", PressureAction::Kill),
+    ];
+
+    /// The policy and metric name.
+    pub fn name(self) -> &'static str {
+        match self {
+            PressureAction::Log => "log",
+            PressureAction::Freeze => "freeze",
+            PressureAction::Kill => "kill",
+        }
+    }
+}
+
+/// One `[[group.NAME.pressure]]` rule: act when the group's stall share
+/// stays above `above` (measured by the kernel over `window`) for `sustain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PressureRule {
+    /// The pressure file watched.
+    pub resource: PsiResource,
+    /// Its `some` or `full` line.
+    pub kind: PsiKind,
+    /// Share of the window stalled, in hundredths of a percent (2000 = 20%).
+    pub above: u32,
+    /// The kernel trigger's window, 500 ms to 10 s.
+    pub window: std::time::Duration,
+    /// How long the stall must last before acting (the policy's `for`);
+    /// at least one window.
+    pub sustain: std::time::Duration,
+    /// What to do.
+    pub action: PressureAction,
+    /// Log and count the decision, change nothing.
+    pub dry_run: bool,
+    /// Where the rule was declared.
+    pub origin: Origin,
+}
+
+impl PressureRule {
+    /// The stall threshold in microseconds per window, as the kernel's
+    /// trigger takes it.
+    pub fn threshold_us(&self) -> u64 {
+        let window_us = u64::try_from(self.window.as_micros()).unwrap_or(u64::MAX);
+        window_us.saturating_mul(u64::from(self.above)) / 10_000
+    }
+
+    /// The share as people write it: `20%`, `2.5%`.
+    pub fn above_text(&self) -> String {
+        let (whole, part) = (self.above / 100, self.above % 100);
+        match part {
+            0 => format!("{whole}%"),
+            p if p % 10 == 0 => format!("{whole}.{}%", p / 10),
+            p => format!("{whole}.{p:02}%"),
+        }
+    }
+}
+
 /// One declared group, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Group {
@@ -277,6 +406,8 @@ pub struct Group {
     pub settings: Vec<Setting>,
     /// Isolation for `cgmgr exec`.
     pub exec: Option<ExecConfig>,
+    /// Pressure rules the daemon arms for this group.
+    pub pressure: Vec<PressureRule>,
     /// Where the group was declared.
     pub origin: Origin,
 }

@@ -4,6 +4,8 @@
 //! microseconds. Every function here returns an error sentence that says
 //! what was wrong and what would be right.
 
+use std::time::Duration;
+
 use crate::cgroup::values::{Bytes, CpuMax, DEFAULT_CPU_PERIOD_US, Limit};
 
 /// Parses a byte size: `"123"`, `"64K"`, `"64M"`, `"2G"`, `"1T"`, `"64MiB"`…
@@ -97,6 +99,76 @@ pub fn parse_count(text: &str) -> Result<Limit<u64>, String> {
         .map_err(|_| format!("{text:?} is not a count: write a non-negative integer or \"max\""))
 }
 
+/// Parses a duration: `"500ms"`, `"2s"`, `"1.5s"`, `"1m"` (whole
+/// milliseconds at most; a bare number is refused, its unit would be a guess).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let ms_per_unit: u64 = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" | "min" => 60_000,
+        "" => {
+            return Err(format!(
+                "{text:?} has no unit: write a duration like \"500ms\", \"2s\" or \"1m\""
+            ));
+        }
+        u => {
+            return Err(format!(
+                "{text:?} has an unknown unit {u:?}: use ms, s or m"
+            ));
+        }
+    };
+    let ms = decimal_times(number, ms_per_unit).ok_or_else(|| {
+        format!("{text:?} is not a duration: write a number of whole milliseconds or more, like \"500ms\", \"2s\", \"1.5s\"")
+    })?;
+    Ok(Duration::from_millis(ms))
+}
+
+/// Parses a share of time: `"20%"`, `"2.5%"`, in hundredths of a percent
+/// (`"20%"` is 2000); more than 0 and at most 100%.
+pub fn parse_percent(text: &str) -> Result<u32, String> {
+    let t = text.trim();
+    let number = t.strip_suffix('%').ok_or_else(|| {
+        format!("{text:?} is not a percentage: write it with a % sign, like \"20%\"")
+    })?;
+    let hundredths = decimal_times(number.trim(), 100).ok_or_else(|| {
+        format!("{text:?} is not a percentage: write a number with at most two decimals, like \"20%\" or \"2.5%\"")
+    })?;
+    match u32::try_from(hundredths) {
+        Ok(h) if (1..=10_000).contains(&h) => Ok(h),
+        _ => Err(format!(
+            "{text:?} is out of range: a share of time is more than 0% and at most 100%"
+        )),
+    }
+}
+
+/// `number` (digits, at most one `.`) times `scale` (a power of ten), when
+/// that is a whole number that fits.
+fn decimal_times(number: &str, scale: u64) -> Option<u64> {
+    let (int, frac) = number.split_once('.').unwrap_or((number, ""));
+    let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
+    if int.is_empty() || !digits(int) || !digits(frac) {
+        return None;
+    }
+    let frac = frac.trim_end_matches('0');
+    let places = u32::try_from(frac.len()).ok()?;
+    let unit = 10u64.checked_pow(places)?;
+    if scale % unit != 0 {
+        return None; // finer than the unit allows
+    }
+    let whole = int.parse::<u64>().ok()?.checked_mul(scale)?;
+    let part = if frac.is_empty() {
+        0
+    } else {
+        frac.parse::<u64>().ok()?.checked_mul(scale / unit)?
+    };
+    whole.checked_add(part)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +252,32 @@ mod tests {
         assert_eq!(parse_count("max").unwrap(), Limit::Max);
         assert_eq!(parse_count("32").unwrap(), Limit::Value(32));
         assert!(parse_count("-1").unwrap_err().contains("not a count"));
+    }
+
+    #[test]
+    fn durations() {
+        let ms = |s: &str| parse_duration(s).map(|d| d.as_millis());
+        assert_eq!(ms("500ms"), Ok(500));
+        assert_eq!(ms("2s"), Ok(2000));
+        assert_eq!(ms(" 1.5s "), Ok(1500));
+        assert_eq!(ms("1.250s"), Ok(1250));
+        assert_eq!(ms("1m"), Ok(60_000));
+        for bad in [
+            "2", "s", "1.2345s", "0.5ms", "-1s", "1h", "1..2s", ".5s", "2 s",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad} accepted");
+        }
+        assert!(parse_duration("2").unwrap_err().contains("no unit"));
+    }
+
+    #[test]
+    fn percentages() {
+        assert_eq!(parse_percent("20%"), Ok(2000));
+        assert_eq!(parse_percent("2.5%"), Ok(250));
+        assert_eq!(parse_percent("0.01%"), Ok(1));
+        assert_eq!(parse_percent("100%"), Ok(10_000));
+        for bad in ["20", "0%", "0.001%", "100.01%", "150%", "x%", "-5%", ""] {
+            assert!(parse_percent(bad).is_err(), "{bad} accepted");
+        }
     }
 }
