@@ -841,7 +841,7 @@ impl Parser<'_> {
 /// `500ms`, `2s`, `1.5s`: how a duration is shown back in messages.
 pub fn show_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else if ms < 1000 {
         format!("{ms}ms")

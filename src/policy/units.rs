@@ -157,7 +157,7 @@ fn decimal_times(number: &str, scale: u64) -> Option<u64> {
     let frac = frac.trim_end_matches('0');
     let places = u32::try_from(frac.len()).ok()?;
     let unit = 10u64.checked_pow(places)?;
-    if scale % unit != 0 {
+    if !scale.is_multiple_of(unit) {
         return None; // finer than the unit allows
     }
     let whole = int.parse::<u64>().ok()?.checked_mul(scale)?;
