@@ -907,3 +907,170 @@ fn host_daemon_follows_a_recreated_policy_directory() {
     std::fs::write(dir.join("b.toml"), "[group.second]\n[group.third]\n").unwrap();
     wait_for("third");
 }
+
+/// Child processes killed and reaped on drop, also when a test panics
+/// (they would otherwise hold the test harness's output pipes open).
+#[derive(Default)]
+struct Children(Vec<std::process::Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `script` run by sh once it has moved itself into `group_dir`.
+fn in_group(group_dir: &Path, script: &str) -> std::process::Child {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {}/cgroup.procs && {script}",
+            group_dir.display()
+        ))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Pressure rules, on the host's v2 core (PSI needs no controller): eight
+/// busy loops on two CPUs make `cpu some` stall near 100% in two groups.
+/// The `kill` rule empties `hog`; the same rule in `dry_run` on `dry` only
+/// counts; `calm` (a sleeping process) is never touched. `hog` removed and
+/// made again (by drift correction) gets its trigger armed anew, and the
+/// rule acts again. Windows are 2 s: without CAP_SYS_RESOURCE (as in CI's
+/// sandbox) the kernel takes no other.
+#[test]
+fn host_pressure_rules_act_on_the_stalled_group_only() {
+    let scratch = Scratch::new("psi");
+    let rule = |action: &str, dry: bool| {
+        format!(
+            "resource = \"cpu\"\nkind = \"some\"\nabove = \"30%\"\nwindow = \"2s\"\nfor = \"4s\"\naction = \"{action}\"\ndry_run = {dry}\n"
+        )
+    };
+    let policy = format!(
+        "[group.hog]\n[[group.hog.pressure]]\n{}\n[group.dry]\n[[group.dry.pressure]]\n{}\n[group.calm]\n[[group.calm.pressure]]\n{}",
+        rule("kill", false),
+        rule("kill", true),
+        rule("kill", false)
+    );
+    let policies = policy_dir(&[("p.toml", &policy)]);
+    let log_path = policies.path().join("daemon.log");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut children = Children::default();
+    children.0.push(
+        cgmgr_command(&[
+            "daemon",
+            "--root",
+            scratch.path(),
+            "--listen",
+            &addr,
+            "--reconcile",
+            "1",
+            policies.path().to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap(),
+    );
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    wait_for("three rules armed", 20, || {
+        log().matches("pressure: armed").count() == 3
+    });
+    let root = scratch.0.clone();
+    let procs =
+        |g: &str| std::fs::read_to_string(root.join(g).join("cgroup.procs")).unwrap_or_default();
+    let spin = "while :; do :; done";
+    for group in ["hog", "dry"] {
+        children
+            .0
+            .extend((0..4).map(|_| in_group(&root.join(group), spin)));
+    }
+    children
+        .0
+        .push(in_group(&root.join("calm"), "exec sleep 600"));
+    wait_for("the processes in their groups", 10, || {
+        procs("hog").lines().count() == 4 && procs("dry").lines().count() == 4
+    });
+    wait_for("hog emptied by its rule", 30, || procs("hog").is_empty());
+    let text = log();
+    assert!(
+        text.contains("pressure: group=hog resource=cpu kind=some stall=")
+            && text.contains("action=kill result=done"),
+        "{text}"
+    );
+    wait_for("the dry run counted", 20, || {
+        log().contains("group=dry resource=cpu")
+    });
+    assert_eq!(procs("dry").lines().count(), 4, "a dry run kills nothing");
+    assert_eq!(
+        procs("calm").lines().count(),
+        1,
+        "the calm group is untouched"
+    );
+    let metrics = metrics_of(&addr);
+    assert!(
+        metrics.contains("cgmgr_pressure_actions_total{group=\"hog\",resource=\"cpu\",action=\"kill\",result=\"done\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("cgmgr_pressure_actions_total{group=\"dry\",resource=\"cpu\",action=\"kill\",result=\"dry_run\"}"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("cgmgr_pressure_actions_total{group=\"calm\""),
+        "{metrics}"
+    );
+    // Removed and made again: armed anew, and it acts on the new group.
+    std::fs::remove_dir(root.join("hog")).unwrap();
+    wait_for("hog re-armed after drift correction", 20, || {
+        log().contains("pressure: re-armed group=hog")
+    });
+    children
+        .0
+        .extend((0..4).map(|_| in_group(&root.join("hog"), spin)));
+    wait_for("the new hog populated", 10, || {
+        procs("hog").lines().count() == 4
+    });
+    wait_for("the new hog emptied", 30, || procs("hog").is_empty());
+    wait_for("counted twice", 10, || {
+        metrics_of(&addr).contains("cgmgr_pressure_actions_total{group=\"hog\",resource=\"cpu\",action=\"kill\",result=\"done\"} 2")
+    });
+    assert_eq!(
+        procs("calm").lines().count(),
+        1,
+        "the calm group is untouched"
+    );
+    drop(children);
+}
+
+/// The daemon's /metrics text (empty when it does not answer).
+fn metrics_of(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let _ = write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -214,6 +214,21 @@ impl CgroupRoot {
             .map(std::fs::File::from)
     }
 
+    /// Opens an interface file for reading and writing, non-blocking,
+    /// close-on-exec: what a PSI trigger needs (it lives on the open file).
+    pub fn open_trigger_file(&self, group: &GroupName, file: &str) -> Result<std::fs::File, Errno> {
+        self.open_beneath(&group.file(file), OFlag::O_RDWR | OFlag::O_NONBLOCK)
+            .map(std::fs::File::from)
+    }
+
+    /// The group directory's device and inode: a group removed and made
+    /// again under the same name has a new one.
+    pub fn identity(&self, group: &GroupName) -> Result<(u64, u64), Errno> {
+        let dir = self.open_dir(group)?;
+        let st = nix::sys::stat::fstat(&dir)?;
+        Ok((st.st_dev, st.st_ino))
+    }
+
     /// True when the group directory exists.
     pub fn exists(&self, group: &GroupName) -> bool {
         self.open_beneath(group.dir(), OFlag::O_RDONLY | OFlag::O_DIRECTORY)

@@ -10,6 +10,7 @@ pub mod format;
 pub mod fs;
 pub mod locate;
 pub mod name;
+pub mod psi;
 pub mod tree;
 pub mod values;
 

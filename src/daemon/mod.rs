@@ -10,6 +10,7 @@
 pub mod health;
 pub mod http;
 pub mod log;
+pub mod pressure;
 pub mod record;
 pub mod watch;
 
@@ -176,7 +177,10 @@ pub fn run(root: CgroupRoot, opts: DaemonOptions, initial: PolicySet) -> Result<
         ..opts
     };
     let policy_digest = crate::policy::digest(std::slice::from_ref(&opts.policy_dir));
+    let pressure = pressure::Pressure::start(root.clone(), shared.clone())
+        .map_err(|e| DaemonError::Setup(format!("starting the pressure thread: {e}")))?;
     let mut daemon = Daemon {
+        pressure,
         root: root.clone(),
         opts,
         shared: shared.clone(),
@@ -214,6 +218,8 @@ pub fn run(root: CgroupRoot, opts: DaemonOptions, initial: PolicySet) -> Result<
 }
 
 struct Daemon {
+    /// The pressure rules' thread.
+    pressure: pressure::Pressure,
     root: Arc<CgroupRoot>,
     opts: DaemonOptions,
     shared: Arc<Shared>,
@@ -280,6 +286,8 @@ impl Daemon {
                             self.reload("policy files differ from the last reload", digest, limits);
                         }
                         self.reconcile(limits);
+                        // Re-arms rules whose group was made again.
+                        self.pressure.sync(pressure::rules_of(&self.set));
                         for (group, file) in limits.unwatched().to_vec() {
                             self.limit_event(&group, file);
                         }
@@ -314,6 +322,7 @@ impl Daemon {
         state.conditions.reload_error = None;
         state.conditions.drift_error = None;
         drop(state);
+        self.pressure.sync(pressure::rules_of(&set));
         self.set = set;
         Ok(())
     }

@@ -31,6 +31,8 @@ pub struct ManagerStats {
     pub drift_corrections: BTreeMap<(String, String), u64>,
     /// Limit-event files without an inotify watch (the watch limit ran out).
     pub unwatched_event_files: usize,
+    /// Pressure rules that fired, by (group, resource, action, result).
+    pub pressure_actions: BTreeMap<(String, &'static str, &'static str, &'static str), u64>,
 }
 
 /// Reads groups' files, keeping them open between scrapes.
@@ -174,6 +176,22 @@ fn manager_metrics(stats: &ManagerStats, fam: &mut Families) {
             Kind::Counter,
             help,
             &[("group", group), ("file", file)],
+            *n as f64,
+        );
+    }
+    let help = "Pressure rules that fired, by result: done, dry_run (logged and counted only) or failed. CPU pressure includes time a group is throttled by its own cpu.max.";
+    fam.declare("cgmgr_pressure_actions_total", Kind::Counter, help);
+    for ((group, resource, action, result), n) in &stats.pressure_actions {
+        fam.add(
+            "cgmgr_pressure_actions_total",
+            Kind::Counter,
+            help,
+            &[
+                ("group", group),
+                ("resource", resource),
+                ("action", action),
+                ("result", result),
+            ],
             *n as f64,
         );
     }

@@ -1,0 +1,548 @@
+//! Pressure rules: armed as kernel PSI triggers, acted on by one thread.
+//!
+//! Each `[[group.NAME.pressure]]` rule is one open pressure file holding a
+//! trigger ([`crate::cgroup::psi`]). The thread sleeps in `poll` on all of
+//! them and on a wake-up pipe; nothing is read on a timer. The loop hands it
+//! the rules after every (re)load and reconcile tick ([`Pressure::sync`]);
+//! a rule whose group was removed and made again (a new inode) is armed
+//! anew, one whose group is gone is retried at the next sync.
+//!
+//! Deciding ([`Episode`], [`stale_first_event`]) is pure and tested apart:
+//! - the kernel fires at most once per window while the stall lasts, so a
+//!   stall "persists" while events keep coming about a window apart; a rule
+//!   acts once the events cover its `for`;
+//! - a trigger can fire right after it is armed, counting stall from before
+//!   it existed (the kernel starts the first window from the group's
+//!   lifetime total): an event within the first window is believed only if
+//!   the stall measured since arming is above the threshold too;
+//! - `cpu.pressure` includes time a group spends throttled by its own
+//!   `cpu.max`: a throttled group is not contended. The log says how much of
+//!   the episode was throttling.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use crate::cgroup::psi::{self, ArmedTrigger, Trigger};
+use crate::cgroup::{CgroupRoot, GroupName};
+use crate::policy::model::{PressureAction, PressureRule, PsiKind, PsiResource};
+
+use super::Shared;
+use super::log::{Level, log};
+
+/// The running pressure thread.
+pub struct Pressure {
+    rules: Sender<Vec<(GroupName, PressureRule)>>,
+    wake: OwnedFd,
+}
+
+impl Pressure {
+    /// Starts the thread with no rules.
+    pub(super) fn start(root: Arc<CgroupRoot>, shared: Arc<Shared>) -> std::io::Result<Pressure> {
+        let (wake_read, wake) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
+        let (tx, rx) = channel();
+        std::thread::Builder::new()
+            .name("pressure".into())
+            .spawn(move || Engine::new(root, shared).run(&rx, &wake_read))?;
+        Ok(Pressure { rules: tx, wake })
+    }
+
+    /// Hands the thread the rules to enforce (all of them, every time): it
+    /// keeps the triggers of unchanged rules on unchanged groups, arms the
+    /// others, and re-arms those whose group was made again.
+    pub fn sync(&self, rules: Vec<(GroupName, PressureRule)>) {
+        if self.rules.send(rules).is_ok() {
+            // A full pipe already holds a wake-up: nothing lost.
+            let _ = nix::unistd::write(&self.wake, b"x");
+        }
+    }
+}
+
+/// Every rule of `set`, with its group.
+pub fn rules_of(set: &crate::policy::PolicySet) -> Vec<(GroupName, PressureRule)> {
+    set.groups
+        .values()
+        .flat_map(|g| g.pressure.iter().map(|r| (g.name.clone(), r.clone())))
+        .collect()
+}
+
+/// One rule and its trigger.
+struct Armed {
+    group: GroupName,
+    rule: PressureRule,
+    /// `None` while the group is missing or the trigger was lost.
+    trigger: Option<ArmedTrigger>,
+    /// Why the last arming failed, logged once per change.
+    error: Option<String>,
+    armed_at: Instant,
+    /// The last reading of the stall total: (when, µs).
+    last: Option<(Instant, u64)>,
+    episode: Episode,
+    /// `cpu.stat` throttled_usec when the episode began (cpu rules).
+    throttled_at_start: Option<u64>,
+}
+
+struct Engine {
+    root: Arc<CgroupRoot>,
+    shared: Arc<Shared>,
+    armed: Vec<Armed>,
+}
+
+impl Engine {
+    fn new(root: Arc<CgroupRoot>, shared: Arc<Shared>) -> Engine {
+        Engine {
+            root,
+            shared,
+            armed: Vec::new(),
+        }
+    }
+
+    fn run(mut self, rx: &Receiver<Vec<(GroupName, PressureRule)>>, wake: &OwnedFd) {
+        loop {
+            let (woken, fired, lost) = match self.wait(wake) {
+                Some(ready) => ready,
+                None => return,
+            };
+            if woken {
+                drain(wake);
+                let mut latest = None;
+                loop {
+                    match rx.try_recv() {
+                        Ok(rules) => latest = Some(rules),
+                        Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                        Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+                    }
+                }
+                if let Some(rules) = latest {
+                    self.sync(rules);
+                    continue; // indices changed: poll again
+                }
+            }
+            for i in lost {
+                self.lose(i);
+            }
+            for i in fired {
+                self.on_event(i, Instant::now());
+            }
+        }
+    }
+
+    /// Polls the wake-up pipe and every trigger; returns (woken, fired
+    /// rules, lost rules) by index into `armed`. `None` on a poll failure
+    /// other than EINTR.
+    fn wait(&self, wake: &OwnedFd) -> Option<(bool, Vec<usize>, Vec<usize>)> {
+        let mut index = Vec::new();
+        let mut fds = vec![PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
+        for (i, a) in self.armed.iter().enumerate() {
+            if let Some(t) = &a.trigger {
+                fds.push(PollFd::new(t.file.as_fd(), PollFlags::POLLPRI));
+                index.push(i);
+            }
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => {
+                log(
+                    Level::Error,
+                    &format!("pressure rules: poll failed: {e}; rules are no longer enforced"),
+                );
+                return None;
+            }
+        }
+        let revents = |fd: &PollFd<'_>| fd.revents().unwrap_or(PollFlags::empty());
+        let woken = revents(&fds[0]).contains(PollFlags::POLLIN);
+        let (mut fired, mut lost) = (Vec::new(), Vec::new());
+        for (fd, &i) in fds[1..].iter().zip(&index) {
+            let r = revents(fd);
+            if r.intersects(PollFlags::POLLERR | PollFlags::POLLNVAL | PollFlags::POLLHUP) {
+                lost.push(i);
+            } else if r.contains(PollFlags::POLLPRI) {
+                fired.push(i);
+            }
+        }
+        Some((woken, fired, lost))
+    }
+
+    /// Keeps what is unchanged, arms the rest; closing a dropped rule's
+    /// file disarms its trigger.
+    fn sync(&mut self, rules: Vec<(GroupName, PressureRule)>) {
+        let mut old: Vec<Option<Armed>> = std::mem::take(&mut self.armed)
+            .into_iter()
+            .map(Some)
+            .collect();
+        for (group, rule) in rules {
+            let identity = self.root.identity(&group).ok();
+            let kept = old.iter_mut().find_map(|slot| {
+                let same = slot.as_ref().is_some_and(|a| {
+                    a.group == group
+                        && same_rule(&a.rule, &rule)
+                        && a.trigger
+                            .as_ref()
+                            .is_some_and(|t| Some(t.identity) == identity)
+                });
+                if same { slot.take() } else { None }
+            });
+            let mut armed = match kept {
+                Some(mut a) => {
+                    a.rule = rule; // its origin may have moved
+                    a
+                }
+                None => Armed {
+                    group,
+                    rule,
+                    trigger: None,
+                    error: None,
+                    armed_at: Instant::now(),
+                    last: None,
+                    episode: Episode::default(),
+                    throttled_at_start: None,
+                },
+            };
+            if armed.trigger.is_none() {
+                self.arm(&mut armed, &old);
+            }
+            self.armed.push(armed);
+        }
+    }
+
+    fn arm(&self, a: &mut Armed, previous: &[Option<Armed>]) {
+        let trigger = Trigger {
+            full: a.rule.kind == PsiKind::Full,
+            stall_us: a.rule.threshold_us(),
+            window_us: u64::try_from(a.rule.window.as_micros()).unwrap_or(u64::MAX),
+        };
+        // A rule that failed before keeps its last error, logged once.
+        let before = previous
+            .iter()
+            .flatten()
+            .find(|p| p.group == a.group && same_rule(&p.rule, &a.rule))
+            .and_then(|p| p.error.clone());
+        match psi::arm(&self.root, &a.group, a.rule.resource.file(), trigger) {
+            Ok(t) => {
+                let rearmed = before.is_some();
+                a.last = read_total(&t, a.rule.kind).map(|v| (Instant::now(), v));
+                a.trigger = Some(t);
+                a.armed_at = Instant::now();
+                a.episode = Episode::default();
+                a.error = None;
+                log(
+                    Level::Info,
+                    &format!(
+                        "pressure: {}armed group={} {} {} above {} over {} for {} action={}{} ({})",
+                        if rearmed { "re-" } else { "" },
+                        a.group,
+                        a.rule.resource.name(),
+                        a.rule.kind.name(),
+                        a.rule.above_text(),
+                        crate::policy::parse::show_duration(a.rule.window),
+                        crate::policy::parse::show_duration(a.rule.sustain),
+                        a.rule.action.name(),
+                        if a.rule.dry_run { " dry_run" } else { "" },
+                        a.rule.origin,
+                    ),
+                );
+            }
+            Err(e) => {
+                let e = e.to_string();
+                if before.as_deref() != Some(e.as_str()) {
+                    log(
+                        Level::Warning,
+                        &format!(
+                            "pressure: rule of group {} ({}) is not armed: {e}; retried at each reconcile tick",
+                            a.group, a.rule.origin
+                        ),
+                    );
+                }
+                a.error = Some(e);
+            }
+        }
+    }
+
+    /// The trigger's file reported an error: the group was removed.
+    fn lose(&mut self, i: usize) {
+        let a = &mut self.armed[i];
+        a.trigger = None;
+        a.error = Some("the group was removed".into());
+        log(
+            Level::Warning,
+            &format!(
+                "pressure: group {} was removed; its {} rule is armed again when the group is back (next reconcile tick)",
+                a.group,
+                a.rule.resource.name()
+            ),
+        );
+    }
+
+    fn on_event(&mut self, i: usize, now: Instant) {
+        let a = &mut self.armed[i];
+        let Some(trigger) = &a.trigger else { return };
+        let Some(total) = read_total(trigger, a.rule.kind) else {
+            return;
+        };
+        let measured = a.last.map(|(t, v)| share_since(t, v, now, total));
+        a.last = Some((now, total));
+        if stale_first_event(
+            now - a.armed_at,
+            a.rule.window,
+            measured.map(|m| m.0),
+            a.rule.above,
+        ) {
+            log(
+                Level::Info,
+                &format!(
+                    "pressure: group={} {} {}: the kernel's first event after arming counted stall from before it (since arming: {}); ignored",
+                    a.group,
+                    a.rule.resource.name(),
+                    a.rule.kind.name(),
+                    show_share(measured)
+                ),
+            );
+            return;
+        }
+        if a.episode.is_idle() && a.rule.resource == PsiResource::Cpu {
+            a.throttled_at_start = throttled_us(&self.root, &a.group);
+        }
+        if a.episode.on_event(now, a.rule.window, a.rule.sustain) {
+            self.act(i, measured);
+        }
+    }
+
+    fn act(&mut self, i: usize, measured: Option<(u32, Duration)>) {
+        let a = &self.armed[i];
+        let result = if a.rule.dry_run {
+            Ok("dry_run")
+        } else {
+            match a.rule.action {
+                PressureAction::Log => Ok("done"),
+                PressureAction::Freeze => self
+                    .root
+                    .write(&a.group, "cgroup.freeze", "1")
+                    .map(|()| "done"),
+                PressureAction::Kill => self
+                    .root
+                    .write(&a.group, "cgroup.kill", "1")
+                    .map(|()| "done"),
+            }
+        };
+        let throttled = match (a.rule.resource, a.throttled_at_start) {
+            (PsiResource::Cpu, Some(start)) => throttled_us(&self.root, &a.group)
+                .map(|now| {
+                    format!(
+                        "; {:.2}s of it throttled by the group's own cpu.max, not contention",
+                        now.saturating_sub(start) as f64 / 1e6
+                    )
+                })
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        let (label, level, why) = match &result {
+            Ok(r) => (*r, Level::Warning, String::new()),
+            Err(e) => ("failed", Level::Error, format!(": {e}")),
+        };
+        log(
+            level,
+            &format!(
+                "pressure: group={} resource={} kind={} stall={} (above {} for {}){throttled} action={} result={label}{why}",
+                a.group,
+                a.rule.resource.name(),
+                a.rule.kind.name(),
+                show_share(measured),
+                a.rule.above_text(),
+                crate::policy::parse::show_duration(a.rule.sustain),
+                a.rule.action.name(),
+            ),
+        );
+        let key = (
+            a.group.to_string(),
+            a.rule.resource.name(),
+            a.rule.action.name(),
+            label,
+        );
+        *self
+            .shared
+            .status()
+            .stats
+            .pressure_actions
+            .entry(key)
+            .or_default() += 1;
+    }
+}
+
+/// Rules equal in everything but where they were written.
+fn same_rule(a: &PressureRule, b: &PressureRule) -> bool {
+    PressureRule {
+        origin: b.origin.clone(),
+        ..a.clone()
+    } == *b
+}
+
+fn read_total(t: &ArmedTrigger, kind: PsiKind) -> Option<u64> {
+    let psi = t.read().ok()?;
+    match kind {
+        PsiKind::Some => Some(psi.some.total_us),
+        PsiKind::Full => psi.full.map(|l| l.total_us),
+    }
+}
+
+fn throttled_us(root: &CgroupRoot, group: &GroupName) -> Option<u64> {
+    root.read_counters(group, "cpu.stat")?
+        .get("throttled_usec")
+        .copied()
+}
+
+/// The stall share (hundredths of a percent) between a reading and now,
+/// and the interval it covers.
+fn share_since(then: Instant, then_us: u64, now: Instant, now_us: u64) -> (u32, Duration) {
+    let elapsed = now.saturating_duration_since(then);
+    let wall_us = elapsed.as_micros().max(1);
+    let stalled = u128::from(now_us.saturating_sub(then_us));
+    let share = (stalled * 10_000 / wall_us).min(10_000);
+    (u32::try_from(share).unwrap_or(10_000), elapsed)
+}
+
+fn show_share(m: Option<(u32, Duration)>) -> String {
+    match m {
+        Some((share, over)) => format!(
+            "{}.{:02}% over the last {:.1}s",
+            share / 100,
+            share % 100,
+            over.as_secs_f64()
+        ),
+        None => "unknown".into(),
+    }
+}
+
+fn drain(fd: &OwnedFd) {
+    let mut buf = [0u8; 64];
+    while matches!(nix::unistd::read(fd, &mut buf), Ok(n) if n > 0) {}
+}
+
+/// True for an event inside the trigger's first window whose stall since
+/// arming is below the threshold: the kernel counted stall from before the
+/// trigger existed. Later events are the kernel's word.
+pub fn stale_first_event(
+    since_armed: Duration,
+    window: Duration,
+    measured_share: Option<u32>,
+    above: u32,
+) -> bool {
+    since_armed < window && measured_share.is_some_and(|m| m < above)
+}
+
+/// A stall that lasts: events about a window apart. It is over when the
+/// gap since the last event is longer than a window and a half (the kernel
+/// fires again one window after an event while the stall goes on).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Episode {
+    first: Option<Instant>,
+    last: Option<Instant>,
+}
+
+impl Episode {
+    /// No stall in progress.
+    pub fn is_idle(&self) -> bool {
+        self.first.is_none()
+    }
+
+    /// Records an event at `now`; true when the events now cover `sustain`
+    /// (the first one covers the window before it), which also starts a
+    /// new episode.
+    pub fn on_event(&mut self, now: Instant, window: Duration, sustain: Duration) -> bool {
+        if let Some(last) = self.last
+            && now.saturating_duration_since(last) > window + window / 2
+        {
+            self.first = None;
+        }
+        let first = *self.first.get_or_insert(now);
+        self.last = Some(now);
+        if now.saturating_duration_since(first) + window >= sustain {
+            *self = Episode::default();
+            return true;
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_rule_whose_for_is_one_window_acts_at_the_first_event() {
+        let mut e = Episode::default();
+        assert!(e.on_event(Instant::now(), 2 * S, 2 * S));
+        assert!(e.is_idle());
+    }
+
+    #[test]
+    fn events_a_window_apart_act_once_they_cover_for() {
+        // window 2s, for 4s: events at 0 and 2s cover [-2s, 2s].
+        let t0 = Instant::now();
+        let mut e = Episode::default();
+        assert!(!e.on_event(t0, 2 * S, 4 * S));
+        assert!(e.on_event(t0 + 2 * S, 2 * S, 4 * S));
+        // for 10s: 0, 2.1, 4.2, 6.3 do not cover it; 8.4 does.
+        let mut e = Episode::default();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        for ms in [0, 2100, 4200, 6300] {
+            assert!(!e.on_event(at(ms), 2 * S, 10 * S), "{ms}");
+        }
+        assert!(e.on_event(at(8400), 2 * S, 10 * S));
+    }
+
+    #[test]
+    fn a_gap_longer_than_a_window_and_a_half_starts_over() {
+        // The kernel fires at most once per window: events 2s apart are
+        // one stall; 3.5s apart, the stall stopped in between.
+        let t0 = Instant::now();
+        let mut e = Episode::default();
+        assert!(!e.on_event(t0, 2 * S, 6 * S));
+        assert!(!e.on_event(t0 + Duration::from_millis(3500), 2 * S, 6 * S));
+        assert!(!e.on_event(t0 + Duration::from_millis(5500), 2 * S, 6 * S));
+        assert!(e.on_event(t0 + Duration::from_millis(7500), 2 * S, 6 * S));
+    }
+
+    #[test]
+    fn a_first_event_from_stall_before_arming_is_ignored() {
+        // Armed 0.3s ago on a group whose lifetime stall is large; since
+        // arming it stalled 1%: stale. 40% measured: real.
+        let w = 2 * S;
+        assert!(stale_first_event(
+            Duration::from_millis(300),
+            w,
+            Some(100),
+            2000
+        ));
+        assert!(!stale_first_event(
+            Duration::from_millis(300),
+            w,
+            Some(4000),
+            2000
+        ));
+        // After the first window the kernel's window no longer reaches
+        // back before arming.
+        assert!(!stale_first_event(3 * S, w, Some(100), 2000));
+        assert!(!stale_first_event(
+            Duration::from_millis(300),
+            w,
+            None,
+            2000
+        ));
+    }
+
+    #[test]
+    fn shares_are_measured_in_hundredths_of_a_percent() {
+        let t0 = Instant::now();
+        let (share, over) = share_since(t0, 1_000, t0 + 2 * S, 501_000);
+        assert_eq!((share, over), (2500, 2 * S));
+        assert_eq!(show_share(Some((share, over))), "25.00% over the last 2.0s");
+        // A counter that went backwards (a recreated group) is no stall.
+        assert_eq!(share_since(t0, 9_000, t0 + S, 10).0, 0);
+    }
+}
