@@ -29,7 +29,18 @@ fn run_with_harness(harness: &str, script: &str) -> String {
 }
 
 fn run_with_env(harness: &str, script: &str, env: &[(&str, &str)]) -> String {
+    run_with_extras(harness, script, env, &[])
+}
+
+/// Like [`run_with_env`], with more host programs copied into the VM.
+fn run_with_extras(harness: &str, script: &str, env: &[(&str, &str)], extras: &[&str]) -> String {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for extra in extras {
+        assert!(
+            Path::new(extra).exists(),
+            "{extra} is missing on this machine (tests/prereqs.sh installs it)"
+        );
+    }
     let output = Command::new(repo.join("tests/vm").join(harness))
         .envs(env.iter().copied())
         .arg(repo.join("tests/vm").join(script))
@@ -38,6 +49,7 @@ fn run_with_env(harness: &str, script: &str, env: &[(&str, &str)]) -> String {
         .arg(helper("tiocsti"))
         .arg(helper("keyring"))
         .arg(helper("no_openat2"))
+        .args(extras)
         .output()
         .expect("running tests/vm/run.sh");
     let log = String::from_utf8_lossy(&output.stdout).replace('\r', "");
@@ -132,6 +144,15 @@ fn vm_ancestors_set_up_on_a_bare_host() {
 #[test]
 fn vm_freeze_thaw_kill() {
     run_in_vm("control.sh");
+}
+
+/// Pressure rules on a kernel-measured stall: stress-ng in memory thrash is
+/// killed (an idle sibling is not), a dry run only counts, a freeze rule
+/// freezes and `cgmgr kill` empties the frozen group; a group throttled by
+/// its own cpu.max shows CPU pressure and the log says it is throttling.
+#[test]
+fn vm_pressure_rules_act_on_measured_stall() {
+    run_with_extras("run.sh", "pressure.sh", &[], &["/usr/bin/stress-ng"]);
 }
 
 /// An invalid policy set writes nothing; a missing controller is explained.

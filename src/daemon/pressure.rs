@@ -79,11 +79,34 @@ struct Armed {
     /// Why the last arming failed, logged once per change.
     error: Option<String>,
     armed_at: Instant,
-    /// The last reading of the stall total: (when, µs).
-    last: Option<(Instant, u64)>,
+    /// The last reading, at arming or at the last event.
+    last: Option<Sample>,
     episode: Episode,
-    /// `cpu.stat` throttled_usec when the episode began (cpu rules).
-    throttled_at_start: Option<u64>,
+}
+
+/// One reading of a rule's counters.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    at: Instant,
+    /// The watched line's `total=`, µs.
+    stall_us: u64,
+    /// Its `avg10=`, percent.
+    avg10: f64,
+    /// `cpu.stat` throttled_usec (cpu rules, when the group has it).
+    throttled_us: Option<u64>,
+}
+
+/// What an event measured since the previous reading.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Measured {
+    /// Stall share, hundredths of a percent.
+    share: u32,
+    /// The interval it covers.
+    over: Duration,
+    /// The kernel's 10 s average at the event, percent.
+    avg10: f64,
+    /// Time throttled by the group's own cpu.max in the interval.
+    throttled: Option<Duration>,
 }
 
 struct Engine {
@@ -199,7 +222,6 @@ impl Engine {
                     armed_at: Instant::now(),
                     last: None,
                     episode: Episode::default(),
-                    throttled_at_start: None,
                 },
             };
             if armed.trigger.is_none() {
@@ -224,7 +246,7 @@ impl Engine {
         match psi::arm(&self.root, &a.group, a.rule.resource.file(), trigger) {
             Ok(t) => {
                 let rearmed = before.is_some();
-                a.last = read_total(&t, a.rule.kind).map(|v| (Instant::now(), v));
+                a.last = take_sample(&self.root, &a.group, &t, &a.rule);
                 a.trigger = Some(t);
                 a.armed_at = Instant::now();
                 a.episode = Episode::default();
@@ -280,15 +302,15 @@ impl Engine {
     fn on_event(&mut self, i: usize, now: Instant) {
         let a = &mut self.armed[i];
         let Some(trigger) = &a.trigger else { return };
-        let Some(total) = read_total(trigger, a.rule.kind) else {
+        let Some(sample) = take_sample(&self.root, &a.group, trigger, &a.rule) else {
             return;
         };
-        let measured = a.last.map(|(t, v)| share_since(t, v, now, total));
-        a.last = Some((now, total));
+        let measured = a.last.map(|prev| measure(&prev, &sample));
+        a.last = Some(sample);
         if stale_first_event(
             now - a.armed_at,
             a.rule.window,
-            measured.map(|m| m.0),
+            measured.map(|m| m.share),
             a.rule.above,
         ) {
             log(
@@ -298,20 +320,17 @@ impl Engine {
                     a.group,
                     a.rule.resource.name(),
                     a.rule.kind.name(),
-                    show_share(measured)
+                    describe(measured.as_ref(), a.rule.window)
                 ),
             );
             return;
-        }
-        if a.episode.is_idle() && a.rule.resource == PsiResource::Cpu {
-            a.throttled_at_start = throttled_us(&self.root, &a.group);
         }
         if a.episode.on_event(now, a.rule.window, a.rule.sustain) {
             self.act(i, measured);
         }
     }
 
-    fn act(&mut self, i: usize, measured: Option<(u32, Duration)>) {
+    fn act(&mut self, i: usize, measured: Option<Measured>) {
         let a = &self.armed[i];
         let result = if a.rule.dry_run {
             Ok("dry_run")
@@ -328,17 +347,6 @@ impl Engine {
                     .map(|()| "done"),
             }
         };
-        let throttled = match (a.rule.resource, a.throttled_at_start) {
-            (PsiResource::Cpu, Some(start)) => throttled_us(&self.root, &a.group)
-                .map(|now| {
-                    format!(
-                        "; {:.2}s of it throttled by the group's own cpu.max, not contention",
-                        now.saturating_sub(start) as f64 / 1e6
-                    )
-                })
-                .unwrap_or_default(),
-            _ => String::new(),
-        };
         let (label, level, why) = match &result {
             Ok(r) => (*r, Level::Warning, String::new()),
             Err(e) => ("failed", Level::Error, format!(": {e}")),
@@ -346,11 +354,11 @@ impl Engine {
         log(
             level,
             &format!(
-                "pressure: group={} resource={} kind={} stall={} (above {} for {}){throttled} action={} result={label}{why}",
+                "pressure: group={} resource={} kind={} stall={} (above {} for {}) action={} result={label}{why}",
                 a.group,
                 a.rule.resource.name(),
                 a.rule.kind.name(),
-                show_share(measured),
+                describe(measured.as_ref(), a.rule.window),
                 a.rule.above_text(),
                 crate::policy::parse::show_duration(a.rule.sustain),
                 a.rule.action.name(),
@@ -380,39 +388,76 @@ fn same_rule(a: &PressureRule, b: &PressureRule) -> bool {
     } == *b
 }
 
-fn read_total(t: &ArmedTrigger, kind: PsiKind) -> Option<u64> {
+fn take_sample(
+    root: &CgroupRoot,
+    group: &GroupName,
+    t: &ArmedTrigger,
+    rule: &PressureRule,
+) -> Option<Sample> {
     let psi = t.read().ok()?;
-    match kind {
-        PsiKind::Some => Some(psi.some.total_us),
-        PsiKind::Full => psi.full.map(|l| l.total_us),
+    let line = match rule.kind {
+        PsiKind::Some => psi.some,
+        PsiKind::Full => psi.full?,
+    };
+    let throttled_us = match rule.resource {
+        PsiResource::Cpu => root
+            .read_counters(group, "cpu.stat")
+            .and_then(|c| c.get("throttled_usec").copied()),
+        _ => None,
+    };
+    Some(Sample {
+        at: Instant::now(),
+        stall_us: line.total_us,
+        avg10: line.avg10,
+        throttled_us,
+    })
+}
+
+fn measure(prev: &Sample, now: &Sample) -> Measured {
+    let over = now.at.saturating_duration_since(prev.at);
+    let wall_us = over.as_micros().max(1);
+    let stalled = u128::from(now.stall_us.saturating_sub(prev.stall_us));
+    let share = u32::try_from((stalled * 10_000 / wall_us).min(10_000)).unwrap_or(10_000);
+    let throttled = match (prev.throttled_us, now.throttled_us) {
+        (Some(a), Some(b)) => Some(Duration::from_micros(b.saturating_sub(a))),
+        _ => None,
+    };
+    Measured {
+        share,
+        over,
+        avg10: now.avg10,
+        throttled,
     }
 }
 
-fn throttled_us(root: &CgroupRoot, group: &GroupName) -> Option<u64> {
-    root.read_counters(group, "cpu.stat")?
-        .get("throttled_usec")
-        .copied()
-}
-
-/// The stall share (hundredths of a percent) between a reading and now,
-/// and the interval it covers.
-fn share_since(then: Instant, then_us: u64, now: Instant, now_us: u64) -> (u32, Duration) {
-    let elapsed = now.saturating_duration_since(then);
-    let wall_us = elapsed.as_micros().max(1);
-    let stalled = u128::from(now_us.saturating_sub(then_us));
-    let share = (stalled * 10_000 / wall_us).min(10_000);
-    (u32::try_from(share).unwrap_or(10_000), elapsed)
-}
-
-fn show_share(m: Option<(u32, Duration)>) -> String {
-    match m {
-        Some((share, over)) => format!(
+/// The stall for a log line: measured between readings when they are at
+/// most two windows apart, else the kernel's word and its 10 s average;
+/// for CPU, how much of that time was cpu.max throttling.
+fn describe(m: Option<&Measured>, window: Duration) -> String {
+    let Some(m) = m else {
+        return "unknown".into();
+    };
+    let stall = if m.over <= window * 2 {
+        format!(
             "{}.{:02}% over the last {:.1}s",
-            share / 100,
-            share % 100,
-            over.as_secs_f64()
+            m.share / 100,
+            m.share % 100,
+            m.over.as_secs_f64()
+        )
+    } else {
+        format!(
+            "above the threshold within the last {} (kernel trigger), avg10 {:.2}%",
+            crate::policy::parse::show_duration(window),
+            m.avg10
+        )
+    };
+    match m.throttled {
+        Some(t) => format!(
+            "{stall}; throttled {:.2}s of the last {:.1}s by the group's own cpu.max, which is not contention",
+            t.as_secs_f64(),
+            m.over.as_secs_f64()
         ),
-        None => "unknown".into(),
+        None => stall,
     }
 }
 
@@ -539,10 +584,34 @@ mod tests {
     #[test]
     fn shares_are_measured_in_hundredths_of_a_percent() {
         let t0 = Instant::now();
-        let (share, over) = share_since(t0, 1_000, t0 + 2 * S, 501_000);
-        assert_eq!((share, over), (2500, 2 * S));
-        assert_eq!(show_share(Some((share, over))), "25.00% over the last 2.0s");
+        let sample = |at, stall_us, throttled_us| Sample {
+            at,
+            stall_us,
+            avg10: 12.5,
+            throttled_us,
+        };
+        let m = measure(&sample(t0, 1_000, None), &sample(t0 + 2 * S, 501_000, None));
+        assert_eq!((m.share, m.over, m.throttled), (2500, 2 * S, None));
+        assert_eq!(describe(Some(&m), 2 * S), "25.00% over the last 2.0s");
+        // Readings far apart would dilute the share: the kernel's word.
+        let m = measure(&sample(t0, 0, None), &sample(t0 + 13 * S, 1_000_000, None));
+        assert_eq!(
+            describe(Some(&m), 2 * S),
+            "above the threshold within the last 2s (kernel trigger), avg10 12.50%"
+        );
         // A counter that went backwards (a recreated group) is no stall.
-        assert_eq!(share_since(t0, 9_000, t0 + S, 10).0, 0);
+        assert_eq!(
+            measure(&sample(t0, 9_000, None), &sample(t0 + S, 10, None)).share,
+            0
+        );
+        // cpu: the throttled time in the same interval.
+        let m = measure(
+            &sample(t0, 0, Some(100_000)),
+            &sample(t0 + 2 * S, 1_800_000, Some(1_900_000)),
+        );
+        assert_eq!(
+            describe(Some(&m), 2 * S),
+            "90.00% over the last 2.0s; throttled 1.80s of the last 2.0s by the group's own cpu.max, which is not contention"
+        );
     }
 }
