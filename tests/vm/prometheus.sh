@@ -1,6 +1,7 @@
 # The daemon serves a real Prometheus on the host through QEMU's forwarded
 # port, with workloads that make every dashboard series exist: a throttled
-# CPU hog, an OOM kill, refused forks, a drift correction. The host test
+# CPU hog (whose throttling is CPU pressure: a dry-run rule counts it), an
+# OOM kill, refused forks, a drift correction. The host test
 # queries Prometheus, then releases the VM by connecting to port 9999.
 . /lib.sh
 for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net; do
@@ -16,6 +17,14 @@ memory.high = "48M"
 memory.swap.max = "0"
 pids.max = 32
 cpu.max = "20%"
+
+[[group.sandbox.pressure]]
+resource = "cpu"
+kind = "some"
+above = "50%"
+window = "2s"
+action = "log"
+dry_run = true
 TOML
 cgmgr daemon --listen 0.0.0.0:9765 --reconcile 1 /etc/cgmgr 2>/tmp/daemon.log &
 daemon=$!
