@@ -101,6 +101,32 @@ wait $sleeper; expect_eq "$?" 137 "the sleeper died by SIGKILL"
 expect_eq "$(systemctl is-active cgmgr)" active "the daemon is unaffected"
 [ -d $U/batch/etl ] || fail "kill removed the group"
 
+step "a pressure rule of the unit's daemon: armed at reload, acts under the unit, logged in the journal"
+cat > /etc/cgmgr/hot.toml <<'TOML'
+[group.hot]
+cpu.max = "10%"
+
+[[group.hot.pressure]]
+resource = "cpu"
+kind = "some"
+above = "50%"
+window = "2s"
+action = "kill"
+TOML
+systemctl reload cgmgr || fail "systemctl reload"
+wait_for 20 "the rule armed" sh -c "journalctl -u cgmgr --no-pager -o cat | grep -q 'pressure: armed group=hot'"
+sh -c "echo \$\$ > $U/hot/cgroup.procs; exec sh -c 'while :; do :; done'" &
+hot=$!
+wait_for 30 "hot emptied by its rule" sh -c "[ -z \"\$(cat $U/hot/cgroup.procs)\" ]"
+wait $hot; expect_eq "$?" 137 "the throttled spinner died by SIGKILL"
+expect_contains "$(journal | grep 'pressure: group=hot')" "resource=cpu kind=some" "the decision is in the journal"
+expect_contains "$(journal | grep 'pressure: group=hot')" "by the group's own cpu.max, which is not contention" "naming the throttling"
+expect_contains "$(journal | grep 'pressure: group=hot')" "action=kill result=done" "and its result"
+expect_contains "$(wget -q -O - http://127.0.0.1:9765/metrics)" 'cgmgr_pressure_actions_total{group="hot",resource="cpu",action="kill",result="done"} 1' "counted in the daemon's metrics"
+expect_eq "$(systemctl is-active cgmgr)" active "the daemon is unaffected"
+rm /etc/cgmgr/hot.toml
+systemctl reload cgmgr || fail "systemctl reload"
+
 step "apply against the daemon's root is refused and names its policy directory"
 run_cgmgr 1 apply /etc/cgmgr
 expect_contains "$OUT" "the cgmgr daemon (pid $pid) manages it with the policies in /etc/cgmgr" "names the daemon"
