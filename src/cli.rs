@@ -92,6 +92,22 @@ pub struct ExecArgs {
     /// process with CAP_SYS_CHROOT can walk out of a chroot.
     #[arg(long)]
     pub chroot: bool,
+    /// At the end, report this run alone on stderr: wall time, CPU user
+    /// and system, memory peak, I/O bytes, OOM kills (and whose memory
+    /// limit), pids.max refusals, the group's throttled time. `--report`
+    /// writes lines; `--report=json` one JSON object.
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "text",
+        value_parser = clap::builder::TypedValueParser::map(
+            clap::builder::PossibleValuesParser::new(["text", "json"]),
+            |s: String| s.parse::<cgmgr::exec::report::ReportFormat>().expect("a listed value"),
+        ),
+    )]
+    pub report: Option<cgmgr::exec::report::ReportFormat>,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub cmd: Vec<String>,

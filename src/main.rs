@@ -279,6 +279,7 @@ fn prepare_exec(root: Option<&str>, args: ExecArgs) -> Result<(CgroupRoot, cgmgr
         hostname: args.hostname,
         env: args.env,
         chroot: args.chroot,
+        report: args.report,
         argv: args.cmd,
     };
     let spec = cgmgr::exec::ExecSpec::resolve(

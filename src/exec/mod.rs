@@ -15,6 +15,7 @@ pub mod build;
 pub mod error;
 pub mod idmap;
 pub mod init;
+pub mod report;
 pub mod rootfs;
 pub mod run_group;
 pub mod seccomp;
@@ -67,6 +68,8 @@ pub struct ExecSpec {
     pub hostname: String,
     /// The command and how it runs.
     pub workload: Workload,
+    /// `--report`: the run's report at its end, in this format.
+    pub report: Option<report::ReportFormat>,
 }
 
 /// Command-line overrides of the `[exec]` policy table.
@@ -82,6 +85,8 @@ pub struct ExecFlags {
     pub env: Vec<String>,
     /// `--chroot`
     pub chroot: bool,
+    /// `--report[=json]`
+    pub report: Option<report::ReportFormat>,
     /// The command.
     pub argv: Vec<String>,
 }
@@ -181,6 +186,7 @@ impl ExecSpec {
             group,
             namespaces,
             rootfs,
+            report: flags.report,
             switch: if flags.chroot {
                 RootSwitch::Chroot
             } else {
@@ -322,14 +328,29 @@ fn parse_namespaces(names: &[String]) -> Result<BTreeSet<Namespace>, ExecError> 
 /// process has a single thread.
 pub fn run(root: &CgroupRoot, spec: &ExecSpec) -> Result<i32, ExecError> {
     let before = LimitCounters::read(root, &spec.group);
+    let baseline = spec
+        .report
+        .map(|_| report::Baseline::read(root, &spec.group));
     let run = run_group::create(root, &spec.group)?;
     let result = run_in(root, spec, &run);
     let accounted = LimitCounters::read_own(root, &run);
+    let refusals = refusals(root, &spec.group, &before, accounted);
+    // Read while the run group still exists.
+    let full = baseline.map(|b| report::collect(root, &spec.group, &run, &b, refusals));
     if let Err(e) = run_group::end(root, &run) {
         eprintln!("cgmgr: exec: ending the run: {e}");
     }
     let code = result?;
-    report(root, &spec.group, &before, accounted);
+    match (full, spec.report) {
+        (Some(mut r), Some(format)) => {
+            r.exit_code = code;
+            match format {
+                report::ReportFormat::Text => eprint!("{}", r.text()),
+                report::ReportFormat::Json => eprintln!("{}", r.json()),
+            }
+        }
+        _ => report_refusals(root, &spec.group, refusals),
+    }
     Ok(code)
 }
 
@@ -666,19 +687,26 @@ impl LimitCounters {
     }
 }
 
-/// One line on stderr for each limit the kernel enforced during the run:
-/// this run's own counters when it had them, else the group's increase.
-fn report(
+/// This run's OOM kills and pids.max refusals: its own counters when it
+/// had them, else the group's increase.
+fn refusals(
     root: &CgroupRoot,
     group: &GroupName,
     before: &LimitCounters,
     own: Option<LimitCounters>,
-) {
+) -> report::Refusals {
     let (before, after) = match own {
         Some(own) => (LimitCounters::default(), own),
         None => (*before, LimitCounters::read(root, group)),
     };
-    let before = &before;
+    report::Refusals {
+        oom_kills: after.oom_kill.saturating_sub(before.oom_kill),
+        pids_max: after.pids_max.saturating_sub(before.pids_max),
+    }
+}
+
+/// One line on stderr for each limit the kernel enforced during the run.
+fn report_refusals(root: &CgroupRoot, group: &GroupName, refusals: report::Refusals) {
     let size = |file: &str| {
         root.read_value::<Limit<Bytes>>(group, file)
             .ok()
@@ -687,19 +715,19 @@ fn report(
                 Limit::Value(b) => b.human(),
             })
     };
-    if after.oom_kill > before.oom_kill {
+    if refusals.oom_kills > 0 {
         let max = size("memory.max").unwrap_or_else(|| "?".into());
         let peak = size("memory.peak")
             .map(|p| format!(", peak {p}"))
             .unwrap_or_default();
         eprintln!("cgmgr: {group}: killed by the OOM killer (memory.max {max}{peak})");
     }
-    if after.pids_max > before.pids_max {
+    if refusals.pids_max > 0 {
         let max = root
             .read(group, "pids.max")
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "?".into());
-        let n = after.pids_max - before.pids_max;
+        let n = refusals.pids_max;
         eprintln!("cgmgr: {group}: pids.max ({max}) was reached: {n} fork(s) refused");
     }
 }

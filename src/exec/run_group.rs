@@ -28,8 +28,8 @@ pub const RUN_PREFIX: &str = "cgmgr.run.";
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Controllers enabled for run groups when the group has them, so that
-/// each run has its own memory and pids counters.
-const ACCOUNTED: [Controller; 2] = [Controller::Memory, Controller::Pids];
+/// each run has its own memory, pids and I/O counters.
+const ACCOUNTED: [Controller; 3] = [Controller::Memory, Controller::Pids, Controller::Io];
 
 /// The run group of this process in `group`.
 pub fn name(group: &GroupName) -> Result<GroupName, ExecError> {
@@ -39,7 +39,7 @@ pub fn name(group: &GroupName) -> Result<GroupName, ExecError> {
 }
 
 /// Creates this run's group below `group`, after ending the runs whose
-/// `cgmgr exec` died without ending them. The memory and pids controllers
+/// `cgmgr exec` died without ending them. The memory, pids and io controllers
 /// are enabled for it where `group` has them and holds no process itself;
 /// otherwise the run still has its own group, only counted in `group`'s
 /// counters.

@@ -17,6 +17,12 @@ namespaces = ["mount", "uts", "ipc", "net", "pid", "user"]
 hostname = "sandbox"
 env = { PATH = "/bin", GREETING = "hello" }
 
+[group.slow]
+cpu.max = "10%"
+
+[group.slow.exec]
+rootfs = "/rootfs"
+
 [group.badcwd.exec]
 rootfs = "/rootfs"
 cwd = "/nonexistent"
@@ -116,6 +122,31 @@ expect_contains "$out" "cgmgr: sandbox: killed by the OOM killer (memory.max 32 
 step "pids.max: a note"
 out=$(x -- sh -c 'for i in $(seq 40); do sleep 1 & done; wait' 2>&1)
 expect_contains "$out" "cgmgr: sandbox: pids.max (32) was reached" "pids.max note"
+
+step "--report: this run alone, as text and as JSON"
+out=$(x --report -- dd if=/dev/zero of=/dev/null bs=64M count=1 2>&1); rc=$?
+echo "$out"
+expect_eq "$rc" 137 "OOM-killed"
+expect_contains "$out" "cgmgr: run report: group sandbox, exit 137" "the report's head"
+expect_contains "$out" "cgmgr:   OOM kills 1 (the memory limit of sandbox)" "OOM kill and whose limit"
+expect_contains "$out" "cgmgr:   memory peak 32" "the peak, at the limit"
+expect_not_contains "$out" "killed by the OOM killer (memory.max" "the report replaces the one-line note"
+# A concurrent run of the same group is OOM-killed while this one runs:
+# it is not this run's.
+x -- sh -c 'sleep 0.5; dd if=/dev/zero of=/dev/null bs=64M count=1' >/dev/null 2>&1 &
+other=$!
+out=$(x --report=json -- sh -c 'for i in $(seq 40); do sleep 1 & done; wait' 2>&1 | tail -1)
+wait $other; expect_eq "$?" 137 "the concurrent run was OOM-killed meanwhile"
+echo "$out"
+expect_contains "$out" '"oom_kills":0' "the concurrent run's OOM kill is not counted"
+expect_contains "$out" '"group":"sandbox","exit_code":' "one JSON object, on the last line"
+echo "$out" | grep -qE '"pids_max_refusals":[1-9]' || fail "no pids.max refusals in: $out"
+echo "ok: this run's pids.max refusals"
+out=$(cgmgr exec --group slow --report=json -- sh -c 'i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done' 2>&1 | tail -1)
+echo "$out"
+echo "$out" | grep -qE '"group_throttled_seconds":([1-9]|0\.[0-9]*[1-9])' || fail "no throttled time under cpu.max 10%: $out"
+echo "$out" | grep -qE '"cpu_user_seconds":([1-9]|0\.[0-9]*[1-9])' || fail "no user CPU time: $out"
+echo "ok: throttled and CPU time"
 
 step "cwd is verified; --chroot works but is documented as no boundary"
 out=$(cgmgr exec --group badcwd -- true 2>&1); rc=$?

@@ -1,0 +1,297 @@
+//! `cgmgr exec --report`: what this run used and what the kernel refused
+//! it, read from its run group before the group goes away (so concurrent
+//! runs in the same group do not blur it), on stderr as text or one JSON
+//! object.
+//!
+//! Two numbers cannot be a run's own and say so: which group's memory limit
+//! fired (found by the `oom` count in `memory.events.local` that rose, from
+//! the run group up through the managed root), and the time throttled by
+//! the group's `cpu.max` (the group's counter during the run: its quota is
+//! shared by every run in it).
+
+use std::str::FromStr;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::cgroup::format;
+use crate::cgroup::values::Bytes;
+use crate::cgroup::{CgroupRoot, GroupName};
+
+/// `--report` (text) or `--report=json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFormat {
+    /// Lines on stderr for people.
+    Text,
+    /// One JSON object on stderr, its last line.
+    Json,
+}
+
+impl FromStr for ReportFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ReportFormat, String> {
+        match s {
+            "text" => Ok(ReportFormat::Text),
+            "json" => Ok(ReportFormat::Json),
+            _ => Err(format!("{s:?} is not a report format: use text or json")),
+        }
+    }
+}
+
+/// What is read before the run starts.
+#[derive(Debug, Clone)]
+pub struct Baseline {
+    started: Instant,
+    /// `oom` of `memory.events.local`, for the group and each ancestor
+    /// up to the managed root.
+    oom_local: Vec<(GroupName, u64)>,
+    group_throttled_us: Option<u64>,
+}
+
+impl Baseline {
+    /// Reads the counters the report compares against.
+    pub fn read(root: &CgroupRoot, group: &GroupName) -> Baseline {
+        Baseline {
+            oom_local: limit_holders(group)
+                .into_iter()
+                .map(|g| {
+                    let n = oom_local(root, &g).unwrap_or(0);
+                    (g, n)
+                })
+                .collect(),
+            group_throttled_us: counter(root, group, "cpu.stat", "throttled_usec"),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// The report of one run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunReport {
+    /// The policy group the run belonged to.
+    pub group: String,
+    /// The workload's exit status (128+N when killed by signal N).
+    pub exit_code: i32,
+    /// From before the run group was made to after the workload's end.
+    pub wall_seconds: f64,
+    /// CPU time in user mode (`cpu.stat` user_usec of the run group).
+    pub cpu_user_seconds: Option<f64>,
+    /// CPU time in the kernel (system_usec).
+    pub cpu_system_seconds: Option<f64>,
+    /// The run's largest memory use (`memory.peak`, Linux 5.19).
+    pub memory_peak_bytes: Option<u64>,
+    /// Bytes read from block devices (`io.stat` rbytes; needs the io controller).
+    pub io_read_bytes: Option<u64>,
+    /// Bytes written to block devices (wbytes).
+    pub io_write_bytes: Option<u64>,
+    /// Processes of this run the OOM killer killed.
+    pub oom_kills: u64,
+    /// The group whose memory limit was reached, when known.
+    pub oom_limit_group: Option<String>,
+    /// Forks of this run refused by a `pids.max`.
+    pub pids_max_refusals: u64,
+    /// Time the group was throttled by its `cpu.max` during this run
+    /// (shared by every concurrent run of the group).
+    pub group_throttled_seconds: Option<f64>,
+}
+
+/// The limit counters the run already reports (shared with the plain
+/// one-line messages of `cgmgr exec`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Refusals {
+    /// OOM kills of this run.
+    pub oom_kills: u64,
+    /// pids.max refusals of this run.
+    pub pids_max: u64,
+}
+
+/// Reads the run group (before it is removed) and the group.
+pub fn collect(
+    root: &CgroupRoot,
+    group: &GroupName,
+    run: &GroupName,
+    baseline: &Baseline,
+    refusals: Refusals,
+) -> RunReport {
+    let usec = |key| counter(root, run, "cpu.stat", key).map(|v| v as f64 / 1e6);
+    let io = io_bytes(root, run);
+    let oom_limit_group = std::iter::once(run.clone())
+        .map(|g| (g, 0))
+        .chain(baseline.oom_local.iter().cloned())
+        .find(|(g, before)| oom_local(root, g).is_some_and(|now| now > *before))
+        .map(|(g, _)| if g == *run { group.clone() } else { g })
+        .map(|g| display_group(&g));
+    RunReport {
+        group: group.to_string(),
+        exit_code: 0,
+        wall_seconds: baseline.started.elapsed().as_secs_f64(),
+        cpu_user_seconds: usec("user_usec"),
+        cpu_system_seconds: usec("system_usec"),
+        memory_peak_bytes: root
+            .read(run, "memory.peak")
+            .ok()
+            .and_then(|s| s.trim().parse().ok()),
+        io_read_bytes: io.map(|(r, _)| r),
+        io_write_bytes: io.map(|(_, w)| w),
+        oom_kills: refusals.oom_kills,
+        oom_limit_group,
+        pids_max_refusals: refusals.pids_max,
+        group_throttled_seconds: baseline.group_throttled_us.and_then(|before| {
+            counter(root, group, "cpu.stat", "throttled_usec")
+                .map(|now| now.saturating_sub(before) as f64 / 1e6)
+        }),
+    }
+}
+
+impl RunReport {
+    /// One JSON object (serde_json: every value is finite or null).
+    pub fn json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// Lines for people, each prefixed `cgmgr: `.
+    pub fn text(&self) -> String {
+        let secs = |v: Option<f64>| v.map_or("?".to_string(), |s| format!("{s:.3}s"));
+        let mut lines = vec![
+            format!("run report: group {}, exit {}", self.group, self.exit_code),
+            format!(
+                "  wall {:.3}s, cpu {} user + {} system",
+                self.wall_seconds,
+                secs(self.cpu_user_seconds),
+                secs(self.cpu_system_seconds)
+            ),
+        ];
+        lines.push(match self.memory_peak_bytes {
+            Some(b) => format!("  memory peak {}", Bytes(b).human()),
+            None => format!(
+                "  memory peak not counted: the memory controller is not enabled for {} (or Linux before 5.19)",
+                self.group
+            ),
+        });
+        lines.push(match (self.io_read_bytes, self.io_write_bytes) {
+            (Some(r), Some(w)) => format!(
+                "  io {} read, {} written",
+                Bytes(r).human(),
+                Bytes(w).human()
+            ),
+            _ => format!(
+                "  io not counted: the io controller is not enabled for {}",
+                self.group
+            ),
+        });
+        let limit = self
+            .oom_limit_group
+            .as_ref()
+            .map(|g| format!(" (the memory limit of {g})"))
+            .unwrap_or_default();
+        lines.push(format!("  OOM kills {}{limit}", self.oom_kills));
+        lines.push(format!("  pids.max refusals {}", self.pids_max_refusals));
+        if let Some(t) = self.group_throttled_seconds {
+            lines.push(format!(
+                "  throttled {t:.3}s by the cpu.max of {} (the group's, during this run)",
+                self.group
+            ));
+        }
+        lines.iter().map(|l| format!("cgmgr: {l}\n")).collect()
+    }
+}
+
+/// The group and its ancestors up to the managed root, lowest first: the
+/// places a memory limit that binds the run can be.
+fn limit_holders(group: &GroupName) -> Vec<GroupName> {
+    let mut holders = group.ancestry();
+    holders.reverse();
+    if !holders.iter().any(GroupName::is_root) {
+        holders.push(GroupName::root());
+    }
+    holders
+}
+
+fn display_group(g: &GroupName) -> String {
+    if g.is_root() {
+        "the managed root".into()
+    } else {
+        g.to_string()
+    }
+}
+
+fn oom_local(root: &CgroupRoot, group: &GroupName) -> Option<u64> {
+    counter(root, group, "memory.events.local", "oom")
+}
+
+fn counter(root: &CgroupRoot, group: &GroupName, file: &str, key: &str) -> Option<u64> {
+    root.read_counters(group, file)?.get(key).copied()
+}
+
+/// Sums `rbytes` and `wbytes` over the devices of `io.stat`.
+fn io_bytes(root: &CgroupRoot, run: &GroupName) -> Option<(u64, u64)> {
+    let text = root.read(run, "io.stat").ok()?;
+    Some(io_stat_bytes(&text))
+}
+
+/// `rbytes` and `wbytes` summed over every device line of `io.stat`.
+pub fn io_stat_bytes(text: &str) -> (u64, u64) {
+    let mut sums = (0u64, 0u64);
+    for line in format::nested_keyed(text).unwrap_or_default() {
+        for (k, v) in &line.fields {
+            let v: u64 = v.parse().unwrap_or(0);
+            match k.as_str() {
+                "rbytes" => sums.0 = sums.0.saturating_add(v),
+                "wbytes" => sums.1 = sums.1.saturating_add(v),
+                _ => {}
+            }
+        }
+    }
+    sums
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_stat_sums_every_device() {
+        // A real io.stat of a group that read from two disks (Linux 6.1).
+        let text = "8:0 rbytes=1458176 wbytes=4096 rios=89 wios=1 dbytes=0 dios=0\n\
+                    254:0 rbytes=8192 wbytes=0 rios=2 wios=0 dbytes=0 dios=0\n";
+        assert_eq!(io_stat_bytes(text), (1_466_368, 4096));
+        assert_eq!(io_stat_bytes(""), (0, 0));
+    }
+
+    #[test]
+    fn json_has_every_field_and_nulls_for_the_unknown() {
+        let r = RunReport {
+            group: "batch".into(),
+            exit_code: 137,
+            wall_seconds: 1.5,
+            cpu_user_seconds: Some(0.25),
+            cpu_system_seconds: None,
+            memory_peak_bytes: Some(67_108_864),
+            io_read_bytes: None,
+            io_write_bytes: None,
+            oom_kills: 1,
+            oom_limit_group: Some("batch".into()),
+            pids_max_refusals: 0,
+            group_throttled_seconds: Some(0.0),
+        };
+        let v: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
+        assert_eq!(v["exit_code"], 137);
+        assert_eq!(v["cpu_system_seconds"], serde_json::Value::Null);
+        assert_eq!(v["oom_limit_group"], "batch");
+        assert_eq!(v.as_object().unwrap().len(), 12);
+        let text = r.text();
+        assert!(
+            text.contains("cgmgr:   OOM kills 1 (the memory limit of batch)"),
+            "{text}"
+        );
+        assert!(text.contains("cgmgr:   memory peak 64 MiB"), "{text}");
+    }
+
+    #[test]
+    fn formats_parse() {
+        assert_eq!("json".parse(), Ok(ReportFormat::Json));
+        assert_eq!("text".parse(), Ok(ReportFormat::Text));
+        assert!("yaml".parse::<ReportFormat>().is_err());
+    }
+}
