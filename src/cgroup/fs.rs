@@ -221,14 +221,6 @@ impl CgroupRoot {
             .map(std::fs::File::from)
     }
 
-    /// The group directory's device and inode: a group removed and made
-    /// again under the same name has a new one.
-    pub fn identity(&self, group: &GroupName) -> Result<(u64, u64), Errno> {
-        let dir = self.open_dir(group)?;
-        let st = nix::sys::stat::fstat(&dir)?;
-        Ok((st.st_dev, st.st_ino))
-    }
-
     /// True when the group directory exists.
     pub fn exists(&self, group: &GroupName) -> bool {
         self.open_beneath(group.dir(), OFlag::O_RDONLY | OFlag::O_DIRECTORY)

@@ -45,8 +45,6 @@ pub struct ArmedTrigger {
     pub file: File,
     /// Its path, for messages.
     pub path: PathBuf,
-    /// The group directory's identity when armed (see [`CgroupRoot::identity`]).
-    pub identity: (u64, u64),
 }
 
 impl ArmedTrigger {
@@ -84,21 +82,20 @@ pub fn arm(
         errno,
         hint: hint(errno),
     };
-    let identity = root.identity(group).map_err(|errno| CgroupError::Read {
-        path: root.group_path(group),
-        errno,
-    })?;
+    // A missing group is said as such, not as a kernel without PSI.
+    if !root.exists(group) {
+        return Err(CgroupError::Read {
+            path: root.group_path(group),
+            errno: Errno::ENOENT,
+        });
+    }
     let opened = root.open_trigger_file(group, file).map_err(write_err)?;
     // Written with its terminator, as the kernel's documentation does:
     // /proc/pressure/* overwrite the last byte written with a NUL (so
     // "... 1000000" would be a window of 100000 µs there); cgroup files
     // terminate the buffer themselves, and stop parsing at the NUL.
     match write_once(&opened, format!("{value}\0").as_bytes()) {
-        Ok(()) => Ok(ArmedTrigger {
-            file: opened,
-            path,
-            identity,
-        }),
+        Ok(()) => Ok(ArmedTrigger { file: opened, path }),
         Err(errno) => Err(write_err(errno)),
     }
 }

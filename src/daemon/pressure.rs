@@ -3,9 +3,10 @@
 //! Each `[[group.NAME.pressure]]` rule is one open pressure file holding a
 //! trigger ([`crate::cgroup::psi`]). The thread sleeps in `poll` on all of
 //! them and on a wake-up pipe; nothing is read on a timer. The loop hands it
-//! the rules after every (re)load and reconcile tick ([`Pressure::sync`]);
-//! a rule whose group was removed and made again (a new inode) is armed
-//! anew, one whose group is gone is retried at the next sync.
+//! the rules after every (re)load and reconcile tick ([`Pressure::sync`]).
+//! A removed group's file reports `POLLERR`: its rule is armed anew on the
+//! group made again (a new inode) at the next sync, and one whose group is
+//! still gone is retried at every sync.
 //!
 //! Deciding ([`Episode`], [`stale_first_event`]) is pure and tested apart:
 //! - the kernel fires at most once per window while the stall lasts, so a
@@ -198,14 +199,12 @@ impl Engine {
             .map(Some)
             .collect();
         for (group, rule) in rules {
-            let identity = self.root.identity(&group).ok();
+            // A live trigger is kept without looking at the group: its
+            // removal would have been reported (POLLERR, see `lose`), so an
+            // idle tick costs nothing per rule.
             let kept = old.iter_mut().find_map(|slot| {
                 let same = slot.as_ref().is_some_and(|a| {
-                    a.group == group
-                        && same_rule(&a.rule, &rule)
-                        && a.trigger
-                            .as_ref()
-                            .is_some_and(|t| Some(t.identity) == identity)
+                    a.group == group && same_rule(&a.rule, &rule) && a.trigger.is_some()
                 });
                 if same { slot.take() } else { None }
             });

@@ -52,6 +52,12 @@ expect_eq "$(key_of $CG/thrash/memory.events oom_kill)" 0 "no OOM kill: the rule
 expect_eq "$(procs idle)" 1 "the idle sibling still runs"
 expect_contains "$(metric thrash)" 'resource="memory",action="kill",result="done"} 1' "counted"
 
+step "the rule acts again on the next stall of the same group"
+thrash thrash
+sleep 1
+wait_empty thrash 40 || { cat /tmp/daemon.log; cat $CG/thrash/memory.pressure; fail "the second stall of thrash was not acted on within 40s"; }
+expect_contains "$(metric thrash)" 'resource="memory",action="kill",result="done"} 2' "counted twice"
+
 step "dry_run: logged and counted, nothing changed"
 thrash dry
 sleep 1
