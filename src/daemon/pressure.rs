@@ -198,16 +198,22 @@ impl Engine {
             .into_iter()
             .map(Some)
             .collect();
-        for (group, rule) in rules {
+        for (i, (group, rule)) in rules.into_iter().enumerate() {
             // A live trigger is kept without looking at the group: its
             // removal would have been reported (POLLERR, see `lose`), so an
-            // idle tick costs nothing per rule.
-            let kept = old.iter_mut().find_map(|slot| {
-                let same = slot.as_ref().is_some_and(|a| {
+            // idle tick costs nothing per rule. An unchanged set comes in
+            // the same order: the same index is tried first.
+            let keeps = |slot: &Option<Armed>| {
+                slot.as_ref().is_some_and(|a| {
                     a.group == group && same_rule(&a.rule, &rule) && a.trigger.is_some()
-                });
-                if same { slot.take() } else { None }
-            });
+                })
+            };
+            let at = if old.get(i).is_some_and(keeps) {
+                Some(i)
+            } else {
+                old.iter().position(keeps)
+            };
+            let kept = at.and_then(|j| old[j].take());
             let mut armed = match kept {
                 Some(mut a) => {
                     a.rule = rule; // its origin may have moved
@@ -381,10 +387,11 @@ impl Engine {
 
 /// Rules equal in everything but where they were written.
 fn same_rule(a: &PressureRule, b: &PressureRule) -> bool {
-    PressureRule {
-        origin: b.origin.clone(),
-        ..a.clone()
-    } == *b
+    (
+        a.resource, a.kind, a.above, a.window, a.sustain, a.action, a.dry_run,
+    ) == (
+        b.resource, b.kind, b.above, b.window, b.sustain, b.action, b.dry_run,
+    )
 }
 
 fn take_sample(
