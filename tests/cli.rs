@@ -1038,6 +1038,23 @@ fn host_pressure_rules_act_on_the_stalled_group_only() {
         !metrics.contains("cgmgr_pressure_actions_total{group=\"calm\""),
         "{metrics}"
     );
+    // A reload that changes calm's rule arms the new one; the unchanged
+    // rules keep their triggers (no second "armed" line for them).
+    let edited = {
+        let mut parts: Vec<&str> = policy.rsplitn(2, "above = \"30%\"").collect();
+        parts.reverse();
+        parts.join("above = \"45%\"")
+    };
+    std::fs::write(policies.path().join("p.toml"), &edited).unwrap();
+    wait_for("calm's new rule armed", 20, || {
+        log().contains("pressure: armed group=calm cpu some above 45%")
+    });
+    assert_eq!(
+        log().matches("pressure: armed group=hog").count(),
+        1,
+        "{}",
+        log()
+    );
     // Removed and made again: armed anew, and it acts on the new group.
     std::fs::remove_dir(root.join("hog")).unwrap();
     wait_for("hog re-armed after drift correction", 20, || {
