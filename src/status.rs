@@ -5,7 +5,6 @@
 //! `cpu.stat`: half a second apart for a one-shot status, the refresh
 //! interval apart with `--watch`.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::cgroup::values::{Bytes, CpuMax, Limit};
@@ -206,50 +205,50 @@ pub fn table(rows: &[GroupStatus], colour: bool) -> String {
     out
 }
 
-/// The rows as a JSON array (numbers in base units, `null` when unknown or max).
-pub fn json(rows: &[GroupStatus]) -> String {
-    let num_u = |v: Option<u64>| v.map_or("null".into(), |n| n.to_string());
-    let lim_u = |v: Option<Limit<u64>>| num_u(v.and_then(|l| l.value().copied()));
-    let num_f = |v: Option<f64>| v.map_or("null".into(), |n| format!("{n:.3}"));
-    let items: Vec<String> = rows
-        .iter()
-        .map(|r| {
-            let mut fields = BTreeMap::new();
-            fields.insert("group", json_string(&r.group));
-            fields.insert("processes", num_u(r.processes));
-            fields.insert("cpu_percent", num_f(r.cpu_percent));
-            fields.insert(
-                "cpu_limit_percent",
-                num_f(r.cpu_limit_percent.and_then(|l| l.value().copied())),
-            );
-            fields.insert("throttled_percent", num_f(r.throttled_percent));
-            fields.insert("memory_bytes", num_u(r.memory_bytes));
-            fields.insert("memory_high_bytes", lim_u(r.memory_high_bytes));
-            fields.insert("memory_max_bytes", lim_u(r.memory_max_bytes));
-            fields.insert("pids", num_u(r.pids));
-            fields.insert("pids_max", lim_u(r.pids_max));
-            fields.insert("oom_kills", num_u(r.oom_kills));
-            let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
-            format!("{{{}}}", body.join(","))
-        })
-        .collect();
-    format!("[{}]\n", items.join(","))
+/// One row of `status --json`: numbers in base units, `null` when unknown,
+/// `max`, or not a finite number.
+#[derive(serde::Serialize)]
+struct JsonRow<'a> {
+    group: &'a str,
+    processes: Option<u64>,
+    cpu_percent: Option<f64>,
+    cpu_limit_percent: Option<f64>,
+    throttled_percent: Option<f64>,
+    memory_bytes: Option<u64>,
+    memory_high_bytes: Option<u64>,
+    memory_max_bytes: Option<u64>,
+    pids: Option<u64>,
+    pids_max: Option<u64>,
+    oom_kills: Option<u64>,
 }
 
-/// A JSON string literal.
-pub fn json_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+/// The rows as a JSON array, one line.
+pub fn json(rows: &[GroupStatus]) -> String {
+    // Three decimals are what a percentage means here; NaN and infinities
+    // (a division by a zero interval) become null, as JSON has no such numbers.
+    let pct = |v: Option<f64>| {
+        v.filter(|n| n.is_finite())
+            .map(|n| (n * 1000.0).round() / 1000.0)
+    };
+    let lim = |v: Option<Limit<u64>>| v.and_then(|l| l.value().copied());
+    let items: Vec<JsonRow<'_>> = rows
+        .iter()
+        .map(|r| JsonRow {
+            group: &r.group,
+            processes: r.processes,
+            cpu_percent: pct(r.cpu_percent),
+            cpu_limit_percent: pct(r.cpu_limit_percent.and_then(|l| l.value().copied())),
+            throttled_percent: pct(r.throttled_percent),
+            memory_bytes: r.memory_bytes,
+            memory_high_bytes: lim(r.memory_high_bytes),
+            memory_max_bytes: lim(r.memory_max_bytes),
+            pids: r.pids,
+            pids_max: lim(r.pids_max),
+            oom_kills: r.oom_kills,
+        })
+        .collect();
+    let mut out = serde_json::to_string(&items).unwrap_or_else(|_| "[]".into());
+    out.push('\n');
     out
 }
 
@@ -308,14 +307,23 @@ mod tests {
             coloured.contains("\x1b[31;1m30 MiB\x1b[0m"),
             "memory near max is marked:\n{coloured}"
         );
-        let j = json(&[s]);
+        let j = json(std::slice::from_ref(&s));
         assert!(
-            j.starts_with(
-                "[{\"cpu_limit_percent\":20.000,\"cpu_percent\":50.000,\"group\":\"web\","
-            ),
+            j.starts_with("[{\"group\":\"web\",\"processes\":3,\"cpu_percent\":50.0,\"cpu_limit_percent\":20.0,"),
             "{j}"
         );
         assert!(j.contains("\"memory_high_bytes\":null"), "{j}");
-        assert_eq!(json_string("a\"b\\\n"), "\"a\\\"b\\\\\\u000a\"");
+        // A name that needs escaping, and numbers JSON cannot hold.
+        let odd = GroupStatus {
+            group: "a\"b\\\n".into(),
+            cpu_percent: Some(f64::NAN),
+            throttled_percent: Some(f64::INFINITY),
+            ..s
+        };
+        let j = json(&[odd]);
+        let v: serde_json::Value = serde_json::from_str(&j).expect("valid JSON");
+        assert_eq!(v[0]["group"], "a\"b\\\n");
+        assert_eq!(v[0]["cpu_percent"], serde_json::Value::Null);
+        assert_eq!(v[0]["throttled_percent"], serde_json::Value::Null);
     }
 }
