@@ -1027,15 +1027,15 @@ fn host_pressure_rules_act_on_the_stalled_group_only() {
     );
     let metrics = metrics_of(&addr);
     assert!(
-        metrics.contains("cgmgr_pressure_actions_total{group=\"hog\",resource=\"cpu\",action=\"kill\",result=\"done\"} 1"),
+        metrics.contains("cgmgr_pressure_actions_total{action=\"kill\",group=\"hog\",resource=\"cpu\",result=\"done\"} 1"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("cgmgr_pressure_actions_total{group=\"dry\",resource=\"cpu\",action=\"kill\",result=\"dry_run\"}"),
+        metrics.contains("cgmgr_pressure_actions_total{action=\"kill\",group=\"dry\",resource=\"cpu\",result=\"dry_run\"}"),
         "{metrics}"
     );
     assert!(
-        !metrics.contains("cgmgr_pressure_actions_total{group=\"calm\""),
+        !metrics.contains("group=\"calm\",resource=\"cpu\",result="),
         "{metrics}"
     );
     // A reload that changes calm's rule arms the new one; the unchanged
@@ -1068,7 +1068,7 @@ fn host_pressure_rules_act_on_the_stalled_group_only() {
     });
     wait_for("the new hog emptied", 30, || procs("hog").is_empty());
     wait_for("counted twice", 10, || {
-        metrics_of(&addr).contains("cgmgr_pressure_actions_total{group=\"hog\",resource=\"cpu\",action=\"kill\",result=\"done\"} 2")
+        metrics_of(&addr).contains("cgmgr_pressure_actions_total{action=\"kill\",group=\"hog\",resource=\"cpu\",result=\"done\"} 2")
     });
     assert_eq!(
         procs("calm").lines().count(),
@@ -1090,4 +1090,27 @@ fn metrics_of(addr: &str) -> String {
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The daemon exposes the standard process metrics of every Prometheus
+/// exporter (the `prometheus` crate's process collector), beside its own.
+#[test]
+fn host_daemon_exports_process_metrics() {
+    let daemon = HttpDaemon::start("process-metrics", "[group.web]\n");
+    let text = daemon.get("/metrics", 5);
+    for family in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+        "cgmgr_policy_groups",
+        "cgmgr_policy_reloads_total",
+    ] {
+        assert!(
+            text.contains(&format!("\n# TYPE {family} ")),
+            "{family}:\n{text}"
+        );
+    }
+    assert!(text.contains("\ncgmgr_policy_groups 1\n"), "{text}");
 }

@@ -16,7 +16,6 @@ pub mod watch;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -26,7 +25,8 @@ use inotify::WatchDescriptor;
 
 use crate::apply::{self, Options, Step};
 use crate::cgroup::{CgroupRoot, GroupName};
-use crate::metrics::{Collector, ManagerStats};
+use crate::metrics::Collector;
+use crate::metrics::own::OwnMetrics;
 use crate::policy::{self, PolicySet};
 use http::Response;
 use log::{Level, log};
@@ -70,10 +70,11 @@ pub enum DaemonError {
 }
 
 /// State shared with the HTTP threads.
-#[derive(Default)]
 struct Shared {
     /// What the loop last recorded; locked only to copy in or out.
     status: Mutex<Status>,
+    /// The daemon's own metrics (atomic counters: no lock).
+    own: OwnMetrics,
     /// Beaten by the loop on every turn.
     heartbeat: health::Heartbeat,
     /// The metrics collector and the scrape in flight.
@@ -84,7 +85,8 @@ struct Shared {
 #[derive(Default)]
 struct Status {
     groups: Arc<Vec<GroupName>>,
-    stats: ManagerStats,
+    /// Limit-event files without an inotify watch.
+    unwatched_event_files: usize,
     conditions: health::Conditions,
 }
 
@@ -160,7 +162,8 @@ impl Drop for Landing<'_> {
 /// Runs until SIGTERM/SIGINT. The initial policy set must be valid and applied.
 pub fn run(root: CgroupRoot, opts: DaemonOptions, initial: PolicySet) -> Result<(), DaemonError> {
     let root = Arc::new(root);
-    lock_root(&root, &opts)?;
+    // Held until `run` returns: the lock lives as long as the descriptor.
+    let _lock = lock_root(&root, &opts)?;
     raise_nofile_limit();
     let (tx, rx) = channel();
     spawn_signal_thread(tx.clone())?;
@@ -168,7 +171,14 @@ pub fn run(root: CgroupRoot, opts: DaemonOptions, initial: PolicySet) -> Result<
         .map_err(|e| DaemonError::Setup(format!("watching {}: {e}", opts.policy_dir.display())))?;
     let mut limits =
         LimitWatcher::start(tx.clone()).map_err(|e| DaemonError::Setup(format!("inotify: {e}")))?;
-    let shared = Arc::new(Shared::default());
+    let own = OwnMetrics::new()
+        .map_err(|e| DaemonError::Setup(format!("registering the daemon's own metrics: {e}")))?;
+    let shared = Arc::new(Shared {
+        status: Mutex::default(),
+        own,
+        heartbeat: health::Heartbeat::default(),
+        scrape: Scrape::default(),
+    });
     let listener = TcpListener::bind(opts.listen)
         .map_err(|e| DaemonError::Setup(format!("listening on {}: {e}", opts.listen)))?;
     // `--listen 127.0.0.1:0` picks a port: log and record the real one.
@@ -314,9 +324,11 @@ impl Daemon {
         apply::execute(&self.root, &plan).map_err(|e| DaemonError::Setup(e.to_string()))?;
         self.watch_groups(&set, limits);
         let mut state = self.state();
-        state.stats.policy_groups = set.groups.len();
-        state.stats.reloads_success += 1;
-        state.stats.last_reload_success = Some(unix_now());
+        let own = &self.shared.own;
+        own.policy_groups
+            .set(i64::try_from(set.groups.len()).unwrap_or(i64::MAX));
+        own.reloads.with_label_values(&["success"]).inc();
+        own.last_reload_success.set(unix_now());
         state.groups = Arc::new(set.groups.keys().cloned().collect());
         state.conditions.started = true;
         state.conditions.reload_error = None;
@@ -351,7 +363,7 @@ impl Daemon {
                 &format!("reload rejected, the previous policy stays enforced:\n{e}"),
             );
             let mut state = self.state();
-            state.stats.reloads_error += 1;
+            self.shared.own.reloads.with_label_values(&["error"]).inc();
             state.conditions.reload_error = Some(e);
         } else {
             log(Level::Info, "reload succeeded");
@@ -400,7 +412,11 @@ impl Daemon {
         match result {
             Ok(_) => {
                 for key in corrections {
-                    *state.stats.drift_corrections.entry(key).or_default() += 1;
+                    self.shared
+                        .own
+                        .drift_corrections
+                        .with_label_values(&[key.0.as_str(), key.1.as_str()])
+                        .inc();
                 }
                 state.conditions.drift_error = None;
             }
@@ -424,7 +440,11 @@ impl Daemon {
         let failed = limits.set_groups(self.root.path(), &groups);
         let unwatched = limits.unwatched().len();
         let mut state = self.state();
-        state.stats.unwatched_event_files = unwatched;
+        state.unwatched_event_files = unwatched;
+        self.shared
+            .own
+            .unwatched_event_files
+            .set(i64::try_from(unwatched).unwrap_or(i64::MAX));
         drop(state);
         if let Some(e) = failed {
             log(
@@ -487,11 +507,8 @@ fn respond(root: &CgroupRoot, shared: &Shared, path: &str) -> Response {
     match path {
         "/metrics" => {
             let body = shared.scrape.run(|collector| {
-                let (groups, stats) = {
-                    let status = shared.status();
-                    (status.groups.clone(), status.stats.clone())
-                };
-                collector.scrape(root, &groups, Some(&stats))
+                let groups = shared.status().groups.clone();
+                collector.scrape(root, &groups, Some(&shared.own))
             });
             Response {
                 status: 200,
@@ -502,10 +519,7 @@ fn respond(root: &CgroupRoot, shared: &Shared, path: &str) -> Response {
         "/healthz" => {
             let (conditions, unwatched) = {
                 let status = shared.status();
-                (
-                    status.conditions.clone(),
-                    status.stats.unwatched_event_files,
-                )
+                (status.conditions.clone(), status.unwatched_event_files)
             };
             let (status, text) = health::verdict(&conditions, unwatched, shared.heartbeat.since());
             Response::text(status, text)
@@ -541,19 +555,17 @@ fn publish_record(opts: &DaemonOptions) -> Option<record::Published> {
     }
 }
 
-/// One daemon per root: an exclusive flock on the root directory itself.
-fn lock_root(root: &CgroupRoot, opts: &DaemonOptions) -> Result<(), DaemonError> {
+/// One daemon per root: an exclusive, non-blocking `flock` on the root
+/// directory itself, held as long as the returned descriptor.
+fn lock_root(
+    root: &CgroupRoot,
+    opts: &DaemonOptions,
+) -> Result<nix::fcntl::Flock<std::os::fd::OwnedFd>, DaemonError> {
     let dir = root
         .open_dir(&GroupName::root())
         .map_err(|e| DaemonError::Setup(format!("opening {}: {e}", opts.root.display())))?;
-    // SAFETY: flock on a descriptor we own; no pointers.
-    let rc = unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        return Err(DaemonError::Locked(opts.root.clone()));
-    }
-    // The lock lives as long as the descriptor: keep it for the process's life.
-    std::mem::forget(dir);
-    Ok(())
+    nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|_| DaemonError::Locked(opts.root.clone()))
 }
 
 /// Raises RLIMIT_NOFILE: metrics keep each group's files open. As root the

@@ -82,6 +82,8 @@ struct Armed {
     armed_at: Instant,
     /// The last reading, at arming or at the last event.
     last: Option<Sample>,
+    /// The stall total when the trigger was armed.
+    armed_total: Option<u64>,
     episode: Episode,
 }
 
@@ -110,27 +112,50 @@ struct Measured {
     throttled: Option<Duration>,
 }
 
+/// What one `poll` saw: the wake-up pipe, and rules by index into `armed`.
+#[derive(Default)]
+struct Ready {
+    woken: bool,
+    fired: Vec<usize>,
+    lost: Vec<usize>,
+}
+
 struct Engine {
     root: Arc<CgroupRoot>,
     shared: Arc<Shared>,
     armed: Vec<Armed>,
+    /// The daemon's own cgroup directory, when it can be told.
+    own_cgroup: Option<std::path::PathBuf>,
 }
 
 impl Engine {
     fn new(root: Arc<CgroupRoot>, shared: Arc<Shared>) -> Engine {
+        let own_cgroup = crate::cgroup::locate::own_cgroup_dir(
+            &std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default(),
+            &std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
+        )
+        .ok();
         Engine {
             root,
             shared,
             armed: Vec::new(),
+            own_cgroup,
         }
     }
 
     fn run(mut self, rx: &Receiver<Vec<(GroupName, PressureRule)>>, wake: &OwnedFd) {
         loop {
-            let (woken, fired, lost) = match self.wait(wake) {
-                Some(ready) => ready,
-                None => return,
+            let Some(Ready { woken, fired, lost }) = self.wait(wake) else {
+                return; // the daemon is stopping
             };
+            // Before a sync changes the indices: a report is consumed by
+            // the poll that saw it.
+            for i in lost {
+                self.lose(i);
+            }
+            for i in fired {
+                self.on_event(i, Instant::now());
+            }
             if woken {
                 drain(wake);
                 let mut latest = None;
@@ -143,22 +168,15 @@ impl Engine {
                 }
                 if let Some(rules) = latest {
                     self.sync(rules);
-                    continue; // indices changed: poll again
                 }
-            }
-            for i in lost {
-                self.lose(i);
-            }
-            for i in fired {
-                self.on_event(i, Instant::now());
             }
         }
     }
 
-    /// Polls the wake-up pipe and every trigger; returns (woken, fired
-    /// rules, lost rules) by index into `armed`. `None` on a poll failure
-    /// other than EINTR.
-    fn wait(&self, wake: &OwnedFd) -> Option<(bool, Vec<usize>, Vec<usize>)> {
+    /// Polls the wake-up pipe and every trigger. `None` when the pipe's
+    /// writer is gone (the daemon is stopping). A failing `poll` (ENOMEM
+    /// under the very memory pressure rules watch) is retried a second later.
+    fn wait(&self, wake: &OwnedFd) -> Option<Ready> {
         let mut index = Vec::new();
         let mut fds = vec![PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
         for (i, a) in self.armed.iter().enumerate() {
@@ -172,13 +190,18 @@ impl Engine {
             Err(e) => {
                 log(
                     Level::Error,
-                    &format!("pressure rules: poll failed: {e}; rules are no longer enforced"),
+                    &format!("pressure rules: poll failed: {e}; retrying in 1s"),
                 );
-                return None;
+                std::thread::sleep(Duration::from_secs(1));
+                return Some(Ready::default());
             }
         }
         let revents = |fd: &PollFd<'_>| fd.revents().unwrap_or(PollFlags::empty());
-        let woken = revents(&fds[0]).contains(PollFlags::POLLIN);
+        let pipe = revents(&fds[0]);
+        if pipe.contains(PollFlags::POLLHUP) && !pipe.contains(PollFlags::POLLIN) {
+            return None;
+        }
+        let woken = pipe.contains(PollFlags::POLLIN);
         let (mut fired, mut lost) = (Vec::new(), Vec::new());
         for (fd, &i) in fds[1..].iter().zip(&index) {
             let r = revents(fd);
@@ -188,7 +211,7 @@ impl Engine {
                 fired.push(i);
             }
         }
-        Some((woken, fired, lost))
+        Some(Ready { woken, fired, lost })
     }
 
     /// Keeps what is unchanged, arms the rest; closing a dropped rule's
@@ -226,6 +249,7 @@ impl Engine {
                     error: None,
                     armed_at: Instant::now(),
                     last: None,
+                    armed_total: None,
                     episode: Episode::default(),
                 },
             };
@@ -248,10 +272,24 @@ impl Engine {
             .flatten()
             .find(|p| p.group == a.group && same_rule(&p.rule, &a.rule))
             .and_then(|p| p.error.clone());
-        match psi::arm(&self.root, &a.group, a.rule.resource.file(), trigger) {
+        let holds_daemon = self
+            .own_cgroup
+            .as_ref()
+            .is_some_and(|own| own.starts_with(self.root.group_path(&a.group)));
+        let armed = if holds_daemon && a.rule.action != PressureAction::Log && !a.rule.dry_run {
+            Err(format!(
+                "the group holds cgmgr's own daemon; a {} would stop the daemon itself (use action = \"log\" or dry_run there)",
+                a.rule.action.name()
+            ))
+        } else {
+            psi::arm(&self.root, &a.group, a.rule.resource.file(), trigger)
+                .map_err(|e| e.to_string())
+        };
+        match armed {
             Ok(t) => {
                 let rearmed = before.is_some();
                 a.last = take_sample(&self.root, &a.group, &t, &a.rule);
+                a.armed_total = a.last.map(|s| s.stall_us);
                 a.trigger = Some(t);
                 a.armed_at = Instant::now();
                 a.episode = Episode::default();
@@ -274,7 +312,6 @@ impl Engine {
                 );
             }
             Err(e) => {
-                let e = e.to_string();
                 if before.as_deref() != Some(e.as_str()) {
                     log(
                         Level::Warning,
@@ -312,30 +349,40 @@ impl Engine {
         };
         let measured = a.last.map(|prev| measure(&prev, &sample));
         a.last = Some(sample);
-        if stale_first_event(
-            now - a.armed_at,
+        let since_arming = a.armed_total.map(|t| sample.stall_us.saturating_sub(t));
+        if stale_after_arming(
+            now.saturating_duration_since(a.armed_at),
             a.rule.window,
-            measured.map(|m| m.share),
-            a.rule.above,
+            since_arming,
+            a.rule.threshold_us(),
         ) {
             log(
                 Level::Info,
                 &format!(
-                    "pressure: group={} {} {}: the kernel's first event after arming counted stall from before it (since arming: {}); ignored",
+                    "pressure: group={} {} {}: a report within two windows of arming, with {:.3}s stalled since arming (the threshold is {:.3}s): the kernel counted stall from before; ignored",
                     a.group,
                     a.rule.resource.name(),
                     a.rule.kind.name(),
-                    describe(measured.as_ref(), a.rule.window)
+                    since_arming.unwrap_or(0) as f64 / 1e6,
+                    a.rule.threshold_us() as f64 / 1e6,
                 ),
             );
             return;
         }
-        if a.episode.on_event(now, a.rule.window, a.rule.sustain) {
-            self.act(i, measured);
+        // The kernel also reports a breach it deferred (at most one report
+        // per window), after the stall itself may have ended: the stall
+        // continues only if it was above the threshold since the last report.
+        let continued = measured.is_some_and(|m| m.share >= a.rule.above);
+        if a.episode
+            .on_event(now, a.rule.window, a.rule.sustain, continued)
+        {
+            let done = self.act(i, measured);
+            self.armed[i].episode.acted(done);
         }
     }
 
-    fn act(&mut self, i: usize, measured: Option<Measured>) {
+    /// Carries out the rule's action; false when it failed.
+    fn act(&mut self, i: usize, measured: Option<Measured>) -> bool {
         let a = &self.armed[i];
         let result = if a.rule.dry_run {
             Ok("dry_run")
@@ -369,19 +416,17 @@ impl Engine {
                 a.rule.action.name(),
             ),
         );
-        let key = (
-            a.group.to_string(),
-            a.rule.resource.name(),
-            a.rule.action.name(),
-            label,
-        );
-        *self
-            .shared
-            .status()
-            .stats
+        self.shared
+            .own
             .pressure_actions
-            .entry(key)
-            .or_default() += 1;
+            .with_label_values(&[
+                a.group.as_str(),
+                a.rule.resource.name(),
+                a.rule.action.name(),
+                label,
+            ])
+            .inc();
+        result.is_ok()
     }
 }
 
@@ -472,49 +517,50 @@ fn drain(fd: &OwnedFd) {
     while matches!(nix::unistd::read(fd, &mut buf), Ok(n) if n > 0) {}
 }
 
-/// True for an event inside the trigger's first window whose stall since
-/// arming is below the threshold: the kernel counted stall from before the
-/// trigger existed. Later events are the kernel's word.
-pub fn stale_first_event(
+/// True for a report within two windows of arming when less than the
+/// threshold has stalled since arming: a new trigger's first window starts
+/// from the group's lifetime total, and that growth is carried into the
+/// next window, so such a report counts stall from before the trigger.
+pub fn stale_after_arming(
     since_armed: Duration,
     window: Duration,
-    measured_share: Option<u32>,
-    above: u32,
+    stalled_since_arming_us: Option<u64>,
+    threshold_us: u64,
 ) -> bool {
-    since_armed < window && measured_share.is_some_and(|m| m < above)
+    since_armed < window * 2 && stalled_since_arming_us.is_some_and(|s| s < threshold_us)
 }
 
-/// A stall that lasts: events about a window apart. It is over when the
-/// gap since the last event is longer than a window and a half (the kernel
-/// fires again one window after an event while the stall goes on).
+/// A stall that lasts. It begins at a report and continues at each later
+/// one whose stall since the previous reading is above the threshold
+/// (`continued`); a report without that starts it again. It acts once its
+/// reports cover `for` (the first covers the window before it), then not
+/// again until it ends: one decision per stall, not one per window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Episode {
     first: Option<Instant>,
-    last: Option<Instant>,
+    acted: bool,
 }
 
 impl Episode {
-    /// No stall in progress.
-    pub fn is_idle(&self) -> bool {
-        self.first.is_none()
-    }
-
-    /// Records an event at `now`; true when the events now cover `sustain`
-    /// (the first one covers the window before it), which also starts a
-    /// new episode.
-    pub fn on_event(&mut self, now: Instant, window: Duration, sustain: Duration) -> bool {
-        if let Some(last) = self.last
-            && now.saturating_duration_since(last) > window + window / 2
-        {
-            self.first = None;
+    /// Records a report at `now`; true when the rule should act now.
+    pub fn on_event(
+        &mut self,
+        now: Instant,
+        window: Duration,
+        sustain: Duration,
+        continued: bool,
+    ) -> bool {
+        if !continued {
+            *self = Episode::default();
         }
         let first = *self.first.get_or_insert(now);
-        self.last = Some(now);
-        if now.saturating_duration_since(first) + window >= sustain {
-            *self = Episode::default();
-            return true;
-        }
-        false
+        !self.acted && now.saturating_duration_since(first) + window >= sustain
+    }
+
+    /// After acting: a successful action holds until the stall ends; a
+    /// failed one is tried again at the next report.
+    pub fn acted(&mut self, done: bool) {
+        self.acted = done;
     }
 }
 
@@ -527,64 +573,73 @@ mod tests {
     #[test]
     fn a_rule_whose_for_is_one_window_acts_at_the_first_event() {
         let mut e = Episode::default();
-        assert!(e.on_event(Instant::now(), 2 * S, 2 * S));
-        assert!(e.is_idle());
+        assert!(e.on_event(Instant::now(), 2 * S, 2 * S, false));
     }
 
     #[test]
-    fn events_a_window_apart_act_once_they_cover_for() {
-        // window 2s, for 4s: events at 0 and 2s cover [-2s, 2s].
+    fn reports_that_keep_the_stall_above_act_once_they_cover_for() {
+        // window 2s, for 4s: reports at 0 and 2s cover [-2s, 2s].
         let t0 = Instant::now();
         let mut e = Episode::default();
-        assert!(!e.on_event(t0, 2 * S, 4 * S));
-        assert!(e.on_event(t0 + 2 * S, 2 * S, 4 * S));
-        // for 10s: 0, 2.1, 4.2, 6.3 do not cover it; 8.4 does.
-        let mut e = Episode::default();
-        let at = |ms| t0 + Duration::from_millis(ms);
-        for ms in [0, 2100, 4200, 6300] {
-            assert!(!e.on_event(at(ms), 2 * S, 10 * S), "{ms}");
-        }
-        assert!(e.on_event(at(8400), 2 * S, 10 * S));
+        assert!(!e.on_event(t0, 2 * S, 4 * S, false));
+        assert!(e.on_event(t0 + 2 * S, 2 * S, 4 * S, true));
+        e.acted(true);
+        // One decision per stall: not again while it goes on...
+        assert!(!e.on_event(t0 + 4 * S, 2 * S, 4 * S, true));
+        assert!(!e.on_event(t0 + 6 * S, 2 * S, 4 * S, true));
+        // ...but again for a new stall.
+        assert!(!e.on_event(t0 + 20 * S, 2 * S, 4 * S, false));
+        assert!(e.on_event(t0 + 22 * S, 2 * S, 4 * S, true));
     }
 
     #[test]
-    fn a_gap_longer_than_a_window_and_a_half_starts_over() {
-        // The kernel fires at most once per window: events 2s apart are
-        // one stall; 3.5s apart, the stall stopped in between.
+    fn a_failed_action_is_tried_again_at_the_next_report() {
         let t0 = Instant::now();
         let mut e = Episode::default();
-        assert!(!e.on_event(t0, 2 * S, 6 * S));
-        assert!(!e.on_event(t0 + Duration::from_millis(3500), 2 * S, 6 * S));
-        assert!(!e.on_event(t0 + Duration::from_millis(5500), 2 * S, 6 * S));
-        assert!(e.on_event(t0 + Duration::from_millis(7500), 2 * S, 6 * S));
+        assert!(e.on_event(t0, 2 * S, 2 * S, false));
+        e.acted(false);
+        assert!(e.on_event(t0 + 2 * S, 2 * S, 2 * S, true));
     }
 
     #[test]
-    fn a_first_event_from_stall_before_arming_is_ignored() {
-        // Armed 0.3s ago on a group whose lifetime stall is large; since
-        // arming it stalled 1%: stale. 40% measured: real.
+    fn a_deferred_report_after_a_short_burst_does_not_make_a_stall_last() {
+        // A 0.45s burst reported at 0; the kernel reports again at 2s
+        // (deferred), though almost nothing stalled since: the episode
+        // starts over instead of reaching for = 4s.
+        let t0 = Instant::now();
+        let mut e = Episode::default();
+        assert!(!e.on_event(t0, 2 * S, 4 * S, false));
+        assert!(!e.on_event(t0 + 2 * S, 2 * S, 4 * S, false));
+        // Slipped reports (4s apart) of a stall that goes on still count.
+        assert!(e.on_event(t0 + 6 * S, 2 * S, 4 * S, true));
+    }
+
+    #[test]
+    fn a_report_soon_after_arming_needs_the_threshold_stalled_since_arming() {
         let w = 2 * S;
-        assert!(stale_first_event(
+        // Armed 0.3s ago; 40 ms stalled since, threshold 400 ms: stale,
+        // even though 40 ms in 0.2 s would be a 20% share.
+        assert!(stale_after_arming(
             Duration::from_millis(300),
             w,
-            Some(100),
-            2000
+            Some(40_000),
+            400_000
         ));
-        assert!(!stale_first_event(
+        assert!(!stale_after_arming(
             Duration::from_millis(300),
             w,
-            Some(4000),
-            2000
+            Some(450_000),
+            400_000
         ));
-        // After the first window the kernel's window no longer reaches
-        // back before arming.
-        assert!(!stale_first_event(3 * S, w, Some(100), 2000));
-        assert!(!stale_first_event(
-            Duration::from_millis(300),
+        // The second report, 2.1s after arming, is checked the same way.
+        assert!(stale_after_arming(
+            Duration::from_millis(2100),
             w,
-            None,
-            2000
+            Some(10_000),
+            400_000
         ));
+        // Past two windows the kernel's window no longer reaches back.
+        assert!(!stale_after_arming(5 * S, w, Some(0), 400_000));
     }
 
     #[test]

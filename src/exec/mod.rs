@@ -328,10 +328,12 @@ fn parse_namespaces(names: &[String]) -> Result<BTreeSet<Namespace>, ExecError> 
 /// process has a single thread.
 pub fn run(root: &CgroupRoot, spec: &ExecSpec) -> Result<i32, ExecError> {
     let before = LimitCounters::read(root, &spec.group);
+    let run = run_group::create(root, &spec.group)?;
+    // After `create`, which may first end abandoned runs: their time is not
+    // this run's.
     let baseline = spec
         .report
         .map(|_| report::Baseline::read(root, &spec.group));
-    let run = run_group::create(root, &spec.group)?;
     let result = run_in(root, spec, &run);
     let accounted = LimitCounters::read_own(root, &run);
     let refusals = refusals(root, &spec.group, &before, accounted);

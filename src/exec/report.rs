@@ -116,12 +116,17 @@ pub fn collect(
 ) -> RunReport {
     let usec = |key| counter(root, run, "cpu.stat", key).map(|v| v as f64 / 1e6);
     let io = io_bytes(root, run);
-    let oom_limit_group = std::iter::once(run.clone())
-        .map(|g| (g, 0))
-        .chain(baseline.oom_local.iter().cloned())
-        .find(|(g, before)| oom_local(root, g).is_some_and(|now| now > *before))
-        .map(|(g, _)| if g == *run { group.clone() } else { g })
-        .map(|g| display_group(&g));
+    // Only for this run's own kills: a concurrent run's OOM also raises the
+    // group's count.
+    let oom_limit_group = (refusals.oom_kills > 0)
+        .then(|| {
+            baseline
+                .oom_local
+                .iter()
+                .find(|(g, before)| oom_local(root, g).is_some_and(|now| now > *before))
+                .map(|(g, _)| display_group(g))
+        })
+        .flatten();
     RunReport {
         group: group.to_string(),
         exit_code: 0,

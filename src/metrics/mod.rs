@@ -6,34 +6,16 @@
 //! mid-scrape is skipped whole and counted.
 
 pub mod families;
+pub mod own;
 pub mod reader;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use families::{Families, Kind};
 use reader::{FdBudget, GroupFiles, Vanished};
 
 use crate::cgroup::values::{Bytes, CpuMax, Limit};
 use crate::cgroup::{CgroupRoot, GroupName, format};
-
-/// What the daemon knows about itself, exported beside the group metrics.
-#[derive(Debug, Clone, Default)]
-pub struct ManagerStats {
-    /// Groups in the loaded policy set.
-    pub policy_groups: usize,
-    /// Successful reloads.
-    pub reloads_success: u64,
-    /// Rejected reloads.
-    pub reloads_error: u64,
-    /// Unix time of the last successful reload, if any.
-    pub last_reload_success: Option<f64>,
-    /// Values rewritten because they drifted, by (group, file).
-    pub drift_corrections: BTreeMap<(String, String), u64>,
-    /// Limit-event files without an inotify watch (the watch limit ran out).
-    pub unwatched_event_files: usize,
-    /// Pressure rules that fired, by (group, resource, action, result).
-    pub pressure_actions: BTreeMap<(String, &'static str, &'static str, &'static str), u64>,
-}
 
 /// Reads groups' files, keeping them open between scrapes.
 pub struct Collector {
@@ -64,12 +46,12 @@ impl Collector {
         }
     }
 
-    /// The text exposition of `groups` and `stats`.
+    /// The text exposition of `groups`, then the daemon's own metrics.
     pub fn scrape(
         &mut self,
         root: &CgroupRoot,
         groups: &[GroupName],
-        stats: Option<&ManagerStats>,
+        own: Option<&own::OwnMetrics>,
     ) -> String {
         let mut fam = Families::default();
         let wanted: std::collections::HashSet<&GroupName> = groups.iter().collect();
@@ -122,78 +104,11 @@ impl Collector {
             &[("version", env!("CARGO_PKG_VERSION"))],
             1.0,
         );
-        if let Some(stats) = stats {
-            manager_metrics(stats, &mut fam);
+        let mut text = fam.encode();
+        if let Some(own) = own {
+            text.push_str(&own.encode());
         }
-        fam.encode()
-    }
-}
-
-fn manager_metrics(stats: &ManagerStats, fam: &mut Families) {
-    fam.add(
-        "cgmgr_policy_groups",
-        Kind::Gauge,
-        "Groups in the loaded policy set.",
-        &[],
-        stats.policy_groups as f64,
-    );
-    fam.add(
-        "cgmgr_limit_events_unwatched_files",
-        Kind::Gauge,
-        "Limit-event files without an inotify watch (fs.inotify.max_user_watches ran out); read every reconcile tick instead.",
-        &[],
-        stats.unwatched_event_files as f64,
-    );
-    let reloads = "Policy reloads by result.";
-    fam.add(
-        "cgmgr_policy_reloads_total",
-        Kind::Counter,
-        reloads,
-        &[("result", "success")],
-        stats.reloads_success as f64,
-    );
-    fam.add(
-        "cgmgr_policy_reloads_total",
-        Kind::Counter,
-        reloads,
-        &[("result", "error")],
-        stats.reloads_error as f64,
-    );
-    if let Some(t) = stats.last_reload_success {
-        fam.add(
-            "cgmgr_policy_last_reload_success_timestamp_seconds",
-            Kind::Gauge,
-            "Unix time of the last successful policy reload.",
-            &[],
-            t,
-        );
-    }
-    let help = "Values rewritten because they differed from the policy.";
-    fam.declare("cgmgr_drift_corrections_total", Kind::Counter, help);
-    for ((group, file), n) in &stats.drift_corrections {
-        fam.add(
-            "cgmgr_drift_corrections_total",
-            Kind::Counter,
-            help,
-            &[("group", group), ("file", file)],
-            *n as f64,
-        );
-    }
-    let help = "Pressure rules that fired, by result: done, dry_run (logged and counted only) or failed. CPU pressure includes time a group is throttled by its own cpu.max.";
-    fam.declare("cgmgr_pressure_actions_total", Kind::Counter, help);
-    for ((group, resource, action, result), n) in &stats.pressure_actions {
-        fam.add(
-            "cgmgr_pressure_actions_total",
-            Kind::Counter,
-            help,
-            &[
-                ("group", group),
-                ("resource", resource),
-                ("action", action),
-                ("result", result),
-            ],
-            *n as f64,
-        );
+        text
     }
 }
 

@@ -90,7 +90,7 @@ expect_eq "$(cat $CG/web/pids.max)" 6 "fixed value applied"
 step "drift correction"
 echo 99 > $CG/sandbox/pids.max
 wait_for 5 "a changed value is put back" '[ "$(cat $CG/sandbox/pids.max)" = 20 ]'
-expect_eq "$(metric 'cgmgr_drift_corrections_total{group="sandbox",file="pids.max"}')" 1 "drift counted"
+expect_eq "$(metric 'cgmgr_drift_corrections_total{file="pids.max",group="sandbox"}')" 1 "drift counted"
 grep -q "drift: sandbox/pids.max: 99 -> 20" /tmp/daemon.log || fail "drift not logged"
 before=$(metric 'cgmgr_scrape_vanished_groups_total')
 rmdir $CG/web

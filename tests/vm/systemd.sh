@@ -122,7 +122,7 @@ wait $hot; expect_eq "$?" 137 "the throttled spinner died by SIGKILL"
 expect_contains "$(journal | grep 'pressure: group=hot')" "resource=cpu kind=some" "the decision is in the journal"
 expect_contains "$(journal | grep 'pressure: group=hot')" "by the group's own cpu.max, which is not contention" "naming the throttling"
 expect_contains "$(journal | grep 'pressure: group=hot')" "action=kill result=done" "and its result"
-expect_contains "$(wget -q -O - http://127.0.0.1:9765/metrics)" 'cgmgr_pressure_actions_total{group="hot",resource="cpu",action="kill",result="done"} 1' "counted in the daemon's metrics"
+expect_contains "$(wget -q -O - http://127.0.0.1:9765/metrics)" 'cgmgr_pressure_actions_total{action="kill",group="hot",resource="cpu",result="done"} 1' "counted in the daemon's metrics"
 expect_eq "$(systemctl is-active cgmgr)" active "the daemon is unaffected"
 rm /etc/cgmgr/hot.toml
 systemctl reload cgmgr || fail "systemctl reload"
