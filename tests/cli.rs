@@ -1,6 +1,8 @@
 //! Host tests of the `cgmgr` binary: validation (no root, no cgroupfs) and
-//! apply on the host's cgroup v2 core, inside a subtree the test creates
-//! under /sys/fs/cgroup/unified and removes.
+//! apply on the host's cgroup v2 hierarchy, wherever it is mounted
+//! (/sys/fs/cgroup on a unified host, /sys/fs/cgroup/unified on a hybrid
+//! one), inside a subtree the test creates and removes. Tests that only
+//! mean something on one layout say which, and fail elsewhere.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -146,12 +148,8 @@ struct Scratch(PathBuf);
 
 impl Scratch {
     fn new(name: &str) -> Scratch {
-        let base = Path::new("/sys/fs/cgroup/unified");
-        assert!(
-            base.join("cgroup.procs").exists(),
-            "these tests need the host's cgroup v2 mount at {} (hybrid mode, as on the CI machines)",
-            base.display()
-        );
+        let base = cgroup2_mount();
+        let base = base.as_path();
         let dir = base.join(format!("cgmgr-test-{name}-{}", std::process::id()));
         std::fs::create_dir(&dir).unwrap();
         Scratch(dir)
@@ -180,6 +178,34 @@ impl Drop for Scratch {
             let _ = std::fs::remove_dir(d);
         }
     }
+}
+
+/// Where this host mounts the cgroup v2 hierarchy (from mountinfo).
+fn cgroup2_mount() -> PathBuf {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    mountinfo
+        .lines()
+        .find_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            (right.split_whitespace().next()? == "cgroup2").then_some(())?;
+            left.split_whitespace().nth(4).map(PathBuf::from)
+        })
+        .expect("these tests need a cgroup v2 hierarchy mounted on the host (none in /proc/self/mountinfo)")
+}
+
+/// For tests of the hybrid layout (cpu, memory and pids bound to cgroup
+/// v1): fails, naming the layout, on any other host.
+fn require_hybrid_layout(test: &str) {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let memory_on_v1 = mountinfo.lines().any(|l| {
+        l.split_once(" - ")
+            .is_some_and(|(_, r)| r.starts_with("cgroup ") && r.contains("memory"))
+    });
+    assert!(
+        memory_on_v1,
+        "{test} tests the hybrid layout (the memory controller bound to cgroup v1); this host has it in cgroup v2 at {}: the test means nothing here",
+        cgroup2_mount().display()
+    );
 }
 
 fn policy_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -235,6 +261,7 @@ fn host_apply_creates_nests_and_prunes() {
 /// On a hybrid host, a limit names the controller, its v1 binding and the fix.
 #[test]
 fn host_v1_bound_controller_is_explained() {
+    require_hybrid_layout("host_v1_bound_controller_is_explained");
     let scratch = Scratch::new("v1");
     let p = policy_dir(&[("a.toml", "[group.web]\nmemory.max = \"64M\"\n")]);
     let out = cgmgr(&[

@@ -475,3 +475,90 @@ mod tests {
         assert_eq!(Bytes(5000).round_down(4096), Bytes(4096));
     }
 }
+
+/// Property tests: every typed value survives its kernel text
+/// (parse(display(v)) == v), and the kernel's own text of a value comes
+/// back unchanged (display(parse(s)) == s).
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn limit() -> impl Strategy<Value = Limit<u64>> {
+        prop_oneof![Just(Limit::Max), any::<u64>().prop_map(Limit::Value)]
+    }
+
+    fn cpu_max() -> impl Strategy<Value = CpuMax> {
+        let quota = prop_oneof![
+            Just(Limit::Max),
+            (MIN_CPU_US..=MAX_CPU_QUOTA_US).prop_map(Limit::Value)
+        ];
+        (quota, MIN_CPU_US..=MAX_CPU_PERIOD_US).prop_map(|(quota, period)| CpuMax { quota, period })
+    }
+
+    fn device() -> impl Strategy<Value = DevNum> {
+        (any::<u32>(), any::<u32>()).prop_map(|(major, minor)| DevNum { major, minor })
+    }
+
+    proptest! {
+        #[test]
+        fn limits_round_trip(v in limit()) {
+            prop_assert_eq!(v.to_string().parse::<Limit<u64>>().unwrap(), v);
+        }
+
+        #[test]
+        fn byte_counts_round_trip(n in any::<u64>()) {
+            let text = n.to_string();
+            let parsed: Bytes = text.parse().unwrap();
+            prop_assert_eq!(parsed, Bytes(n));
+            prop_assert_eq!(parsed.to_string(), text);
+        }
+
+        #[test]
+        fn cpu_max_round_trips_and_keeps_the_kernel_text(v in cpu_max()) {
+            let text = v.to_string(); // the kernel's "$MAX $PERIOD"
+            let parsed: CpuMax = text.parse().unwrap();
+            prop_assert_eq!(parsed, v);
+            prop_assert_eq!(parsed.to_string(), text);
+            prop_assert!(parsed.check_range().is_ok());
+        }
+
+        #[test]
+        fn cpu_sets_round_trip_in_the_kernels_canonical_form(
+            cpus in proptest::collection::btree_set(0..=MAX_CPU_INDEX, 0..24)
+        ) {
+            let v = CpuSet(cpus);
+            let text = v.to_string();
+            let parsed: CpuSet = text.parse().unwrap();
+            prop_assert_eq!(&parsed, &v);
+            prop_assert_eq!(parsed.to_string(), text);
+        }
+
+        #[test]
+        fn device_numbers_round_trip(v in device()) {
+            prop_assert_eq!(v.to_string().parse::<DevNum>().unwrap(), v);
+        }
+
+        #[test]
+        fn io_max_lines_round_trip(
+            device in device(),
+            r in proptest::option::of(limit()),
+            w in proptest::option::of(limit()),
+            ri in proptest::option::of(limit()),
+            wi in proptest::option::of(limit()),
+        ) {
+            let v = IoMaxLine { device, limits: IoLimits { rbps: r, wbps: w, riops: ri, wiops: wi } };
+            let text = v.to_string();
+            let parsed: IoMaxLine = text.parse().unwrap();
+            prop_assert_eq!(parsed, v);
+            prop_assert_eq!(parsed.to_string(), text);
+        }
+
+        #[test]
+        fn the_kernels_io_max_text_is_kept(device in device(), l in [limit(), limit(), limit(), limit()]) {
+            // The kernel prints every key of a device's line.
+            let text = format!("{device} rbps={} wbps={} riops={} wiops={}", l[0], l[1], l[2], l[3]);
+            prop_assert_eq!(text.parse::<IoMaxLine>().unwrap().to_string(), text);
+        }
+    }
+}

@@ -376,8 +376,15 @@ impl Engine {
         if a.episode
             .on_event(now, a.rule.window, a.rule.sustain, continued)
         {
+            // A kill or freeze that worked ends the stall: the group's next
+            // stall is a new one even if it follows closely.
+            let ends_the_stall = a.rule.action != PressureAction::Log && !a.rule.dry_run;
             let done = self.act(i, measured);
-            self.armed[i].episode.acted(done);
+            let episode = &mut self.armed[i].episode;
+            match (done, ends_the_stall) {
+                (true, true) => *episode = Episode::default(),
+                (done, _) => episode.acted(done),
+            }
         }
     }
 
@@ -533,8 +540,10 @@ pub fn stale_after_arming(
 /// A stall that lasts. It begins at a report and continues at each later
 /// one whose stall since the previous reading is above the threshold
 /// (`continued`); a report without that starts it again. It acts once its
-/// reports cover `for` (the first covers the window before it), then not
-/// again until it ends: one decision per stall, not one per window.
+/// reports cover `for` (the first covers the window before it). A `log` or
+/// dry run then says nothing more until the stall ends (one decision per
+/// stall, not one per window); a kill or freeze ends the stall itself, so
+/// the engine starts a fresh episode after one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Episode {
     first: Option<Instant>,
@@ -557,8 +566,8 @@ impl Episode {
         !self.acted && now.saturating_duration_since(first) + window >= sustain
     }
 
-    /// After acting: a successful action holds until the stall ends; a
-    /// failed one is tried again at the next report.
+    /// After a `log` or a dry run: a successful one holds until the stall
+    /// ends; a failed action is tried again at the next report.
     pub fn acted(&mut self, done: bool) {
         self.acted = done;
     }

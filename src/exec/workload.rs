@@ -12,26 +12,37 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::stat::{Mode, umask};
 use nix::unistd::{Gid, Uid};
 
+use caps::{CapSet, Capability, CapsHashSet};
+
 use super::error::{ExecError, sys};
 
 /// Capabilities the workload keeps (when it runs as uid 0 inside): enough
 /// for a root shell to manage its own files and processes; no CAP_SYS_ADMIN,
 /// CAP_SYS_CHROOT, CAP_NET_ADMIN, CAP_SYS_PTRACE, CAP_MKNOD.
-pub const KEPT_CAPS: [u32; 9] = [
-    0,  // CAP_CHOWN
-    1,  // CAP_DAC_OVERRIDE
-    3,  // CAP_FOWNER
-    4,  // CAP_FSETID
-    5,  // CAP_KILL
-    6,  // CAP_SETGID
-    7,  // CAP_SETUID
-    8,  // CAP_SETPCAP
-    10, // CAP_NET_BIND_SERVICE
+pub const KEPT_CAPS: [Capability; 9] = [
+    Capability::CAP_CHOWN,
+    Capability::CAP_DAC_OVERRIDE,
+    Capability::CAP_FOWNER,
+    Capability::CAP_FSETID,
+    Capability::CAP_KILL,
+    Capability::CAP_SETGID,
+    Capability::CAP_SETUID,
+    Capability::CAP_SETPCAP,
+    Capability::CAP_NET_BIND_SERVICE,
 ];
 
 /// Capabilities uid 0 keeps without a user namespace, where it is the host's
 /// root: [`KEPT_CAPS`] without CAP_KILL (signals to host processes).
-pub const KEPT_CAPS_HOST_ROOT: [u32; 8] = [0, 1, 3, 4, 6, 7, 8, 10];
+pub const KEPT_CAPS_HOST_ROOT: [Capability; 8] = [
+    Capability::CAP_CHOWN,
+    Capability::CAP_DAC_OVERRIDE,
+    Capability::CAP_FOWNER,
+    Capability::CAP_FSETID,
+    Capability::CAP_SETGID,
+    Capability::CAP_SETUID,
+    Capability::CAP_SETPCAP,
+    Capability::CAP_NET_BIND_SERVICE,
+];
 
 /// PATH when the policy and flags give none (the common distribution default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -99,7 +110,7 @@ fn prepare(w: &Workload) -> Result<(), ExecError> {
 }
 
 /// The capabilities the workload keeps: none for a non-zero uid.
-fn keep_for(w: &Workload) -> &'static [u32] {
+fn keep_for(w: &Workload) -> &'static [Capability] {
     match (w.uid, w.in_user_ns) {
         (0, true) => &KEPT_CAPS,
         (0, false) => &KEPT_CAPS_HOST_ROOT,
@@ -109,25 +120,17 @@ fn keep_for(w: &Workload) -> &'static [u32] {
 
 /// Drops every capability not kept from the bounding set, and clears the
 /// ambient set, so not even a file capability can bring one back.
-fn drop_bounding_set(keep: &[u32]) -> Result<(), ExecError> {
-    // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no pointers.
-    let rc = unsafe {
-        libc::prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_CLEAR_ALL,
-            0,
-            0,
-            0,
-        )
-    };
-    if rc != 0 {
-        return Err(ExecError::Sys {
-            what: "prctl(PR_CAP_AMBIENT_CLEAR_ALL)".into(),
-            errno: Errno::last(),
-        });
-    }
-    for cap in 0..64u32 {
-        if keep.contains(&cap) {
+///
+/// The bounding set is walked by number up to the kernel's last capability
+/// (PR_CAPBSET_DROP answers EINVAL past it) rather than over the `caps`
+/// crate's list: a capability newer than the crate would otherwise survive.
+fn drop_bounding_set(keep: &[Capability]) -> Result<(), ExecError> {
+    caps::clear(None, CapSet::Ambient).map_err(|e| ExecError::Sys {
+        what: format!("clearing the ambient capabilities: {e}"),
+        errno: Errno::last(),
+    })?;
+    for cap in 0..64u8 {
+        if keep.iter().any(|k| k.index() == cap) {
             continue;
         }
         // SAFETY: PR_CAPBSET_DROP takes a capability number, no pointers.
@@ -147,51 +150,19 @@ fn drop_bounding_set(keep: &[u32]) -> Result<(), ExecError> {
     Ok(())
 }
 
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: i32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-/// Sets effective = permitted = `keep`, inheritable = none.
-fn set_caps(keep: &[u32]) -> Result<(), ExecError> {
-    let mut mask = 0u64;
-    for cap in keep {
-        mask |= 1 << cap;
-    }
-    let (low, high) = ((mask & 0xffff_ffff) as u32, (mask >> 32) as u32);
-    let data = [
-        CapData {
-            effective: low,
-            permitted: low,
-            inheritable: 0,
-        },
-        CapData {
-            effective: high,
-            permitted: high,
-            inheritable: 0,
-        },
-    ];
-    let header = CapHeader {
-        version: 0x2008_0522,
-        pid: 0,
-    };
-    // SAFETY: header and data are live, correctly laid out structures of
-    // _LINUX_CAPABILITY_VERSION_3 (two CapData entries).
-    let rc = unsafe { libc::syscall(libc::SYS_capset, std::ptr::from_ref(&header), data.as_ptr()) };
-    if rc != 0 {
-        return Err(ExecError::Sys {
-            what: format!("capset({mask:#x})"),
+/// Sets effective = permitted = `keep`, inheritable = none (effective
+/// first: it must stay within permitted at every step).
+fn set_caps(keep: &[Capability]) -> Result<(), ExecError> {
+    let kept: CapsHashSet = keep.iter().copied().collect();
+    for (set, value) in [
+        (CapSet::Effective, &kept),
+        (CapSet::Permitted, &kept),
+        (CapSet::Inheritable, &CapsHashSet::new()),
+    ] {
+        caps::set(None, set, value).map_err(|e| ExecError::Sys {
+            what: format!("setting the {set:?} capabilities to {keep:?}: {e}"),
             errno: Errno::last(),
-        });
+        })?;
     }
     Ok(())
 }

@@ -72,6 +72,9 @@ expect_eq "$(x -- ip -o link | grep -c .)" 1 "the net namespace has only lo"
 expect_contains "$(x -- ip -o link)" "lo: <LOOPBACK,UP" "lo is up"
 expect_contains "$(x -- grep NoNewPrivs /proc/self/status)" "1" "NoNewPrivs"
 expect_eq "$(x -- grep CapEff /proc/self/status | tr -d '\t')" "CapEff:00000000000005fb" "capabilities cut to the default set"
+expect_eq "$(x -- grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status | tr -d '\t' | tr '\n' ' ')" \
+  "CapInh:0000000000000000 CapPrm:00000000000005fb CapEff:00000000000005fb CapBnd:00000000000005fb CapAmb:0000000000000000 " \
+  "all five capability sets: the kept ones, nothing inheritable or ambient"
 x -- ps -o pid,user,comm >/dev/null 2>&1
 
 step "escape attempts fail"
