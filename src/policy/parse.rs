@@ -577,10 +577,29 @@ impl Parser<'_> {
             return Vec::new();
         };
         let what = format!("[[group.{group}.pressure]]");
-        items
-            .iter()
-            .filter_map(|item| self.pressure_rule(item, &what))
-            .collect()
+        let mut rules: Vec<PressureRule> = Vec::new();
+        for item in items {
+            let Some(rule) = self.pressure_rule(item, &what) else {
+                continue;
+            };
+            // The same rule twice would act twice on every stall.
+            if let Some(first) = rules.iter().find(|r| {
+                PressureRule {
+                    origin: r.origin.clone(),
+                    ..rule.clone()
+                } == **r
+            }) {
+                let line = first.origin.line;
+                self.error(
+                    item.span(),
+                    format!("{what}: the same rule as the one on line {line}"),
+                    Some("remove one of them".into()),
+                );
+                continue;
+            }
+            rules.push(rule);
+        }
+        rules
     }
 
     fn pressure_rule(&mut self, item: &Value<'_>, what: &str) -> Option<PressureRule> {

@@ -23,6 +23,14 @@ cpu.max = "10%"
 [group.slow.exec]
 rootfs = "/rootfs"
 
+# A block device's reads, counted by the io controller for --report.
+[group.disk]
+io.weight = 100
+
+[group.disk.exec]
+namespaces = ["uts", "pid", "mount"]
+uid = 1000
+
 [group.badcwd.exec]
 rootfs = "/rootfs"
 cwd = "/nonexistent"
@@ -153,6 +161,18 @@ echo "$out"
 echo "$out" | grep -qE '"group_throttled_seconds":([1-9]|0\.[0-9]*[1-9])' || fail "no throttled time under cpu.max 10%: $out"
 echo "$out" | grep -qE '"cpu_user_seconds":([1-9]|0\.[0-9]*[1-9])' || fail "no user CPU time: $out"
 echo "ok: throttled and CPU time"
+
+step "--report counts this run's block I/O"
+[ -e /dev/loop-control ] || insmod /lib/modules/loop.ko || fail "cannot load loop"
+dd if=/dev/zero of=/tmp/disk.img bs=1M count=8 2>/dev/null
+losetup /dev/loop0 /tmp/disk.img || fail "losetup"
+chmod 666 /dev/loop0
+out=$(cgmgr exec --group disk --report=json -- dd if=/dev/loop0 of=/dev/null bs=1M count=4 2>&1 | tail -1)
+echo "$out"
+echo "$out" | grep -qE '"io_read_bytes":([4-9][0-9]{6}|[0-9]{8,})' || fail "less than the 4 MiB read in io_read_bytes: $out"
+expect_contains "$out" '"io_write_bytes":0' "nothing written"
+echo "ok: the run's 4 MiB read from /dev/loop0 is counted"
+losetup -d /dev/loop0
 
 step "cwd is verified; --chroot works but is documented as no boundary"
 out=$(cgmgr exec --group badcwd -- true 2>&1); rc=$?

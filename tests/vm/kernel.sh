@@ -15,9 +15,10 @@ fetch_kernel() {
   mkdir -p "$cache"
   exec 9>"$cache/.lock"
   flock 9
-  # Modules the tests load: virtio-net (scraping from the host) and dummy (a
-  # second network interface the sandbox must not see).
-  modules="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net dummy"
+  # Modules the tests load: virtio-net (scraping from the host), dummy (a
+  # second network interface the sandbox must not see) and loop (a block
+  # device whose I/O the io controller counts).
+  modules="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net dummy loop"
   if [ ! -f "$cache/vmlinuz" ] || [ "$(cat "$cache/modules.list" 2>/dev/null)" != "$modules" ]; then
     pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
     [ -n "$pkg" ] || die "apt-cache does not know linux-image-cloud-amd64 (run apt-get update)"
