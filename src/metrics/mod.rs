@@ -24,6 +24,9 @@ pub struct Collector {
     buf: Vec<u8>,
     /// Groups skipped because they vanished mid-scrape.
     pub vanished_total: u64,
+    /// Reads whose content did not parse, by file name: their samples are
+    /// left out, and counted here rather than dropped silently.
+    pub unparsable: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl Default for Collector {
@@ -43,6 +46,7 @@ impl Collector {
             budget,
             buf: Vec::new(),
             vanished_total: 0,
+            unparsable: std::collections::BTreeMap::new(),
         }
     }
 
@@ -69,14 +73,20 @@ impl Collector {
         for group in groups {
             let files = self.groups.entry(group.clone()).or_default();
             let mut pending = Pending::new();
-            match collect_group(
+            let mut bad = Vec::new();
+            let collected = collect_group(
                 root,
                 group,
                 files,
                 &mut self.budget,
                 &mut self.buf,
                 &mut pending,
-            ) {
+                &mut bad,
+            );
+            for file in bad {
+                *self.unparsable.entry(file).or_default() += 1;
+            }
+            match collected {
                 Ok(()) => {
                     for (name, kind, help, labels, value) in pending {
                         fam.add_rendered(name, kind, help, labels, value);
@@ -97,6 +107,17 @@ impl Collector {
             &[],
             self.vanished_total as f64,
         );
+        let help = "Interface files whose content did not parse (a kernel format cgmgr does not know): their samples are missing from that scrape.";
+        fam.declare("cgmgr_scrape_unparsable_files_total", Kind::Counter, help);
+        for (file, n) in &self.unparsable {
+            fam.add(
+                "cgmgr_scrape_unparsable_files_total",
+                Kind::Counter,
+                help,
+                &[("file", file)],
+                *n as f64,
+            );
+        }
         fam.add(
             "cgmgr_build_info",
             Kind::Gauge,
@@ -138,6 +159,7 @@ fn collect_group(
     budget: &mut FdBudget,
     buf: &mut Vec<u8>,
     out: &mut Pending,
+    bad: &mut Vec<&'static str>,
 ) -> Result<(), Vanished> {
     // Each read borrows `buf` until the next one: parse before reading on.
     macro_rules! read {
@@ -145,12 +167,24 @@ fn collect_group(
             files.read(root, group, $file, budget, buf)?
         };
     }
-    if let Some(text) = read!("cpu.stat") {
-        cpu_stat(group, text, out);
+    // A file that is there but does not parse is counted, not ignored.
+    macro_rules! parse {
+        ($file:expr, $parse:expr) => {
+            match read!($file).map($parse) {
+                Some(Ok(v)) => Some(v),
+                Some(Err(_)) => {
+                    bad.push($file);
+                    None
+                }
+                None => None,
+            }
+        };
     }
-    if let Some(cores) = read!("cpu.max")
-        .and_then(|t| t.trim().parse::<CpuMax>().ok())
-        .and_then(|c| c.cores())
+    if let Some(stat) = parse!("cpu.stat", format::flat_keyed) {
+        cpu_stat(group, &stat, out);
+    }
+    if let Some(cores) =
+        parse!("cpu.max", |t: &str| t.trim().parse::<CpuMax>()).and_then(|c| c.cores())
     {
         push(
             out,
@@ -162,7 +196,7 @@ fn collect_group(
             cores,
         );
     }
-    let current = read!("memory.current").and_then(|t| t.trim().parse::<u64>().ok());
+    let current = parse!("memory.current", |t: &str| t.trim().parse::<u64>());
     if let Some(current) = current {
         push(
             out,
@@ -173,7 +207,7 @@ fn collect_group(
             &[],
             current as f64,
         );
-        if let Some(stat) = read!("memory.stat").and_then(|t| format::flat_keyed(t).ok()) {
+        if let Some(stat) = parse!("memory.stat", format::flat_keyed) {
             let inactive = stat.get("inactive_file").copied().unwrap_or(0);
             push(
                 out,
@@ -186,8 +220,8 @@ fn collect_group(
             );
         }
     }
-    let gauge_u64 = |text: Option<&str>| text.and_then(|t| t.trim().parse::<u64>().ok());
-    if let Some(peak) = gauge_u64(read!("memory.peak")) {
+    let number = |t: &str| t.trim().parse::<u64>();
+    if let Some(peak) = parse!("memory.peak", number) {
         push(
             out,
             group,
@@ -198,7 +232,7 @@ fn collect_group(
             peak as f64,
         );
     }
-    if let Some(swap) = gauge_u64(read!("memory.swap.current")) {
+    if let Some(swap) = parse!("memory.swap.current", number) {
         push(
             out,
             group,
@@ -209,11 +243,9 @@ fn collect_group(
             swap as f64,
         );
     }
-    let limit = |text: Option<&str>| {
-        text.and_then(|t| t.trim().parse::<Limit<Bytes>>().ok())
-            .and_then(|l| l.value().map(|b| b.0 as f64))
-    };
-    if let Some(max) = limit(read!("memory.max")) {
+    let limit = |t: &str| t.trim().parse::<Limit<Bytes>>();
+    let bytes = |l: Limit<Bytes>| l.value().map(|b| b.0 as f64);
+    if let Some(max) = parse!("memory.max", limit).and_then(bytes) {
         push(
             out,
             group,
@@ -224,7 +256,7 @@ fn collect_group(
             max,
         );
     }
-    if let Some(high) = limit(read!("memory.high")) {
+    if let Some(high) = parse!("memory.high", limit).and_then(bytes) {
         push(
             out,
             group,
@@ -235,7 +267,7 @@ fn collect_group(
             high,
         );
     }
-    if let Some(events) = read!("memory.events").and_then(|t| format::flat_keyed(t).ok()) {
+    if let Some(events) = parse!("memory.events", format::flat_keyed) {
         for (event, n) in &events {
             push(
                 out,
@@ -248,7 +280,7 @@ fn collect_group(
             );
         }
     }
-    if let Some(n) = gauge_u64(read!("pids.current")) {
+    if let Some(n) = parse!("pids.current", number) {
         push(
             out,
             group,
@@ -259,8 +291,7 @@ fn collect_group(
             n as f64,
         );
     }
-    if let Some(max) = read!("pids.max")
-        .and_then(|t| t.trim().parse::<Limit<u64>>().ok())
+    if let Some(max) = parse!("pids.max", |t: &str| t.trim().parse::<Limit<u64>>())
         .and_then(|l| l.value().copied())
     {
         push(
@@ -273,7 +304,7 @@ fn collect_group(
             max as f64,
         );
     }
-    if let Some(events) = read!("pids.events").and_then(|t| format::flat_keyed(t).ok())
+    if let Some(events) = parse!("pids.events", format::flat_keyed)
         && let Some(n) = events.get("max")
     {
         push(
@@ -286,7 +317,7 @@ fn collect_group(
             *n as f64,
         );
     }
-    if let Some(lines) = read!("io.stat").and_then(|t| format::nested_keyed(t).ok()) {
+    if let Some(lines) = parse!("io.stat", format::nested_keyed) {
         io_stat(group, &lines, out);
     }
     for (resource, file) in [
@@ -294,7 +325,7 @@ fn collect_group(
         ("memory", "memory.pressure"),
         ("io", "io.pressure"),
     ] {
-        let Some(psi) = read!(file).and_then(|t| format::psi(t).ok()) else {
+        let Some(psi) = parse!(file, format::psi) else {
             continue;
         };
         for (kind, line) in [("some", Some(psi.some)), ("full", psi.full)] {
@@ -314,10 +345,7 @@ fn collect_group(
     Ok(())
 }
 
-fn cpu_stat(group: &GroupName, text: &str, out: &mut Pending) {
-    let Ok(stat) = format::flat_keyed(text) else {
-        return;
-    };
+fn cpu_stat(group: &GroupName, stat: &std::collections::BTreeMap<String, u64>, out: &mut Pending) {
     // (key, metric, help, divisor to seconds or 1 for counts)
     let fields: [(&str, &'static str, &'static str, f64); 6] = [
         (
@@ -439,6 +467,44 @@ mod tests {
         }
         let root = CgroupRoot::open_unchecked(tmp.path());
         (tmp, root, names)
+    }
+
+    /// A file that is there but holds what cgmgr cannot parse (a garbled
+    /// read, a future format) is counted by file, its samples left out; a
+    /// missing file or an empty io.stat (no device used yet) is no error.
+    #[test]
+    fn unparsable_files_are_counted_not_dropped_silently() {
+        let (tmp, root, groups) = fake_tree(&["web", "db"]);
+        std::fs::write(tmp.path().join("web/memory.current"), "lots\n").unwrap();
+        std::fs::write(tmp.path().join("db/memory.current"), "").unwrap();
+        std::fs::write(tmp.path().join("web/cpu.pressure"), "some avg10=x\n").unwrap();
+        std::fs::write(tmp.path().join("web/io.stat"), "").unwrap();
+        let mut collector = Collector::with_budget(FdBudget::new(100));
+        let text = collector.scrape(&root, &groups, None);
+        assert!(
+            text.contains("cgmgr_scrape_unparsable_files_total{file=\"memory.current\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cgmgr_scrape_unparsable_files_total{file=\"cpu.pressure\"} 1\n"),
+            "{text}"
+        );
+        assert!(!text.contains("file=\"io.stat\""), "{text}");
+        assert!(
+            !text.contains("cgmgr_memory_usage_bytes{group=\"web\"}"),
+            "{text}"
+        );
+        // The rest of the group is still there.
+        assert!(
+            text.contains("cgmgr_cpu_usage_seconds_total{group=\"web\"}"),
+            "{text}"
+        );
+        // Counters: a second scrape adds to them.
+        let text = collector.scrape(&root, &groups, None);
+        assert!(
+            text.contains("cgmgr_scrape_unparsable_files_total{file=\"memory.current\"} 4\n"),
+            "{text}"
+        );
     }
 
     #[test]
