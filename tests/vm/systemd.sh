@@ -82,6 +82,11 @@ expect_contains "$out" "0::/system.slice/cgmgr.service/sandbox/cgmgr.run." "the 
 cgmgr exec --group sandbox -- dd if=/dev/zero of=/dev/null bs=96M count=1 2>/dev/null
 expect_eq "$?" 137 "dd of 96M under the daemon's memory.max 64M: OOM-killed"
 expect_contains "$(cat $U/sandbox/memory.events)" "oom_group_kill 1" "memory.events: the group was OOM-killed as a whole (memory.oom.group)"
+out=$(cgmgr exec --group sandbox --report=json -- dd if=/dev/zero of=/dev/null bs=96M count=1 2>&1 | tail -1)
+echo "$out"
+expect_contains "$out" '"group":"sandbox","exit_code":137,' "--report=json under the unit: this run's exit"
+echo "$out" | grep -qE '"oom_kills":[1-9][0-9]*,"oom_limit_group":"sandbox"' || fail "--report=json does not name sandbox's limit: $out"
+echo "ok: --report=json names the daemon's group whose limit fired"
 run_cgmgr 0 metrics
 expect_contains "$OUT" 'cgmgr_memory_limit_bytes{group="sandbox"} 67108864' "metrics from the daemon's root"
 run_cgmgr 0 status --interval 0.2 sandbox
