@@ -627,46 +627,50 @@ fn host_exec_interactive_shell_on_a_terminal() {
     assert_eq!(out.status.code(), Some(7), "{text}");
 }
 
-/// A daemon on a scratch root listening on a free port; killed on drop.
+/// A daemon on a scratch root listening on a free port, its stderr in a
+/// log file (outside the policy directory it watches); killed on drop.
 struct HttpDaemon {
     child: std::process::Child,
     addr: String,
-    _scratch: Scratch,
-    _policies: tempfile::TempDir,
+    scratch: Scratch,
+    policies: tempfile::TempDir,
+    log: tempfile::NamedTempFile,
 }
 
 impl HttpDaemon {
     fn start(name: &str, policy: &str) -> HttpDaemon {
+        HttpDaemon::start_with(name, policy, &[])
+    }
+
+    /// Like `start`, with more `cgmgr daemon` flags (`--reconcile 1`).
+    fn start_with(name: &str, policy: &str, flags: &[&str]) -> HttpDaemon {
         let scratch = Scratch::new(name);
         let policies = policy_dir(&[("a.toml", policy)]);
+        let log = tempfile::NamedTempFile::new().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let addr = format!("127.0.0.1:{port}");
-        let child = cgmgr_command(&[
-            "daemon",
-            "--root",
-            scratch.path(),
-            "--listen",
-            &addr,
-            policies.path().to_str().unwrap(),
-        ])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        let mut args = vec!["daemon", "--root", scratch.path(), "--listen", &addr];
+        args.extend_from_slice(flags);
+        args.push(policies.path().to_str().unwrap());
+        let child = cgmgr_command(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
         let daemon = HttpDaemon {
             child,
             addr,
-            _scratch: scratch,
-            _policies: policies,
+            scratch,
+            policies,
+            log,
         };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while !daemon.get("/healthz", 2).starts_with("HTTP/1.1 200") {
-            assert!(std::time::Instant::now() < deadline, "daemon not healthy");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        wait_for("the daemon healthy", 20, || {
+            daemon.get("/healthz", 2).starts_with("HTTP/1.1 200")
+        });
         daemon
     }
 
@@ -683,6 +687,16 @@ impl HttpDaemon {
         let mut out = Vec::new();
         let _ = s.read_to_end(&mut out);
         String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// What the daemon logged so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// The policy file it was started with.
+    fn policy_file(&self) -> PathBuf {
+        self.policies.path().join("a.toml")
     }
 }
 
@@ -980,7 +994,6 @@ fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
 /// sandbox) the kernel takes no other.
 #[test]
 fn host_pressure_rules_act_on_the_stalled_group_only() {
-    let scratch = Scratch::new("psi");
     let rule = |action: &str, dry: bool| {
         format!(
             "resource = \"cpu\"\nkind = \"some\"\nabove = \"30%\"\nwindow = \"2s\"\nfor = \"4s\"\naction = \"{action}\"\ndry_run = {dry}\n"
@@ -992,38 +1005,15 @@ fn host_pressure_rules_act_on_the_stalled_group_only() {
         rule("kill", true),
         rule("kill", false)
     );
-    let policies = policy_dir(&[("p.toml", &policy)]);
-    let log_path = policies.path().join("daemon.log");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut children = Children::default();
-    children.0.push(
-        cgmgr_command(&[
-            "daemon",
-            "--root",
-            scratch.path(),
-            "--listen",
-            &addr,
-            "--reconcile",
-            "1",
-            policies.path().to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap(),
-    );
-    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let daemon = HttpDaemon::start_with("psi", &policy, &["--reconcile", "1"]);
+    let log = || daemon.log();
     wait_for("three rules armed", 20, || {
         log().matches("pressure: armed").count() == 3
     });
-    let root = scratch.0.clone();
+    let root = daemon.scratch.0.clone();
     let procs =
         |g: &str| std::fs::read_to_string(root.join(g).join("cgroup.procs")).unwrap_or_default();
+    let mut children = Children::default();
     let spin = "while :; do :; done";
     for group in ["hog", "dry"] {
         children
@@ -1052,7 +1042,7 @@ fn host_pressure_rules_act_on_the_stalled_group_only() {
         1,
         "the calm group is untouched"
     );
-    let metrics = metrics_of(&addr);
+    let metrics = daemon.get("/metrics", 5);
     assert!(
         metrics.contains("cgmgr_pressure_actions_total{action=\"kill\",group=\"hog\",resource=\"cpu\",result=\"done\"} 1"),
         "{metrics}"
@@ -1072,7 +1062,7 @@ fn host_pressure_rules_act_on_the_stalled_group_only() {
         parts.reverse();
         parts.join("above = \"45%\"")
     };
-    std::fs::write(policies.path().join("p.toml"), &edited).unwrap();
+    std::fs::write(daemon.policy_file(), &edited).unwrap();
     wait_for("calm's new rule armed", 20, || {
         log().contains("pressure: armed group=calm cpu some above 45%")
     });
@@ -1095,7 +1085,7 @@ fn host_pressure_rules_act_on_the_stalled_group_only() {
     });
     wait_for("the new hog emptied", 30, || procs("hog").is_empty());
     wait_for("counted twice", 10, || {
-        metrics_of(&addr).contains("cgmgr_pressure_actions_total{action=\"kill\",group=\"hog\",resource=\"cpu\",result=\"done\"} 2")
+        daemon.get("/metrics", 5).contains("cgmgr_pressure_actions_total{action=\"kill\",group=\"hog\",resource=\"cpu\",result=\"done\"} 2")
     });
     assert_eq!(
         procs("calm").lines().count(),
@@ -1103,20 +1093,6 @@ fn host_pressure_rules_act_on_the_stalled_group_only() {
         "the calm group is untouched"
     );
     drop(children);
-}
-
-/// The daemon's /metrics text (empty when it does not answer).
-fn metrics_of(addr: &str) -> String {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return String::new();
-    };
-    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-        .unwrap();
-    let _ = write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The daemon exposes the standard process metrics of every Prometheus

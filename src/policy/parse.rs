@@ -855,8 +855,6 @@ impl Parser<'_> {
     }
 }
 
-/// The dotted name of the first leaf under `value` (`memroy.max` for a
-/// table `memroy` holding `max`).
 /// `500ms`, `2s`, `1.5s`: how a duration is shown back in messages.
 pub fn show_duration(d: Duration) -> String {
     let ms = d.as_millis();
@@ -869,6 +867,8 @@ pub fn show_duration(d: Duration) -> String {
     }
 }
 
+/// The dotted name of the first leaf under `value` (`memroy.max` for a
+/// table `memroy` holding `max`).
 fn first_leaf(prefix: &str, value: &DeValue<'_>) -> String {
     match value {
         DeValue::Table(t) => match t.iter().next() {
