@@ -148,6 +148,12 @@ impl CgroupRoot {
             .and_then(|t| format::flat_keyed(&t).ok())
     }
 
+    /// One counter of a flat-keyed file, `None` when the file or the key is
+    /// missing or unreadable.
+    pub fn read_counter(&self, group: &GroupName, file: &str, key: &str) -> Option<u64> {
+        self.read_counters(group, file)?.get(key).copied()
+    }
+
     /// Reads and parses a file with `parse`, naming the file on failure.
     pub fn read_parsed<T>(
         &self,

@@ -458,9 +458,7 @@ fn take_sample(
         PsiKind::Full => psi.full?,
     };
     let throttled_us = match rule.resource {
-        PsiResource::Cpu => root
-            .read_counters(group, "cpu.stat")
-            .and_then(|c| c.get("throttled_usec").copied()),
+        PsiResource::Cpu => root.read_counter(group, "cpu.stat", "throttled_usec"),
         _ => None,
     };
     Some(Sample {

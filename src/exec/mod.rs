@@ -677,14 +677,11 @@ impl LimitCounters {
     }
 
     fn read(root: &CgroupRoot, group: &GroupName) -> LimitCounters {
-        let key = |file: &str, key: &str| {
-            root.read_counters(group, file)
-                .and_then(|m| m.get(key).copied())
-                .unwrap_or(0)
-        };
         LimitCounters {
-            oom_kill: key("memory.events", "oom_kill"),
-            pids_max: key("pids.events", "max"),
+            oom_kill: root
+                .read_counter(group, "memory.events", "oom_kill")
+                .unwrap_or(0),
+            pids_max: root.read_counter(group, "pids.events", "max").unwrap_or(0),
         }
     }
 }

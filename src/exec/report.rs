@@ -60,7 +60,7 @@ impl Baseline {
                     (g, n)
                 })
                 .collect(),
-            group_throttled_us: counter(root, group, "cpu.stat", "throttled_usec"),
+            group_throttled_us: root.read_counter(group, "cpu.stat", "throttled_usec"),
             started: Instant::now(),
         }
     }
@@ -114,7 +114,10 @@ pub fn collect(
     baseline: &Baseline,
     refusals: Refusals,
 ) -> RunReport {
-    let usec = |key| counter(root, run, "cpu.stat", key).map(|v| v as f64 / 1e6);
+    let usec = |key| {
+        root.read_counter(run, "cpu.stat", key)
+            .map(|v| v as f64 / 1e6)
+    };
     let io = io_bytes(root, run);
     // Only for this run's own kills: a concurrent run's OOM also raises the
     // group's count.
@@ -143,7 +146,7 @@ pub fn collect(
         oom_limit_group,
         pids_max_refusals: refusals.pids_max,
         group_throttled_seconds: baseline.group_throttled_us.and_then(|before| {
-            counter(root, group, "cpu.stat", "throttled_usec")
+            root.read_counter(group, "cpu.stat", "throttled_usec")
                 .map(|now| now.saturating_sub(before) as f64 / 1e6)
         }),
     }
@@ -222,11 +225,7 @@ fn display_group(g: &GroupName) -> String {
 }
 
 fn oom_local(root: &CgroupRoot, group: &GroupName) -> Option<u64> {
-    counter(root, group, "memory.events.local", "oom")
-}
-
-fn counter(root: &CgroupRoot, group: &GroupName, file: &str, key: &str) -> Option<u64> {
-    root.read_counters(group, file)?.get(key).copied()
+    root.read_counter(group, "memory.events.local", "oom")
 }
 
 /// Sums `rbytes` and `wbytes` over the devices of `io.stat`.
