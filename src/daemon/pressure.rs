@@ -224,12 +224,12 @@ impl Engine {
         for (i, (group, rule)) in rules.into_iter().enumerate() {
             // A live trigger is kept without looking at the group: its
             // removal would have been reported (POLLERR, see `lose`), so an
-            // idle tick costs nothing per rule. An unchanged set comes in
-            // the same order: the same index is tried first.
+            // idle tick costs nothing per rule. One that is not armed keeps
+            // its last error, so it is logged once. An unchanged set comes
+            // in the same order: the same index is tried first.
             let keeps = |slot: &Option<Armed>| {
-                slot.as_ref().is_some_and(|a| {
-                    a.group == group && same_rule(&a.rule, &rule) && a.trigger.is_some()
-                })
+                slot.as_ref()
+                    .is_some_and(|a| a.group == group && same_rule(&a.rule, &rule))
             };
             let at = if old.get(i).is_some_and(keeps) {
                 Some(i)
@@ -254,24 +254,19 @@ impl Engine {
                 },
             };
             if armed.trigger.is_none() {
-                self.arm(&mut armed, &old);
+                self.arm(&mut armed);
             }
             self.armed.push(armed);
         }
     }
 
-    fn arm(&self, a: &mut Armed, previous: &[Option<Armed>]) {
+    fn arm(&self, a: &mut Armed) {
         let trigger = Trigger {
             full: a.rule.kind == PsiKind::Full,
             stall_us: a.rule.threshold_us(),
             window_us: u64::try_from(a.rule.window.as_micros()).unwrap_or(u64::MAX),
         };
-        // A rule that failed before keeps its last error, logged once.
-        let before = previous
-            .iter()
-            .flatten()
-            .find(|p| p.group == a.group && same_rule(&p.rule, &a.rule))
-            .and_then(|p| p.error.clone());
+        let before = a.error.clone();
         let holds_daemon = self
             .own_cgroup
             .as_ref()
