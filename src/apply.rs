@@ -14,7 +14,8 @@ use crate::cgroup::values::Bytes;
 use std::collections::BTreeSet;
 
 use crate::cgroup::ancestors::{self, Ancestor};
-use crate::cgroup::{CgroupError, CgroupRoot, Controller, GroupName, format, tree};
+use crate::cgroup::stat::CgroupEvents;
+use crate::cgroup::{CgroupError, CgroupRoot, Controller, GroupName, tree};
 use crate::policy::model::MemoryKnob;
 use crate::policy::{PolicySet, Setting};
 
@@ -391,8 +392,8 @@ fn plan_prune(
 }
 
 fn populated(root: &CgroupRoot, group: &GroupName) -> Result<bool, CgroupError> {
-    let events = root.read_parsed(group, "cgroup.events", format::flat_keyed)?;
-    Ok(events.get("populated").copied().unwrap_or(0) != 0)
+    let events: Option<CgroupEvents> = root.read_stat(group)?;
+    Ok(events.is_some_and(|e| e.is_populated()))
 }
 
 /// The kernel's page size, to which memory limits are rounded.

@@ -7,15 +7,14 @@
 
 use std::fmt::Write;
 
+use crate::cgroup::stat::{CpuStat, MemoryEvents};
 use crate::cgroup::values::{Bytes, CpuMax, Limit};
 use crate::cgroup::{CgroupRoot, GroupName, format};
 
 /// One reading of a group's files.
 #[derive(Debug, Clone, Default)]
 pub struct Reading {
-    usage_usec: Option<u64>,
-    nr_periods: Option<u64>,
-    nr_throttled: Option<u64>,
+    cpu: Option<CpuStat>,
     procs: Option<u64>,
     cpu_limit: Option<Limit<f64>>,
     memory: Option<u64>,
@@ -23,7 +22,7 @@ pub struct Reading {
     memory_max: Option<Limit<u64>>,
     pids: Option<u64>,
     pids_max: Option<Limit<u64>>,
-    oom_kills: Option<u64>,
+    memory_events: Option<MemoryEvents>,
 }
 
 /// What the table shows for one group.
@@ -58,12 +57,8 @@ pub fn read(root: &CgroupRoot, group: &GroupName) -> Reading {
     let text = |file: &str| root.read_optional(group, file).ok().flatten();
     let number = |file: &str| text(file).and_then(|t| t.trim().parse::<u64>().ok());
     let limit = |file: &str| text(file).and_then(|t| t.trim().parse::<Limit<u64>>().ok());
-    let cpu = root.read_counters(group, "cpu.stat").unwrap_or_default();
-    let events = root.read_counters(group, "memory.events");
     Reading {
-        usage_usec: cpu.get("usage_usec").copied(),
-        nr_periods: cpu.get("nr_periods").copied(),
-        nr_throttled: cpu.get("nr_throttled").copied(),
+        cpu: root.read_stat(group).ok().flatten(),
         procs: text("cgroup.procs")
             .and_then(|t| format::pid_list(&t).ok())
             .map(|p| p.len() as u64),
@@ -75,17 +70,24 @@ pub fn read(root: &CgroupRoot, group: &GroupName) -> Reading {
         memory_max: limit("memory.max"),
         pids: number("pids.current"),
         pids_max: limit("pids.max"),
-        oom_kills: events.and_then(|e| e.get("oom_kill").copied()),
+        memory_events: root.read_stat(group).ok().flatten(),
     }
 }
 
 /// Combines two readings `seconds` apart into the status shown.
 pub fn status(group: &GroupName, before: &Reading, after: &Reading, seconds: f64) -> GroupStatus {
     let delta = |a: Option<u64>, b: Option<u64>| Some(b?.saturating_sub(a?));
-    let cpu_percent =
-        delta(before.usage_usec, after.usage_usec).map(|us| us as f64 / (seconds * 1e6) * 100.0);
-    let periods = delta(before.nr_periods, after.nr_periods);
-    let throttled = delta(before.nr_throttled, after.nr_throttled);
+    let cpu = |r: &Reading, field: fn(&CpuStat) -> Option<u64>| r.cpu.as_ref().and_then(field);
+    let cpu_percent = delta(
+        cpu(before, |c| Some(c.usage_usec)),
+        cpu(after, |c| Some(c.usage_usec)),
+    )
+    .map(|us| us as f64 / (seconds * 1e6) * 100.0);
+    let periods = delta(cpu(before, |c| c.nr_periods), cpu(after, |c| c.nr_periods));
+    let throttled = delta(
+        cpu(before, |c| c.nr_throttled),
+        cpu(after, |c| c.nr_throttled),
+    );
     let throttled_percent = match (periods, throttled) {
         (Some(p), Some(t)) if p > 0 => Some(t as f64 / p as f64 * 100.0),
         (Some(_), Some(_)) => Some(0.0),
@@ -105,7 +107,7 @@ pub fn status(group: &GroupName, before: &Reading, after: &Reading, seconds: f64
         memory_max_bytes: after.memory_max,
         pids: after.pids,
         pids_max: after.pids_max,
-        oom_kills: after.oom_kills,
+        oom_kills: after.memory_events.map(|e| e.oom_kill),
     }
 }
 
@@ -258,16 +260,22 @@ mod tests {
 
     fn reading(usage: u64, periods: u64, throttled: u64) -> Reading {
         Reading {
-            usage_usec: Some(usage),
-            nr_periods: Some(periods),
-            nr_throttled: Some(throttled),
+            cpu: Some(CpuStat {
+                usage_usec: usage,
+                nr_periods: Some(periods),
+                nr_throttled: Some(throttled),
+                ..CpuStat::default()
+            }),
             cpu_limit: Some(Limit::Value(0.2)),
             memory: Some(30 << 20),
             memory_high: Some(Limit::Max),
             memory_max: Some(Limit::Value(32 << 20)),
             pids_max: Some(Limit::Max),
             pids: Some(3),
-            oom_kills: Some(1),
+            memory_events: Some(MemoryEvents {
+                oom_kill: 1,
+                ..MemoryEvents::default()
+            }),
             ..Reading::default()
         }
     }

@@ -17,9 +17,9 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::error::CgroupError;
-use super::format;
 use super::fs::CgroupRoot;
 use super::name::GroupName;
+use super::stat::{CgroupEvents, StatFile};
 
 /// Why a freeze, thaw or kill did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -86,10 +86,7 @@ fn set_frozen(
         "freezing",
         "5.2",
     )?;
-    let want = u64::from(frozen);
-    let reached = wait_for(root, group, timeout, |events| {
-        events.get("frozen").copied() == Some(want)
-    })?;
+    let reached = wait_for(root, group, timeout, |events| events.is_frozen() == frozen)?;
     if reached {
         return Ok(());
     }
@@ -137,9 +134,7 @@ pub fn wait_until_empty(
     group: &GroupName,
     timeout: Duration,
 ) -> Result<bool, ControlError> {
-    wait_for(root, group, timeout, |events| {
-        events.get("populated").copied() == Some(0)
-    })
+    wait_for(root, group, timeout, |events| !events.is_populated())
 }
 
 fn require(root: &CgroupRoot, group: &GroupName) -> Result<(), ControlError> {
@@ -208,7 +203,7 @@ fn wait_for(
     root: &CgroupRoot,
     group: &GroupName,
     timeout: Duration,
-    done: impl Fn(&std::collections::BTreeMap<String, u64>) -> bool,
+    done: impl Fn(&CgroupEvents) -> bool,
 ) -> Result<bool, ControlError> {
     let read_err = |errno| CgroupError::Read {
         path: root.display_path(group, "cgroup.events"),
@@ -218,7 +213,7 @@ fn wait_for(
     let deadline = Instant::now() + timeout;
     loop {
         let text = read_at_start(&file).map_err(read_err)?;
-        let events = format::flat_keyed(&text).map_err(|e| CgroupError::Format {
+        let events = CgroupEvents::parse(&text).map_err(|e| CgroupError::Format {
             path: root.display_path(group, "cgroup.events"),
             content: text.clone(),
             reason: e.0,

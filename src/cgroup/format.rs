@@ -6,15 +6,13 @@
 //! PSI format. Each parser is a function over `&str` so it can be tested on
 //! real file contents; they are strict, and callers decide what to tolerate.
 
-use std::collections::BTreeMap;
-
 use super::values::ValueError;
 
-/// Parses a flat-keyed file (`cpu.stat`, `memory.events`, `pids.events`):
-/// one `key value` pair per line, values unsigned integers.
-pub fn flat_keyed(text: &str) -> Result<BTreeMap<String, u64>, ValueError> {
-    let mut map = BTreeMap::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+/// The `key value` pairs of a flat-keyed file (`cpu.stat`, `memory.events`,
+/// `pids.events`), values unsigned integers; an item is an error for a line
+/// of another shape. Typed readings of these files are in `stat`.
+pub fn flat_keyed_pairs(text: &str) -> impl Iterator<Item = Result<(&str, u64), ValueError>> {
+    text.lines().filter(|l| !l.trim().is_empty()).map(|line| {
         let mut words = line.split_whitespace();
         let (Some(key), Some(value), None) = (words.next(), words.next(), words.next()) else {
             return Err(ValueError(format!("line {line:?} is not `key value`")));
@@ -22,9 +20,8 @@ pub fn flat_keyed(text: &str) -> Result<BTreeMap<String, u64>, ValueError> {
         let value = value
             .parse()
             .map_err(|_| ValueError(format!("value of {key:?} is not an integer: {value:?}")))?;
-        map.insert(key.to_string(), value);
-    }
-    Ok(map)
+        Ok((key, value))
+    })
 }
 
 /// One line of a nested-keyed file: its first word and its `sub=value` pairs.
@@ -131,41 +128,17 @@ fn psi_line(line: &NestedLine) -> Result<PsiLine, ValueError> {
 mod tests {
     use super::*;
 
-    const HOST_CPU_STAT: &str = include_str!("../../tests/fixtures/kernel/host-6.18-root.cpu.stat");
     const HOST_CPU_PRESSURE: &str =
         include_str!("../../tests/fixtures/kernel/host-6.18-root.cpu.pressure");
-    const VM_MEMORY_EVENTS: &str =
-        include_str!("../../tests/fixtures/kernel/vm-6.1-oom.memory.events");
-    const VM_CPU_STAT: &str = include_str!("../../tests/fixtures/kernel/vm-6.1-throttled.cpu.stat");
 
     #[test]
-    fn cpu_stat_from_host() {
-        let m = flat_keyed(HOST_CPU_STAT).unwrap();
-        assert!(m.contains_key("usage_usec"));
-        assert!(m["usage_usec"] >= m["user_usec"]);
-    }
-
-    #[test]
-    fn cpu_stat_with_throttling_from_vm() {
-        let m = flat_keyed(VM_CPU_STAT).unwrap();
-        assert!(m["nr_throttled"] > 0);
-        assert!(m["nr_periods"] >= m["nr_throttled"]);
-        assert!(m.contains_key("throttled_usec"));
-    }
-
-    #[test]
-    fn memory_events_after_oom() {
-        let m = flat_keyed(VM_MEMORY_EVENTS).unwrap();
-        assert_eq!(m["oom_kill"], 1);
-        assert!(m["max"] > 0);
-    }
-
-    #[test]
-    fn flat_keyed_rejects_garbage() {
-        assert!(flat_keyed("usage_usec x\n").is_err());
-        assert!(flat_keyed("usage_usec 1 2\n").is_err());
-        assert!(flat_keyed("lonely\n").is_err());
-        assert!(flat_keyed("").unwrap().is_empty());
+    fn flat_keyed_pairs_in_order_and_garbage() {
+        let pairs: Result<Vec<_>, _> = flat_keyed_pairs("max 3\n\nmax.imposed 1\n").collect();
+        assert_eq!(pairs.unwrap(), [("max", 3), ("max.imposed", 1)]);
+        for bad in ["usage_usec x\n", "usage_usec 1 2\n", "lonely\n", "n -1\n"] {
+            assert!(flat_keyed_pairs(bad).any(|p| p.is_err()), "{bad:?}");
+        }
+        assert_eq!(flat_keyed_pairs("").count(), 0);
     }
 
     #[test]

@@ -24,6 +24,7 @@ use nix::sys::statfs::{CGROUP2_SUPER_MAGIC, fstatfs};
 use super::error::CgroupError;
 use super::format;
 use super::name::GroupName;
+use super::stat::StatFile;
 use super::values::ValueError;
 
 /// Extended attribute that marks a group as created by cgmgr (used by `--prune`).
@@ -134,24 +135,19 @@ impl CgroupRoot {
         }
     }
 
-    /// A flat-keyed counter file (`memory.events`, `cpu.stat`...), `None`
-    /// when the file is missing or unreadable: for reporting, where a
-    /// missing counter is no error.
-    pub fn read_counters(
-        &self,
-        group: &GroupName,
-        file: &str,
-    ) -> Option<std::collections::BTreeMap<String, u64>> {
-        self.read_optional(group, file)
-            .ok()
-            .flatten()
-            .and_then(|t| format::flat_keyed(&t).ok())
-    }
-
-    /// One counter of a flat-keyed file, `None` when the file or the key is
-    /// missing or unreadable.
-    pub fn read_counter(&self, group: &GroupName, file: &str, key: &str) -> Option<u64> {
-        self.read_counters(group, file)?.get(key).copied()
+    /// Reads a statistics or event file into its typed reading; `Ok(None)`
+    /// when the file (or the group) does not exist, as when its controller
+    /// is not enabled. Reporting code that treats every failure as "not
+    /// counted" uses `.ok().flatten()`.
+    pub fn read_stat<T: StatFile>(&self, group: &GroupName) -> Result<Option<T>, CgroupError> {
+        match self.read_parsed(group, T::FILE, T::parse) {
+            Ok(v) => Ok(Some(v)),
+            Err(CgroupError::Read {
+                errno: Errno::ENOENT,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Reads and parses a file with `parse`, naming the file on failure.
@@ -522,6 +518,26 @@ mod tests {
         let e = CgroupRoot::open(tmp.path()).unwrap_err();
         assert!(matches!(e, CgroupError::NotCgroup2 { .. }), "{e}");
         assert!(e.to_string().contains("is not a cgroup v2 filesystem"));
+    }
+
+    #[test]
+    fn read_stat_missing_is_none_and_garbage_names_the_file() {
+        use crate::cgroup::stat::{CpuStat, IoStat};
+        let tmp = tempfile::tempdir().unwrap();
+        let root = CgroupRoot::open_unchecked(tmp.path());
+        let g = GroupName::parse("g").unwrap();
+        // The group, then the file, missing: no reading, no error.
+        assert_eq!(root.read_stat::<CpuStat>(&g).unwrap(), None);
+        std::fs::create_dir(tmp.path().join("g")).unwrap();
+        assert_eq!(root.read_stat::<IoStat>(&g).unwrap(), None);
+        std::fs::write(tmp.path().join("g/cpu.stat"), "usage_usec lots\n").unwrap();
+        let e = root.read_stat::<CpuStat>(&g).unwrap_err().to_string();
+        assert!(e.contains("g/cpu.stat") && e.contains("lots"), "{e}");
+        std::fs::write(tmp.path().join("g/io.stat"), "").unwrap();
+        assert_eq!(
+            root.read_stat::<IoStat>(&g).unwrap(),
+            Some(IoStat::default())
+        );
     }
 
     /// A fake root on a fresh temp dir for each resolver: openat2, and the

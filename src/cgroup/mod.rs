@@ -11,6 +11,7 @@ pub mod fs;
 pub mod locate;
 pub mod name;
 pub mod psi;
+pub mod stat;
 pub mod tree;
 pub mod values;
 

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use inotify::WatchDescriptor;
 
 use crate::apply::{self, Options, Step};
+use crate::cgroup::stat::{CgroupEvents, MemoryEvents, PidsEvents, StatFile};
 use crate::cgroup::{CgroupRoot, GroupName};
 use crate::metrics::Collector;
 use crate::metrics::own::OwnMetrics;
@@ -227,6 +228,9 @@ pub fn run(root: CgroupRoot, opts: DaemonOptions, initial: PolicySet) -> Result<
     Ok(())
 }
 
+/// A limit-event file's counters by kernel key, as last seen.
+type Counters = Vec<(&'static str, u64)>;
+
 struct Daemon {
     /// The pressure rules' thread.
     pressure: pressure::Pressure,
@@ -236,7 +240,7 @@ struct Daemon {
     /// The enforced policy set.
     set: PolicySet,
     /// Last seen counters of each limit-event file, to log only increases.
-    counts: BTreeMap<(GroupName, &'static str), BTreeMap<String, u64>>,
+    counts: BTreeMap<(GroupName, &'static str), Counters>,
     /// Digest of the policy files at the last reload (see `policy::digest`).
     policy_digest: u64,
 }
@@ -465,8 +469,22 @@ impl Daemon {
         }
     }
 
-    fn read_counts(&self, group: &GroupName, file: &str) -> BTreeMap<String, u64> {
-        self.root.read_counters(group, file).unwrap_or_default()
+    /// The counters of one of [`watch::EVENT_FILES`]; none when the file
+    /// is missing or unreadable.
+    fn read_counts(&self, group: &GroupName, file: &str) -> Counters {
+        let root = &self.root;
+        let counters = match file {
+            MemoryEvents::FILE => root
+                .read_stat::<MemoryEvents>(group)
+                .map(|e| e.map(|e| e.counters())),
+            PidsEvents::FILE => root
+                .read_stat::<PidsEvents>(group)
+                .map(|e| e.map(|e| e.counters())),
+            _ => root
+                .read_stat::<CgroupEvents>(group)
+                .map(|e| e.map(|e| e.counters())),
+        };
+        counters.ok().flatten().unwrap_or_default()
     }
 
     /// Logs each counter of `file` that rose since last time, as one line.
@@ -476,16 +494,19 @@ impl Daemon {
             .counts
             .insert((group.clone(), file), now.clone())
             .unwrap_or_default();
-        for (event, value) in &now {
-            let old = before.get(event).copied().unwrap_or(0);
+        for &(event, value) in &now {
+            let old = before
+                .iter()
+                .find(|(e, _)| *e == event)
+                .map_or(0, |(_, v)| *v);
             if file == "cgroup.events" {
-                if *value != old {
+                if value != old {
                     log(
                         Level::Info,
                         &format!("event group={group} file={file} {event}={value}"),
                     );
                 }
-            } else if *value > old {
+            } else if value > old {
                 let level = if event.starts_with("oom") || file == "pids.events" {
                     Level::Warning
                 } else {

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::cgroup::psi::{self, ArmedTrigger, Trigger};
+use crate::cgroup::stat::CpuStat;
 use crate::cgroup::{CgroupRoot, GroupName};
 use crate::policy::model::{PressureAction, PressureRule, PsiKind, PsiResource};
 
@@ -453,7 +454,11 @@ fn take_sample(
         PsiKind::Full => psi.full?,
     };
     let throttled_us = match rule.resource {
-        PsiResource::Cpu => root.read_counter(group, "cpu.stat", "throttled_usec"),
+        PsiResource::Cpu => root
+            .read_stat::<CpuStat>(group)
+            .ok()
+            .flatten()
+            .and_then(|s| s.throttled_usec),
         _ => None,
     };
     Some(Sample {

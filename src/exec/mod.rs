@@ -38,6 +38,7 @@ use error::sys;
 use rootfs::RootSwitch;
 use workload::Workload;
 
+use crate::cgroup::stat::{MemoryEvents, PidsEvents};
 use crate::cgroup::values::{Bytes, Limit};
 use crate::cgroup::{CgroupRoot, GroupName};
 use crate::policy::{ExecConfig, Namespace};
@@ -668,20 +669,26 @@ impl LimitCounters {
     /// A run group's own counters, when the memory and pids controllers are
     /// enabled for it (`None` otherwise: the group's counters are used).
     fn read_own(root: &CgroupRoot, run: &GroupName) -> Option<LimitCounters> {
-        let memory = root.read_counters(run, "memory.events")?;
-        let pids = root.read_counters(run, "pids.events")?;
+        let memory: MemoryEvents = root.read_stat(run).ok().flatten()?;
+        let pids: PidsEvents = root.read_stat(run).ok().flatten()?;
         Some(LimitCounters {
-            oom_kill: memory.get("oom_kill").copied().unwrap_or(0),
-            pids_max: pids.get("max").copied().unwrap_or(0),
+            oom_kill: memory.oom_kill,
+            pids_max: pids.max,
         })
     }
 
     fn read(root: &CgroupRoot, group: &GroupName) -> LimitCounters {
         LimitCounters {
             oom_kill: root
-                .read_counter(group, "memory.events", "oom_kill")
-                .unwrap_or(0),
-            pids_max: root.read_counter(group, "pids.events", "max").unwrap_or(0),
+                .read_stat::<MemoryEvents>(group)
+                .ok()
+                .flatten()
+                .map_or(0, |e| e.oom_kill),
+            pids_max: root
+                .read_stat::<PidsEvents>(group)
+                .ok()
+                .flatten()
+                .map_or(0, |e| e.max),
         }
     }
 }

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::cgroup::format;
+use crate::cgroup::stat::{CpuStat, IoStat, MemoryEventsLocal};
 use crate::cgroup::values::Bytes;
 use crate::cgroup::{CgroupRoot, GroupName};
 
@@ -60,7 +60,7 @@ impl Baseline {
                     (g, n)
                 })
                 .collect(),
-            group_throttled_us: root.read_counter(group, "cpu.stat", "throttled_usec"),
+            group_throttled_us: throttled_usec(root, group),
             started: Instant::now(),
         }
     }
@@ -114,11 +114,13 @@ pub fn collect(
     baseline: &Baseline,
     refusals: Refusals,
 ) -> RunReport {
-    let usec = |key| {
-        root.read_counter(run, "cpu.stat", key)
-            .map(|v| v as f64 / 1e6)
-    };
-    let io = io_bytes(root, run);
+    let cpu: Option<CpuStat> = root.read_stat(run).ok().flatten();
+    let seconds = |us: u64| us as f64 / 1e6;
+    let io = root
+        .read_stat::<IoStat>(run)
+        .ok()
+        .flatten()
+        .map(|s| s.total_bytes());
     // Only for this run's own kills: a concurrent run's OOM also raises the
     // group's count.
     let oom_limit_group = (refusals.oom_kills > 0)
@@ -134,8 +136,8 @@ pub fn collect(
         group: group.to_string(),
         exit_code: 0,
         wall_seconds: baseline.started.elapsed().as_secs_f64(),
-        cpu_user_seconds: usec("user_usec"),
-        cpu_system_seconds: usec("system_usec"),
+        cpu_user_seconds: cpu.map(|c| seconds(c.user_usec)),
+        cpu_system_seconds: cpu.map(|c| seconds(c.system_usec)),
         memory_peak_bytes: root
             .read(run, "memory.peak")
             .ok()
@@ -146,8 +148,7 @@ pub fn collect(
         oom_limit_group,
         pids_max_refusals: refusals.pids_max,
         group_throttled_seconds: baseline.group_throttled_us.and_then(|before| {
-            root.read_counter(group, "cpu.stat", "throttled_usec")
-                .map(|now| now.saturating_sub(before) as f64 / 1e6)
+            throttled_usec(root, group).map(|now| seconds(now.saturating_sub(before)))
         }),
     }
 }
@@ -225,43 +226,19 @@ fn display_group(g: &GroupName) -> String {
 }
 
 fn oom_local(root: &CgroupRoot, group: &GroupName) -> Option<u64> {
-    root.read_counter(group, "memory.events.local", "oom")
+    let local: MemoryEventsLocal = root.read_stat(group).ok().flatten()?;
+    Some(local.0.oom)
 }
 
-/// Sums `rbytes` and `wbytes` over the devices of `io.stat`.
-fn io_bytes(root: &CgroupRoot, run: &GroupName) -> Option<(u64, u64)> {
-    let text = root.read(run, "io.stat").ok()?;
-    Some(io_stat_bytes(&text))
-}
-
-/// `rbytes` and `wbytes` summed over every device line of `io.stat`.
-pub fn io_stat_bytes(text: &str) -> (u64, u64) {
-    let mut sums = (0u64, 0u64);
-    for line in format::nested_keyed(text).unwrap_or_default() {
-        for (k, v) in &line.fields {
-            let v: u64 = v.parse().unwrap_or(0);
-            match k.as_str() {
-                "rbytes" => sums.0 = sums.0.saturating_add(v),
-                "wbytes" => sums.1 = sums.1.saturating_add(v),
-                _ => {}
-            }
-        }
-    }
-    sums
+/// The group's `cpu.stat` throttled_usec (needs the cpu controller).
+fn throttled_usec(root: &CgroupRoot, group: &GroupName) -> Option<u64> {
+    let stat: CpuStat = root.read_stat(group).ok().flatten()?;
+    stat.throttled_usec
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn io_stat_sums_every_device() {
-        // A real io.stat of a group that read from two disks (Linux 6.1).
-        let text = "8:0 rbytes=1458176 wbytes=4096 rios=89 wios=1 dbytes=0 dios=0\n\
-                    254:0 rbytes=8192 wbytes=0 rios=2 wios=0 dbytes=0 dios=0\n";
-        assert_eq!(io_stat_bytes(text), (1_466_368, 4096));
-        assert_eq!(io_stat_bytes(""), (0, 0));
-    }
 
     #[test]
     fn json_has_every_field_and_nulls_for_the_unknown() {

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 
+use crate::cgroup::stat::CgroupEvents;
 use crate::cgroup::tree::Controller;
 use crate::cgroup::{CgroupRoot, GroupName, control, tree};
 
@@ -116,8 +117,10 @@ fn kill_by_hand(root: &CgroupRoot, run: &GroupName) {
 }
 
 fn populated(root: &CgroupRoot, group: &GroupName) -> bool {
-    root.read_counters(group, "cgroup.events")
-        .is_none_or(|events| events.get("populated") != Some(&0))
+    root.read_stat::<CgroupEvents>(group)
+        .ok()
+        .flatten()
+        .is_none_or(|events| events.is_populated())
 }
 
 /// Ends and removes the run groups of `group` whose `cgmgr exec` is gone

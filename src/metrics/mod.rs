@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use families::{Families, Kind};
 use reader::{FdBudget, GroupFiles, Vanished};
 
+use crate::cgroup::stat::{CpuStat, IoStat, MemoryEvents, MemoryStat, PidsEvents, StatFile};
 use crate::cgroup::values::{Bytes, CpuMax, Limit};
 use crate::cgroup::{CgroupRoot, GroupName, format};
 
@@ -180,7 +181,13 @@ fn collect_group(
             }
         };
     }
-    if let Some(stat) = parse!("cpu.stat", format::flat_keyed) {
+    // The typed reading of a statistics file.
+    macro_rules! stat {
+        ($t:ty) => {
+            parse!(<$t>::FILE, <$t>::parse)
+        };
+    }
+    if let Some(stat) = stat!(CpuStat) {
         cpu_stat(group, &stat, out);
     }
     if let Some(cores) =
@@ -207,8 +214,8 @@ fn collect_group(
             &[],
             current as f64,
         );
-        if let Some(stat) = parse!("memory.stat", format::flat_keyed) {
-            let inactive = stat.get("inactive_file").copied().unwrap_or(0);
+        if let Some(stat) = stat!(MemoryStat) {
+            let inactive = stat.inactive_file;
             push(
                 out,
                 group,
@@ -267,8 +274,8 @@ fn collect_group(
             high,
         );
     }
-    if let Some(events) = parse!("memory.events", format::flat_keyed) {
-        for (event, n) in &events {
+    if let Some(events) = stat!(MemoryEvents) {
+        for (event, n) in events.counters() {
             push(
                 out,
                 group,
@@ -276,7 +283,7 @@ fn collect_group(
                 Kind::Counter,
                 "memory.events counters: low, high, max, oom, oom_kill, oom_group_kill.",
                 &[("event", event)],
-                *n as f64,
+                n as f64,
             );
         }
     }
@@ -304,9 +311,7 @@ fn collect_group(
             max as f64,
         );
     }
-    if let Some(events) = parse!("pids.events", format::flat_keyed)
-        && let Some(n) = events.get("max")
-    {
+    if let Some(events) = stat!(PidsEvents) {
         push(
             out,
             group,
@@ -314,11 +319,11 @@ fn collect_group(
             Kind::Counter,
             "pids.events: forks refused at pids.max.",
             &[("event", "max")],
-            *n as f64,
+            events.max as f64,
         );
     }
-    if let Some(lines) = parse!("io.stat", format::nested_keyed) {
-        io_stat(group, &lines, out);
+    if let Some(stat) = stat!(IoStat) {
+        io_stat(group, &stat, out);
     }
     for (resource, file) in [
         ("cpu", "cpu.pressure"),
@@ -345,48 +350,48 @@ fn collect_group(
     Ok(())
 }
 
-fn cpu_stat(group: &GroupName, stat: &std::collections::BTreeMap<String, u64>, out: &mut Pending) {
-    // (key, metric, help, divisor to seconds or 1 for counts)
-    let fields: [(&str, &'static str, &'static str, f64); 6] = [
+fn cpu_stat(group: &GroupName, stat: &CpuStat, out: &mut Pending) {
+    // (value, metric, help, divisor to seconds or 1 for counts)
+    let fields: [(Option<u64>, &'static str, &'static str, f64); 6] = [
         (
-            "usage_usec",
+            Some(stat.usage_usec),
             "cgmgr_cpu_usage_seconds_total",
             "CPU time used (cpu.stat usage_usec).",
             US_PER_S,
         ),
         (
-            "user_usec",
+            Some(stat.user_usec),
             "cgmgr_cpu_user_seconds_total",
             "CPU time in user mode (cpu.stat user_usec).",
             US_PER_S,
         ),
         (
-            "system_usec",
+            Some(stat.system_usec),
             "cgmgr_cpu_system_seconds_total",
             "CPU time in kernel mode (cpu.stat system_usec).",
             US_PER_S,
         ),
         (
-            "nr_periods",
+            stat.nr_periods,
             "cgmgr_cpu_periods_total",
             "Enforcement periods elapsed (cpu.stat nr_periods).",
             1.0,
         ),
         (
-            "nr_throttled",
+            stat.nr_throttled,
             "cgmgr_cpu_throttled_periods_total",
             "Periods in which the group was throttled (cpu.stat nr_throttled).",
             1.0,
         ),
         (
-            "throttled_usec",
+            stat.throttled_usec,
             "cgmgr_cpu_throttled_seconds_total",
             "Time throttled (cpu.stat throttled_usec).",
             US_PER_S,
         ),
     ];
-    for (key, name, help, divisor) in fields {
-        if let Some(v) = stat.get(key) {
+    for (value, name, help, divisor) in fields {
+        if let Some(v) = value {
             push(
                 out,
                 group,
@@ -394,43 +399,33 @@ fn cpu_stat(group: &GroupName, stat: &std::collections::BTreeMap<String, u64>, o
                 Kind::Counter,
                 help,
                 &[],
-                *v as f64 / divisor,
+                v as f64 / divisor,
             );
         }
     }
 }
 
-fn io_stat(group: &GroupName, lines: &[format::NestedLine], out: &mut Pending) {
-    for line in lines {
-        for (key, name, help) in [
-            (
-                "rbytes",
-                "cgmgr_io_read_bytes_total",
-                "Bytes read from the device (io.stat rbytes).",
-            ),
-            (
-                "wbytes",
-                "cgmgr_io_write_bytes_total",
-                "Bytes written to the device (io.stat wbytes).",
-            ),
-        ] {
-            if let Some(v) = line
-                .fields
-                .iter()
-                .find(|(k, _)| k == key)
-                .and_then(|(_, v)| v.parse::<u64>().ok())
-            {
-                push(
-                    out,
-                    group,
-                    name,
-                    Kind::Counter,
-                    help,
-                    &[("device", &line.key)],
-                    v as f64,
-                );
-            }
-        }
+fn io_stat(group: &GroupName, stat: &IoStat, out: &mut Pending) {
+    for d in &stat.devices {
+        let device = d.device.to_string();
+        push(
+            out,
+            group,
+            "cgmgr_io_read_bytes_total",
+            Kind::Counter,
+            "Bytes read from the device (io.stat rbytes).",
+            &[("device", &device)],
+            d.rbytes as f64,
+        );
+        push(
+            out,
+            group,
+            "cgmgr_io_write_bytes_total",
+            Kind::Counter,
+            "Bytes written to the device (io.stat wbytes).",
+            &[("device", &device)],
+            d.wbytes as f64,
+        );
     }
 }
 
