@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod cgroup;
 pub mod daemon;
+pub mod error;
 pub mod exec;
 pub mod metrics;
 pub mod policy;

@@ -5,7 +5,9 @@
 //! `cpu.stat`: half a second apart for a one-shot status, the refresh
 //! interval apart with `--watch`.
 
-use std::fmt::Write;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::time::Duration;
 
 use crate::cgroup::stat::{CpuStat, MemoryEvents};
 use crate::cgroup::values::{Bytes, CpuMax, Limit};
@@ -252,6 +254,58 @@ pub fn json(rows: &[GroupStatus]) -> String {
     let mut out = serde_json::to_string(&items).unwrap_or_else(|_| "[]".into());
     out.push('\n');
     out
+}
+
+/// How `cgmgr status` shows the groups.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Between the two readings of a rate, and between refreshes.
+    pub interval: Duration,
+    /// JSON instead of the table.
+    pub json: bool,
+    /// Refresh until interrupted (the table clears the screen each time).
+    pub watch: bool,
+    /// Mark values near or at their limit with terminal colours.
+    pub colour: bool,
+}
+
+/// Reads `groups` twice, `interval` apart, and writes the table or JSON to
+/// `out`; with `watch`, goes on until writing fails (Ctrl-C, a closed pipe).
+pub fn show(
+    root: &CgroupRoot,
+    groups: &[GroupName],
+    opts: Options,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let seconds = opts.interval.as_secs_f64();
+    let mut before: Vec<_> = groups.iter().map(|g| read(root, g)).collect();
+    loop {
+        std::thread::sleep(opts.interval);
+        let after: Vec<_> = groups.iter().map(|g| read(root, g)).collect();
+        let rows: Vec<_> = groups
+            .iter()
+            .zip(before.iter().zip(&after))
+            .map(|(g, (b, a))| status(g, b, a, seconds))
+            .collect();
+        let text = if opts.json {
+            json(&rows)
+        } else {
+            table(&rows, opts.colour)
+        };
+        if opts.watch && !opts.json {
+            write!(
+                out,
+                "\x1b[H\x1b[2J{} — every {seconds}s, Ctrl-C to quit\n\n",
+                root.path().display(),
+            )?;
+        }
+        out.write_all(text.as_bytes())?;
+        out.flush()?;
+        if !opts.watch {
+            return Ok(());
+        }
+        before = after;
+    }
 }
 
 #[cfg(test)]

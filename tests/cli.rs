@@ -68,6 +68,33 @@ fn bad_policy_corpus_gives_exact_errors() {
     }
 }
 
+/// A command line clap refuses exits 2, except for `exec`, whose own
+/// failures all exit 125 (as `env` and `docker run` do); `--help` exits 0.
+/// The subcommand is found by clap's parse, not by a second hand-written one,
+/// so a `--root` value that reads like a subcommand does not mislead it.
+#[test]
+fn usage_errors_exit_2_and_125_for_exec() {
+    for (args, code) in [
+        (&["exec", "--bogus"][..], 125),
+        (&["--root", "/x", "exec"], 125),
+        (&["--root=/x", "exec", "--group", "g"], 125),
+        (&["exec", "--report=yaml", "--group", "g", "--", "true"], 125),
+        (&["apply", "--bogus"], 2),
+        (&["exce"], 2),
+        (&["--root", "exec", "apply", "--bogus"], 2),
+        (&["kill"], 2),
+        (&[], 2),
+        (&["--help"], 0),
+        (&["exec", "--help"], 0),
+        // A bad group name is invalid input before any root is opened.
+        (&["--root", "/nonexistent", "status", "a/../b"], 2),
+        (&["--root", "/nonexistent", "freeze", "cgroup.procs"], 2),
+    ] {
+        let out = cgmgr(args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
+    }
+}
+
 #[test]
 fn example_policies_are_valid() {
     let out = cgmgr(&["check", repo().join("policies").to_str().unwrap()]);

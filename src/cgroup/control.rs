@@ -61,6 +61,41 @@ pub enum ControlError {
     Cgroup(#[from] CgroupError),
 }
 
+/// `cgmgr freeze`, `thaw` or `kill`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Freeze the group and its descendants.
+    Freeze,
+    /// Thaw them.
+    Thaw,
+    /// Kill every process in them.
+    Kill,
+}
+
+/// Does `action` to `group` and waits for the kernel; returns what
+/// happened, as the command prints it (`web: frozen`).
+pub fn act(
+    root: &CgroupRoot,
+    group: &GroupName,
+    action: Action,
+    timeout: Duration,
+) -> Result<String, ControlError> {
+    Ok(match action {
+        Action::Freeze => {
+            freeze(root, group, timeout)?;
+            format!("{group}: frozen")
+        }
+        Action::Thaw => {
+            thaw(root, group, timeout)?;
+            format!("{group}: thawed")
+        }
+        Action::Kill => {
+            let held = kill(root, group, timeout)?;
+            format!("{group}: killed {held} process(es); empty")
+        }
+    })
+}
+
 /// Freezes `group` and waits until the kernel reports it frozen.
 pub fn freeze(root: &CgroupRoot, group: &GroupName, timeout: Duration) -> Result<(), ControlError> {
     set_frozen(root, group, true, timeout)

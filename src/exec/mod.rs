@@ -15,6 +15,7 @@ pub mod build;
 pub mod error;
 pub mod idmap;
 pub mod init;
+pub mod prepare;
 pub mod report;
 pub mod rootfs;
 pub mod run_group;

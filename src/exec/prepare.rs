@@ -1,0 +1,124 @@
+//! Everything `cgmgr exec` does before it starts the run: resolve the
+//! managed root, load the group's policy, check every setting the user gave,
+//! and create the group from its policy when it is declared and missing.
+//!
+//! The checks come first so that bad input leaves nothing behind. On a
+//! systemd host with no daemon running (and no root named), the run asks
+//! systemd for a transient scope with `Delegate=yes`, as `systemd-run
+//! --scope` does, and creates the group inside it, so systemd knows the
+//! workload and keeps its limits.
+
+use std::path::PathBuf;
+
+use crate::apply::{self, ApplyError, Options};
+use crate::cgroup::{CgroupError, CgroupRoot, GroupName};
+use crate::policy::{self, PolicyErrors, PolicySet};
+use crate::root::{self, RootError, Source};
+use crate::systemd::owner::{self, NotDelegated, TreeOwner};
+use crate::systemd::scope::{self, ScopeError};
+
+use super::{ExecError, ExecFlags, ExecSpec};
+
+/// Where `cgmgr exec` looks for policies when neither `--policies` nor a
+/// running daemon names a directory.
+pub const DEFAULT_POLICY_DIR: &str = "/etc/cgmgr";
+
+/// What the user asked `cgmgr exec` for.
+#[derive(Debug, Clone)]
+pub struct ExecRequest {
+    /// `--root` / `CGMGR_ROOT`.
+    pub root: Option<String>,
+    /// `--group`, as typed.
+    pub group: String,
+    /// `--policies`.
+    pub policies: Option<PathBuf>,
+    /// Everything else on the command line.
+    pub flags: ExecFlags,
+}
+
+/// Why `cgmgr exec` failed before the workload ran (exit 125).
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// The group name is not valid.
+    #[error("--group: {0}")]
+    Group(String),
+    /// The managed root cannot be resolved.
+    #[error(transparent)]
+    Root(#[from] RootError),
+    /// The policy directory holds an invalid policy.
+    #[error(transparent)]
+    Policy(#[from] PolicyErrors),
+    /// A setting is invalid, or the group is unknown.
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    /// systemd would not give the run a delegated scope.
+    #[error(transparent)]
+    Scope(#[from] ScopeError),
+    /// systemd owns the named root and has not delegated it.
+    #[error(transparent)]
+    NotDelegated(#[from] NotDelegated),
+    /// Opening the root failed.
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    /// Creating the group from its policy failed.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+}
+
+/// Resolves the root and the group (creating it from its policy when
+/// declared and missing) and merges the policy's `[exec]` table with the
+/// flags.
+pub fn prepare(request: ExecRequest) -> Result<(CgroupRoot, ExecSpec), PrepareError> {
+    let group = GroupName::parse(&request.group).map_err(|e| PrepareError::Group(e.to_string()))?;
+    let resolved = root::resolve(request.root.as_deref())?;
+    let (policies, policies_given) = match (&request.policies, &resolved.source) {
+        (Some(dir), _) => (dir.clone(), true),
+        (None, Source::Daemon(daemon)) => (daemon.policies.clone(), true),
+        (None, _) => (PathBuf::from(DEFAULT_POLICY_DIR), false),
+    };
+    let set = if policies_given || policies.exists() {
+        policy::load(std::slice::from_ref(&policies))?
+    } else {
+        PolicySet::default()
+    };
+    let declared = set.groups.get(&group).cloned();
+    // Everything the user gave is checked before anything is created.
+    let spec = ExecSpec::resolve(
+        group.clone(),
+        declared.as_ref().and_then(|g| g.exec.as_ref()),
+        request.flags,
+    )?;
+    let unknown = |root: PathBuf| ExecError::UnknownGroup {
+        group: group.to_string(),
+        policies: policies.display().to_string(),
+        root,
+    };
+    let root_path = match (&resolved.source, owner::tree_owner(&resolved.path)) {
+        (Source::Default, TreeOwner::Systemd) => {
+            // A new scope never holds the group: it must be declared.
+            if declared.is_none() {
+                return Err(unknown(resolved.path).into());
+            }
+            scope::enter_delegated_scope(group.as_str())?;
+            root::resolve_flag("self")?
+        }
+        (_, TreeOwner::Systemd) => {
+            return Err(NotDelegated {
+                root: resolved.path,
+            }
+            .into());
+        }
+        _ => resolved.path,
+    };
+    let root = CgroupRoot::open(&root_path)?;
+    if !root.exists(&group) {
+        let Some(declared) = declared else {
+            return Err(unknown(root_path).into());
+        };
+        let mut only = PolicySet::default();
+        only.groups.insert(group.clone(), declared);
+        let plan = apply::plan(&root, &only, Options::default())?;
+        apply::execute(&root, &plan)?;
+    }
+    Ok((root, spec))
+}
