@@ -14,7 +14,7 @@ use crate::cgroup::values::Bytes;
 use std::collections::BTreeSet;
 
 use crate::cgroup::ancestors::{self, Ancestor};
-use crate::cgroup::stat::CgroupEvents;
+use crate::cgroup::stat::{CgroupEvents, StatFile};
 use crate::cgroup::{CgroupError, CgroupRoot, Controller, GroupName, tree};
 use crate::policy::model::MemoryKnob;
 use crate::policy::{PolicySet, Setting};
@@ -392,8 +392,9 @@ fn plan_prune(
 }
 
 fn populated(root: &CgroupRoot, group: &GroupName) -> Result<bool, CgroupError> {
-    let events: Option<CgroupEvents> = root.read_stat(group)?;
-    Ok(events.is_some_and(|e| e.is_populated()))
+    // A group that vanished since it was listed is an error, not "empty".
+    let events = root.read_parsed(group, CgroupEvents::FILE, CgroupEvents::parse)?;
+    Ok(events.is_populated())
 }
 
 /// The kernel's page size, to which memory limits are rounded.

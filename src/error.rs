@@ -8,7 +8,6 @@ use crate::cgroup::CgroupError;
 use crate::cgroup::control::ControlError;
 use crate::daemon::DaemonError;
 use crate::exec::build::BuildError;
-use crate::exec::prepare::PrepareError;
 use crate::policy::PolicyErrors;
 use crate::root::RootError;
 use crate::systemd::owner::NotDelegated;
@@ -58,9 +57,6 @@ pub enum Error {
     /// `rootfs build` failed.
     #[error(transparent)]
     Build(#[from] BuildError),
-    /// `exec` failed before the workload ran.
-    #[error(transparent)]
-    Prepare(#[from] PrepareError),
     /// Writing the command's output failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -270,7 +270,8 @@ pub struct Options {
 }
 
 /// Reads `groups` twice, `interval` apart, and writes the table or JSON to
-/// `out`; with `watch`, goes on until writing fails (Ctrl-C, a closed pipe).
+/// `out`; with `watch`, goes on until interrupted (Ctrl-C) or until writing
+/// fails (a closed pipe).
 pub fn show(
     root: &CgroupRoot,
     groups: &[GroupName],

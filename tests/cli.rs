@@ -78,7 +78,10 @@ fn usage_errors_exit_2_and_125_for_exec() {
         (&["exec", "--bogus"][..], 125),
         (&["--root", "/x", "exec"], 125),
         (&["--root=/x", "exec", "--group", "g"], 125),
-        (&["exec", "--report=yaml", "--group", "g", "--", "true"], 125),
+        (
+            &["exec", "--report=yaml", "--group", "g", "--", "true"],
+            125,
+        ),
         (&["apply", "--bogus"], 2),
         (&["exce"], 2),
         (&["--root", "exec", "apply", "--bogus"], 2),

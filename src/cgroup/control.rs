@@ -121,7 +121,8 @@ fn set_frozen(
         "freezing",
         "5.2",
     )?;
-    let reached = wait_for(root, group, timeout, |events| events.is_frozen() == frozen)?;
+    let want = Some(u64::from(frozen));
+    let reached = wait_for(root, group, timeout, |events| events.frozen == want)?;
     if reached {
         return Ok(());
     }

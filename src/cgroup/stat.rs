@@ -12,7 +12,8 @@
 //! - keys a newer kernel adds are ignored;
 //! - a line that is not the file's format, or a value that is not a number,
 //!   fails the parse. Callers decide whether a failure is an error (the
-//!   daemon's waits) or is counted and skipped (metrics).
+//!   freeze/thaw/kill waits in `control`, apply's check before removing a
+//!   group) or is counted and skipped (metrics).
 
 use super::format;
 use super::values::{DevNum, ValueError};
@@ -216,8 +217,11 @@ pub struct IoDeviceStat {
     pub dios: Option<u64>,
 }
 
-/// `io.stat`: one line per device the group has used. Empty until the
-/// group does its first block io, so an empty file is a valid reading.
+/// `io.stat`: one line per device the kernel tracks for the group. Empty
+/// until the group has a device (its first block io, or an `io.max` written
+/// for one), so an empty file is a valid reading; a device with no io yet
+/// has a line with its number and no counters (Linux 5.15+ prints them only
+/// when one is non-zero), read as zeros.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct IoStat {
     /// The devices, in the kernel's order.
@@ -256,7 +260,14 @@ fn io_device(line: &format::NestedLine) -> Result<IoDeviceStat, ValueError> {
             ))
         })
     };
+    // A device with no io yet has none of the four counters.
+    let idle = ["rbytes", "wbytes", "rios", "wios"]
+        .iter()
+        .all(|k| line.fields.iter().all(|(f, _)| f != k));
     let required = |key: &str| {
+        if idle {
+            return Ok(0);
+        }
         field(key)?.ok_or_else(|| ValueError(format!("device line {:?} has no `{key}=`", line.key)))
     };
     Ok(IoDeviceStat {
@@ -436,6 +447,13 @@ mod tests {
         );
         let s = IoStat::parse(&text).unwrap();
         assert_eq!(s.total_bytes(), (8_388_608 + 8192, 2_097_152));
+        // A device with no io yet (an io.max written for it): no counters,
+        // or only another policy's fields.
+        let idle = "8:16 \n8:0 rbytes=1 wbytes=2 rios=1 wios=1\n8:32 cost.vrate=100.00\n";
+        let idle = IoStat::parse(idle).unwrap();
+        assert_eq!(idle.devices.len(), 3);
+        assert_eq!((idle.devices[0].rbytes, idle.devices[0].wios), (0, 0));
+        assert_eq!(idle.total_bytes(), (1, 2));
         // Before 5.0: no discard fields.
         let old = IoStat::parse("8:0 rbytes=1 wbytes=2 rios=1 wios=1\n").unwrap();
         assert_eq!(old.devices[0].dbytes, None);
@@ -448,6 +466,7 @@ mod tests {
             "7:0 rbytes=x wbytes=0 rios=0 wios=0\n",
             "7:0 rbytes\n",
             "sda rbytes=1 wbytes=1 rios=1 wios=1\n",
+            // Some counters but not all: not the kernel's format.
             "7:0 wbytes=1 rios=1 wios=1\n",
         ] {
             assert!(IoStat::parse(bad).is_err(), "{bad:?}");

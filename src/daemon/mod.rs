@@ -24,8 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use inotify::WatchDescriptor;
 
 use crate::apply::{self, Options, Step};
-use crate::cgroup::stat::{CgroupEvents, MemoryEvents, PidsEvents, StatFile};
-use crate::cgroup::{CgroupRoot, GroupName};
+use crate::cgroup::{CgroupRoot, GroupName, format};
 use crate::metrics::Collector;
 use crate::metrics::own::OwnMetrics;
 use crate::policy::{self, PolicySet};
@@ -228,8 +227,10 @@ pub fn run(root: CgroupRoot, opts: DaemonOptions, initial: PolicySet) -> Result<
     Ok(())
 }
 
-/// A limit-event file's counters by kernel key, as last seen.
-type Counters = Vec<(&'static str, u64)>;
+/// A limit-event file's counters by kernel key, as last seen. Logging
+/// treats every counter alike, so this stays the file's own key list rather
+/// than a typed reading, which would drop the keys cgmgr does not know.
+type Counters = Vec<(String, u64)>;
 
 struct Daemon {
     /// The pressure rules' thread.
@@ -469,22 +470,17 @@ impl Daemon {
         }
     }
 
-    /// The counters of one of [`watch::EVENT_FILES`]; none when the file
-    /// is missing or unreadable.
+    /// Every counter of one of [`watch::EVENT_FILES`], by the kernel's key,
+    /// known to cgmgr or not (a newer kernel's `max.imposed` is logged too);
+    /// none when the file is missing or does not parse.
     fn read_counts(&self, group: &GroupName, file: &str) -> Counters {
-        let root = &self.root;
-        let counters = match file {
-            MemoryEvents::FILE => root
-                .read_stat::<MemoryEvents>(group)
-                .map(|e| e.map(|e| e.counters())),
-            PidsEvents::FILE => root
-                .read_stat::<PidsEvents>(group)
-                .map(|e| e.map(|e| e.counters())),
-            _ => root
-                .read_stat::<CgroupEvents>(group)
-                .map(|e| e.map(|e| e.counters())),
+        let Ok(Some(text)) = self.root.read_optional(group, file) else {
+            return Counters::new();
         };
-        counters.ok().flatten().unwrap_or_default()
+        format::flat_keyed_pairs(&text)
+            .map(|pair| pair.map(|(k, v)| (k.to_string(), v)))
+            .collect::<Result<_, _>>()
+            .unwrap_or_default()
     }
 
     /// Logs each counter of `file` that rose since last time, as one line.
@@ -494,10 +490,11 @@ impl Daemon {
             .counts
             .insert((group.clone(), file), now.clone())
             .unwrap_or_default();
-        for &(event, value) in &now {
+        for (event, value) in &now {
+            let value = *value;
             let old = before
                 .iter()
-                .find(|(e, _)| *e == event)
+                .find(|(e, _)| e == event)
                 .map_or(0, |(_, v)| *v);
             if file == "cgroup.events" {
                 if value != old {
