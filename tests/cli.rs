@@ -1125,6 +1125,23 @@ fn host_pressure_rules_act_on_the_stalled_group_only() {
     drop(children);
 }
 
+/// The pressure engine keeps a live trigger without looking at its group
+/// again and acts on the group by its path. That is sound because a cgroup
+/// v2 directory cannot be renamed (the kernel's cgroup2 filesystem has no
+/// rename operation: EPERM), so the path names the triggered cgroup until it
+/// is removed, which the trigger reports (POLLERR). This test pins that
+/// assumption: rename(2) of a group, and of a group into another name, fails.
+#[test]
+fn host_cgroup2_refuses_rename_so_a_trigger_stays_with_its_path() {
+    let scratch = Scratch::new("rename");
+    std::fs::create_dir(scratch.0.join("hog")).unwrap();
+    for target in ["hog-moved", "hog2"] {
+        let e = std::fs::rename(scratch.0.join("hog"), scratch.0.join(target)).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+    }
+    assert!(scratch.0.join("hog").is_dir());
+}
+
 /// The daemon exposes the standard process metrics of every Prometheus
 /// exporter (the `prometheus` crate's process collector), beside its own.
 #[test]

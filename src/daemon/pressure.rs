@@ -224,8 +224,10 @@ impl Engine {
             .collect();
         for (i, (group, rule)) in rules.into_iter().enumerate() {
             // A live trigger is kept without looking at the group: its
-            // removal would have been reported (POLLERR, see `lose`), so an
-            // idle tick costs nothing per rule. One that is not armed keeps
+            // removal would have been reported (POLLERR, see `lose`), and a
+            // cgroup v2 directory cannot be renamed (EPERM), so the path
+            // still names the triggered cgroup. An idle tick costs nothing
+            // per rule. One that is not armed keeps
             // its last error, so it is logged once. An unchanged set comes
             // in the same order: the same index is tried first.
             let keeps = |slot: &Option<Armed>| {
