@@ -98,6 +98,43 @@ fn usage_errors_exit_2_and_125_for_exec() {
     }
 }
 
+/// A policy set may declare at most 1,024 pressure rules (each holds an
+/// open file in the daemon and each group with one a kernel thread): one
+/// more is invalid input naming where the first rule over the cap is.
+#[test]
+fn pressure_rules_are_capped_with_an_error_naming_the_rule() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("many.toml");
+    let rules = |n: usize| -> String {
+        (0..n)
+            .map(|i| {
+                format!(
+                    "[group.g{i:04}]\n[[group.g{i:04}.pressure]]\nresource = \"cpu\"\nkind = \"some\"\nabove = \"50%\"\nwindow = \"2s\"\naction = \"log\"\n"
+                )
+            })
+            .collect()
+    };
+    std::fs::write(&file, rules(1024)).unwrap();
+    let out = cgmgr(&["check", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = rules(1025);
+    std::fs::write(&file, &text).unwrap();
+    let line = 1 + text
+        .lines()
+        .position(|l| l == "[[group.g1024.pressure]]")
+        .unwrap();
+    let out = cgmgr(&["check", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with(&format!(
+            "cgmgr: {}:{line}:1: the policy set declares 1025 pressure rules; at most 1024 are allowed",
+            file.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn example_policies_are_valid() {
     let out = cgmgr(&["check", repo().join("policies").to_str().unwrap()]);

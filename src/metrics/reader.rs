@@ -42,11 +42,13 @@ impl FdBudget {
     }
 
     /// Most of the soft RLIMIT_NOFILE, leaving room for the HTTP server's
-    /// connections, inotify and the rest.
+    /// connections, the pressure rules' files, inotify and the rest.
     pub fn from_rlimit() -> FdBudget {
         let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
             .map_or(1024, |(soft, _)| soft);
-        let reserved = 512 + crate::daemon::http::MAX_DESCRIPTORS as u64;
+        let reserved = 512
+            + crate::daemon::http::MAX_DESCRIPTORS as u64
+            + crate::policy::MAX_PRESSURE_RULES as u64;
         FdBudget::new(usize::try_from(soft.saturating_sub(reserved)).unwrap_or(usize::MAX))
     }
 }

@@ -54,12 +54,43 @@ pub fn load(paths: &[PathBuf]) -> Result<PolicySet, PolicyErrors> {
             Err(mut e) => errors.append(&mut e),
         }
     }
+    if let Some(e) = too_many_pressure_rules(&seen) {
+        errors.push(e);
+    }
     if errors.is_empty() {
         set.groups = seen;
         Ok(set)
     } else {
         Err(PolicyErrors(errors))
     }
+}
+
+/// The most pressure rules one policy set may declare. Each rule holds an
+/// open file in the daemon (reserved from its descriptor budget, see
+/// `metrics::reader::FdBudget`) and each group with a rule a kernel monitor
+/// thread; a policy set that asks for more is refused rather than left to
+/// fail with EMFILE at runtime.
+pub const MAX_PRESSURE_RULES: usize = 1024;
+
+/// An error at the first rule over [`MAX_PRESSURE_RULES`], in group order.
+fn too_many_pressure_rules(groups: &BTreeMap<GroupName, Group>) -> Option<PolicyError> {
+    let total: usize = groups.values().map(|g| g.pressure.len()).sum();
+    let first_over = groups
+        .values()
+        .flat_map(|g| g.pressure.iter())
+        .nth(MAX_PRESSURE_RULES)?;
+    Some(PolicyError {
+        file: first_over.origin.file.clone(),
+        line: first_over.origin.line,
+        column: first_over.origin.column,
+        message: format!(
+            "the policy set declares {total} pressure rules; at most {MAX_PRESSURE_RULES} are allowed (this is rule {} in group order)",
+            MAX_PRESSURE_RULES + 1
+        ),
+        hint: Some(
+            "put the rules on fewer, higher groups: a rule on a parent watches the stall of all its children".into(),
+        ),
+    })
 }
 
 /// Expands the command-line paths: files as given, directories to their
