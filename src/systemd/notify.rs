@@ -2,8 +2,11 @@
 //! of `KEY=VALUE` lines to the socket named by `NOTIFY_SOCKET`.
 //!
 //! Written here rather than taken from the `sd-notify` crate: it is twenty
-//! lines over std's Unix datagram socket, needs no `unsafe`, and cgmgr uses
-//! three messages of it (READY=1, STOPPING=1, WATCHDOG=1).
+//! lines over std's Unix datagram socket, with no `unsafe` and no hand-kept
+//! constants for the crate to remove, and cgmgr uses three messages of it
+//! (READY=1, STOPPING=1, WATCHDOG=1). The crate's watchdog helper reads the
+//! same two variables (`WATCHDOG_USEC`, `WATCHDOG_PID`) as
+//! [`watchdog_interval`] does.
 
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
