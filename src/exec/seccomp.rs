@@ -290,8 +290,35 @@ mod tests {
         );
     }
 
-    /// An OCI profile (compiled now) does what it says:
-    /// the refused calls fail with its errno, the rest run.
+    /// Loads `filters` in a forked child (after `no_new_privs`), runs
+    /// `probe` there and returns the child's exit code: `probe`'s bits, or
+    /// 10 when the filters did not load. The parent only waits.
+    fn probe_under(filters: &Filters, probe: impl FnOnce() -> i32) -> i32 {
+        // SAFETY: the child only makes raw system calls and exits; it does
+        // not allocate or take locks the parent's other threads may hold.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                // SAFETY: no pointers.
+                unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+                let code = if filters.load().is_err() { 10 } else { probe() };
+                // SAFETY: _exit is always safe.
+                unsafe { libc::_exit(code) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                match nix::sys::wait::waitpid(child, None).unwrap() {
+                    nix::sys::wait::WaitStatus::Exited(_, code) => code,
+                    other => panic!("the probe did not exit: {other:?}"),
+                }
+            }
+        }
+    }
+
+    fn errno() -> i32 {
+        nix::errno::Errno::last_raw()
+    }
+
+    /// An OCI profile (compiled now) does what it says: the refused calls
+    /// fail with its errno, the rest run.
     #[test]
     fn a_loaded_profile_refuses_its_calls_only() {
         let dir = tempfile::tempdir().unwrap();
@@ -305,104 +332,75 @@ mod tests {
         let profile = crate::policy::seccomp::read_profile(&path).unwrap();
         let filters = compile(&Seccomp::Profile { path, profile }, false).unwrap();
         let target = c"/nonexistent-parent/x";
-        // SAFETY: the child only makes raw system calls and exits.
-        match unsafe { nix::unistd::fork() }.unwrap() {
-            nix::unistd::ForkResult::Child => {
-                // SAFETY: no pointers.
-                unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-                if filters.load().is_err() {
-                    // SAFETY: _exit is always safe.
-                    unsafe { libc::_exit(10) };
+        let code = probe_under(&filters, || {
+            let mut code = 0;
+            // SAFETY: a valid C string and integer arguments.
+            unsafe {
+                // Refused by the filter: EACCES, not the kernel's ENOENT.
+                if libc::mkdir(target.as_ptr(), 0o700) != -1 || errno() != libc::EACCES {
+                    code |= 1;
                 }
-                let errno = || nix::errno::Errno::last_raw();
-                let mut code = 0;
-                // SAFETY: a valid C string and integer arguments.
-                unsafe {
-                    // Refused by the filter: EACCES, not the kernel's ENOENT.
-                    if libc::mkdir(target.as_ptr(), 0o700) != -1 || errno() != libc::EACCES {
-                        code |= 1;
-                    }
-                    // Allowed: the kernel's own answer.
-                    if libc::rmdir(target.as_ptr()) != -1 || errno() != libc::ENOENT {
-                        code |= 2;
-                    }
-                    if libc::syscall(libc::SYS_getpid) <= 0 {
-                        code |= 4;
-                    }
-                    libc::_exit(code);
+                // Allowed: the kernel's own answer.
+                if libc::rmdir(target.as_ptr()) != -1 || errno() != libc::ENOENT {
+                    code |= 2;
+                }
+                if libc::syscall(libc::SYS_getpid) <= 0 {
+                    code |= 4;
                 }
             }
-            nix::unistd::ForkResult::Parent { child } => {
-                let status = nix::sys::wait::waitpid(child, None).unwrap();
-                assert_eq!(
-                    status,
-                    nix::sys::wait::WaitStatus::Exited(child, 0),
-                    "bits: 1 mkdir not refused, 2 rmdir refused, 4 getpid; 10 load"
-                );
-            }
-        }
+            code
+        });
+        assert_eq!(
+            code, 0,
+            "bits: 1 mkdir not refused, 2 rmdir refused, 4 getpid; 10 load"
+        );
     }
 
     /// The filters do what they say: a forked child loads them and tries
-    /// the calls (the parent only waits). Runs as any user.
+    /// the calls. Runs as any user.
     #[test]
     fn loaded_filters_refuse_and_allow() {
         let filters = compile(&Seccomp::Default, false).unwrap();
-        // SAFETY: the child only makes raw system calls and exits; it does
-        // not allocate or take locks the parent's other threads may hold.
-        match unsafe { nix::unistd::fork() }.unwrap() {
-            nix::unistd::ForkResult::Child => {
-                // SAFETY: no pointers.
-                unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-                if filters.load().is_err() {
-                    // SAFETY: _exit is always safe.
-                    unsafe { libc::_exit(10) };
+        let code = probe_under(&filters, || {
+            let mut code = 0;
+            // SAFETY: raw calls with integer arguments or NULL pointers;
+            // each is refused by the filter before the kernel reads them.
+            unsafe {
+                if libc::syscall(libc::SYS_keyctl, 0, 0, 0) != -1 || errno() != libc::EPERM {
+                    code |= 1;
                 }
-                let errno = || nix::errno::Errno::last_raw();
-                let mut code = 0;
-                // SAFETY: raw calls with integer arguments or NULL pointers;
-                // each is refused by the filter before the kernel reads them.
-                unsafe {
-                    if libc::syscall(libc::SYS_keyctl, 0, 0, 0) != -1 || errno() != libc::EPERM {
-                        code |= 1;
-                    }
-                    if libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER) != -1
-                        || errno() != libc::EPERM
-                    {
-                        code |= 2;
-                    }
-                    let sti = (1u64 << 32) | 0x5412;
-                    if libc::syscall(libc::SYS_ioctl, 0, sti, 0) != -1 || errno() != libc::EPERM {
-                        code |= 4;
-                    }
-                    if libc::syscall(libc::SYS_clone3, 0, 0) != -1 || errno() != libc::ENOSYS {
-                        code |= 8;
-                    }
-                    if libc::syscall(libc::SYS_getpid) <= 0 {
-                        code |= 16;
-                    }
-                    let packet = (1i64 << 32) | i64::from(libc::AF_PACKET);
-                    if libc::syscall(libc::SYS_socket, packet, libc::SOCK_RAW, 0) != -1
-                        || errno() != libc::EPERM
-                    {
-                        code |= 32;
-                    }
-                    if libc::syscall(libc::SYS_socket, libc::AF_VSOCK, libc::SOCK_STREAM, 0) != -1
-                        || errno() != libc::EPERM
-                    {
-                        code |= 64;
-                    }
-                    libc::_exit(code);
+                if libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER) != -1
+                    || errno() != libc::EPERM
+                {
+                    code |= 2;
+                }
+                let sti = (1u64 << 32) | 0x5412;
+                if libc::syscall(libc::SYS_ioctl, 0, sti, 0) != -1 || errno() != libc::EPERM {
+                    code |= 4;
+                }
+                if libc::syscall(libc::SYS_clone3, 0, 0) != -1 || errno() != libc::ENOSYS {
+                    code |= 8;
+                }
+                if libc::syscall(libc::SYS_getpid) <= 0 {
+                    code |= 16;
+                }
+                let packet = (1i64 << 32) | i64::from(libc::AF_PACKET);
+                if libc::syscall(libc::SYS_socket, packet, libc::SOCK_RAW, 0) != -1
+                    || errno() != libc::EPERM
+                {
+                    code |= 32;
+                }
+                if libc::syscall(libc::SYS_socket, libc::AF_VSOCK, libc::SOCK_STREAM, 0) != -1
+                    || errno() != libc::EPERM
+                {
+                    code |= 64;
                 }
             }
-            nix::unistd::ForkResult::Parent { child } => {
-                let status = nix::sys::wait::waitpid(child, None).unwrap();
-                assert_eq!(
-                    status,
-                    nix::sys::wait::WaitStatus::Exited(child, 0),
-                    "bits: 1 keyctl, 2 unshare, 4 TIOCSTI with high bits, 8 clone3, 16 getpid, 32 AF_PACKET with high bits, 64 AF_VSOCK; 10 load"
-                );
-            }
-        }
+            code
+        });
+        assert_eq!(
+            code, 0,
+            "bits: 1 keyctl, 2 unshare, 4 TIOCSTI with high bits, 8 clone3, 16 getpid, 32 AF_PACKET with high bits, 64 AF_VSOCK; 10 load"
+        );
     }
 }
