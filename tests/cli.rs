@@ -694,6 +694,40 @@ fn host_exec_interactive_shell_on_a_terminal() {
     assert_eq!(out.status.code(), Some(7), "{text}");
 }
 
+/// A caller that ignores SIGCHLD (some shells and supervisors leave it so,
+/// and it survives execve) makes the kernel reap cgmgr's child by itself:
+/// cgmgr must still report the workload's status, not fail (125) or hang.
+#[test]
+fn host_exec_reports_the_status_when_the_caller_ignores_sigchld() {
+    use std::os::unix::process::CommandExt;
+    let scratch = Scratch::new("sigchld");
+    std::fs::create_dir(scratch.0.join("sb")).unwrap();
+    let rootfs = busybox_rootfs(&["sh"]);
+    let mut cmd = cgmgr_command(&[
+        "exec",
+        "--root",
+        scratch.path(),
+        "--group",
+        "sb",
+        "--rootfs",
+        rootfs.path().to_str().unwrap(),
+        "--",
+        "/bin/sh",
+        "-c",
+        "exit 3",
+    ]);
+    // SAFETY: signal(2) is async-signal-safe; nothing else runs between
+    // fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGCHLD, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+}
+
 /// A daemon on a scratch root listening on a free port, its stderr in a
 /// log file (outside the policy directory it watches); killed on drop.
 struct HttpDaemon {
