@@ -11,13 +11,18 @@ use clap::{Args, Parser, Subcommand};
 ///
 /// Exit codes: 0 success; 1 runtime failure (the kernel refused a write, a
 /// group vanished, a refusal that --force would override); 2 invalid input
-/// (bad flags or bad policy: nothing was written).
+/// (bad flags or bad policy: nothing was written). `exec`: the command's
+/// status (128+N when killed by signal N); 125 when cgmgr failed first, bad
+/// flags included; 126 when the command cannot be executed, 127 when it is
+/// not found.
 #[derive(Debug, Parser)]
 #[command(name = "cgmgr", version, about, long_about, max_term_width = 100)]
 pub struct Cli {
     /// The managed cgroup directory. `self` means the cgroup cgmgr itself
     /// runs in (a systemd unit with Delegate=yes, a container). Default: the
-    /// root of the cgmgr daemon running on this host, else /sys/fs/cgroup.
+    /// root of the cgmgr daemon running on this host, else /sys/fs/cgroup
+    /// (`daemon` itself: always /sys/fs/cgroup). Ignored by `check`,
+    /// `rootfs`, `completions` and `man`.
     #[arg(long, global = true, env = "CGMGR_ROOT", value_name = "PATH")]
     pub root: Option<String>,
 
@@ -184,8 +189,8 @@ pub enum RootfsCommand {
     Build {
         /// The directory to build in.
         dir: PathBuf,
-        /// A host binary to include (repeatable).
-        #[arg(long = "bin", value_name = "PATH", required = true)]
+        /// Host binaries to include: `--bin A B` or `--bin A --bin B`.
+        #[arg(long = "bin", value_name = "PATH", required = true, num_args = 1..)]
         bins: Vec<PathBuf>,
     },
 }

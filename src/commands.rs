@@ -1,6 +1,7 @@
-//! Each command: resolve the managed root, call the module that does the
+//! Every command but `exec` (run from `main.rs`, whose exit code is the
+//! workload's): resolve the managed root, call the module that does the
 //! work, print its outcome. The work itself lives in the library modules
-//! (`apply`, `exec::prepare`, `status`, `cgroup::control`, `daemon`).
+//! (`apply`, `status`, `cgroup::control`, `daemon`, `metrics`).
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;

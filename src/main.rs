@@ -39,8 +39,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// A command line clap refused (or `--help`, `--version`): exit 2, or 125
-/// for `exec`, whose own failures all exit 125.
+/// A command line clap refused: exit 2, or 125 for `exec`, whose own
+/// failures all exit 125. `--help` and `--version` also come here: exit 0.
 fn usage_error(e: &clap::Error) -> ExitCode {
     let _ = e.print();
     if !e.use_stderr() {

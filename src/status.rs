@@ -2,8 +2,8 @@
 //! kills, throttling — for a person at a terminal, or JSON for scripts.
 //!
 //! CPU and throttling are rates, so they come from two readings of
-//! `cpu.stat`: half a second apart for a one-shot status, the refresh
-//! interval apart with `--watch`.
+//! `cpu.stat` `--interval` apart (default 1 s), again and again with
+//! `--watch`.
 
 use std::fmt::Write as _;
 use std::io::{self, Write};

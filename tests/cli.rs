@@ -352,6 +352,25 @@ fn host_v1_bound_controller_is_explained() {
     assert!(!scratch.0.join("web").exists(), "nothing may be created");
 }
 
+/// `--bin PATH...`: several binaries after one `--bin`, or `--bin` repeated.
+#[test]
+fn rootfs_build_takes_several_binaries_either_way() {
+    for args in [
+        &["--bin", "/bin/true", "/bin/false"][..],
+        &["--bin", "/bin/true", "--bin", "/bin/false"],
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("r");
+        let mut all = vec!["rootfs", "build", target.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = cgmgr(&all);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        for bin in ["true", "false"] {
+            assert!(target.join("bin").join(bin).is_file(), "{args:?}: {bin}");
+        }
+    }
+}
+
 /// A rootfs made by `cgmgr rootfs build` from the host's static busybox,
 /// with links for the `applets` a test runs.
 fn busybox_rootfs(applets: &[&str]) -> tempfile::TempDir {

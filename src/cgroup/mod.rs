@@ -1,7 +1,11 @@
 //! Everything that touches cgroupfs: names that cannot escape the managed
-//! root, typed kernel values, pure parsers of the kernel's file formats, the
-//! file access layer and the tree setup (evacuation, `subtree_control`, and
-//! the ancestors above the root on hosts no manager claims).
+//! root (`name`), typed kernel values (`values`), pure parsers of the
+//! kernel's file formats (`format`) and typed readings of its statistics
+//! and event files (`stat`), the file access layer (`fs`), the tree setup
+//! (`tree`: evacuation, `subtree_control`; `ancestors`: above the root on
+//! hosts no manager claims), freeze/thaw/kill (`control`), PSI triggers
+//! (`psi`), and finding the cgroup cgmgr runs in for `--root self`
+//! (`locate`).
 
 pub mod ancestors;
 pub mod control;

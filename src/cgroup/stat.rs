@@ -3,8 +3,11 @@
 //! and `cgroup.events`.
 //!
 //! Each file is parsed once, here, into a struct whose fields are the
-//! kernel's keys; `status`, the metrics collector, the exec report and the
-//! daemon read the fields instead of looking keys up by string. The parsers
+//! kernel's keys; `status`, the metrics collector, the exec report, the
+//! pressure rules and the freeze/thaw/kill waits read the fields instead of
+//! looking keys up by string. (The daemon's limit-event log is the one
+//! reader of raw key lists: it logs every counter that rose, including the
+//! keys a newer kernel adds.) The parsers
 //! are pure functions over `&str`, with one policy for every file:
 //! - a key this kernel always writes is required: without it (an empty or
 //!   truncated file) the parse fails;
@@ -65,9 +68,9 @@ macro_rules! flat_keyed_file {
         }
 
         impl $name {
-            /// Every counter this kernel wrote, by its key, in the
-            /// kernel's order: for code that treats them alike (logging
-            /// each one that rose, one metric label per key).
+            /// Every counter this kernel wrote that cgmgr knows, by its key,
+            /// in the kernel's order: for code that treats them alike (one
+            /// metric label per key).
             pub fn counters(&self) -> Vec<(&'static str, u64)> {
                 #[allow(unused_mut)] // for files without optional keys
                 let mut out = vec![$((stringify!($req), self.$req)),*];

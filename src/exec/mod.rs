@@ -2,9 +2,11 @@
 //! new root filesystem, under a minimal init.
 //!
 //! Three processes take part:
-//! - the **parent** (`cgmgr exec` itself) clones the child into the group
-//!   (`clone3` + `CLONE_INTO_CGROUP`), writes its id maps, lets it go, then
-//!   forwards signals and waits; it reports OOM kills and pids.max hits;
+//! - the **parent** (`cgmgr exec` itself) makes the run group
+//!   (`GROUP/cgmgr.run.PID`), clones the child into it (`clone3` +
+//!   `CLONE_INTO_CGROUP`), writes its id maps, lets it go, then forwards
+//!   signals and waits; it reports OOM kills and pids.max hits, and ends the
+//!   run group (nothing started by the run outlives it);
 //! - the **child** is PID 1 of the new PID namespace: it sets the hostname,
 //!   brings up loopback, builds the root filesystem, forks the workload and
 //!   becomes its init ([`init`]);
@@ -436,9 +438,9 @@ pub const STOP_GRACE: Duration = Duration::from_secs(10);
 /// there `STOP_GRACE` later.
 ///
 /// One thread: the signals and SIGCHLD are blocked and taken with
-/// `sigwait`, as init does (a signal-forwarding thread with a self-pipe cost
-/// 0.19 ms of every run, see BENCHMARKS.md). Only a stop signal starts a
-/// thread, to wait out the grace period.
+/// `sigwait`, as init does (a signal-forwarding thread with a self-pipe
+/// cost up to 0.2 ms of every run). Only a stop signal starts a thread, to
+/// wait out the grace period.
 fn supervise(pid: Pid, run_dir: OwnedFd) -> Result<i32, ExecError> {
     use nix::sys::signal::{SigmaskHow, sigprocmask};
     let set = init::signal_set();

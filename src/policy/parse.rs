@@ -22,7 +22,7 @@ use crate::cgroup::GroupName;
 use crate::cgroup::values::{Bytes, CpuSet, DevNum, IoLimits, IoMaxLine, Limit, MAX_CPU_QUOTA_US};
 
 /// Every key a group table accepts: the kernel's interface file names, plus
-/// `description` and the `exec` table.
+/// `description`, the `exec` table and the `pressure` rules.
 pub const GROUP_KEYS: [&str; 16] = [
     "description",
     "cpu.max",
