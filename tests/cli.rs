@@ -747,6 +747,82 @@ fn host_exec_reports_the_status_when_the_caller_ignores_sigchld() {
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
 }
 
+/// The Rust runtime ignores SIGPIPE in cgmgr, and an ignored signal stays
+/// ignored across execve: the workload must get the default back (as
+/// `std::process::Command` children do), or `yes | head -1` makes `yes`
+/// fail on EPIPE instead of dying of SIGPIPE.
+#[test]
+fn host_exec_workload_has_sigpipe_by_default() {
+    let scratch = Scratch::new("sigpipe");
+    std::fs::create_dir(scratch.0.join("sb")).unwrap();
+    let rootfs = busybox_rootfs(&["grep"]);
+    let out = cgmgr(&[
+        "exec",
+        "--root",
+        scratch.path(),
+        "--group",
+        "sb",
+        "--rootfs",
+        rootfs.path().to_str().unwrap(),
+        "--",
+        "/bin/grep",
+        "SigIgn",
+        "/proc/self/status",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let mask = u64::from_str_radix(text.trim().trim_start_matches("SigIgn:").trim(), 16)
+        .unwrap_or_else(|e| panic!("{text}: {e}"));
+    assert_eq!(
+        mask & (1 << (libc::SIGPIPE - 1)),
+        0,
+        "SIGPIPE ignored: {text}"
+    );
+}
+
+/// `nohup cgmgr exec ...`: a hangup the caller ignores is not the run's
+/// business. cgmgr used to catch it anyway, pass it on (the workload,
+/// inheriting the ignore, went on) and then kill the run when the grace
+/// for a stop signal ran out.
+#[test]
+fn host_exec_under_nohup_is_not_ended_by_a_hangup() {
+    use std::os::unix::process::CommandExt;
+    let scratch = Scratch::new("nohup");
+    std::fs::create_dir(scratch.0.join("sb")).unwrap();
+    let rootfs = busybox_rootfs(&["sleep"]);
+    let mut cmd = cgmgr_command(&[
+        "exec",
+        "--root",
+        scratch.path(),
+        "--group",
+        "sb",
+        "--rootfs",
+        rootfs.path().to_str().unwrap(),
+        "--",
+        "/bin/sleep",
+        "11",
+    ]);
+    cmd.stderr(std::process::Stdio::piped());
+    // SAFETY: signal(2) is async-signal-safe; nothing else runs between
+    // fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("did not stop"), "{}", stderr(&out));
+}
+
 /// A daemon on a scratch root listening on a free port, its stderr in a
 /// log file (outside the policy directory it watches); killed on drop.
 struct HttpDaemon {

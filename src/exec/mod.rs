@@ -368,6 +368,16 @@ fn run_in(root: &CgroupRoot, spec: &ExecSpec, run: &GroupName) -> Result<i32, Ex
     let (go_read, go_write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"))?;
     sigchld_by_default()?;
+    // Blocked before the clone: a signal that comes before the parent
+    // waits, or before init blocks its own, is queued, not lost. The
+    // child's init blocks the same set; the workload clears the mask.
+    let signals = supervised_signals();
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_BLOCK,
+        Some(&signals),
+        None,
+    )
+    .map_err(sys("sigprocmask"))?;
     match spawn::clone_into(
         spec.clone_flags(),
         group_dir.as_fd(),
@@ -386,7 +396,7 @@ fn run_in(root: &CgroupRoot, spec: &ExecSpec, run: &GroupName) -> Result<i32, Ex
             }
             // The run group's descriptor serves once more: to kill the run
             // if a stop signal is not enough.
-            let code = supervise(pid, group_dir)?;
+            let code = supervise(pid, &group_dir, &signals);
             // Held open until now: the child polls it to learn whether we
             // died before its death signal was armed.
             drop(go_write);
@@ -433,47 +443,85 @@ fn release_child(
 /// stop its init (without a pid namespace they share a uid), or trace it.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// Waits for init to exit and returns its status, forwarding signals to it
-/// meanwhile; after a stop signal, kills the run group if the run is still
-/// there `STOP_GRACE` later.
-///
-/// One thread: the signals and SIGCHLD are blocked and taken with
-/// `sigwait`, as init does (a signal-forwarding thread with a self-pipe
-/// cost up to 0.2 ms of every run). Only a stop signal starts a thread, to
-/// wait out the grace period.
-fn supervise(pid: Pid, run_dir: OwnedFd) -> Result<i32, ExecError> {
-    use nix::sys::signal::{SigmaskHow, sigprocmask};
-    let set = init::signal_set();
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(sys("sigprocmask"))?;
-    let mut run_dir = Some(run_dir);
+/// The signals the parent passes on to the run, and SIGCHLD. A forwarded
+/// signal the caller ignores is left out, so it stays ignored: `nohup cgmgr
+/// exec ...` is not ended by a hangup (the workload inherits the ignore).
+fn supervised_signals() -> nix::sys::signal::SigSet {
+    let mut set = nix::sys::signal::SigSet::empty();
+    for sig in init::FORWARDED {
+        if !is_ignored(sig) {
+            set.add(sig);
+        }
+    }
+    set.add(Signal::SIGCHLD);
+    set
+}
+
+fn is_ignored(sig: Signal) -> bool {
+    // SAFETY: a zeroed sigaction is a valid out-parameter.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only reads the current one into `old`.
+    let read = unsafe { libc::sigaction(sig as libc::c_int, std::ptr::null(), &mut old) };
+    read == 0 && old.sa_sigaction == libc::SIG_IGN
+}
+
+/// Waits for init to exit and returns its status, forwarding `signals` to
+/// it meanwhile (they are blocked, and taken with `sigtimedwait` as init
+/// takes its own: no thread); after a stop signal, kills the run group if
+/// the run is still there `STOP_GRACE` later.
+fn supervise(pid: Pid, run_dir: &OwnedFd, signals: &nix::sys::signal::SigSet) -> i32 {
+    let mut grace_until: Option<std::time::Instant> = None;
+    let mut killed = false;
     loop {
-        // Before each wait: init may have exited before SIGCHLD was blocked.
+        // Before each wait: init may have exited before the wait began.
         match waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
             Ok(nix::sys::wait::WaitStatus::StillAlive) => {}
             Ok(status) => {
                 if let Some(code) = init::exit_code(status) {
-                    return Ok(code);
+                    return code;
                 }
             }
             Err(Errno::EINTR) => continue,
-            Err(_) => return Ok(125),
+            Err(_) => return 125,
         }
-        let Ok(sig) = set.wait() else { continue };
-        if sig == Signal::SIGCHLD {
-            continue;
-        }
-        let _ = kill(pid, sig);
-        let stop = matches!(
-            sig,
-            Signal::SIGINT | Signal::SIGTERM | Signal::SIGHUP | Signal::SIGQUIT
-        );
-        if let (true, Some(dir)) = (stop, run_dir.take()) {
-            std::thread::spawn(move || {
-                std::thread::sleep(STOP_GRACE);
-                kill_run_group(&dir);
-            });
+        let left = grace_until.map(|t| t.saturating_duration_since(std::time::Instant::now()));
+        match wait_signal(signals, left) {
+            Some(Signal::SIGCHLD) => {}
+            Some(sig) => {
+                let _ = kill(pid, sig);
+                let stop = matches!(
+                    sig,
+                    Signal::SIGINT | Signal::SIGTERM | Signal::SIGHUP | Signal::SIGQUIT
+                );
+                if stop && grace_until.is_none() && !killed {
+                    grace_until = Some(std::time::Instant::now() + STOP_GRACE);
+                }
+            }
+            None => {
+                if grace_until.is_some_and(|t| std::time::Instant::now() >= t) {
+                    kill_run_group(run_dir);
+                    grace_until = None;
+                    killed = true;
+                }
+            }
         }
     }
+}
+
+/// One signal of `set` (which must be blocked), or `None` at the timeout
+/// (none: wait for ever) or on an interruption.
+fn wait_signal(set: &nix::sys::signal::SigSet, timeout: Option<Duration>) -> Option<Signal> {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(t.subsec_nanos()),
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `set` is a valid signal set, the info pointer may be null,
+    // and `ts_ptr` is null or points to `ts`, alive for the call.
+    let n = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), ts_ptr) };
+    Signal::try_from(n).ok()
 }
 
 /// `cgroup.kill` through the run group's directory descriptor (kernels

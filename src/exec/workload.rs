@@ -89,6 +89,11 @@ fn prepare(w: &Workload) -> Result<(), ExecError> {
     // Signals blocked by init for sigwait would stay blocked across execve.
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .map_err(sys("sigprocmask"))?;
+    // The Rust runtime ignores SIGPIPE in cgmgr, and an ignored signal stays
+    // ignored across execve: the workload gets the default back, as
+    // std::process::Command gives its children (else `yes | head -1` has
+    // `yes` fail on EPIPE instead of dying of SIGPIPE).
+    sigpipe_by_default()?;
     nix::unistd::setsid().map_err(sys("setsid"))?;
     umask(Mode::from_bits_truncate(0o022));
     nix::unistd::chdir(&w.cwd).map_err(sys(format!("working directory {}", w.cwd.display())))?;
@@ -107,6 +112,14 @@ fn prepare(w: &Workload) -> Result<(), ExecError> {
     close_fds_from(3)?;
     // Last: from here on only what the filters allow works.
     w.seccomp.load()
+}
+
+fn sigpipe_by_default() -> Result<(), ExecError> {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, sigaction};
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: SIG_DFL installs no handler, so no code runs in signal context.
+    unsafe { sigaction(Signal::SIGPIPE, &default) }.map_err(sys("sigaction(SIGPIPE)"))?;
+    Ok(())
 }
 
 /// The capabilities the workload keeps: none for a non-zero uid.
