@@ -371,6 +371,55 @@ fn rootfs_build_takes_several_binaries_either_way() {
     }
 }
 
+/// The outside id and the count of the `0 OUTSIDE COUNT` line of a
+/// `uid_map` printed in `text`.
+fn uid_map_of(text: &str) -> (u64, u64) {
+    let line = text
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|w| w.len() == 3 && w[0] == "0")
+        .unwrap_or_else(|| panic!("no uid_map line in {text}"));
+    (line[1].parse().unwrap(), line[2].parse().unwrap())
+}
+
+/// Two runs at once never share host ids: each leases its own range, and
+/// a range is free again once its run has ended.
+#[test]
+fn host_exec_concurrent_runs_get_distinct_host_ids() {
+    let scratch = Scratch::new("ids");
+    std::fs::create_dir(scratch.0.join("sb")).unwrap();
+    let rootfs = busybox_rootfs(&["sh", "cat", "sleep"]);
+    let r = rootfs.path().to_str().unwrap();
+    let run = |script: &str| {
+        cgmgr_command(&[
+            "exec",
+            "--root",
+            scratch.path(),
+            "--group",
+            "sb",
+            "--rootfs",
+            r,
+            "--",
+            "/bin/sh",
+            "-c",
+            script,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    let first = run("cat /proc/self/uid_map; sleep 3");
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let second = run("cat /proc/self/uid_map").wait_with_output().unwrap();
+    let first = first.wait_with_output().unwrap();
+    let (a, b) = (
+        uid_map_of(&String::from_utf8_lossy(&first.stdout)).0,
+        uid_map_of(&String::from_utf8_lossy(&second.stdout)).0,
+    );
+    assert_ne!(a, b, "two concurrent runs share host ids");
+    assert!(a >= 0x6000_0000 && b >= 0x6000_0000, "{a} {b}");
+}
+
 /// A rootfs made by `cgmgr rootfs build` from the host's static busybox,
 /// with links for the `applets` a test runs.
 fn busybox_rootfs(applets: &[&str]) -> tempfile::TempDir {
@@ -415,7 +464,11 @@ fn host_exec_runs_inside_the_group() {
     assert_eq!(out.status.code(), Some(42), "{text}{}", stderr(&out));
     // A cgroup namespace by default: the group is the workload's root.
     assert!(text.contains("0::/\npid=2\nsb\n"), "{text}");
-    assert!(text.contains("0     100000      65536"), "{text}");
+    // Root inside maps to a range of its own (leased for the run) in the
+    // container id range, far above /etc/subuid's ranges.
+    let (outside, count) = uid_map_of(&text);
+    assert!(outside >= 0x6000_0000 && outside % 65536 == 0, "{text}");
+    assert_eq!(count, 65536, "{text}");
     // Without the cgroup namespace, the host's path of the group shows.
     let out = cgmgr(&[
         "exec",

@@ -378,18 +378,24 @@ fn run_in(root: &CgroupRoot, spec: &ExecSpec, run: &GroupName) -> Result<i32, Ex
         None,
     )
     .map_err(sys("sigprocmask"))?;
-    match spawn::clone_into(
-        spec.clone_flags(),
-        group_dir.as_fd(),
-        Some(idmap::OUTSIDE_BASE),
-    )? {
+    // Held until this process ends: the run's own host ids.
+    let ids = if spec.has(Namespace::User) {
+        Some(idmap::lease(&idmap::lease_dir())?)
+    } else {
+        None
+    };
+    let base = ids.as_ref().map(|r| r.base);
+    match spawn::clone_into(spec.clone_flags(), group_dir.as_fd(), base)? {
         spawn::Forked::Child => {
+            // Never unlocked here: the lock is on the file description the
+            // parent shares; init closes its copy with every other fd.
+            std::mem::forget(ids);
             drop((go_write, group_dir));
             std::process::exit(child_main(spec, go_read));
         }
         spawn::Forked::Parent { pid, placed } => {
             drop(go_read);
-            if let Err(e) = release_child(root, spec, run, pid, placed, &go_write) {
+            if let Err(e) = release_child(root, run, pid, placed, base, &go_write) {
                 let _ = kill(pid, Signal::SIGKILL);
                 let _ = waitpid(pid, None);
                 return Err(e);
@@ -422,17 +428,17 @@ fn sigchld_by_default() -> Result<(), ExecError> {
 /// Parent side: place the child if the kernel did not, map its ids, let it go.
 fn release_child(
     root: &CgroupRoot,
-    spec: &ExecSpec,
     run: &GroupName,
     pid: Pid,
     placed: bool,
+    id_base: Option<u32>,
     go: &OwnedFd,
 ) -> Result<(), ExecError> {
     if !placed {
         run_group::place(root, run, pid.as_raw())?;
     }
-    if spec.has(Namespace::User) {
-        idmap::write_maps(pid)?;
+    if let Some(base) = id_base {
+        idmap::write_maps(pid, base)?;
     }
     nix::unistd::write(go, b"1").map_err(sys("releasing the child"))?;
     Ok(())

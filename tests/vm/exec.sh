@@ -74,7 +74,7 @@ expect_contains "$out" "No such file" "host file outside the rootfs unreachable"
 expect_eq "$(echo $(x -- ls /))" "bin dev etc proc tmp" "root is the rootfs"
 out=$(x -- sh -c 'ls /proc/$$/fd; true' 7</etc/passwd 8</dev/null)
 expect_eq "$(echo $out)" "0 1 2" "only fds 0-2 (7 and 8 were open outside)"
-expect_eq "$(x -- cat /proc/self/uid_map | tr -s ' ')" " 0 100000 65536" "uid_map: root inside is 100000 outside"
+expect_eq "$(x -- cat /proc/self/uid_map | tr -s ' ')" " 0 1610612736 65536" "uid_map: root inside is 0x60000000 outside (the first free range)"
 expect_contains "$(ip link)" "dummy0" "the host has dummy0"
 expect_eq "$(x -- ip -o link | grep -c .)" 1 "the net namespace has only lo"
 expect_contains "$(x -- ip -o link)" "lo: <LOOPBACK,UP" "lo is up"

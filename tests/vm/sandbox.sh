@@ -161,17 +161,32 @@ host_max=$(cat /proc/sys/user/max_user_namespaces)
 [ "$host_max" -gt 16 ] || fail "the host's own limit changed: $host_max"
 /usr/bin/unshare -U true || fail "root can no longer make a user namespace"
 # What a sandbox makes is charged to its own host ids (the user namespace is
-# created with effective uid 100000), not to root: with a per-user limit of 6,
-# a sandbox holding 5 nested user namespaces leaves root's quota whole.
+# created with the effective uid its root maps to), not to root: with a
+# per-user limit of 6, a sandbox holding 5 nested user namespaces (6 with its
+# own) leaves root's quota whole, and another sandbox's: each run has host
+# ids of its own. (All runs shared 100000..165535 before: the second run's
+# user namespace then went over that id's quota, and cgmgr fell back to
+# making it as root, charging root after all.)
 echo 6 > /proc/sys/user/max_user_namespaces
-cgmgr exec --group nested -- sh -c 'for i in 1 2 3 4 5; do /usr/bin/unshare -U sleep 6 & done; sleep 1; ls -l /proc/*/ns/user 2>/dev/null | wc -l; wait' > /tmp/held.out 2>&1 &
+cgmgr exec --group nested -- sh -c 'cat /proc/self/uid_map; for i in 1 2 3 4 5; do /usr/bin/unshare -U sleep 6 & done; sleep 1; ls -l /proc/*/ns/user 2>/dev/null | wc -l; wait' > /tmp/held.out 2>&1 &
 held=$!
 sleep 3
 /usr/bin/unshare -U true && echo "root: made" > /tmp/root.out || echo "root: refused" > /tmp/root.out
+cgmgr exec --group box -- sh -c 'cat /proc/self/uid_map; echo "second sandbox: ran"' > /tmp/second.out 2>&1
+echo "exit $?" >> /tmp/second.out
 wait $held
 echo "$host_max" > /proc/sys/user/max_user_namespaces
 cat /tmp/held.out /tmp/root.out
 expect_contains "$(cat /tmp/root.out)" "root: made" "root still makes user namespaces while a sandbox holds 5"
+cat /tmp/second.out
+expect_contains "$(cat /tmp/second.out)" "second sandbox: ran" "another sandbox still runs while the first holds its ids' whole quota"
+expect_contains "$(cat /tmp/second.out)" "exit 0" "the second sandbox's exit status"
+first_ids=$(awk '$1 == 0 { print $2 }' /tmp/held.out)
+second_ids=$(awk '$1 == 0 { print $2 }' /tmp/second.out)
+echo "host ids: first sandbox from $first_ids, second from $second_ids"
+[ -n "$first_ids" ] && [ -n "$second_ids" ] || fail "no uid_map read"
+[ "$first_ids" != "$second_ids" ] || fail "two concurrent sandboxes share host ids from $first_ids"
+echo "ok: concurrent sandboxes have host ids of their own"
 
 step "4 and 6. a seccomp filter: Docker's default and stricter"
 out=$(cgmgr exec --group filtered -- grep Seccomp: /proc/self/status)
