@@ -8,17 +8,18 @@
 //! never share host ids: not their files, not the kernel's per-user counts
 //! (inotify instances, user namespaces) that are charged to the host id
 //! owning a user namespace. A range is leased by an exclusive `flock` on
-//! `/run/cgmgr-ids/SLOT.lock`, held by `cgmgr exec` for the run's life; the
-//! kernel drops the lock when the process ends, however it ends (its init
-//! dies with it, through the parent-death signal), so no lease outlives its
-//! run and nothing needs cleaning up.
+//! `/run/cgmgr-ids/SLOT.lock`, held by `cgmgr exec` until the run's group
+//! has been ended (every process of the run killed); the kernel drops the
+//! lock when the process ends, however it ends (its init dies with it,
+//! through the parent-death signal), so nothing needs cleaning up.
 
 use std::fs::File;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::{Flock, FlockArg, OFlag};
+use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 
 use super::error::ExecError;
@@ -41,18 +42,21 @@ pub struct IdRange {
     _lease: Flock<File>,
 }
 
-/// Where the leases live: `/run/cgmgr-ids` (`$CGMGR_RUNTIME_DIR/ids` when
-/// that is set). Not inside `/run/cgmgr`, which systemd removes when
-/// `cgmgr.service` stops (`RuntimeDirectory=`): a lock file deleted under a
-/// running sandbox would let the next run take the same range.
+/// Where the leases live. A fixed place, so every `cgmgr exec` on the host
+/// sees the same leases whatever its environment; not inside `/run/cgmgr`,
+/// which systemd removes when `cgmgr.service` stops (`RuntimeDirectory=`):
+/// a lock file deleted under a running sandbox would let the next run take
+/// the same range.
+pub const LEASE_DIR: &str = "/run/cgmgr-ids";
+
+/// [`LEASE_DIR`].
 pub fn lease_dir() -> PathBuf {
-    match std::env::var_os("CGMGR_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        Some(dir) => PathBuf::from(dir).join("ids"),
-        None => PathBuf::from("/run/cgmgr-ids"),
-    }
+    PathBuf::from(LEASE_DIR)
 }
 
-/// Leases the first free range.
+/// Leases the first free range. `dir` must be a directory only its owner,
+/// this process's user, can write (0700 when created here): anyone else who
+/// could delete a held lock file could make two runs share a range.
 pub fn lease(dir: &Path) -> Result<IdRange, ExecError> {
     let err = |what: String| move |errno: Errno| ExecError::Sys { what, errno };
     std::fs::DirBuilder::new()
@@ -61,18 +65,33 @@ pub fn lease(dir: &Path) -> Result<IdRange, ExecError> {
         .create(dir)
         .map_err(|e| io_errno(&e))
         .map_err(err(format!("creating {}", dir.display())))?;
+    let dir_fd = nix::fcntl::open(
+        dir,
+        OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY,
+        Mode::empty(),
+    )
+    .map_err(err(format!("opening {}", dir.display())))?;
+    let st = nix::sys::stat::fstat(&dir_fd).map_err(err(format!("stat of {}", dir.display())))?;
+    if st.st_uid != nix::unistd::geteuid().as_raw() || st.st_mode & 0o022 != 0 {
+        return Err(ExecError::Invalid(format!(
+            "{} must be a directory of uid {} that no one else can write (it is uid {}, mode {:o}): \
+             it holds the leases that keep two sandboxes from sharing host ids",
+            dir.display(),
+            nix::unistd::geteuid(),
+            st.st_uid,
+            st.st_mode & 0o7777
+        )));
+    }
     for slot in 0..SLOTS {
-        let path = dir.join(format!("{slot}.lock"));
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| io_errno(&e))
-            .map_err(err(format!("opening {}", path.display())))?;
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        let name = format!("{slot}.lock");
+        let fd = nix::fcntl::openat(
+            &dir_fd,
+            name.as_str(),
+            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(err(format!("opening {}", dir.join(&name).display())))?;
+        match Flock::lock(File::from(fd), FlockArg::LockExclusiveNonblock) {
             Ok(lease) => {
                 return Ok(IdRange {
                     base: FIRST_BASE + slot * RANGE,
@@ -80,7 +99,9 @@ pub fn lease(dir: &Path) -> Result<IdRange, ExecError> {
                 });
             }
             Err((_, Errno::EWOULDBLOCK)) => continue,
-            Err((_, errno)) => return Err(err(format!("locking {}", path.display()))(errno)),
+            Err((_, errno)) => {
+                return Err(err(format!("locking {}", dir.join(&name).display()))(errno));
+            }
         }
     }
     Err(ExecError::Sys {
@@ -136,6 +157,19 @@ mod tests {
         assert_eq!(map_line(b.base), "0 1610678272 65536\n");
         // The last range ends inside the container id range.
         assert!(u64::from(FIRST_BASE) + u64::from(SLOTS) * u64::from(RANGE) <= 0x7000_0000);
+    }
+
+    #[test]
+    fn a_directory_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = lease(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("that no one else can write") && e.contains("mode 777"),
+            "{e}"
+        );
+        assert!(!dir.path().join("0.lock").exists(), "nothing created");
     }
 
     #[test]

@@ -338,7 +338,14 @@ pub fn run(root: &CgroupRoot, spec: &ExecSpec) -> Result<i32, ExecError> {
     let baseline = spec
         .report
         .map(|_| report::Baseline::read(root, &spec.group));
-    let result = run_in(root, spec, &run);
+    // The run's own host ids, held until its group is ended (below): no
+    // process of this run keeps them once another run may lease them.
+    let ids = if spec.has(Namespace::User) {
+        Some(idmap::lease(&idmap::lease_dir())?)
+    } else {
+        None
+    };
+    let result = run_in(root, spec, &run, ids.as_ref().map(|r| r.base));
     let accounted = LimitCounters::read_own(root, &run);
     let refusals = refusals(root, &spec.group, &before, accounted);
     // Read while the run group still exists.
@@ -346,6 +353,7 @@ pub fn run(root: &CgroupRoot, spec: &ExecSpec) -> Result<i32, ExecError> {
     if let Err(e) = run_group::end(root, &run) {
         eprintln!("cgmgr: exec: ending the run: {e}");
     }
+    drop(ids);
     let code = result?;
     match (full, spec.report) {
         (Some(mut r), Some(format)) => {
@@ -360,7 +368,12 @@ pub fn run(root: &CgroupRoot, spec: &ExecSpec) -> Result<i32, ExecError> {
     Ok(code)
 }
 
-fn run_in(root: &CgroupRoot, spec: &ExecSpec, run: &GroupName) -> Result<i32, ExecError> {
+fn run_in(
+    root: &CgroupRoot,
+    spec: &ExecSpec,
+    run: &GroupName,
+    id_base: Option<u32>,
+) -> Result<i32, ExecError> {
     let group_dir = root.open_dir(run).map_err(|errno| ExecError::OpenGroup {
         path: root.group_path(run),
         errno,
@@ -378,24 +391,17 @@ fn run_in(root: &CgroupRoot, spec: &ExecSpec, run: &GroupName) -> Result<i32, Ex
         None,
     )
     .map_err(sys("sigprocmask"))?;
-    // Held until this process ends: the run's own host ids.
-    let ids = if spec.has(Namespace::User) {
-        Some(idmap::lease(&idmap::lease_dir())?)
-    } else {
-        None
-    };
-    let base = ids.as_ref().map(|r| r.base);
-    match spawn::clone_into(spec.clone_flags(), group_dir.as_fd(), base)? {
+    match spawn::clone_into(spec.clone_flags(), group_dir.as_fd(), id_base)? {
         spawn::Forked::Child => {
-            // Never unlocked here: the lock is on the file description the
-            // parent shares; init closes its copy with every other fd.
-            std::mem::forget(ids);
+            // The id lease (owned by `run`) is never dropped here, as the
+            // child leaves by exit(): its lock is on the file description
+            // the parent shares, and init closes its copy with every fd.
             drop((go_write, group_dir));
             std::process::exit(child_main(spec, go_read));
         }
         spawn::Forked::Parent { pid, placed } => {
             drop(go_read);
-            if let Err(e) = release_child(root, run, pid, placed, base, &go_write) {
+            if let Err(e) = release_child(root, run, pid, placed, id_base, &go_write) {
                 let _ = kill(pid, Signal::SIGKILL);
                 let _ = waitpid(pid, None);
                 return Err(e);
