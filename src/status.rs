@@ -60,7 +60,7 @@ pub fn read(root: &CgroupRoot, group: &GroupName) -> Reading {
     let number = |file: &str| text(file).and_then(|t| t.trim().parse::<u64>().ok());
     let limit = |file: &str| text(file).and_then(|t| t.trim().parse::<Limit<u64>>().ok());
     Reading {
-        cpu: root.read_stat(group).ok().flatten(),
+        cpu: root.stat(group),
         procs: text("cgroup.procs")
             .and_then(|t| format::pid_list(&t).ok())
             .map(|p| p.len() as u64),
@@ -72,7 +72,7 @@ pub fn read(root: &CgroupRoot, group: &GroupName) -> Reading {
         memory_max: limit("memory.max"),
         pids: number("pids.current"),
         pids_max: limit("pids.max"),
-        memory_events: root.read_stat(group).ok().flatten(),
+        memory_events: root.stat(group),
     }
 }
 

@@ -137,8 +137,7 @@ impl CgroupRoot {
 
     /// Reads a statistics or event file into its typed reading; `Ok(None)`
     /// when the file (or the group) does not exist, as when its controller
-    /// is not enabled. Reporting code that treats every failure as "not
-    /// counted" uses `.ok().flatten()`.
+    /// is not enabled.
     pub fn read_stat<T: StatFile>(&self, group: &GroupName) -> Result<Option<T>, CgroupError> {
         match self.read_parsed(group, T::FILE, T::parse) {
             Ok(v) => Ok(Some(v)),
@@ -148,6 +147,12 @@ impl CgroupRoot {
             }) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// [`CgroupRoot::read_stat`] for reporting, where a file that is
+    /// missing, unreadable or unparsable is simply not counted: `None`.
+    pub fn stat<T: StatFile>(&self, group: &GroupName) -> Option<T> {
+        self.read_stat(group).ok().flatten()
     }
 
     /// Reads and parses a file with `parse`, naming the file on failure.

@@ -194,11 +194,6 @@ impl CgroupEvents {
     pub fn is_populated(&self) -> bool {
         self.populated != 0
     }
-
-    /// The freezer has frozen the group.
-    pub fn is_frozen(&self) -> bool {
-        self.frozen == Some(1)
-    }
 }
 
 /// One device line of `io.stat`.
@@ -415,13 +410,15 @@ mod tests {
     fn cgroup_events() {
         let text = fixture("vm-6.1-fx.cgroup.events");
         let e = CgroupEvents::parse(&text).unwrap();
-        assert!(!e.is_populated() && !e.is_frozen());
-        assert!(
+        assert!(!e.is_populated());
+        assert_eq!(e.frozen, Some(0));
+        assert_eq!(
             CgroupEvents::parse("populated 1\nfrozen 1\n")
                 .unwrap()
-                .is_frozen()
+                .frozen,
+            Some(1)
         );
-        assert!(!CgroupEvents::parse("populated 1\n").unwrap().is_frozen());
+        assert_eq!(CgroupEvents::parse("populated 1\n").unwrap().frozen, None);
         assert!(CgroupEvents::parse("").is_err());
         garbage_fails::<CgroupEvents>(&text);
     }

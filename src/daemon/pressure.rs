@@ -456,11 +456,7 @@ fn take_sample(
         PsiKind::Full => psi.full?,
     };
     let throttled_us = match rule.resource {
-        PsiResource::Cpu => root
-            .read_stat::<CpuStat>(group)
-            .ok()
-            .flatten()
-            .and_then(|s| s.throttled_usec),
+        PsiResource::Cpu => root.stat::<CpuStat>(group).and_then(|s| s.throttled_usec),
         _ => None,
     };
     Some(Sample {

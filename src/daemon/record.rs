@@ -33,17 +33,12 @@ pub struct DaemonRecord {
     pub listen: String,
 }
 
-/// cgmgr's runtime directory on this host: `CGMGR_RUNTIME_DIR`, else
-/// `/run/cgmgr`.
-pub fn runtime_dir() -> PathBuf {
-    std::env::var_os("CGMGR_RUNTIME_DIR")
-        .filter(|d| !d.is_empty())
-        .map_or_else(|| PathBuf::from(DEFAULT_RUNTIME_DIR), PathBuf::from)
-}
-
 /// The record's path on this host.
 pub fn record_path() -> PathBuf {
-    runtime_dir().join("daemon")
+    let dir = std::env::var_os("CGMGR_RUNTIME_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| PathBuf::from(DEFAULT_RUNTIME_DIR), PathBuf::from);
+    dir.join("daemon")
 }
 
 /// Held by the daemon: the record stays valid while this lives.

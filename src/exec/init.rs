@@ -35,6 +35,16 @@ pub fn block_signals() -> nix::Result<()> {
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&signal_set()), None)
 }
 
+/// Puts `sig` back to its default action. For dispositions inherited from
+/// whoever started cgmgr (or set by the Rust runtime), which survive fork
+/// and execve.
+pub fn restore_default_action(sig: Signal) -> nix::Result<()> {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, sigaction};
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: SIG_DFL installs no handler, so no code runs in signal context.
+    unsafe { sigaction(sig, &default) }.map(|_| ())
+}
+
 /// The exit status for a wait status, as a shell reports it.
 pub fn exit_code(status: WaitStatus) -> Option<i32> {
     match status {

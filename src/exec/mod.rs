@@ -423,12 +423,7 @@ fn run_in(
 /// telling us, and init, which inherits it, would never learn that the
 /// workload exited: the run would hang.
 fn sigchld_by_default() -> Result<(), ExecError> {
-    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, sigaction};
-    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    // SAFETY: SIG_DFL installs no handler, so no code of ours runs in
-    // signal context.
-    unsafe { sigaction(Signal::SIGCHLD, &default) }.map_err(sys("sigaction(SIGCHLD)"))?;
-    Ok(())
+    init::restore_default_action(Signal::SIGCHLD).map_err(sys("sigaction(SIGCHLD)"))
 }
 
 /// Parent side: place the child if the kernel did not, map its ids, let it go.
@@ -745,8 +740,8 @@ impl LimitCounters {
     /// A run group's own counters, when the memory and pids controllers are
     /// enabled for it (`None` otherwise: the group's counters are used).
     fn read_own(root: &CgroupRoot, run: &GroupName) -> Option<LimitCounters> {
-        let memory: MemoryEvents = root.read_stat(run).ok().flatten()?;
-        let pids: PidsEvents = root.read_stat(run).ok().flatten()?;
+        let memory: MemoryEvents = root.stat(run)?;
+        let pids: PidsEvents = root.stat(run)?;
         Some(LimitCounters {
             oom_kill: memory.oom_kill,
             pids_max: pids.max,
@@ -755,16 +750,8 @@ impl LimitCounters {
 
     fn read(root: &CgroupRoot, group: &GroupName) -> LimitCounters {
         LimitCounters {
-            oom_kill: root
-                .read_stat::<MemoryEvents>(group)
-                .ok()
-                .flatten()
-                .map_or(0, |e| e.oom_kill),
-            pids_max: root
-                .read_stat::<PidsEvents>(group)
-                .ok()
-                .flatten()
-                .map_or(0, |e| e.max),
+            oom_kill: root.stat::<MemoryEvents>(group).map_or(0, |e| e.oom_kill),
+            pids_max: root.stat::<PidsEvents>(group).map_or(0, |e| e.max),
         }
     }
 }

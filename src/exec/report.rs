@@ -114,13 +114,9 @@ pub fn collect(
     baseline: &Baseline,
     refusals: Refusals,
 ) -> RunReport {
-    let cpu: Option<CpuStat> = root.read_stat(run).ok().flatten();
+    let cpu: Option<CpuStat> = root.stat(run);
     let seconds = |us: u64| us as f64 / 1e6;
-    let io = root
-        .read_stat::<IoStat>(run)
-        .ok()
-        .flatten()
-        .map(|s| s.total_bytes());
+    let io = root.stat::<IoStat>(run).map(|s| s.total_bytes());
     // Only for this run's own kills: a concurrent run's OOM also raises the
     // group's count.
     let oom_limit_group = (refusals.oom_kills > 0)
@@ -226,14 +222,13 @@ fn display_group(g: &GroupName) -> String {
 }
 
 fn oom_local(root: &CgroupRoot, group: &GroupName) -> Option<u64> {
-    let local: MemoryEventsLocal = root.read_stat(group).ok().flatten()?;
-    Some(local.0.oom)
+    root.stat::<MemoryEventsLocal>(group)
+        .map(|local| local.0.oom)
 }
 
 /// The group's `cpu.stat` throttled_usec (needs the cpu controller).
 fn throttled_usec(root: &CgroupRoot, group: &GroupName) -> Option<u64> {
-    let stat: CpuStat = root.read_stat(group).ok().flatten()?;
-    stat.throttled_usec
+    root.stat::<CpuStat>(group)?.throttled_usec
 }
 
 #[cfg(test)]

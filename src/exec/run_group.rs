@@ -117,9 +117,7 @@ fn kill_by_hand(root: &CgroupRoot, run: &GroupName) {
 }
 
 fn populated(root: &CgroupRoot, group: &GroupName) -> bool {
-    root.read_stat::<CgroupEvents>(group)
-        .ok()
-        .flatten()
+    root.stat::<CgroupEvents>(group)
         .is_none_or(|events| events.is_populated())
 }
 

@@ -93,7 +93,7 @@ fn prepare(w: &Workload) -> Result<(), ExecError> {
     // ignored across execve: the workload gets the default back, as
     // std::process::Command gives its children (else `yes | head -1` has
     // `yes` fail on EPIPE instead of dying of SIGPIPE).
-    sigpipe_by_default()?;
+    super::init::restore_default_action(Signal::SIGPIPE).map_err(sys("sigaction(SIGPIPE)"))?;
     nix::unistd::setsid().map_err(sys("setsid"))?;
     umask(Mode::from_bits_truncate(0o022));
     nix::unistd::chdir(&w.cwd).map_err(sys(format!("working directory {}", w.cwd.display())))?;
@@ -112,14 +112,6 @@ fn prepare(w: &Workload) -> Result<(), ExecError> {
     close_fds_from(3)?;
     // Last: from here on only what the filters allow works.
     w.seccomp.load()
-}
-
-fn sigpipe_by_default() -> Result<(), ExecError> {
-    use nix::sys::signal::{SaFlags, SigAction, SigHandler, sigaction};
-    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    // SAFETY: SIG_DFL installs no handler, so no code runs in signal context.
-    unsafe { sigaction(Signal::SIGPIPE, &default) }.map_err(sys("sigaction(SIGPIPE)"))?;
-    Ok(())
 }
 
 /// The capabilities the workload keeps: none for a non-zero uid.
