@@ -371,6 +371,54 @@ fn rootfs_build_takes_several_binaries_either_way() {
     }
 }
 
+/// A scratch root with an empty group `sb` and a busybox rootfs with
+/// `applets`: where the host exec tests run their workloads.
+struct ExecSandbox {
+    scratch: Scratch,
+    rootfs: tempfile::TempDir,
+}
+
+impl ExecSandbox {
+    fn new(name: &str, applets: &[&str]) -> ExecSandbox {
+        let scratch = Scratch::new(name);
+        std::fs::create_dir(scratch.0.join("sb")).unwrap();
+        ExecSandbox {
+            scratch,
+            rootfs: busybox_rootfs(applets),
+        }
+    }
+
+    /// `cgmgr exec` of `argv` in `sb`, inside the rootfs.
+    fn command(&self, argv: &[&str]) -> Command {
+        let mut args = vec![
+            "exec",
+            "--root",
+            self.scratch.path(),
+            "--group",
+            "sb",
+            "--rootfs",
+            self.rootfs.path().to_str().unwrap(),
+            "--",
+        ];
+        args.extend_from_slice(argv);
+        cgmgr_command(&args)
+    }
+}
+
+/// Starts `cmd` with `sig` ignored, as a shell or supervisor may leave it
+/// (the disposition survives execve).
+fn start_ignoring(cmd: &mut Command, sig: libc::c_int) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: signal(2) is async-signal-safe; nothing else runs between
+    // fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::signal(sig, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+}
+
 /// The outside id and the count of the `0 OUTSIDE COUNT` line of a
 /// `uid_map` printed in `text`.
 fn uid_map_of(text: &str) -> (u64, u64) {
@@ -386,27 +434,12 @@ fn uid_map_of(text: &str) -> (u64, u64) {
 /// a range is free again once its run has ended.
 #[test]
 fn host_exec_concurrent_runs_get_distinct_host_ids() {
-    let scratch = Scratch::new("ids");
-    std::fs::create_dir(scratch.0.join("sb")).unwrap();
-    let rootfs = busybox_rootfs(&["sh", "cat", "sleep"]);
-    let r = rootfs.path().to_str().unwrap();
+    let sb = ExecSandbox::new("ids", &["sh", "cat", "sleep"]);
     let run = |script: &str| {
-        cgmgr_command(&[
-            "exec",
-            "--root",
-            scratch.path(),
-            "--group",
-            "sb",
-            "--rootfs",
-            r,
-            "--",
-            "/bin/sh",
-            "-c",
-            script,
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
+        sb.command(&["/bin/sh", "-c", script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
     };
     let first = run("cat /proc/self/uid_map; sleep 3");
     std::thread::sleep(std::time::Duration::from_millis(700));
@@ -771,31 +804,9 @@ fn host_exec_interactive_shell_on_a_terminal() {
 /// cgmgr must still report the workload's status, not fail (125) or hang.
 #[test]
 fn host_exec_reports_the_status_when_the_caller_ignores_sigchld() {
-    use std::os::unix::process::CommandExt;
-    let scratch = Scratch::new("sigchld");
-    std::fs::create_dir(scratch.0.join("sb")).unwrap();
-    let rootfs = busybox_rootfs(&["sh"]);
-    let mut cmd = cgmgr_command(&[
-        "exec",
-        "--root",
-        scratch.path(),
-        "--group",
-        "sb",
-        "--rootfs",
-        rootfs.path().to_str().unwrap(),
-        "--",
-        "/bin/sh",
-        "-c",
-        "exit 3",
-    ]);
-    // SAFETY: signal(2) is async-signal-safe; nothing else runs between
-    // fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::signal(libc::SIGCHLD, libc::SIG_IGN);
-            Ok(())
-        });
-    }
+    let sb = ExecSandbox::new("sigchld", &["sh"]);
+    let mut cmd = sb.command(&["/bin/sh", "-c", "exit 3"]);
+    start_ignoring(&mut cmd, libc::SIGCHLD);
     let out = cmd.output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
 }
@@ -806,22 +817,11 @@ fn host_exec_reports_the_status_when_the_caller_ignores_sigchld() {
 /// fail on EPIPE instead of dying of SIGPIPE.
 #[test]
 fn host_exec_workload_has_sigpipe_by_default() {
-    let scratch = Scratch::new("sigpipe");
-    std::fs::create_dir(scratch.0.join("sb")).unwrap();
-    let rootfs = busybox_rootfs(&["grep"]);
-    let out = cgmgr(&[
-        "exec",
-        "--root",
-        scratch.path(),
-        "--group",
-        "sb",
-        "--rootfs",
-        rootfs.path().to_str().unwrap(),
-        "--",
-        "/bin/grep",
-        "SigIgn",
-        "/proc/self/status",
-    ]);
+    let sb = ExecSandbox::new("sigpipe", &["grep"]);
+    let out = sb
+        .command(&["/bin/grep", "SigIgn", "/proc/self/status"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     let mask = u64::from_str_radix(text.trim().trim_start_matches("SigIgn:").trim(), 16)
@@ -839,31 +839,11 @@ fn host_exec_workload_has_sigpipe_by_default() {
 /// for a stop signal ran out.
 #[test]
 fn host_exec_under_nohup_is_not_ended_by_a_hangup() {
-    use std::os::unix::process::CommandExt;
-    let scratch = Scratch::new("nohup");
-    std::fs::create_dir(scratch.0.join("sb")).unwrap();
-    let rootfs = busybox_rootfs(&["sleep"]);
-    let mut cmd = cgmgr_command(&[
-        "exec",
-        "--root",
-        scratch.path(),
-        "--group",
-        "sb",
-        "--rootfs",
-        rootfs.path().to_str().unwrap(),
-        "--",
-        "/bin/sleep",
-        "11",
-    ]);
-    cmd.stderr(std::process::Stdio::piped());
-    // SAFETY: signal(2) is async-signal-safe; nothing else runs between
-    // fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::signal(libc::SIGHUP, libc::SIG_IGN);
-            Ok(())
-        });
-    }
+    let sb = ExecSandbox::new("nohup", &["sleep"]);
+    let mut cmd = sb.command(&["/bin/sleep", "11"]);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    start_ignoring(&mut cmd, libc::SIGHUP);
     let child = cmd.spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
     nix::sys::signal::kill(
