@@ -66,6 +66,10 @@ pub enum Command {
     },
     /// Print the man page (roff), e.g. `cgmgr man > /usr/local/share/man/man1/cgmgr.1`.
     Man,
+    /// Internal: a prepared sandbox the daemon keeps for `cgmgr exec`
+    /// (started by the daemon with its control socket as fd 3).
+    #[command(hide = true)]
+    Standby(StandbyArgs),
     /// Root filesystems for `cgmgr exec`.
     #[command(subcommand)]
     Rootfs(RootfsCommand),
@@ -116,6 +120,17 @@ pub struct ExecArgs {
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub cmd: Vec<String>,
+}
+
+/// `cgmgr standby` (internal)
+#[derive(Debug, Args)]
+pub struct StandbyArgs {
+    /// The group whose sandbox to prepare.
+    #[arg(long, value_name = "NAME")]
+    pub group: String,
+    /// The daemon's policy directory.
+    #[arg(long, value_name = "DIR")]
+    pub policies: PathBuf,
 }
 
 /// `cgmgr daemon`

@@ -25,7 +25,9 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Check(args) => check(args),
         Command::Apply(args) => apply_cmd(root, args),
-        Command::Exec(_) => unreachable!("exec is dispatched before run"),
+        Command::Exec(_) | Command::Standby(_) => {
+            unreachable!("exec and standby are dispatched before run")
+        }
         Command::Daemon(args) => daemon_cmd(root, args),
         Command::Completions { shell } => {
             use clap::CommandFactory;

@@ -11,16 +11,18 @@ use cgmgr::exec::prepare::{self, ExecRequest};
 
 mod cli;
 mod commands;
-use cli::{Cli, Command, ExecArgs};
+use cli::{Cli, Command, ExecArgs, StandbyArgs};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
-    if let Command::Exec(args) = cli.command {
-        return exec(cli.root, args);
-    }
+    let cli = match cli.command {
+        Command::Exec(args) => return exec(cli.root, args),
+        Command::Standby(args) => return standby(cli.root, args),
+        _ => cli,
+    };
     let daemon = matches!(cli.command, Command::Daemon(_));
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -68,6 +70,9 @@ fn exec(root: Option<String>, args: ExecArgs) -> ExitCode {
             argv: args.cmd,
         },
     };
+    if let Some(code) = through_standby(&request) {
+        return ExitCode::from(u8::try_from(code).unwrap_or(EXIT_EXEC_FAILED));
+    }
     let ran = prepare::prepare(request)
         .map_err(anyhow::Error::from)
         .and_then(|(root, spec)| Ok(cgmgr::exec::run(&root, &spec)?));
@@ -75,6 +80,46 @@ fn exec(root: Option<String>, args: ExecArgs) -> ExitCode {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(EXIT_EXEC_FAILED)),
         Err(e) => {
             eprintln!("cgmgr: exec: {e:#}");
+            ExitCode::from(EXIT_EXEC_FAILED)
+        }
+    }
+}
+
+/// A run that takes the daemon's policies as they are may be served by one
+/// of its prepared sandboxes (`standby` in the group's `[exec]` table).
+fn through_standby(request: &ExecRequest) -> Option<i32> {
+    let f = &request.flags;
+    let as_policy = request.root.is_none()
+        && request.policies.is_none()
+        && f.rootfs.is_none()
+        && f.ns.is_none()
+        && f.hostname.is_none()
+        && !f.chroot;
+    if !as_policy {
+        return None;
+    }
+    cgmgr::exec::standby::try_run(&request.group, f)
+}
+
+/// `cgmgr standby`: one prepared sandbox for the daemon (fd 3 its socket).
+fn standby(root: Option<String>, args: StandbyArgs) -> ExitCode {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the daemon starts this command with its socket as fd 3 and
+    // nothing else in this process owns fd 3.
+    let ctl = unsafe { std::os::fd::OwnedFd::from_raw_fd(3) };
+    let request = ExecRequest {
+        root,
+        group: args.group,
+        policies: Some(args.policies),
+        flags: cgmgr::exec::ExecFlags::default(),
+    };
+    let served = prepare::prepare(request)
+        .map_err(anyhow::Error::from)
+        .and_then(|(root, spec)| Ok(cgmgr::exec::standby::serve(&root, &spec, &ctl)?));
+    match served {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cgmgr: standby: {e:#}");
             ExitCode::from(EXIT_EXEC_FAILED)
         }
     }

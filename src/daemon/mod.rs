@@ -12,6 +12,7 @@ pub mod http;
 pub mod log;
 pub mod pressure;
 pub mod record;
+pub mod standby;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -197,9 +198,17 @@ pub fn run(root: CgroupRoot, opts: DaemonOptions, initial: PolicySet) -> Result<
         set: PolicySet::default(),
         counts: BTreeMap::new(),
         policy_digest,
+        standbys: None,
     };
     daemon.install(initial, &mut limits)?;
     let _record = publish_record(&daemon.opts);
+    // Only a daemon other commands find serves prepared sandboxes.
+    if _record.is_some() {
+        daemon.standbys = start_standbys(&daemon.opts);
+        if let Some(standbys) = &daemon.standbys {
+            standbys.sync(&daemon.set);
+        }
+    }
     notify("READY=1");
     log(
         Level::Info,
@@ -244,6 +253,8 @@ struct Daemon {
     counts: BTreeMap<(GroupName, &'static str), Counters>,
     /// Digest of the policy files at the last reload (see `policy::digest`).
     policy_digest: u64,
+    /// The prepared sandboxes (`standby` in `[exec]` tables).
+    standbys: Option<standby::Standbys>,
 }
 
 impl Daemon {
@@ -340,6 +351,9 @@ impl Daemon {
         state.conditions.drift_error = None;
         drop(state);
         self.pressure.sync(pressure::rules_of(&set));
+        if let Some(standbys) = &self.standbys {
+            standbys.sync(&set);
+        }
         self.set = set;
         Ok(())
     }
@@ -567,6 +581,23 @@ fn publish_record(opts: &DaemonOptions) -> Option<record::Published> {
                     "not recording this daemon for other cgmgr commands: {e}; they need --root {}",
                     opts.root.display()
                 ),
+            );
+            None
+        }
+    }
+}
+
+/// Starts serving prepared sandboxes; failing to is logged, not fatal
+/// (`cgmgr exec` then builds each sandbox itself).
+fn start_standbys(opts: &DaemonOptions) -> Option<standby::Standbys> {
+    let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let socket = crate::exec::standby::socket_path();
+    match standby::Standbys::start(&socket, absolute(&opts.root), absolute(&opts.policy_dir)) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            log(
+                Level::Warning,
+                &format!("not serving prepared sandboxes (`standby`): {e}"),
             );
             None
         }

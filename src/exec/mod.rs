@@ -24,6 +24,7 @@ pub mod run_group;
 pub mod seccomp;
 pub mod seccomp_rules;
 pub mod spawn;
+pub mod standby;
 pub mod workload;
 
 use std::collections::BTreeSet;
@@ -146,16 +147,7 @@ impl ExecSpec {
             .hostname
             .or(policy.hostname.clone())
             .unwrap_or(default_host);
-        let mut env: Vec<(String, String)> = policy.env.clone().into_iter().collect();
-        for kv in &flags.env {
-            let Some((k, v)) = kv.split_once('=').filter(|(k, _)| !k.is_empty()) else {
-                return Err(ExecError::Invalid(format!(
-                    "--env {kv:?}: expected KEY=VALUE"
-                )));
-            };
-            env.retain(|(key, _)| key != k);
-            env.push((k.to_string(), v.to_string()));
-        }
+        let mut env = merge_env(policy.env.clone().into_iter().collect(), &flags.env)?;
         if !env.iter().any(|(k, _)| k == "PATH") {
             env.push(("PATH".into(), workload::DEFAULT_PATH.into()));
         }
@@ -230,6 +222,23 @@ impl ExecSpec {
             .map(|ns| u64::from(flag(*ns).cast_unsigned()))
             .fold(0, |a, b| a | b)
     }
+}
+
+/// `env` with each `--env K=V` of `flags` set (replacing an earlier K).
+pub fn merge_env(
+    mut env: Vec<(String, String)>,
+    flags: &[String],
+) -> Result<Vec<(String, String)>, ExecError> {
+    for kv in flags {
+        let Some((k, v)) = kv.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+            return Err(ExecError::Invalid(format!(
+                "--env {kv:?}: expected KEY=VALUE"
+            )));
+        };
+        env.retain(|(key, _)| key != k);
+        env.push((k.to_string(), v.to_string()));
+    }
+    Ok(env)
 }
 
 /// uid or gid 0 without a user namespace is the host's root. It is run only
@@ -363,7 +372,7 @@ pub fn run(root: &CgroupRoot, spec: &ExecSpec) -> Result<i32, ExecError> {
                 report::ReportFormat::Json => eprintln!("{}", r.json()),
             }
         }
-        _ => report_refusals(root, &spec.group, refusals),
+        _ => eprint!("{}", refusal_lines(root, &spec.group, refusals)),
     }
     Ok(code)
 }
@@ -374,6 +383,39 @@ fn run_in(
     run: &GroupName,
     id_base: Option<u32>,
 ) -> Result<i32, ExecError> {
+    let started = start_child(root, spec, run, id_base, None)?;
+    let code = supervise(started.pid, &started.group_dir, &started.signals);
+    // Held open until now: the child polls it to learn whether we died
+    // before its death signal was armed.
+    drop(started.go);
+    Ok(code)
+}
+
+/// A child (init) cloned into its run group and let go.
+pub(crate) struct Started {
+    /// init's pid.
+    pub pid: Pid,
+    /// The run group's directory: to kill the run if a stop signal is not
+    /// enough.
+    pub group_dir: OwnedFd,
+    /// The go pipe's write end, held open while the run lasts (init polls
+    /// it to learn whether the parent died before its death signal was
+    /// armed).
+    pub go: OwnedFd,
+    /// The signals the parent blocked before the clone and now supervises.
+    pub signals: nix::sys::signal::SigSet,
+}
+
+/// Clones init into the run group, in its namespaces, maps its ids and
+/// lets it go. `job`: the socket on which a prepared sandbox's init waits
+/// for its command (see [`standby`]); `None` runs `spec`'s own command.
+pub(crate) fn start_child(
+    root: &CgroupRoot,
+    spec: &ExecSpec,
+    run: &GroupName,
+    id_base: Option<u32>,
+    job: Option<OwnedFd>,
+) -> Result<Started, ExecError> {
     let group_dir = root.open_dir(run).map_err(|errno| ExecError::OpenGroup {
         path: root.group_path(run),
         errno,
@@ -397,22 +439,21 @@ fn run_in(
             // child leaves by exit(): its lock is on the file description
             // the parent shares, and init closes its copy with every fd.
             drop((go_write, group_dir));
-            std::process::exit(child_main(spec, go_read));
+            std::process::exit(child_main(spec, go_read, job));
         }
         spawn::Forked::Parent { pid, placed } => {
-            drop(go_read);
+            drop((go_read, job));
             if let Err(e) = release_child(root, run, pid, placed, id_base, &go_write) {
                 let _ = kill(pid, Signal::SIGKILL);
                 let _ = waitpid(pid, None);
                 return Err(e);
             }
-            // The run group's descriptor serves once more: to kill the run
-            // if a stop signal is not enough.
-            let code = supervise(pid, &group_dir, &signals);
-            // Held open until now: the child polls it to learn whether we
-            // died before its death signal was armed.
-            drop(go_write);
-            Ok(code)
+            Ok(Started {
+                pid,
+                group_dir,
+                go: go_write,
+                signals,
+            })
         }
     }
 }
@@ -422,7 +463,7 @@ fn run_in(
 /// and supervisors leave it so) would make the kernel reap init without
 /// telling us, and init, which inherits it, would never learn that the
 /// workload exited: the run would hang.
-fn sigchld_by_default() -> Result<(), ExecError> {
+pub(crate) fn sigchld_by_default() -> Result<(), ExecError> {
     init::restore_default_action(Signal::SIGCHLD).map_err(sys("sigaction(SIGCHLD)"))
 }
 
@@ -453,7 +494,7 @@ pub const STOP_GRACE: Duration = Duration::from_secs(10);
 /// The signals the parent passes on to the run, and SIGCHLD. A forwarded
 /// signal the caller ignores is left out, so it stays ignored: `nohup cgmgr
 /// exec ...` is not ended by a hangup (the workload inherits the ignore).
-fn supervised_signals() -> nix::sys::signal::SigSet {
+pub(crate) fn supervised_signals() -> nix::sys::signal::SigSet {
     let mut set = nix::sys::signal::SigSet::empty();
     for sig in init::FORWARDED {
         if !is_ignored(sig) {
@@ -464,7 +505,7 @@ fn supervised_signals() -> nix::sys::signal::SigSet {
     set
 }
 
-fn is_ignored(sig: Signal) -> bool {
+pub(crate) fn is_ignored(sig: Signal) -> bool {
     // SAFETY: a zeroed sigaction is a valid out-parameter.
     let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
     // SAFETY: a null new action only reads the current one into `old`.
@@ -477,40 +518,85 @@ fn is_ignored(sig: Signal) -> bool {
 /// takes its own: no thread); after a stop signal, kills the run group if
 /// the run is still there `STOP_GRACE` later.
 fn supervise(pid: Pid, run_dir: &OwnedFd, signals: &nix::sys::signal::SigSet) -> i32 {
-    let mut grace_until: Option<std::time::Instant> = None;
-    let mut killed = false;
+    let mut run = Supervision::new(pid);
     loop {
-        // Before each wait: init may have exited before the wait began.
-        match waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
-            Ok(nix::sys::wait::WaitStatus::StillAlive) => {}
-            Ok(status) => {
-                if let Some(code) = init::exit_code(status) {
-                    return code;
-                }
-            }
-            Err(Errno::EINTR) => continue,
-            Err(_) => return 125,
+        if let Some(code) = run.exited() {
+            return code;
         }
-        let left = grace_until.map(|t| t.saturating_duration_since(std::time::Instant::now()));
-        match wait_signal(signals, left) {
-            Some(Signal::SIGCHLD) => {}
-            Some(sig) => {
-                let _ = kill(pid, sig);
-                let stop = matches!(
-                    sig,
-                    Signal::SIGINT | Signal::SIGTERM | Signal::SIGHUP | Signal::SIGQUIT
-                );
-                if stop && grace_until.is_none() && !killed {
-                    grace_until = Some(std::time::Instant::now() + STOP_GRACE);
+        match wait_signal(signals, run.time_left()) {
+            Some(sig) => run.on_signal(sig, run_dir),
+            None => run.on_timeout(run_dir),
+        }
+    }
+}
+
+/// What the parent knows of a run it supervises: init's pid and the grace
+/// period a stop signal started.
+pub(crate) struct Supervision {
+    pid: Pid,
+    grace_until: Option<std::time::Instant>,
+    killed: bool,
+}
+
+impl Supervision {
+    /// A run whose init is `pid`.
+    pub(crate) fn new(pid: Pid) -> Supervision {
+        Supervision {
+            pid,
+            grace_until: None,
+            killed: false,
+        }
+    }
+
+    /// init's exit status once it has exited (checked before each wait:
+    /// init may exit before the wait begins).
+    pub(crate) fn exited(&self) -> Option<i32> {
+        loop {
+            match waitpid(self.pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                Ok(nix::sys::wait::WaitStatus::StillAlive) => return None,
+                Ok(status) => {
+                    if let Some(code) = init::exit_code(status) {
+                        return Some(code);
+                    }
                 }
+                Err(Errno::EINTR) => {}
+                Err(_) => return Some(125),
             }
-            None => {
-                if grace_until.is_some_and(|t| std::time::Instant::now() >= t) {
-                    kill_run_group(run_dir);
-                    grace_until = None;
-                    killed = true;
-                }
-            }
+        }
+    }
+
+    /// How long until the grace period ends (`None`: no deadline).
+    pub(crate) fn time_left(&self) -> Option<Duration> {
+        self.grace_until
+            .map(|t| t.saturating_duration_since(std::time::Instant::now()))
+    }
+
+    /// Passes `sig` on to init (SIGCHLD: nothing, `exited` tells); a stop
+    /// signal starts the grace period.
+    pub(crate) fn on_signal(&mut self, sig: Signal, run_dir: &OwnedFd) {
+        if sig == Signal::SIGCHLD {
+            return;
+        }
+        let _ = kill(self.pid, sig);
+        let stop = matches!(
+            sig,
+            Signal::SIGINT | Signal::SIGTERM | Signal::SIGHUP | Signal::SIGQUIT
+        );
+        if stop && self.grace_until.is_none() && !self.killed {
+            self.grace_until = Some(std::time::Instant::now() + STOP_GRACE);
+        }
+        self.on_timeout(run_dir);
+    }
+
+    /// Kills the run group once the grace period is over.
+    pub(crate) fn on_timeout(&mut self, run_dir: &OwnedFd) {
+        if self
+            .grace_until
+            .is_some_and(|t| std::time::Instant::now() >= t)
+        {
+            kill_run_group(run_dir);
+            self.grace_until = None;
+            self.killed = true;
         }
     }
 }
@@ -533,7 +619,7 @@ fn wait_signal(set: &nix::sys::signal::SigSet, timeout: Option<Duration>) -> Opt
 
 /// `cgroup.kill` through the run group's directory descriptor (kernels
 /// without it: SIGKILL to init, which ends a pid namespace).
-fn kill_run_group(dir: &OwnedFd) {
+pub(crate) fn kill_run_group(dir: &OwnedFd) {
     let written = nix::fcntl::openat(
         dir,
         "cgroup.kill",
@@ -550,8 +636,8 @@ fn kill_run_group(dir: &OwnedFd) {
 }
 
 /// Child side (PID 1 of the new PID namespace): returns init's exit status.
-fn child_main(spec: &ExecSpec, go: OwnedFd) -> i32 {
-    match child_setup(spec, go) {
+fn child_main(spec: &ExecSpec, go: OwnedFd, job: Option<OwnedFd>) -> i32 {
+    match child_setup(spec, go, job) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("cgmgr: exec: {e}");
@@ -560,7 +646,7 @@ fn child_main(spec: &ExecSpec, go: OwnedFd) -> i32 {
     }
 }
 
-fn child_setup(spec: &ExecSpec, go: OwnedFd) -> Result<i32, ExecError> {
+fn child_setup(spec: &ExecSpec, go: OwnedFd, job: Option<OwnedFd>) -> Result<i32, ExecError> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(sys("prctl(PR_SET_PDEATHSIG)"))?;
     let mut byte = [0u8; 1];
     if nix::unistd::read(&go, &mut byte) != Ok(1) {
@@ -580,8 +666,15 @@ fn child_setup(spec: &ExecSpec, go: OwnedFd) -> Result<i32, ExecError> {
     drop(go);
     // Whatever the caller left open (a cgroupfs directory, a policy file,
     // an inherited socket) is closed before the sandbox is built, not only
-    // in the workload: init lives as long as the workload does.
-    workload::close_fds_from(3)?;
+    // in the workload: init lives as long as the workload does. A prepared
+    // sandbox keeps the socket its command comes on.
+    let job = match job {
+        Some(fd) => Some(workload::close_fds_but(fd)?),
+        None => {
+            workload::close_fds_from(3)?;
+            None
+        }
+    };
     new_session_keyring()?;
     if spec.has(Namespace::Cgroup) {
         // Now, not at clone: the parent may have placed us only after the
@@ -611,11 +704,22 @@ fn child_setup(spec: &ExecSpec, go: OwnedFd) -> Result<i32, ExecError> {
         nix::sys::prctl::set_child_subreaper(true).map_err(sys("prctl(PR_SET_CHILD_SUBREAPER)"))?;
     }
     init::block_signals().map_err(sys("sigprocmask"))?;
+    // A prepared sandbox: built, now wait for the command and its stdio.
+    let job = match job {
+        Some(socket) => Some(standby::await_job(&socket, &spec.workload)?),
+        None => None,
+    };
     // SAFETY: this process is single-threaded (a fresh clone of a
     // single-threaded parent), so the forked child may run any code.
     match unsafe { nix::unistd::fork() }.map_err(sys("fork"))? {
-        ForkResult::Child => std::process::exit(workload::exec(&spec.workload)),
-        ForkResult::Parent { child } => Ok(init::run(child)),
+        ForkResult::Child => std::process::exit(match job {
+            Some(job) => job.exec(),
+            None => workload::exec(&spec.workload),
+        }),
+        ForkResult::Parent { child } => {
+            drop(job);
+            Ok(init::run(child))
+        }
     }
 }
 
@@ -731,7 +835,7 @@ fn loopback_up() -> Result<(), ExecError> {
 
 /// The group's limit-event counters, to tell what the kernel did during a run.
 #[derive(Debug, Clone, Copy, Default)]
-struct LimitCounters {
+pub(crate) struct LimitCounters {
     oom_kill: u64,
     pids_max: u64,
 }
@@ -739,7 +843,7 @@ struct LimitCounters {
 impl LimitCounters {
     /// A run group's own counters, when the memory and pids controllers are
     /// enabled for it (`None` otherwise: the group's counters are used).
-    fn read_own(root: &CgroupRoot, run: &GroupName) -> Option<LimitCounters> {
+    pub(crate) fn read_own(root: &CgroupRoot, run: &GroupName) -> Option<LimitCounters> {
         let memory: MemoryEvents = root.stat(run)?;
         let pids: PidsEvents = root.stat(run)?;
         Some(LimitCounters {
@@ -748,7 +852,7 @@ impl LimitCounters {
         })
     }
 
-    fn read(root: &CgroupRoot, group: &GroupName) -> LimitCounters {
+    pub(crate) fn read(root: &CgroupRoot, group: &GroupName) -> LimitCounters {
         LimitCounters {
             oom_kill: root.stat::<MemoryEvents>(group).map_or(0, |e| e.oom_kill),
             pids_max: root.stat::<PidsEvents>(group).map_or(0, |e| e.max),
@@ -758,7 +862,7 @@ impl LimitCounters {
 
 /// This run's OOM kills and pids.max refusals: its own counters when it
 /// had them, else the group's increase.
-fn refusals(
+pub(crate) fn refusals(
     root: &CgroupRoot,
     group: &GroupName,
     before: &LimitCounters,
@@ -774,8 +878,13 @@ fn refusals(
     }
 }
 
-/// One line on stderr for each limit the kernel enforced during the run.
-fn report_refusals(root: &CgroupRoot, group: &GroupName, refusals: report::Refusals) {
+/// One line for each limit the kernel enforced during the run, for stderr.
+pub(crate) fn refusal_lines(
+    root: &CgroupRoot,
+    group: &GroupName,
+    refusals: report::Refusals,
+) -> String {
+    let mut text = String::new();
     let size = |file: &str| {
         root.read_value::<Limit<Bytes>>(group, file)
             .ok()
@@ -789,7 +898,7 @@ fn report_refusals(root: &CgroupRoot, group: &GroupName, refusals: report::Refus
         let peak = size("memory.peak")
             .map(|p| format!(", peak {p}"))
             .unwrap_or_default();
-        eprintln!("cgmgr: {group}: killed by the OOM killer (memory.max {max}{peak})");
+        text += &format!("cgmgr: {group}: killed by the OOM killer (memory.max {max}{peak})\n");
     }
     if refusals.pids_max > 0 {
         let max = root
@@ -797,6 +906,7 @@ fn report_refusals(root: &CgroupRoot, group: &GroupName, refusals: report::Refus
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "?".into());
         let n = refusals.pids_max;
-        eprintln!("cgmgr: {group}: pids.max ({max}) was reached: {n} fork(s) refused");
+        text += &format!("cgmgr: {group}: pids.max ({max}) was reached: {n} fork(s) refused\n");
     }
+    text
 }

@@ -69,9 +69,9 @@ pub fn end(root: &CgroupRoot, run: &GroupName) -> Result<(), String> {
     root.rmdir(run).map_err(|e| e.to_string())
 }
 
-/// `cgroup.kill` (Linux 5.14), else freeze, SIGKILL every process, thaw;
-/// then wait for `populated 0`.
-fn kill_all(root: &CgroupRoot, run: &GroupName) -> Result<(), String> {
+/// Kills what is left of the run: `cgroup.kill` (Linux 5.14), else freeze,
+/// SIGKILL every process, thaw; then waits for `populated 0`.
+pub fn kill_all(root: &CgroupRoot, run: &GroupName) -> Result<(), String> {
     if !populated(root, run) {
         return Ok(());
     }

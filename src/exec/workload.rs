@@ -4,6 +4,7 @@
 //! and last the seccomp filters.
 
 use std::ffi::CString;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -188,15 +189,39 @@ pub(crate) fn close_fds_from(first: u32) -> Result<(), ExecError> {
     Ok(())
 }
 
+/// Closes every descriptor but `keep`, which becomes fd 3 (close-on-exec).
+pub(crate) fn close_fds_but(keep: OwnedFd) -> Result<OwnedFd, ExecError> {
+    let kept = if keep.as_raw_fd() == 3 {
+        keep
+    } else {
+        // SAFETY: dup3 onto fd 3 closes whatever fd 3 was, which is about
+        // to be closed anyway; the new descriptor is owned from here on.
+        let rc = unsafe { libc::dup3(keep.as_raw_fd(), 3, libc::O_CLOEXEC) };
+        if rc != 3 {
+            return Err(sys("dup3(.., 3)")(Errno::last()));
+        }
+        drop(keep);
+        // SAFETY: fd 3 was just made by dup3 and nothing else owns it.
+        unsafe { OwnedFd::from_raw_fd(3) }
+    };
+    close_fds_from(4)?;
+    Ok(kept)
+}
+
 /// Refuses standard descriptors that reach outside the sandbox by path: a
 /// directory (`/proc/self/fd/0/..` walks the host's tree from it) or an
 /// `O_PATH` descriptor. Closed ones are fine: the workload gets none.
 pub fn check_std_fds() -> Result<(), ExecError> {
-    use std::os::fd::BorrowedFd;
-    for (fd, name) in [(0, "stdin"), (1, "stdout"), (2, "stderr")] {
-        // SAFETY: fds 0-2 are only inspected, never closed or kept; a
-        // closed one makes fcntl answer EBADF.
-        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    // SAFETY: fds 0-2 are only inspected, never closed or kept; a closed
+    // one makes fcntl answer EBADF.
+    let std = [0, 1, 2].map(|fd| unsafe { BorrowedFd::borrow_raw(fd) });
+    check_stdio(std.map(Some))
+}
+
+/// [`check_std_fds`] for the descriptors a caller passed (`None`: closed).
+pub fn check_stdio(fds: [Option<BorrowedFd<'_>>; 3]) -> Result<(), ExecError> {
+    for (fd, (borrowed, name)) in fds.into_iter().zip(["stdin", "stdout", "stderr"]).enumerate() {
+        let Some(borrowed) = borrowed else { continue };
         let flags = match nix::fcntl::fcntl(borrowed, nix::fcntl::FcntlArg::F_GETFL) {
             Ok(f) => nix::fcntl::OFlag::from_bits_truncate(f),
             Err(Errno::EBADF) => continue,

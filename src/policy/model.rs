@@ -264,6 +264,9 @@ pub struct ExecConfig {
     pub seccomp: Option<super::seccomp::Seccomp>,
     /// Whether the workload may create user namespaces of its own.
     pub nested_userns: Option<bool>,
+    /// How many sandboxes the daemon keeps built ahead for this group
+    /// (`None`: none).
+    pub standby: Option<u32>,
 }
 
 /// The resource a pressure rule watches: its `<resource>.pressure` file.

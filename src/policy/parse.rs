@@ -69,7 +69,7 @@ pub fn check_hostname(s: &str) -> Result<(), String> {
 }
 
 /// Keys of the `[group.NAME.exec]` table.
-pub const EXEC_KEYS: [&str; 9] = [
+pub const EXEC_KEYS: [&str; 10] = [
     "rootfs",
     "namespaces",
     "hostname",
@@ -79,7 +79,11 @@ pub const EXEC_KEYS: [&str; 9] = [
     "cwd",
     "seccomp",
     "nested_userns",
+    "standby",
 ];
+
+/// The most sandboxes the daemon keeps built ahead for one group.
+pub const MAX_STANDBY: u32 = 16;
 
 /// Keys of one `io.max` entry.
 pub const IO_MAX_KEYS: [&str; 5] = ["device", "rbps", "wbps", "riops", "wiops"];
@@ -561,6 +565,16 @@ impl Parser<'_> {
                     DeValue::Boolean(b) => exec.nested_userns = Some(*b),
                     _ => self.wrong_type(value, &ctx, "true or false"),
                 },
+                "standby" => {
+                    exec.standby = self
+                        .int(
+                            value,
+                            &ctx,
+                            0..u64::from(MAX_STANDBY) + 1,
+                            &format!("an integer from 0 to {MAX_STANDBY}"),
+                        )
+                        .and_then(|v| u32::try_from(v).ok());
+                }
                 _ => self.unknown_key(key, &format!("in {what}"), &EXEC_KEYS),
             }
         }

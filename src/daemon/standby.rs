@@ -1,0 +1,494 @@
+//! The daemon's prepared sandboxes: for each group whose `[exec]` table
+//! says `standby = N`, N `cgmgr standby` processes, each holding a run's
+//! sandbox built up to the workload's fork (see `exec::standby`), and the
+//! socket `cgmgr exec` asks for one on.
+//!
+//! One thread owns it all and sleeps in `poll` on the listening socket, a
+//! wake pipe (the policy changed), the clients that connected and each
+//! standby's control socket. A standby says `ready` on its socket once its
+//! sandbox is built; the thread passes a client's connection (and stdio) to
+//! a ready one, which serves it and exits; its socket's end tells the
+//! thread to reap it and build the next. A standby whose group's `[exec]`
+//! table changed, or whose group is gone, is retired (SIGTERM: it ends its
+//! run) unless it is serving a run. One that fails before it is ready is
+//! tried again after a growing pause (0.1 s doubling to 60 s), its reason
+//! in the log from its own stderr.
+//!
+//! The socket is root's alone (mode 0600, and the peer's uid checked): a
+//! run through it is what `cgmgr exec`, which needs root, would start.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::socket::{
+    AddressFamily, Backlog, MsgFlags, SockFlag, SockType, UnixAddr, accept4, bind, listen,
+    socket, socketpair, sockopt,
+};
+
+use super::log::{Level, log};
+use crate::cgroup::GroupName;
+use crate::exec::standby::{PROTOCOL, Reply, Request, recv, send, send_json};
+use crate::policy::{ExecConfig, PolicySet};
+
+/// How long a client may take to send its request after connecting.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The longest pause before trying again a group whose standby failed.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// What the policy asks for: per group, its `[exec]` table and how many.
+type Desired = BTreeMap<GroupName, (ExecConfig, u32)>;
+
+/// The handle the daemon's loop keeps.
+pub struct Standbys {
+    desired: Arc<Mutex<Desired>>,
+    wake: OwnedFd,
+}
+
+impl Standbys {
+    /// Binds `socket` and starts the thread. `root` and `policies` are the
+    /// daemon's, passed to every `cgmgr standby`.
+    pub fn start(socket: &Path, root: PathBuf, policies: PathBuf) -> Result<Standbys, String> {
+        let listener = listen_on(socket).map_err(|e| format!("{}: {e}", socket.display()))?;
+        let (wake_read, wake) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+                .map_err(|e| format!("pipe2: {e}"))?;
+        let desired = Arc::new(Mutex::new(Desired::new()));
+        let mut pool = Pool {
+            root,
+            policies,
+            listener,
+            wake: wake_read,
+            desired: desired.clone(),
+            slots: BTreeMap::new(),
+            leaving: Vec::new(),
+            pending: Vec::new(),
+        };
+        std::thread::Builder::new()
+            .name("standby".into())
+            .spawn(move || pool.run())
+            .map_err(|e| format!("starting the standby thread: {e}"))?;
+        Ok(Standbys { desired, wake })
+    }
+
+    /// Makes `set`'s `standby` counts the wanted ones.
+    pub fn sync(&self, set: &PolicySet) {
+        let wanted: Desired = set
+            .groups
+            .iter()
+            .filter_map(|(name, group)| {
+                let exec = group.exec.as_ref()?;
+                let n = exec.standby.filter(|&n| n > 0)?;
+                Some((name.clone(), (exec.clone(), n)))
+            })
+            .collect();
+        *self.desired.lock().unwrap_or_else(PoisonError::into_inner) = wanted;
+        let _ = nix::unistd::write(&self.wake, b"w");
+    }
+}
+
+/// A root-only `SOCK_SEQPACKET` socket at `path` (a stale one replaced).
+fn listen_on(path: &Path) -> Result<OwnedFd, Errno> {
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
+    }
+    // Made with no permission for anyone but root from the start.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let bound = bind(sock.as_raw_fd(), &UnixAddr::new(path)?);
+    nix::sys::stat::umask(old);
+    bound?;
+    listen(&sock, Backlog::new(64)?)?;
+    Ok(sock)
+}
+
+/// One `cgmgr standby` process.
+struct Member {
+    child: Child,
+    ctl: OwnedFd,
+    ready: bool,
+}
+
+/// The standbys of one group.
+struct Slot {
+    config: ExecConfig,
+    want: u32,
+    members: Vec<Member>,
+    failures: u32,
+    retry_at: Option<Instant>,
+}
+
+/// A client that connected and has not sent its request yet.
+struct Pending {
+    conn: OwnedFd,
+    deadline: Instant,
+}
+
+/// What a polled descriptor is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    Listener,
+    Wake,
+    Pending(RawFd),
+    Member(GroupName, RawFd),
+    Leaving(RawFd),
+}
+
+struct Pool {
+    root: PathBuf,
+    policies: PathBuf,
+    listener: OwnedFd,
+    wake: OwnedFd,
+    desired: Arc<Mutex<Desired>>,
+    slots: BTreeMap<GroupName, Slot>,
+    /// Standbys serving a run, or retired: reaped when their socket closes.
+    leaving: Vec<Member>,
+    pending: Vec<Pending>,
+}
+
+impl Pool {
+    fn run(&mut self) {
+        loop {
+            self.refill();
+            let events = match self.wait() {
+                Ok(events) => events,
+                Err(e) => {
+                    log(Level::Error, &format!("standby: poll: {e}"));
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            for (source, revents) in events {
+                self.on_event(source, revents);
+            }
+            let now = Instant::now();
+            self.pending.retain(|p| p.deadline > now);
+        }
+    }
+
+    /// Polls every descriptor; the ones that are ready.
+    fn wait(&self) -> Result<Vec<(Source, PollFlags)>, Errno> {
+        let mut sources = vec![
+            (Source::Listener, self.listener.as_fd()),
+            (Source::Wake, self.wake.as_fd()),
+        ];
+        for p in &self.pending {
+            sources.push((Source::Pending(p.conn.as_raw_fd()), p.conn.as_fd()));
+        }
+        for (group, slot) in &self.slots {
+            for m in &slot.members {
+                sources.push((Source::Member(group.clone(), m.ctl.as_raw_fd()), m.ctl.as_fd()));
+            }
+        }
+        for m in &self.leaving {
+            sources.push((Source::Leaving(m.ctl.as_raw_fd()), m.ctl.as_fd()));
+        }
+        let mut fds: Vec<PollFd<'_>> = sources
+            .iter()
+            .map(|(_, fd)| PollFd::new(*fd, PollFlags::POLLIN))
+            .collect();
+        let timeout = self
+            .next_deadline()
+            .map(|t| t.saturating_duration_since(Instant::now()));
+        let timeout = timeout.map_or(PollTimeout::NONE, |t| {
+            PollTimeout::try_from(t.max(Duration::from_millis(1))).unwrap_or(PollTimeout::MAX)
+        });
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(sources
+            .iter()
+            .zip(&fds)
+            .filter_map(|((source, _), fd)| {
+                let revents = fd.revents().unwrap_or(PollFlags::empty());
+                (!revents.is_empty()).then(|| (source.clone(), revents))
+            })
+            .collect())
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let retries = self
+            .slots
+            .values()
+            .filter(|s| s.members.len() < s.want as usize)
+            .filter_map(|s| s.retry_at);
+        let requests = self.pending.iter().map(|p| p.deadline);
+        retries.chain(requests).min()
+    }
+
+    fn on_event(&mut self, source: Source, revents: PollFlags) {
+        match source {
+            Source::Wake => self.resync(),
+            Source::Listener => self.accept(),
+            Source::Pending(fd) => {
+                if let Some(i) = self.pending.iter().position(|p| p.conn.as_raw_fd() == fd) {
+                    let p = self.pending.swap_remove(i);
+                    self.dispatch(p.conn);
+                }
+            }
+            Source::Member(group, fd) => self.on_member(&group, fd, revents),
+            Source::Leaving(fd) => {
+                if let Some(i) = self.leaving.iter().position(|m| m.ctl.as_raw_fd() == fd) {
+                    let mut m = self.leaving.swap_remove(i);
+                    let _ = m.child.wait();
+                }
+            }
+        }
+    }
+
+    /// The policy changed: retire what it no longer asks for.
+    fn resync(&mut self) {
+        let mut drained = [0u8; 64];
+        while matches!(nix::unistd::read(&self.wake, &mut drained), Ok(n) if n > 0) {}
+        let desired = self
+            .desired
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let groups: Vec<GroupName> = self.slots.keys().cloned().collect();
+        for group in groups {
+            let keep = desired
+                .get(&group)
+                .is_some_and(|(config, _)| self.slots.get(&group).is_some_and(|s| &s.config == config));
+            if !keep && let Some(slot) = self.slots.remove(&group) {
+                self.retire(slot.members);
+            }
+        }
+        for (group, (config, want)) in desired {
+            let slot = self.slots.entry(group).or_insert_with(|| Slot {
+                config,
+                want,
+                members: Vec::new(),
+                failures: 0,
+                retry_at: None,
+            });
+            slot.want = want;
+            let extra = slot.members.len().saturating_sub(want as usize);
+            let retired: Vec<Member> = slot.members.drain(..extra).collect();
+            self.retire(retired);
+        }
+    }
+
+    fn retire(&mut self, members: Vec<Member>) {
+        for m in members {
+            if let Ok(pid) = i32::try_from(m.child.id()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+            self.leaving.push(m);
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let conn = match accept4(&self.listener, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK) {
+                Ok(conn) => conn,
+                Err(Errno::EINTR | Errno::ECONNABORTED) => continue,
+                Err(_) => return,
+            };
+            // Root's alone, whatever the socket file's mode became.
+            let root = nix::sys::socket::getsockopt(&conn, sockopt::PeerCredentials)
+                .is_ok_and(|c| c.uid() == 0);
+            if !root {
+                continue;
+            }
+            // The request usually came with the connection: served now.
+            let mut peek = [0u8; 1];
+            match nix::sys::socket::recv(
+                conn.as_raw_fd(),
+                &mut peek,
+                MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+            ) {
+                Err(Errno::EAGAIN) => self.pending.push(Pending {
+                    conn,
+                    deadline: Instant::now() + REQUEST_TIMEOUT,
+                }),
+                _ => self.dispatch(conn),
+            }
+        }
+    }
+
+    /// Passes a client's request to a ready standby of its group, or
+    /// answers `none`.
+    fn dispatch(&mut self, conn: OwnedFd) {
+        let Ok(Some((bytes, fds))) = recv(conn.as_fd(), MsgFlags::MSG_DONTWAIT) else {
+            return;
+        };
+        let why = match serde_json::from_slice::<Request>(&bytes) {
+            Err(_) => "a request that does not parse".to_string(),
+            Ok(r) if r.v != PROTOCOL => format!("protocol {} (the daemon speaks {PROTOCOL})", r.v),
+            Ok(r) => match GroupName::parse(&r.group) {
+                Err(_) => "not a group name".to_string(),
+                Ok(group) => match self.hand_over(&group, &bytes, conn.as_fd(), &fds) {
+                    Ok(()) => return,
+                    Err(why) => why,
+                },
+            },
+        };
+        let _ = send_json(conn.as_fd(), &Reply::None { why }, &[]);
+    }
+
+    fn hand_over(
+        &mut self,
+        group: &GroupName,
+        bytes: &[u8],
+        conn: BorrowedFd<'_>,
+        stdio: &[OwnedFd],
+    ) -> Result<(), String> {
+        let Some(slot) = self.slots.get_mut(group) else {
+            return Err(format!("no standby for group {group}"));
+        };
+        let mut raw = vec![conn.as_raw_fd()];
+        raw.extend(stdio.iter().map(AsRawFd::as_raw_fd));
+        while let Some(i) = slot.members.iter().position(|m| m.ready) {
+            let m = slot.members.swap_remove(i);
+            let sent = send(m.ctl.as_fd(), bytes, &raw);
+            self.leaving.push(m);
+            if sent.is_ok() {
+                return Ok(());
+            }
+            // That one died meanwhile: reaped from `leaving`; try the next.
+        }
+        Err(format!("no standby of group {group} is ready"))
+    }
+
+    fn on_member(&mut self, group: &GroupName, fd: RawFd, revents: PollFlags) {
+        let Some(slot) = self.slots.get_mut(group) else {
+            return;
+        };
+        let Some(i) = slot.members.iter().position(|m| m.ctl.as_raw_fd() == fd) else {
+            return;
+        };
+        if revents.contains(PollFlags::POLLIN)
+            && let Ok(Some((bytes, _))) = recv(slot.members[i].ctl.as_fd(), MsgFlags::MSG_DONTWAIT)
+            && bytes == b"ready"
+        {
+            slot.members[i].ready = true;
+            slot.failures = 0;
+            return;
+        }
+        // Its socket closed: the standby is gone before serving anything.
+        let mut m = slot.members.swap_remove(i);
+        let status = m.child.wait();
+        if !m.ready {
+            slot.failures += 1;
+            let pause = backoff(slot.failures);
+            slot.retry_at = Some(Instant::now() + pause);
+            log(
+                Level::Warning,
+                &format!(
+                    "standby for group {group} could not be prepared ({}); next try in {:.1}s",
+                    status.map_or_else(|e| e.to_string(), |s| s.to_string()),
+                    pause.as_secs_f64()
+                ),
+            );
+        }
+    }
+
+    /// Starts standbys where fewer than wanted are alive.
+    fn refill(&mut self) {
+        let now = Instant::now();
+        for (group, slot) in &mut self.slots {
+            if slot.retry_at.is_some_and(|t| t > now) {
+                continue;
+            }
+            while slot.members.len() < slot.want as usize {
+                match spawn(&self.root, &self.policies, group) {
+                    Ok(m) => slot.members.push(m),
+                    Err(e) => {
+                        slot.failures += 1;
+                        slot.retry_at = Some(now + backoff(slot.failures));
+                        log(
+                            Level::Error,
+                            &format!("standby for group {group}: starting cgmgr standby: {e}"),
+                        );
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// 0.1 s doubling with each failure in a row, at most [`MAX_BACKOFF`].
+fn backoff(failures: u32) -> Duration {
+    let pause = Duration::from_millis(100).saturating_mul(1u32 << failures.min(12));
+    pause.min(MAX_BACKOFF)
+}
+
+/// Starts `cgmgr standby` for `group`, its control socket as fd 3. The
+/// program is this process's own (`/proc/self/exe`): a standby always
+/// speaks the daemon's protocol, even after the binary was replaced.
+fn spawn(root: &Path, policies: &Path, group: &GroupName) -> std::io::Result<Member> {
+    let (ctl, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    let raw = theirs.as_raw_fd();
+    let mut command = Command::new("/proc/self/exe");
+    command
+        .arg0("cgmgr")
+        .arg("--root")
+        .arg(root)
+        .arg("standby")
+        .arg("--group")
+        .arg(group.as_str())
+        .arg("--policies")
+        .arg(policies)
+        .env_remove("CGMGR_ROOT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    // SAFETY: between fork and exec only dup2 and fcntl run, both
+    // async-signal-safe, on a descriptor this process owns.
+    unsafe {
+        command.pre_exec(move || {
+            let rc = if raw == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(raw, 3)
+            };
+            if rc < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = command.spawn()?;
+    drop(theirs);
+    Ok(Member {
+        child,
+        ctl,
+        ready: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_a_minute() {
+        assert_eq!(backoff(1), Duration::from_millis(200));
+        assert_eq!(backoff(3), Duration::from_millis(800));
+        assert_eq!(backoff(40), MAX_BACKOFF);
+    }
+}

@@ -1,0 +1,765 @@
+//! Prepared sandboxes: runs whose sandbox is built before their command is
+//! known, so that `cgmgr exec` only hands over the command.
+//!
+//! A group whose `[exec]` table says `standby = N` gets N of them from the
+//! daemon. Each is an ordinary run ([`super::run`]'s run group, id lease,
+//! namespaces, root, masks, quotas, keyring) made by a `cgmgr standby`
+//! process that the daemon starts, whose init stops right before forking
+//! the workload and waits on a socket. `cgmgr exec --group G -- CMD` with
+//! the daemon's policies asks the daemon (`exec.sock` beside its record)
+//! for a ready one; the daemon passes the connection to it, the standby
+//! process then serves that one command exactly as `cgmgr exec` would and
+//! exits, and the daemon builds the next. Without a ready sandbox the
+//! answer is `none` and `cgmgr exec` builds its own, as without a daemon.
+//!
+//! What a run gets does not depend on the way it took: the command, the
+//! `--env` additions, `--report`, the caller's stdin/stdout/stderr (checked
+//! as `cgmgr exec` checks its own), its resource limits, nice value,
+//! `oom_score_adj`, CPU affinity and ignored signals; the caller's
+//! forwarded signals travel over the connection; a caller that goes away
+//! (even by SIGKILL) ends the run, as `cgmgr exec`'s death ends its own.
+//!
+//! Everything travels as one JSON object per `SOCK_SEQPACKET` message,
+//! descriptors as `SCM_RIGHTS`.
+
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::SignalFd;
+use nix::sys::socket::{
+    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr,
+    connect, recvmsg, sendmsg, socket,
+};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use super::error::{ExecError, sys};
+use super::workload::{self, Workload};
+use super::{ExecFlags, ExecSpec, LimitCounters, Namespace, Supervision, idmap, init, report};
+use super::{refusal_lines, refusals, run_group, start_child};
+use crate::cgroup::{CgroupRoot, GroupName};
+
+/// Version of the messages below; a daemon answers `none` to another.
+pub const PROTOCOL: u32 = 1;
+
+/// The largest message accepted (argv and environment included); a larger
+/// request is run by `cgmgr exec` itself.
+const MAX_MESSAGE: usize = 256 * 1024;
+
+/// How long `cgmgr exec` waits for the daemon's first answer.
+const FIRST_ANSWER: Duration = Duration::from_secs(10);
+
+/// The daemon's socket for prepared sandboxes: `exec.sock` beside its record.
+pub fn socket_path() -> PathBuf {
+    crate::daemon::record::record_path().with_file_name("exec.sock")
+}
+
+/// What `cgmgr exec` asks for: everything of a run that is not the sandbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Request {
+    /// [`PROTOCOL`].
+    pub v: u32,
+    /// The group, as typed.
+    pub group: String,
+    /// The command.
+    pub argv: Vec<String>,
+    /// `--env K=V`, as typed.
+    pub env: Vec<String>,
+    /// `--report`: "text" or "json".
+    pub report: Option<String>,
+    /// Which of stdin, stdout, stderr were open (those follow, in order).
+    pub stdio: [bool; 3],
+    /// The signals the caller ignores (the workload ignores them too).
+    pub ignored: Vec<i32>,
+    /// The caller's process attributes the workload inherits.
+    pub attrs: Attributes,
+}
+
+/// A process's attributes that a workload inherits from `cgmgr exec`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Attributes {
+    /// `(resource, soft, hard)` for every resource limit.
+    pub rlimits: Vec<(u32, u64, u64)>,
+    /// The nice value.
+    pub nice: i32,
+    /// `/proc/self/oom_score_adj`.
+    pub oom_score_adj: Option<i32>,
+    /// The CPUs it may run on.
+    pub cpus: Vec<usize>,
+}
+
+/// The daemon's or the standby's answer to `cgmgr exec`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    /// No prepared sandbox: build one yourself.
+    None {
+        /// Why, for `CGMGR_DEBUG`-style troubleshooting.
+        why: String,
+    },
+    /// A prepared sandbox took the request.
+    Started,
+    /// The run is over and ended; `stderr` is what `cgmgr exec` prints.
+    Exit {
+        /// The workload's exit status.
+        code: i32,
+        /// The report or the limit notes.
+        stderr: String,
+    },
+    /// The request was refused before the workload ran (exit 125).
+    Failed {
+        /// Why.
+        message: String,
+    },
+}
+
+/// What `cgmgr exec` sends during the run.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// A signal `cgmgr exec` received, to pass on.
+    Signal(i32),
+}
+
+/// What the standby process hands its init.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Job {
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    stdio: [bool; 3],
+    ignored: Vec<i32>,
+}
+
+// ---------------------------------------------------------------- wire
+
+/// Sends one message with `fds` attached.
+pub fn send(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[RawFd]) -> Result<(), Errno> {
+    let iov = [IoSlice::new(bytes)];
+    let rights = [ControlMessage::ScmRights(fds)];
+    let cmsgs: &[ControlMessage<'_>] = if fds.is_empty() { &[] } else { &rights };
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &iov,
+        cmsgs,
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map(|_| ())
+}
+
+/// Sends one JSON message.
+pub fn send_json(sock: BorrowedFd<'_>, value: &impl Serialize, fds: &[RawFd]) -> Result<(), Errno> {
+    let bytes = serde_json::to_vec(value).map_err(|_| Errno::EINVAL)?;
+    send(sock, &bytes, fds)
+}
+
+/// One message and the descriptors that came with it (close-on-exec);
+/// `None` at the end of the stream. A truncated message is `EMSGSIZE`.
+pub fn recv(sock: BorrowedFd<'_>, flags: MsgFlags) -> Result<Option<(Vec<u8>, Vec<OwnedFd>)>, Errno> {
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    let mut space = nix::cmsg_space!([RawFd; 8]);
+    let (len, fds, truncated) = {
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            flags | MsgFlags::MSG_CMSG_CLOEXEC,
+        )?;
+        let mut fds = Vec::new();
+        for cmsg in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(raw) = cmsg {
+                // SAFETY: the kernel just installed these descriptors in
+                // this process for us; nothing else owns them.
+                fds.extend(raw.into_iter().map(|fd| unsafe {
+                    <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+                }));
+            }
+        }
+        let truncated = msg.flags.intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC);
+        (msg.bytes, fds, truncated)
+    };
+    if truncated {
+        return Err(Errno::EMSGSIZE);
+    }
+    if len == 0 && fds.is_empty() {
+        return Ok(None);
+    }
+    buf.truncate(len);
+    Ok(Some((buf, fds)))
+}
+
+/// Waits until one of `fds` is ready; their `revents`, or `None` at the
+/// timeout.
+fn wait_any(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> Result<Option<Vec<PollFlags>>, Errno> {
+    let mut polled: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+        .collect();
+    let timeout = match timeout {
+        None => PollTimeout::NONE,
+        Some(t) => PollTimeout::try_from(t).unwrap_or(PollTimeout::MAX),
+    };
+    match poll(&mut polled, timeout) {
+        Ok(0) => Ok(None),
+        Ok(_) => Ok(Some(
+            polled
+                .iter()
+                .map(|p| p.revents().unwrap_or(PollFlags::empty()))
+                .collect(),
+        )),
+        Err(Errno::EINTR) => Ok(Some(vec![PollFlags::empty(); fds.len()])),
+        Err(e) => Err(e),
+    }
+}
+
+fn ready(flags: PollFlags) -> bool {
+    flags.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
+}
+
+// -------------------------------------------------------------- client
+
+/// `cgmgr exec` through a prepared sandbox of the running daemon: the
+/// workload's exit status, or `None` when no sandbox took the request (no
+/// daemon, none ready, an older daemon): the caller then runs it itself.
+/// Only for runs that use the daemon's policies without changing the
+/// sandbox (no `--policies`, `--root`, `--rootfs`, `--ns`, `--hostname`,
+/// `--chroot`); the caller checks that.
+pub fn try_run(group: &str, flags: &ExecFlags) -> Option<i32> {
+    GroupName::parse(group).ok()?;
+    super::merge_env(Vec::new(), &flags.env).ok()?;
+    crate::daemon::record::running_daemon().ok()??;
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .ok()?;
+    connect(sock.as_raw_fd(), &UnixAddr::new(&socket_path()).ok()?).ok()?;
+    let stdio = [0, 1, 2].map(|fd| {
+        // SAFETY: F_GETFD only asks whether the descriptor is open.
+        unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+    });
+    let request = Request {
+        v: PROTOCOL,
+        group: group.to_string(),
+        argv: flags.argv.clone(),
+        env: flags.env.clone(),
+        report: flags.report.map(|r| match r {
+            report::ReportFormat::Text => "text".to_string(),
+            report::ReportFormat::Json => "json".to_string(),
+        }),
+        stdio,
+        ignored: ignored_signals(),
+        attrs: own_attributes(),
+    };
+    let fds: Vec<RawFd> = (0..3).filter(|&fd| stdio[fd as usize]).collect();
+    // Blocked before anything is asked, so none is lost; taken from a
+    // signalfd while the run lasts. The direct run blocks the same set.
+    let signals = super::supervised_signals();
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_BLOCK,
+        Some(&signals),
+        None,
+    )
+    .ok()?;
+    send_json(sock.as_fd(), &request, &fds).ok()?;
+    follow(&sock, &signals)
+}
+
+/// Passes signals on and waits for the end; `None` when the daemon said
+/// `none` (signals taken meanwhile are raised again: blocked, they stay
+/// pending for the direct run).
+fn follow(sock: &OwnedFd, signals: &nix::sys::signal::SigSet) -> Option<i32> {
+    let sfd = SignalFd::new(signals).ok()?;
+    let mut taken: Vec<Signal> = Vec::new();
+    let mut started = false;
+    let deadline = Instant::now() + FIRST_ANSWER;
+    loop {
+        let timeout = (!started).then(|| deadline.saturating_duration_since(Instant::now()));
+        let Ok(revents) = wait_any(&[sock.as_fd(), sfd.as_fd()], timeout) else {
+            return Some(fail("waiting for the daemon"));
+        };
+        let Some(revents) = revents else {
+            return Some(fail(&format!(
+                "the daemon did not answer within {}s",
+                FIRST_ANSWER.as_secs()
+            )));
+        };
+        if ready(revents[0]) {
+            match recv(sock.as_fd(), MsgFlags::empty()) {
+                Ok(Some((bytes, _))) => match serde_json::from_slice::<Reply>(&bytes) {
+                    Ok(Reply::None { .. }) if !started => {
+                        for sig in taken {
+                            let _ = nix::sys::signal::raise(sig);
+                        }
+                        return None;
+                    }
+                    Ok(Reply::Started) => started = true,
+                    Ok(Reply::Exit { code, stderr }) => {
+                        eprint!("{stderr}");
+                        return Some(code);
+                    }
+                    Ok(Reply::Failed { message }) => return Some(fail(&message)),
+                    _ => return Some(fail("the daemon's answer is not understood")),
+                },
+                Ok(None) | Err(_) => {
+                    return Some(fail(
+                        "the prepared sandbox ended without telling the workload's exit status",
+                    ));
+                }
+            }
+        }
+        if ready(revents[1])
+            && let Ok(Some(info)) = sfd.read_signal()
+            && let Ok(sig) = Signal::try_from(i32::try_from(info.ssi_signo).unwrap_or(0))
+            && sig != Signal::SIGCHLD
+        {
+            taken.push(sig);
+            if send_json(sock.as_fd(), &ClientMessage::Signal(sig as i32), &[]).is_err() && started
+            {
+                return Some(fail("lost the prepared sandbox"));
+            }
+        }
+    }
+}
+
+fn fail(why: &str) -> i32 {
+    eprintln!("cgmgr: exec: {why}");
+    125
+}
+
+/// Signals this process ignores that a workload would inherit ignored
+/// (SIGPIPE and SIGCHLD are reset for every run).
+fn ignored_signals() -> Vec<i32> {
+    (1..32)
+        .filter(|&n| ![libc::SIGKILL, libc::SIGSTOP, libc::SIGPIPE, libc::SIGCHLD].contains(&n))
+        .filter(|&n| Signal::try_from(n).is_ok_and(super::is_ignored))
+        .collect()
+}
+
+/// This process's limits, nice value, `oom_score_adj` and CPU affinity.
+fn own_attributes() -> Attributes {
+    let rlimits = (0..RLIMIT_COUNT)
+        .filter_map(|r| {
+            // SAFETY: a zeroed rlimit is a valid out-parameter.
+            let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+            // SAFETY: pid 0 is this process; a null new limit only reads.
+            let rc = unsafe { libc::prlimit(0, r, std::ptr::null(), &mut lim) };
+            (rc == 0).then_some((r, lim.rlim_cur, lim.rlim_max))
+        })
+        .collect();
+    Errno::clear();
+    // SAFETY: getpriority takes two integers; -1 is a valid nice value,
+    // told from an error by errno.
+    let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    let nice = if Errno::last_raw() == 0 { nice } else { 0 };
+    let oom_score_adj = std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    let cpus = nix::sched::sched_getaffinity(Pid::from_raw(0))
+        .map(|set| {
+            (0..nix::sched::CpuSet::count())
+                .filter(|&c| set.is_set(c).unwrap_or(false))
+                .collect()
+        })
+        .unwrap_or_default();
+    Attributes {
+        rlimits,
+        nice,
+        oom_score_adj,
+        cpus,
+    }
+}
+
+/// `RLIM_NLIMITS` on Linux.
+const RLIMIT_COUNT: u32 = 16;
+
+/// Gives init (and so the workload it forks) the caller's attributes: as
+/// root outside the sandbox, which may raise what the sandbox may not.
+/// Best effort: a CPU list the group's cpuset forbids is left as it is.
+fn apply_attributes(pid: Pid, attrs: &Attributes) {
+    for &(resource, soft, hard) in &attrs.rlimits {
+        if resource >= RLIMIT_COUNT {
+            continue;
+        }
+        let lim = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: hard,
+        };
+        // SAFETY: lim is a valid rlimit for the call; the old value is not
+        // asked for.
+        let _ = unsafe { libc::prlimit(pid.as_raw(), resource, &lim, std::ptr::null_mut()) };
+    }
+    let pid_t = libc::id_t::try_from(pid.as_raw()).unwrap_or(0);
+    // SAFETY: setpriority takes integers only.
+    let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, pid_t, attrs.nice.clamp(-20, 19)) };
+    if let Some(adj) = attrs.oom_score_adj {
+        let _ = std::fs::write(
+            format!("/proc/{pid}/oom_score_adj"),
+            adj.clamp(-1000, 1000).to_string(),
+        );
+    }
+    let mut set = nix::sched::CpuSet::new();
+    let any = attrs
+        .cpus
+        .iter()
+        .filter(|&&c| set.set(c).is_ok())
+        .count();
+    if any > 0 {
+        let _ = nix::sched::sched_setaffinity(pid, &set);
+    }
+}
+
+// ------------------------------------------------------------- standby
+
+/// How a standby process ended (for its log line).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Served {
+    /// It ran one command.
+    Ran(i32),
+    /// The daemon went away, retired it, or its init died before any
+    /// command came.
+    Retired(&'static str),
+}
+
+/// The `cgmgr standby` process: builds a run's sandbox, tells the daemon
+/// through `ctl` that it is ready, serves the one request the daemon passes
+/// on, and ends the run. `spec` has no command.
+pub fn serve(root: &CgroupRoot, spec: &ExecSpec, ctl: &OwnedFd) -> Result<Served, ExecError> {
+    let run = run_group::create(root, &spec.group)?;
+    let ids = if spec.has(Namespace::User) {
+        Some(idmap::lease(&idmap::lease_dir())?)
+    } else {
+        None
+    };
+    let served = serve_in(root, spec, &run, ids.as_ref().map(|r| r.base), ctl);
+    // A run that served a command was ended before its caller was told.
+    if root.exists(&run)
+        && let Err(e) = run_group::end(root, &run)
+    {
+        eprintln!("cgmgr: standby: ending the run: {e}");
+    }
+    drop(ids);
+    served
+}
+
+fn serve_in(
+    root: &CgroupRoot,
+    spec: &ExecSpec,
+    run: &GroupName,
+    id_base: Option<u32>,
+    ctl: &OwnedFd,
+) -> Result<Served, ExecError> {
+    let (job_here, job_init) = nix::sys::socket::socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(sys("socketpair"))?;
+    let started = start_child(root, spec, run, id_base, Some(job_init))?;
+    let mut supervision = Supervision::new(started.pid);
+    match recv(job_here.as_fd(), MsgFlags::empty()) {
+        Ok(Some((bytes, _))) if bytes == b"ready" => {}
+        _ => {
+            // init reported why on stderr (the daemon's log).
+            let _ = nix::sys::signal::kill(started.pid, Signal::SIGKILL);
+            let code = wait_exit(&supervision);
+            return Err(ExecError::Invalid(format!(
+                "the sandbox could not be prepared (init exited with {code})"
+            )));
+        }
+    }
+    // Held until the caller is told the status: the namespaces then outlive
+    // init's exit, which so does not wait for their teardown (the mount
+    // tree's unmount waits for an RCU grace period).
+    let held = hold_namespaces(started.pid);
+    send(ctl.as_fd(), b"ready", &[]).map_err(sys("telling the daemon"))?;
+    let sfd = SignalFd::new(&started.signals).map_err(sys("signalfd"))?;
+    let Some((request, conn, stdio)) = idle(ctl, &sfd, &job_here, &supervision)? else {
+        let _ = nix::sys::signal::kill(started.pid, Signal::SIGKILL);
+        wait_exit(&supervision);
+        return Ok(Served::Retired("retired before any request"));
+    };
+    let _ = send_json(conn.as_fd(), &Reply::Started, &[]);
+    let job = match check_request(spec, &request, &stdio) {
+        Ok(job) => job,
+        Err(e) => {
+            let _ = send_json(conn.as_fd(), &Reply::Failed { message: e.to_string() }, &[]);
+            let _ = nix::sys::signal::kill(started.pid, Signal::SIGKILL);
+            wait_exit(&supervision);
+            return Ok(Served::Ran(125));
+        }
+    };
+    apply_attributes(started.pid, &request.attrs);
+    let before = LimitCounters::read(root, &spec.group);
+    let format = request.report.as_deref().and_then(|r| r.parse().ok());
+    let baseline = format.map(|_: report::ReportFormat| report::Baseline::read(root, &spec.group));
+    let raw: Vec<RawFd> = stdio.iter().map(AsRawFd::as_raw_fd).collect();
+    send_json(job_here.as_fd(), &job, &raw).map_err(sys("handing the command to init"))?;
+    drop(stdio);
+    let code = follow_run(&mut supervision, &started.group_dir, &sfd, &conn);
+    let accounted = LimitCounters::read_own(root, run);
+    let refused = refusals(root, &spec.group, &before, accounted);
+    let stderr = match (baseline, format) {
+        (Some(b), Some(format)) => {
+            let mut r = report::collect(root, &spec.group, run, &b, refused);
+            r.exit_code = code;
+            match format {
+                report::ReportFormat::Text => r.text(),
+                report::ReportFormat::Json => format!("{}\n", r.json()),
+            }
+        }
+        _ => refusal_lines(root, &spec.group, refused),
+    };
+    // The run is over before its caller learns the status: nothing it
+    // started outlives `cgmgr exec`. The empty group is removed after.
+    let stderr = match run_group::kill_all(root, run) {
+        Ok(()) => stderr,
+        Err(e) => format!("{stderr}cgmgr: exec: ending the run: {e}\n"),
+    };
+    let _ = send_json(conn.as_fd(), &Reply::Exit { code, stderr }, &[]);
+    drop((started, held));
+    Ok(Served::Ran(code))
+}
+
+/// A request with its connection and stdio, as the daemon passed it.
+type Handed = (Request, OwnedFd, Vec<OwnedFd>);
+
+/// Waits for the daemon to pass a request on; `None` when the standby is
+/// to end instead (the daemon closed `ctl`, a stop signal, init died).
+fn idle(
+    ctl: &OwnedFd,
+    sfd: &SignalFd,
+    job: &OwnedFd,
+    supervision: &Supervision,
+) -> Result<Option<Handed>, ExecError> {
+    loop {
+        let revents = wait_any(&[ctl.as_fd(), sfd.as_fd(), job.as_fd()], None)
+            .map_err(sys("poll"))?
+            .unwrap_or_default();
+        if revents.first().copied().is_some_and(ready) {
+            let Ok(Some((bytes, mut fds))) = recv(ctl.as_fd(), MsgFlags::MSG_DONTWAIT) else {
+                return Ok(None);
+            };
+            let Ok(request) = serde_json::from_slice::<Request>(&bytes) else {
+                continue;
+            };
+            if fds.is_empty() {
+                continue;
+            }
+            let conn = fds.remove(0);
+            return Ok(Some((request, conn, fds)));
+        }
+        if revents.get(1).copied().is_some_and(ready)
+            && let Ok(Some(info)) = sfd.read_signal()
+        {
+            let n = i32::try_from(info.ssi_signo).unwrap_or(0);
+            if [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT].contains(&n)
+                || supervision.exited().is_some()
+            {
+                return Ok(None);
+            }
+        }
+        if revents.get(2).copied().is_some_and(ready) {
+            return Ok(None); // init is gone
+        }
+    }
+}
+
+/// The job for init, once the request is checked as `cgmgr exec` checks
+/// its own command line.
+fn check_request(spec: &ExecSpec, request: &Request, stdio: &[OwnedFd]) -> Result<Job, ExecError> {
+    if request.v != PROTOCOL || request.group != spec.group.as_str() {
+        return Err(ExecError::Invalid("a request for another sandbox".into()));
+    }
+    if request.argv.is_empty() {
+        return Err(ExecError::Invalid("no command".into()));
+    }
+    let open = request.stdio.iter().filter(|&&b| b).count();
+    if open != stdio.len() {
+        return Err(ExecError::Invalid(format!(
+            "{} standard descriptors announced, {} received",
+            open,
+            stdio.len()
+        )));
+    }
+    let mut passed = stdio.iter();
+    let fds = request.stdio.map(|open| {
+        if open {
+            passed.next().map(AsFd::as_fd)
+        } else {
+            None
+        }
+    });
+    workload::check_stdio(fds)?;
+    let env = super::merge_env(spec.workload.env.clone(), &request.env)?;
+    Ok(Job {
+        argv: request.argv.clone(),
+        env,
+        stdio: request.stdio,
+        ignored: request.ignored.clone(),
+    })
+}
+
+/// Supervises the run until init exits: signals from the connection and
+/// from this process's own signalfd are passed on; a connection that
+/// closes (the caller died) ends the run at once.
+fn follow_run(supervision: &mut Supervision, run_dir: &OwnedFd, sfd: &SignalFd, conn: &OwnedFd) -> i32 {
+    let mut caller_gone = false;
+    loop {
+        if let Some(code) = supervision.exited() {
+            return code;
+        }
+        let watched: Vec<BorrowedFd<'_>> = if caller_gone {
+            vec![sfd.as_fd()]
+        } else {
+            vec![sfd.as_fd(), conn.as_fd()]
+        };
+        let Ok(revents) = wait_any(&watched, supervision.time_left()) else {
+            continue;
+        };
+        let Some(revents) = revents else {
+            supervision.on_timeout(run_dir);
+            continue;
+        };
+        if ready(revents[0])
+            && let Ok(Some(info)) = sfd.read_signal()
+            && let Ok(sig) = Signal::try_from(i32::try_from(info.ssi_signo).unwrap_or(0))
+        {
+            supervision.on_signal(sig, run_dir);
+        }
+        if !caller_gone && revents.get(1).copied().is_some_and(ready) {
+            match recv(conn.as_fd(), MsgFlags::MSG_DONTWAIT) {
+                Ok(Some((bytes, _))) => {
+                    if let Ok(ClientMessage::Signal(n)) = serde_json::from_slice(&bytes)
+                        && let Ok(sig) = Signal::try_from(n)
+                        && init::FORWARDED.contains(&sig)
+                    {
+                        supervision.on_signal(sig, run_dir);
+                    }
+                }
+                Err(Errno::EAGAIN) => {}
+                Ok(None) | Err(_) => {
+                    // As `cgmgr exec`'s death ends its run (init's
+                    // parent-death signal), the caller's ends this one.
+                    caller_gone = true;
+                    super::kill_run_group(run_dir);
+                }
+            }
+        }
+    }
+}
+
+/// Descriptors of init's mount and network namespaces (those that are
+/// open), which keep the namespaces alive while they are held.
+fn hold_namespaces(pid: Pid) -> Vec<OwnedFd> {
+    ["mnt", "net"]
+        .iter()
+        .filter_map(|ns| {
+            std::fs::File::open(format!("/proc/{pid}/ns/{ns}"))
+                .ok()
+                .map(OwnedFd::from)
+        })
+        .collect()
+}
+
+fn wait_exit(supervision: &Supervision) -> i32 {
+    loop {
+        if let Some(code) = supervision.exited() {
+            return code;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+// ---------------------------------------------------------------- init
+
+/// The command a prepared sandbox's init received, ready to run.
+pub struct ReadyJob {
+    workload: Workload,
+    stdio: [Option<OwnedFd>; 3],
+    ignored: Vec<i32>,
+}
+
+/// In init, once the sandbox is built: says so on `socket` and waits for
+/// the command. Everything about the sandbox stays `base`'s.
+pub fn await_job(socket: &OwnedFd, base: &Workload) -> Result<ReadyJob, ExecError> {
+    send(socket.as_fd(), b"ready", &[]).map_err(sys("telling the standby process"))?;
+    let Some((bytes, fds)) = recv(socket.as_fd(), MsgFlags::empty()).map_err(sys("recvmsg"))? else {
+        return Err(ExecError::Invalid("the standby process went away".into()));
+    };
+    let job: Job = serde_json::from_slice(&bytes)
+        .map_err(|e| ExecError::Invalid(format!("a job that does not parse: {e}")))?;
+    let mut fds = fds.into_iter();
+    let stdio = job.stdio.map(|open| if open { fds.next() } else { None });
+    Ok(ReadyJob {
+        workload: Workload {
+            argv: job.argv,
+            env: job.env,
+            ..base.clone()
+        },
+        stdio,
+        ignored: job.ignored,
+    })
+}
+
+impl ReadyJob {
+    /// In the workload process: takes the caller's stdio and ignored
+    /// signals, then [`workload::exec`].
+    pub fn exec(self) -> i32 {
+        if let Err(e) = self.install() {
+            eprintln!("cgmgr: exec: {e}");
+            return 125;
+        }
+        workload::exec(&self.workload)
+    }
+
+    fn install(&self) -> Result<(), ExecError> {
+        // First out of 0-2, so that no dup2 below overwrites a source.
+        let mut moved = [None; 3];
+        for (slot, fd) in moved.iter_mut().zip(&self.stdio) {
+            if let Some(fd) = fd {
+                // SAFETY: F_DUPFD_CLOEXEC only makes a new descriptor (>= 10).
+                let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
+                if new < 0 {
+                    return Err(sys("fcntl(F_DUPFD_CLOEXEC)")(Errno::last()));
+                }
+                *slot = Some(new);
+            }
+        }
+        for (target, fd) in (0..3).zip(moved) {
+            match fd {
+                Some(fd) => {
+                    // SAFETY: dup2 onto 0-2 replaces init's own stdio in
+                    // this (forked) process only; `fd` is ours, and the
+                    // workload closes it with every descriptor above 2.
+                    if unsafe { libc::dup2(fd, target) } < 0 {
+                        return Err(sys(format!("dup2(.., {target})"))(Errno::last()));
+                    }
+                }
+                // SAFETY: closing a standard descriptor the caller did not
+                // have open; nothing in this process uses it afterwards.
+                None => unsafe {
+                    libc::close(target);
+                },
+            }
+        }
+        for &n in &self.ignored {
+            if let Ok(sig) = Signal::try_from(n) {
+                use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, sigaction};
+                let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+                // SAFETY: SIG_IGN installs no handler.
+                let _ = unsafe { sigaction(sig, &ignore) };
+            }
+        }
+        Ok(())
+    }
+}
