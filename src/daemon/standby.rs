@@ -19,9 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -32,6 +30,9 @@ use nix::sys::socket::{
     socket, socketpair, sockopt,
 };
 
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::Pid;
+
 use super::log::{Level, log};
 use crate::cgroup::GroupName;
 use crate::exec::standby::{PROTOCOL, Reply, Request, recv, send, send_json};
@@ -39,6 +40,9 @@ use crate::policy::{ExecConfig, PolicySet};
 
 /// How long a client may take to send its request after connecting.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The latest a standby taken by a run is replaced (see [`Slot::owed`]).
+const REPLACE_AFTER: Duration = Duration::from_millis(100);
 
 /// The longest pause before trying again a group whose standby failed.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -118,9 +122,22 @@ fn listen_on(path: &Path) -> Result<OwnedFd, Errno> {
 
 /// One `cgmgr standby` process.
 struct Member {
-    child: Child,
+    pid: Pid,
     ctl: OwnedFd,
     ready: bool,
+}
+
+impl Member {
+    /// Waits for the process to exit (its socket closed: it is exiting).
+    fn reap(&self) -> Option<WaitStatus> {
+        loop {
+            match waitpid(self.pid, None) {
+                Err(Errno::EINTR) => {}
+                Ok(status) => return Some(status),
+                Err(_) => return None,
+            }
+        }
+    }
 }
 
 /// The standbys of one group.
@@ -128,6 +145,11 @@ struct Slot {
     config: ExecConfig,
     want: u32,
     members: Vec<Member>,
+    /// When the standbys taken by runs are to be replaced: once the run
+    /// ends (its entry is then made due), at the latest [`REPLACE_AFTER`]
+    /// after it began, so a replacement is not built while the run that
+    /// took the standby starts up on the same CPUs.
+    owed: Vec<Instant>,
     failures: u32,
     retry_at: Option<Instant>,
 }
@@ -155,8 +177,9 @@ struct Pool {
     wake: OwnedFd,
     desired: Arc<Mutex<Desired>>,
     slots: BTreeMap<GroupName, Slot>,
-    /// Standbys serving a run, or retired: reaped when their socket closes.
-    leaving: Vec<Member>,
+    /// Standbys serving a run (with their group), or retired: reaped when
+    /// their socket closes.
+    leaving: Vec<(Option<GroupName>, Member)>,
     pending: Vec<Pending>,
 }
 
@@ -194,7 +217,7 @@ impl Pool {
                 sources.push((Source::Member(group.clone(), m.ctl.as_raw_fd()), m.ctl.as_fd()));
             }
         }
-        for m in &self.leaving {
+        for (_, m) in &self.leaving {
             sources.push((Source::Leaving(m.ctl.as_raw_fd()), m.ctl.as_fd()));
         }
         let mut fds: Vec<PollFd<'_>> = sources
@@ -227,8 +250,9 @@ impl Pool {
             .values()
             .filter(|s| s.members.len() < s.want as usize)
             .filter_map(|s| s.retry_at);
+        let owed = self.slots.values().flat_map(|s| s.owed.iter().copied());
         let requests = self.pending.iter().map(|p| p.deadline);
-        retries.chain(requests).min()
+        retries.chain(owed).chain(requests).min()
     }
 
     fn on_event(&mut self, source: Source, revents: PollFlags) {
@@ -243,9 +267,15 @@ impl Pool {
             }
             Source::Member(group, fd) => self.on_member(&group, fd, revents),
             Source::Leaving(fd) => {
-                if let Some(i) = self.leaving.iter().position(|m| m.ctl.as_raw_fd() == fd) {
-                    let mut m = self.leaving.swap_remove(i);
-                    let _ = m.child.wait();
+                if let Some(i) = self.leaving.iter().position(|(_, m)| m.ctl.as_raw_fd() == fd) {
+                    let (group, m) = self.leaving.swap_remove(i);
+                    m.reap();
+                    // Its run is over: its replacement is due now.
+                    if let Some(slot) = group.and_then(|g| self.slots.get_mut(&g))
+                        && let Some(first) = slot.owed.iter_mut().min()
+                    {
+                        *first = Instant::now();
+                    }
                 }
             }
         }
@@ -274,6 +304,7 @@ impl Pool {
                 config,
                 want,
                 members: Vec::new(),
+                owed: Vec::new(),
                 failures: 0,
                 retry_at: None,
             });
@@ -286,13 +317,8 @@ impl Pool {
 
     fn retire(&mut self, members: Vec<Member>) {
         for m in members {
-            if let Ok(pid) = i32::try_from(m.child.id()) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-            }
-            self.leaving.push(m);
+            let _ = nix::sys::signal::kill(m.pid, nix::sys::signal::Signal::SIGTERM);
+            self.leaving.push((None, m));
         }
     }
 
@@ -360,7 +386,8 @@ impl Pool {
         while let Some(i) = slot.members.iter().position(|m| m.ready) {
             let m = slot.members.swap_remove(i);
             let sent = send(m.ctl.as_fd(), bytes, &raw);
-            self.leaving.push(m);
+            slot.owed.push(Instant::now() + REPLACE_AFTER);
+            self.leaving.push((Some(group.clone()), m));
             if sent.is_ok() {
                 return Ok(());
             }
@@ -385,8 +412,8 @@ impl Pool {
             return;
         }
         // Its socket closed: the standby is gone before serving anything.
-        let mut m = slot.members.swap_remove(i);
-        let status = m.child.wait();
+        let m = slot.members.swap_remove(i);
+        let status = m.reap();
         if !m.ready {
             slot.failures += 1;
             let pause = backoff(slot.failures);
@@ -395,21 +422,23 @@ impl Pool {
                 Level::Warning,
                 &format!(
                     "standby for group {group} could not be prepared ({}); next try in {:.1}s",
-                    status.map_or_else(|e| e.to_string(), |s| s.to_string()),
+                    status.map_or_else(|| "not reaped".to_string(), |s| format!("{s:?}")),
                     pause.as_secs_f64()
                 ),
             );
         }
     }
 
-    /// Starts standbys where fewer than wanted are alive.
+    /// Starts standbys where fewer than wanted are alive, but for the
+    /// replacements not yet due.
     fn refill(&mut self) {
         let now = Instant::now();
         for (group, slot) in &mut self.slots {
+            slot.owed.retain(|&due| due > now);
             if slot.retry_at.is_some_and(|t| t > now) {
                 continue;
             }
-            while slot.members.len() < slot.want as usize {
+            while slot.members.len() + slot.owed.len() < slot.want as usize {
                 match spawn(&self.root, &self.policies, group) {
                     Ok(m) => slot.members.push(m),
                     Err(e) => {
@@ -433,49 +462,60 @@ fn backoff(failures: u32) -> Duration {
     pause.min(MAX_BACKOFF)
 }
 
-/// Starts `cgmgr standby` for `group`, its control socket as fd 3. The
-/// program is this process's own (`/proc/self/exe`): a standby always
-/// speaks the daemon's protocol, even after the binary was replaced.
-fn spawn(root: &Path, policies: &Path, group: &GroupName) -> std::io::Result<Member> {
+/// Starts `cgmgr standby` for `group`, its control socket as fd 3, with
+/// `posix_spawn` (the daemon's memory is not copied). The program is this
+/// process's own (`/proc/self/exe`): a standby always speaks the daemon's
+/// protocol, even after the binary was replaced.
+fn spawn(root: &Path, policies: &Path, group: &GroupName) -> Result<Member, Errno> {
+    use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
     let (ctl, theirs) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
         None,
         SockFlag::SOCK_CLOEXEC,
     )?;
-    let raw = theirs.as_raw_fd();
-    let mut command = Command::new("/proc/self/exe");
-    command
-        .arg0("cgmgr")
-        .arg("--root")
-        .arg(root)
-        .arg("standby")
-        .arg("--group")
-        .arg(group.as_str())
-        .arg("--policies")
-        .arg(policies)
-        .env_remove("CGMGR_ROOT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    // SAFETY: between fork and exec only dup2 and fcntl run, both
-    // async-signal-safe, on a descriptor this process owns.
-    unsafe {
-        command.pre_exec(move || {
-            let rc = if raw == 3 {
-                libc::fcntl(3, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(raw, 3)
-            };
-            if rc < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = command.spawn()?;
+    let cstr = |b: &[u8]| CString::new(b).map_err(|_| Errno::EINVAL);
+    let args = [
+        cstr(b"cgmgr")?,
+        cstr(b"--root")?,
+        cstr(root.as_os_str().as_bytes())?,
+        cstr(b"standby")?,
+        cstr(b"--group")?,
+        cstr(group.as_str().as_bytes())?,
+        cstr(b"--policies")?,
+        cstr(policies.as_os_str().as_bytes())?,
+    ];
+    let env: Vec<CString> = std::env::vars_os()
+        .filter(|(k, _)| k != "CGMGR_ROOT")
+        .filter_map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            CString::new(kv).ok()
+        })
+        .collect();
+    let mut actions = PosixSpawnFileActions::init()?;
+    actions.add_open(0, "/dev/null", nix::fcntl::OFlag::O_RDONLY, nix::sys::stat::Mode::empty())?;
+    actions.add_open(1, "/dev/null", nix::fcntl::OFlag::O_WRONLY, nix::sys::stat::Mode::empty())?;
+    // dup2 onto itself would keep close-on-exec: moved off fd 3 first.
+    let theirs = if theirs.as_raw_fd() == 3 {
+        nix::fcntl::fcntl(&theirs, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(4)).map(|fd| {
+            // SAFETY: F_DUPFD_CLOEXEC just made this descriptor for us.
+            unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
+        })?
+    } else {
+        theirs
+    };
+    actions.add_dup2(theirs.as_raw_fd(), 3)?;
+    let mut attr = PosixSpawnAttr::init()?;
+    attr.set_sigmask(&nix::sys::signal::SigSet::empty())?;
+    attr.set_flags(PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK)?;
+    let pid = posix_spawn(c"/proc/self/exe", &actions, &attr, &args, &env)?;
     drop(theirs);
     Ok(Member {
-        child,
+        pid,
         ctl,
         ready: false,
     })

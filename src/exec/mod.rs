@@ -704,16 +704,13 @@ fn child_setup(spec: &ExecSpec, go: OwnedFd, job: Option<OwnedFd>) -> Result<i32
         nix::sys::prctl::set_child_subreaper(true).map_err(sys("prctl(PR_SET_CHILD_SUBREAPER)"))?;
     }
     init::block_signals().map_err(sys("sigprocmask"))?;
-    // A prepared sandbox: built, now wait for the command and its stdio.
-    let job = match job {
-        Some(socket) => Some(standby::await_job(&socket, &spec.workload)?),
-        None => None,
-    };
     // SAFETY: this process is single-threaded (a fresh clone of a
     // single-threaded parent), so the forked child may run any code.
     match unsafe { nix::unistd::fork() }.map_err(sys("fork"))? {
         ForkResult::Child => std::process::exit(match job {
-            Some(job) => job.exec(),
+            // A prepared sandbox: the workload gets ready, then waits for
+            // its command and stdio.
+            Some(socket) => standby::run_prepared(socket, &spec.workload),
             None => workload::exec(&spec.workload),
         }),
         ForkResult::Parent { child } => {

@@ -161,7 +161,17 @@ pub fn send_json(sock: BorrowedFd<'_>, value: &impl Serialize, fds: &[RawFd]) ->
 /// One message and the descriptors that came with it (close-on-exec);
 /// `None` at the end of the stream. A truncated message is `EMSGSIZE`.
 pub fn recv(sock: BorrowedFd<'_>, flags: MsgFlags) -> Result<Option<(Vec<u8>, Vec<OwnedFd>)>, Errno> {
-    let mut buf = vec![0u8; MAX_MESSAGE];
+    // The message's size first (a peek with MSG_TRUNC answers it), so the
+    // buffer is no larger than the message.
+    let size = nix::sys::socket::recv(
+        sock.as_raw_fd(),
+        &mut [],
+        flags | MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+    )?;
+    if size > MAX_MESSAGE {
+        return Err(Errno::EMSGSIZE);
+    }
+    let mut buf = vec![0u8; size.max(1)];
     let mut space = nix::cmsg_space!([RawFd; 8]);
     let (len, fds, truncated) = {
         let mut iov = [IoSliceMut::new(&mut buf)];
@@ -381,8 +391,8 @@ fn own_attributes() -> Attributes {
 /// `RLIM_NLIMITS` on Linux.
 const RLIMIT_COUNT: u32 = 16;
 
-/// Gives init (and so the workload it forks) the caller's attributes: as
-/// root outside the sandbox, which may raise what the sandbox may not.
+/// Gives the waiting workload the caller's attributes: as root outside the
+/// sandbox, which may raise what the sandbox may not.
 /// Best effort: a CPU list the group's cpuset forbids is left as it is.
 fn apply_attributes(pid: Pid, attrs: &Attributes) {
     for &(resource, soft, hard) in &attrs.rlimits {
@@ -498,7 +508,9 @@ fn serve_in(
             return Ok(Served::Ran(125));
         }
     };
-    apply_attributes(started.pid, &request.attrs);
+    if let Some(workload) = workload_pid(root, run, started.pid) {
+        apply_attributes(workload, &request.attrs);
+    }
     let before = LimitCounters::read(root, &spec.group);
     let format = request.report.as_deref().and_then(|r| r.parse().ok());
     let baseline = format.map(|_: report::ReportFormat| report::Baseline::read(root, &spec.group));
@@ -658,6 +670,15 @@ fn follow_run(supervision: &mut Supervision, run_dir: &OwnedFd, sfd: &SignalFd, 
     }
 }
 
+/// The prepared workload: the run group's process that is not init.
+fn workload_pid(root: &CgroupRoot, run: &GroupName, init: Pid) -> Option<Pid> {
+    root.procs(run)
+        .ok()?
+        .into_iter()
+        .find(|&pid| pid != init.as_raw())
+        .map(Pid::from_raw)
+}
+
 /// Descriptors of init's mount and network namespaces (those that are
 /// open), which keep the namespaces alive while they are held.
 fn hold_namespaces(pid: Pid) -> Vec<OwnedFd> {
@@ -680,18 +701,37 @@ fn wait_exit(supervision: &Supervision) -> i32 {
     }
 }
 
-// ---------------------------------------------------------------- init
+// ------------------------------------------------------------ workload
 
-/// The command a prepared sandbox's init received, ready to run.
-pub struct ReadyJob {
+/// The workload process of a prepared sandbox, forked by init once the
+/// sandbox is built: it takes every step of [`workload::exec`] but the
+/// filters, says `ready` on `socket` and waits for the command; then it
+/// takes the caller's stdio and ignored signals, loads the filters and
+/// executes. Returns only on failure, with the exit status to use.
+pub fn run_prepared(socket: OwnedFd, base: &Workload) -> i32 {
+    let job = workload::prepare(base, Some(socket)).and_then(|kept| {
+        let socket = kept.ok_or_else(|| ExecError::Invalid("the job socket was lost".into()))?;
+        await_job(&socket, base)
+    });
+    match job.and_then(|mut job| job.install().map(|()| job)) {
+        Ok(job) => workload::finish(&job.workload),
+        Err(e) => {
+            eprintln!("cgmgr: exec: {e}");
+            125
+        }
+    }
+}
+
+/// The command a prepared workload received, ready to run.
+struct ReadyJob {
     workload: Workload,
     stdio: [Option<OwnedFd>; 3],
     ignored: Vec<i32>,
 }
 
-/// In init, once the sandbox is built: says so on `socket` and waits for
-/// the command. Everything about the sandbox stays `base`'s.
-pub fn await_job(socket: &OwnedFd, base: &Workload) -> Result<ReadyJob, ExecError> {
+/// Says `ready` on `socket` and waits for the command. Everything about
+/// the sandbox stays `base`'s.
+fn await_job(socket: &OwnedFd, base: &Workload) -> Result<ReadyJob, ExecError> {
     send(socket.as_fd(), b"ready", &[]).map_err(sys("telling the standby process"))?;
     let Some((bytes, fds)) = recv(socket.as_fd(), MsgFlags::empty()).map_err(sys("recvmsg"))? else {
         return Err(ExecError::Invalid("the standby process went away".into()));
@@ -712,20 +752,12 @@ pub fn await_job(socket: &OwnedFd, base: &Workload) -> Result<ReadyJob, ExecErro
 }
 
 impl ReadyJob {
-    /// In the workload process: takes the caller's stdio and ignored
-    /// signals, then [`workload::exec`].
-    pub fn exec(self) -> i32 {
-        if let Err(e) = self.install() {
-            eprintln!("cgmgr: exec: {e}");
-            return 125;
-        }
-        workload::exec(&self.workload)
-    }
-
-    fn install(&self) -> Result<(), ExecError> {
+    /// Takes the caller's stdio (closing the received descriptors: only
+    /// 0-2 stay open) and ignored signals.
+    fn install(&mut self) -> Result<(), ExecError> {
         // First out of 0-2, so that no dup2 below overwrites a source.
         let mut moved = [None; 3];
-        for (slot, fd) in moved.iter_mut().zip(&self.stdio) {
+        for (slot, fd) in moved.iter_mut().zip(std::mem::take(&mut self.stdio)) {
             if let Some(fd) = fd {
                 // SAFETY: F_DUPFD_CLOEXEC only makes a new descriptor (>= 10).
                 let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
@@ -739,9 +771,12 @@ impl ReadyJob {
             match fd {
                 Some(fd) => {
                     // SAFETY: dup2 onto 0-2 replaces init's own stdio in
-                    // this (forked) process only; `fd` is ours, and the
-                    // workload closes it with every descriptor above 2.
-                    if unsafe { libc::dup2(fd, target) } < 0 {
+                    // this (forked) process only; `fd` is the copy made
+                    // above, ours alone, closed right after.
+                    let rc = unsafe { libc::dup2(fd, target) };
+                    // SAFETY: as above; nothing uses the copy any more.
+                    unsafe { libc::close(fd) };
+                    if rc < 0 {
                         return Err(sys(format!("dup2(.., {target})"))(Errno::last()));
                     }
                 }

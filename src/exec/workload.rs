@@ -73,7 +73,18 @@ pub struct Workload {
 /// with the exit status to use: 127 command not found, 126 not executable,
 /// 125 a setup step failed.
 pub fn exec(w: &Workload) -> i32 {
-    if let Err(e) = prepare(w) {
+    if let Err(e) = prepare(w, None) {
+        eprintln!("cgmgr: exec: {e}");
+        return 125;
+    }
+    finish(w)
+}
+
+/// The last steps, once [`prepare`]d: loads the seccomp filters and
+/// executes; returns only on failure, with the exit status to use.
+pub fn finish(w: &Workload) -> i32 {
+    // Last: from here on only what the filters allow works.
+    if let Err(e) = w.seccomp.load() {
         eprintln!("cgmgr: exec: {e}");
         return 125;
     }
@@ -86,7 +97,10 @@ pub fn exec(w: &Workload) -> i32 {
     }
 }
 
-fn prepare(w: &Workload) -> Result<(), ExecError> {
+/// Everything before the filters: signals, session, working directory,
+/// ids, capabilities, no new privileges, and only fds 0-2 left open (and
+/// `keep`, moved to fd 3, which is returned).
+pub(crate) fn prepare(w: &Workload, keep: Option<OwnedFd>) -> Result<Option<OwnedFd>, ExecError> {
     // Signals blocked by init for sigwait would stay blocked across execve.
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .map_err(sys("sigprocmask"))?;
@@ -110,9 +124,10 @@ fn prepare(w: &Workload) -> Result<(), ExecError> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(sys("prctl(PR_SET_PDEATHSIG)"))?;
     set_caps(keep_for(w))?;
     nix::sys::prctl::set_no_new_privs().map_err(sys("prctl(PR_SET_NO_NEW_PRIVS)"))?;
-    close_fds_from(3)?;
-    // Last: from here on only what the filters allow works.
-    w.seccomp.load()
+    match keep {
+        Some(fd) => close_fds_but(fd).map(Some),
+        None => close_fds_from(3).map(|()| None),
+    }
 }
 
 /// The capabilities the workload keeps: none for a non-zero uid.
