@@ -107,6 +107,7 @@ fn standby(root: Option<String>, args: StandbyArgs) -> ExitCode {
     // SAFETY: the daemon starts this command with its socket as fd 3 and
     // nothing else in this process owns fd 3.
     let ctl = unsafe { std::os::fd::OwnedFd::from_raw_fd(3) };
+    cgmgr::exec::standby::build_in_idle_time();
     let request = ExecRequest {
         root,
         group: args.group,

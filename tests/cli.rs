@@ -1363,3 +1363,360 @@ fn host_daemon_exports_process_metrics() {
     }
     assert!(text.contains("\ncgmgr_policy_groups 1\n"), "{text}");
 }
+
+fn write_standby_policy(dir: &Path, rootfs: &Path, env_value: &str) {
+    let policy = format!(
+        "[group.sb.exec]\nrootfs = \"{}\"\nenv = {{ FROM = \"{env_value}\" }}\nstandby = 1\n",
+        rootfs.display()
+    );
+    std::fs::write(dir.join("a.toml"), policy).unwrap();
+}
+
+/// A daemon of its own (runtime directory included) whose group `sb` keeps
+/// prepared sandboxes (`standby = 1`); `cgmgr exec` without `--root` finds it.
+struct StandbyHost {
+    daemon: std::process::Child,
+    scratch: Scratch,
+    runtime: tempfile::TempDir,
+    policies: tempfile::TempDir,
+    rootfs: tempfile::TempDir,
+    log: tempfile::NamedTempFile,
+}
+
+impl StandbyHost {
+    fn start(name: &str, env_value: &str) -> StandbyHost {
+        let scratch = Scratch::new(name);
+        let rootfs = busybox_rootfs(&["sh", "cat", "ls", "sleep", "grep", "echo"]);
+        let policies = tempfile::tempdir().unwrap();
+        let runtime = tempfile::tempdir().unwrap();
+        let log = tempfile::NamedTempFile::new().unwrap();
+        write_standby_policy(policies.path(), rootfs.path(), env_value);
+        StandbyHost {
+            daemon: cgmgr_command(&[
+                "daemon",
+                "--root",
+                scratch.path(),
+                "--listen",
+                "127.0.0.1:0",
+                "--reconcile",
+                "1",
+                policies.path().to_str().unwrap(),
+            ])
+            .env("CGMGR_RUNTIME_DIR", runtime.path())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap(),
+            scratch,
+            runtime,
+            policies,
+            rootfs,
+            log,
+        }
+    }
+
+    fn write_policy(&self, env_value: &str) {
+        write_standby_policy(self.policies.path(), self.rootfs.path(), env_value);
+    }
+
+    /// `cgmgr exec --group sb` as a user types it: no --root, no --policies.
+    fn exec(&self, argv: &[&str]) -> Command {
+        self.exec_with(&[], argv)
+    }
+
+    /// `exec` with more `cgmgr exec` flags before `--`.
+    fn exec_with(&self, flags: &[&str], argv: &[&str]) -> Command {
+        let mut args = vec!["exec", "--group", "sb"];
+        args.extend_from_slice(flags);
+        args.push("--");
+        args.extend_from_slice(argv);
+        let mut c = cgmgr_command(&args);
+        c.env("CGMGR_RUNTIME_DIR", self.runtime.path());
+        c
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// The run groups of `sb` holding a prepared sandbox's two processes
+    /// (init and the waiting workload), by name.
+    fn prepared(&self) -> Vec<String> {
+        let sb = self.scratch.0.join("sb");
+        let Ok(entries) = std::fs::read_dir(&sb) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("cgmgr.run."))
+            .filter(|n| {
+                std::fs::read_to_string(sb.join(n).join("cgroup.procs"))
+                    .is_ok_and(|p| p.lines().count() == 2)
+            })
+            .collect()
+    }
+
+    /// Waits until a prepared sandbox is ready; its run group's name.
+    fn ready(&self) -> String {
+        let start = std::time::Instant::now();
+        let mut found = self.prepared();
+        while found.is_empty() {
+            assert!(
+                start.elapsed().as_secs() < 20,
+                "no prepared sandbox; the daemon logged:\n{}",
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            found = self.prepared();
+        }
+        // Its workload says `ready` right after it is forked.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        found.remove(0)
+    }
+
+    /// True once the run group `name` is gone (its run ended).
+    fn gone(&self, name: &str) -> bool {
+        !self.scratch.0.join("sb").join(name).exists()
+    }
+}
+
+impl Drop for StandbyHost {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+        // Its standbys end their runs when the daemon's socket closes.
+        let sb = self.scratch.0.join("sb");
+        wait_for("the standbys to end", 10, || {
+            std::fs::read_dir(&sb).map_or(true, |d| {
+                d.filter_map(|e| e.ok())
+                    .all(|e| !e.file_name().to_string_lossy().starts_with("cgmgr.run."))
+            })
+        });
+    }
+}
+
+/// `standby = 1`: `cgmgr exec` hands the command to the sandbox the daemon
+/// built ahead, and the run is the run `cgmgr exec` would have made itself:
+/// the command's stdio, status, `--env` over the policy's env, only fds
+/// 0-2, the caller's resource limits and ignored signals, signals passed
+/// on, the run ended when the caller is killed, a stdin directory refused,
+/// a policy change served by a new sandbox.
+#[test]
+fn host_exec_through_a_prepared_sandbox() {
+    use std::io::{BufRead, Write};
+    use std::os::unix::process::CommandExt;
+    let host = StandbyHost::start("standby", "one");
+
+    // 1. One run, everything a run gets.
+    let prepared = host.ready();
+    let mut cmd = host.exec_with(
+        &["--env", "FLAG=1"],
+        &[
+            "/bin/sh",
+            "-c",
+            "echo $FROM $FLAG; ls /proc/self/fd; cat; ulimit -n; grep SigIgn /proc/self/status; exit 3",
+        ],
+    );
+    start_ignoring(&mut cmd, libc::SIGHUP);
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 777,
+                rlim_max: 4096,
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"piped in\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}{}", stderr(&out));
+    assert_eq!(
+        text,
+        "one 1\n0\n1\n2\n3\npiped in\n777\nSigIgn:\t0000000000000001\n",
+        "{}",
+        stderr(&out)
+    );
+    // Its run group goes right after the run: the run took it.
+    wait_for("the prepared sandbox to serve the run", 5, || {
+        host.gone(&prepared)
+    });
+
+    // 2. A signal to `cgmgr exec` reaches the workload.
+    host.ready();
+    let mut child = host
+        .exec(&[
+            "/bin/sh",
+            "-c",
+            "trap 'echo term; exit 7' TERM; echo up; sleep 30 & wait",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "up");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "term");
+    assert_eq!(child.wait().unwrap().code(), Some(7));
+
+    // 3. `cgmgr exec` killed with SIGKILL: the run ends with it.
+    let prepared = host.ready();
+    let mut child = host
+        .exec(&["/bin/sh", "-c", "echo up; sleep 60"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "up");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_for("the run of a killed cgmgr exec to end", 5, || {
+        host.gone(&prepared)
+    });
+
+    // 4. A directory as stdin is refused, as without a prepared sandbox.
+    host.ready();
+    let out = host
+        .exec(&["/bin/cat"])
+        .stdin(std::fs::File::open("/").unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("stdin (fd 0) is a directory"),
+        "{}",
+        stderr(&out)
+    );
+
+    // 5. A changed [exec] table retires the sandbox built for the old one.
+    let old = host.ready();
+    host.write_policy("two");
+    wait_for("the old sandbox to be retired", 20, || host.gone(&old));
+    let prepared = host.ready();
+    let out = host
+        .exec(&["/bin/sh", "-c", "echo $FROM"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out), "two\n", "{}", stderr(&out));
+    wait_for("the new sandbox to serve the run", 5, || {
+        host.gone(&prepared)
+    });
+    assert!(
+        !host.log().contains("could not be prepared"),
+        "{}",
+        host.log()
+    );
+}
+
+/// Only root may ask for a prepared sandbox: the daemon's socket is root's
+/// alone, and a connection from another uid is dropped unread even when
+/// the socket's mode has been opened to everyone.
+#[test]
+fn host_standby_socket_refuses_other_users() {
+    use std::os::unix::fs::PermissionsExt;
+    let host = StandbyHost::start("standby-peer", "one");
+    let prepared = host.ready();
+    let socket = host.runtime.path().join("exec.sock");
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the socket is not root's alone");
+    // The attack: the socket opened to everyone, a request from nobody.
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let request = serde_json::to_vec(&cgmgr::exec::standby::Request {
+        v: cgmgr::exec::standby::PROTOCOL,
+        group: "sb".into(),
+        argv: vec!["/bin/true".into()],
+        env: Vec::new(),
+        report: None,
+        stdio: [false; 3],
+        ignored: Vec::new(),
+        attrs: cgmgr::exec::standby::Attributes::default(),
+    })
+    .unwrap();
+    let path = std::ffi::CString::new(socket.to_str().unwrap()).unwrap();
+    // SAFETY: the child makes only raw system calls (no allocation, no
+    // lock) before _exit; everything it uses was prepared before the fork.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: plain system calls on memory prepared before the fork.
+        unsafe {
+            let nobody = 65534;
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setresgid(nobody, nobody, nobody) != 0
+                || libc::setresuid(nobody, nobody, nobody) != 0
+            {
+                libc::_exit(10);
+            }
+            let fd = libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0);
+            let mut addr: libc::sockaddr_un = std::mem::zeroed();
+            addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+            for (d, s) in addr.sun_path.iter_mut().zip(path.as_bytes()) {
+                *d = *s as libc::c_char;
+            }
+            let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+            if libc::connect(fd, (&raw const addr).cast(), len) != 0 {
+                libc::_exit(11);
+            }
+            if libc::send(
+                fd,
+                request.as_ptr().cast(),
+                request.len(),
+                libc::MSG_NOSIGNAL,
+            ) < 0
+            {
+                // Closed before the request could even be sent: dropped.
+                let errno = *libc::__errno_location();
+                libc::_exit(if errno == libc::EPIPE || errno == libc::ECONNRESET {
+                    0
+                } else {
+                    12
+                });
+            }
+            let timeout = libc::timeval {
+                tv_sec: 5,
+                tv_usec: 0,
+            };
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&raw const timeout).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            );
+            let mut buf = [0u8; 256];
+            let n = libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
+            // 0: closed without an answer; 1: answered; 2: no answer at all.
+            libc::_exit(match n {
+                0 => 0,
+                n if n > 0 => 1,
+                _ => 2,
+            });
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child forked above.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(libc::WIFEXITED(status), "{status}");
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "nobody's request was not dropped unread (1: answered, 2: left hanging, 1x: setup)"
+    );
+    assert!(!host.gone(&prepared), "nobody's request took the sandbox");
+}

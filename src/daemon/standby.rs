@@ -19,6 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -26,8 +27,8 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{
-    AddressFamily, Backlog, MsgFlags, SockFlag, SockType, UnixAddr, accept4, bind, listen,
-    socket, socketpair, sockopt,
+    AddressFamily, Backlog, MsgFlags, SockFlag, SockType, UnixAddr, accept4, bind, listen, socket,
+    socketpair, sockopt,
 };
 
 use nix::sys::wait::{WaitStatus, waitpid};
@@ -37,6 +38,10 @@ use super::log::{Level, log};
 use crate::cgroup::GroupName;
 use crate::exec::standby::{PROTOCOL, Reply, Request, recv, send, send_json};
 use crate::policy::{ExecConfig, PolicySet};
+
+/// At most this many clients may wait to send their request; more are
+/// closed at once (their `cgmgr exec` builds its own sandbox).
+const MAX_PENDING: usize = 64;
 
 /// How long a client may take to send its request after connecting.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -60,6 +65,7 @@ impl Standbys {
     /// Binds `socket` and starts the thread. `root` and `policies` are the
     /// daemon's, passed to every `cgmgr standby`.
     pub fn start(socket: &Path, root: PathBuf, policies: PathBuf) -> Result<Standbys, String> {
+        confined_as_the_host()?;
         let listener = listen_on(socket).map_err(|e| format!("{}: {e}", socket.display()))?;
         let (wake_read, wake) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
@@ -96,6 +102,35 @@ impl Standbys {
         *self.desired.lock().unwrap_or_else(PoisonError::into_inner) = wanted;
         let _ = nix::unistd::write(&self.wake, b"w");
     }
+}
+
+/// A standby and everything it runs inherit the daemon's process context;
+/// a run through one must get what `cgmgr exec` from a shell gets. So the
+/// daemon serves them only if it has no seccomp filter and sees the host's
+/// mounts (PID 1's mount namespace): systemd's hardening options
+/// (`MemoryDenyWriteExecute=`, `RestrictAddressFamilies=`, `PrivateTmp=`,
+/// `ProtectSystem=`, ...) would otherwise reach every workload.
+fn confined_as_the_host() -> Result<(), String> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| format!("/proc/self/status: {e}"))?;
+    let filtered = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Seccomp:"))
+        .is_some_and(|v| v.trim() != "0");
+    let ns = |p: &str| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+    // PID 1 may be out of reach (a container's init in another user
+    // namespace): then there is no host view to compare with.
+    let own_mounts = ns("/proc/1/ns/mnt").is_some_and(|host| ns("/proc/self/ns/mnt") != Some(host));
+    let why = match (filtered, own_mounts) {
+        (false, false) => return Ok(()),
+        (true, _) => "this daemon runs under a seccomp filter",
+        (false, true) => "this daemon has a mount namespace of its own",
+    };
+    Err(format!(
+        "{why} (systemd hardening such as MemoryDenyWriteExecute= or PrivateTmp=), which every \
+         workload it prepared would inherit; `cgmgr exec` builds each sandbox itself instead. \
+         To serve prepared sandboxes, install systemd/standby.conf as a drop-in of cgmgr.service"
+    ))
 }
 
 /// A root-only `SOCK_SEQPACKET` socket at `path` (a stale one replaced).
@@ -214,7 +249,10 @@ impl Pool {
         }
         for (group, slot) in &self.slots {
             for m in &slot.members {
-                sources.push((Source::Member(group.clone(), m.ctl.as_raw_fd()), m.ctl.as_fd()));
+                sources.push((
+                    Source::Member(group.clone(), m.ctl.as_raw_fd()),
+                    m.ctl.as_fd(),
+                ));
             }
         }
         for (_, m) in &self.leaving {
@@ -267,7 +305,11 @@ impl Pool {
             }
             Source::Member(group, fd) => self.on_member(&group, fd, revents),
             Source::Leaving(fd) => {
-                if let Some(i) = self.leaving.iter().position(|(_, m)| m.ctl.as_raw_fd() == fd) {
+                if let Some(i) = self
+                    .leaving
+                    .iter()
+                    .position(|(_, m)| m.ctl.as_raw_fd() == fd)
+                {
                     let (group, m) = self.leaving.swap_remove(i);
                     m.reap();
                     // Its run is over: its replacement is due now.
@@ -292,9 +334,9 @@ impl Pool {
             .clone();
         let groups: Vec<GroupName> = self.slots.keys().cloned().collect();
         for group in groups {
-            let keep = desired
-                .get(&group)
-                .is_some_and(|(config, _)| self.slots.get(&group).is_some_and(|s| &s.config == config));
+            let keep = desired.get(&group).is_some_and(|(config, _)| {
+                self.slots.get(&group).is_some_and(|s| &s.config == config)
+            });
             if !keep && let Some(slot) = self.slots.remove(&group) {
                 self.retire(slot.members);
             }
@@ -324,7 +366,10 @@ impl Pool {
 
     fn accept(&mut self) {
         loop {
-            let conn = match accept4(&self.listener, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK) {
+            let conn = match accept4(
+                &self.listener,
+                SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            ) {
                 Ok(conn) => conn,
                 Err(Errno::EINTR | Errno::ECONNABORTED) => continue,
                 Err(_) => return,
@@ -332,7 +377,7 @@ impl Pool {
             // Root's alone, whatever the socket file's mode became.
             let root = nix::sys::socket::getsockopt(&conn, sockopt::PeerCredentials)
                 .is_ok_and(|c| c.uid() == 0);
-            if !root {
+            if !root || self.pending.len() >= MAX_PENDING {
                 continue;
             }
             // The request usually came with the connection: served now.
@@ -497,8 +542,18 @@ fn spawn(root: &Path, policies: &Path, group: &GroupName) -> Result<Member, Errn
         })
         .collect();
     let mut actions = PosixSpawnFileActions::init()?;
-    actions.add_open(0, "/dev/null", nix::fcntl::OFlag::O_RDONLY, nix::sys::stat::Mode::empty())?;
-    actions.add_open(1, "/dev/null", nix::fcntl::OFlag::O_WRONLY, nix::sys::stat::Mode::empty())?;
+    actions.add_open(
+        0,
+        "/dev/null",
+        nix::fcntl::OFlag::O_RDONLY,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    actions.add_open(
+        1,
+        "/dev/null",
+        nix::fcntl::OFlag::O_WRONLY,
+        nix::sys::stat::Mode::empty(),
+    )?;
     // dup2 onto itself would keep close-on-exec: moved off fd 3 first.
     let theirs = if theirs.as_raw_fd() == 3 {
         nix::fcntl::fcntl(&theirs, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(4)).map(|fd| {
@@ -511,7 +566,19 @@ fn spawn(root: &Path, policies: &Path, group: &GroupName) -> Result<Member, Errn
     actions.add_dup2(theirs.as_raw_fd(), 3)?;
     let mut attr = PosixSpawnAttr::init()?;
     attr.set_sigmask(&nix::sys::signal::SigSet::empty())?;
-    attr.set_flags(PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK)?;
+    // Every signal at its default, glibc's internal ones included (which
+    // posix_spawn otherwise leaves ignored, and a workload would inherit).
+    // SAFETY: a zeroed sigset_t is valid; setting every bit makes the set
+    // of all signals, a valid value for the kernel and for glibc.
+    let every = unsafe {
+        let mut raw: libc::sigset_t = std::mem::zeroed();
+        std::ptr::write_bytes(&raw mut raw, 0xff, 1);
+        nix::sys::signal::SigSet::from_sigset_t_unchecked(raw)
+    };
+    attr.set_sigdefault(&every)?;
+    attr.set_flags(
+        PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF,
+    )?;
     let pid = posix_spawn(c"/proc/self/exe", &actions, &attr, &args, &env)?;
     drop(theirs);
     Ok(Member {

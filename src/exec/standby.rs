@@ -133,6 +133,7 @@ struct Job {
     env: Vec<(String, String)>,
     stdio: [bool; 3],
     ignored: Vec<i32>,
+    rlimits: Vec<(u32, u64, u64)>,
 }
 
 // ---------------------------------------------------------------- wire
@@ -142,14 +143,7 @@ pub fn send(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[RawFd]) -> Result<(), Err
     let iov = [IoSlice::new(bytes)];
     let rights = [ControlMessage::ScmRights(fds)];
     let cmsgs: &[ControlMessage<'_>] = if fds.is_empty() { &[] } else { &rights };
-    sendmsg::<()>(
-        sock.as_raw_fd(),
-        &iov,
-        cmsgs,
-        MsgFlags::MSG_NOSIGNAL,
-        None,
-    )
-    .map(|_| ())
+    sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None).map(|_| ())
 }
 
 /// Sends one JSON message.
@@ -160,7 +154,10 @@ pub fn send_json(sock: BorrowedFd<'_>, value: &impl Serialize, fds: &[RawFd]) ->
 
 /// One message and the descriptors that came with it (close-on-exec);
 /// `None` at the end of the stream. A truncated message is `EMSGSIZE`.
-pub fn recv(sock: BorrowedFd<'_>, flags: MsgFlags) -> Result<Option<(Vec<u8>, Vec<OwnedFd>)>, Errno> {
+pub fn recv(
+    sock: BorrowedFd<'_>,
+    flags: MsgFlags,
+) -> Result<Option<(Vec<u8>, Vec<OwnedFd>)>, Errno> {
     // The message's size first (a peek with MSG_TRUNC answers it), so the
     // buffer is no larger than the message.
     let size = nix::sys::socket::recv(
@@ -186,12 +183,15 @@ pub fn recv(sock: BorrowedFd<'_>, flags: MsgFlags) -> Result<Option<(Vec<u8>, Ve
             if let ControlMessageOwned::ScmRights(raw) = cmsg {
                 // SAFETY: the kernel just installed these descriptors in
                 // this process for us; nothing else owns them.
-                fds.extend(raw.into_iter().map(|fd| unsafe {
-                    <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
-                }));
+                fds.extend(
+                    raw.into_iter()
+                        .map(|fd| unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }),
+                );
             }
         }
-        let truncated = msg.flags.intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC);
+        let truncated = msg
+            .flags
+            .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC);
         (msg.bytes, fds, truncated)
     };
     if truncated {
@@ -206,7 +206,10 @@ pub fn recv(sock: BorrowedFd<'_>, flags: MsgFlags) -> Result<Option<(Vec<u8>, Ve
 
 /// Waits until one of `fds` is ready; their `revents`, or `None` at the
 /// timeout.
-fn wait_any(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> Result<Option<Vec<PollFlags>>, Errno> {
+fn wait_any(
+    fds: &[BorrowedFd<'_>],
+    timeout: Option<Duration>,
+) -> Result<Option<Vec<PollFlags>>, Errno> {
     let mut polled: Vec<PollFd<'_>> = fds
         .iter()
         .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
@@ -319,6 +322,14 @@ fn follow(sock: &OwnedFd, signals: &nix::sys::signal::SigSet) -> Option<i32> {
                     Ok(Reply::Failed { message }) => return Some(fail(&message)),
                     _ => return Some(fail("the daemon's answer is not understood")),
                 },
+                // Before `started` nothing ran: the daemon dropped the
+                // request (too large, too many waiting). Built here instead.
+                Ok(None) | Err(_) if !started => {
+                    for sig in taken {
+                        let _ = nix::sys::signal::raise(sig);
+                    }
+                    return None;
+                }
                 Ok(None) | Err(_) => {
                     return Some(fail(
                         "the prepared sandbox ended without telling the workload's exit status",
@@ -388,6 +399,28 @@ fn own_attributes() -> Attributes {
     }
 }
 
+/// Sets this process's limit to `soft`/`hard`, or where the hard limit
+/// cannot be raised, keeps it and takes the soft one up to it.
+fn set_rlimit(resource: u32, soft: u64, hard: u64) {
+    let set = |soft: u64, hard: u64| {
+        let lim = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: hard,
+        };
+        // SAFETY: lim is a valid rlimit for the call; pid 0 is this process.
+        unsafe { libc::prlimit(0, resource, &lim, std::ptr::null_mut()) == 0 }
+    };
+    if resource >= RLIMIT_COUNT || set(soft, hard) {
+        return;
+    }
+    // SAFETY: a zeroed rlimit is a valid out-parameter.
+    let mut now: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: reads this process's limit into `now`.
+    if unsafe { libc::prlimit(0, resource, std::ptr::null(), &mut now) } == 0 {
+        set(soft.min(now.rlim_max), now.rlim_max);
+    }
+}
+
 /// `RLIM_NLIMITS` on Linux.
 const RLIMIT_COUNT: u32 = 16;
 
@@ -417,11 +450,7 @@ fn apply_attributes(pid: Pid, attrs: &Attributes) {
         );
     }
     let mut set = nix::sched::CpuSet::new();
-    let any = attrs
-        .cpus
-        .iter()
-        .filter(|&&c| set.set(c).is_ok())
-        .count();
+    let any = attrs.cpus.iter().filter(|&&c| set.set(c).is_ok()).count();
     if any > 0 {
         let _ = nix::sched::sched_setaffinity(pid, &set);
     }
@@ -499,16 +528,30 @@ fn serve_in(
         return Ok(Served::Retired("retired before any request"));
     };
     let _ = send_json(conn.as_fd(), &Reply::Started, &[]);
+    // Built in idle time; the run itself is not.
+    let workload = workload_pid(root, run, started.pid);
+    for pid in [Some(Pid::from_raw(0)), Some(started.pid), workload]
+        .into_iter()
+        .flatten()
+    {
+        set_scheduling(pid, libc::SCHED_OTHER);
+    }
     let job = match check_request(spec, &request, &stdio) {
         Ok(job) => job,
         Err(e) => {
-            let _ = send_json(conn.as_fd(), &Reply::Failed { message: e.to_string() }, &[]);
+            let _ = send_json(
+                conn.as_fd(),
+                &Reply::Failed {
+                    message: e.to_string(),
+                },
+                &[],
+            );
             let _ = nix::sys::signal::kill(started.pid, Signal::SIGKILL);
             wait_exit(&supervision);
             return Ok(Served::Ran(125));
         }
     };
-    if let Some(workload) = workload_pid(root, run, started.pid) {
+    if let Some(workload) = workload {
         apply_attributes(workload, &request.attrs);
     }
     let before = LimitCounters::read(root, &spec.group);
@@ -618,13 +661,19 @@ fn check_request(spec: &ExecSpec, request: &Request, stdio: &[OwnedFd]) -> Resul
         env,
         stdio: request.stdio,
         ignored: request.ignored.clone(),
+        rlimits: request.attrs.rlimits.clone(),
     })
 }
 
 /// Supervises the run until init exits: signals from the connection and
 /// from this process's own signalfd are passed on; a connection that
 /// closes (the caller died) ends the run at once.
-fn follow_run(supervision: &mut Supervision, run_dir: &OwnedFd, sfd: &SignalFd, conn: &OwnedFd) -> i32 {
+fn follow_run(
+    supervision: &mut Supervision,
+    run_dir: &OwnedFd,
+    sfd: &SignalFd,
+    conn: &OwnedFd,
+) -> i32 {
     let mut caller_gone = false;
     loop {
         if let Some(code) = supervision.exited() {
@@ -668,6 +717,20 @@ fn follow_run(supervision: &mut Supervision, run_dir: &OwnedFd, sfd: &SignalFd, 
             }
         }
     }
+}
+
+/// Builds this standby in the CPUs' idle time (`SCHED_IDLE`): a sandbox
+/// made ahead never slows the runs in progress; the run that takes it gets
+/// the normal policy back.
+pub fn build_in_idle_time() {
+    set_scheduling(Pid::from_raw(0), libc::SCHED_IDLE);
+}
+
+fn set_scheduling(pid: Pid, policy: libc::c_int) {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: param is a valid sched_param for the call; pid is a process
+    // of this run (0: this one).
+    let _ = unsafe { libc::sched_setscheduler(pid.as_raw(), policy, &param) };
 }
 
 /// The prepared workload: the run group's process that is not init.
@@ -727,13 +790,15 @@ struct ReadyJob {
     workload: Workload,
     stdio: [Option<OwnedFd>; 3],
     ignored: Vec<i32>,
+    rlimits: Vec<(u32, u64, u64)>,
 }
 
 /// Says `ready` on `socket` and waits for the command. Everything about
 /// the sandbox stays `base`'s.
 fn await_job(socket: &OwnedFd, base: &Workload) -> Result<ReadyJob, ExecError> {
     send(socket.as_fd(), b"ready", &[]).map_err(sys("telling the standby process"))?;
-    let Some((bytes, fds)) = recv(socket.as_fd(), MsgFlags::empty()).map_err(sys("recvmsg"))? else {
+    let Some((bytes, fds)) = recv(socket.as_fd(), MsgFlags::empty()).map_err(sys("recvmsg"))?
+    else {
         return Err(ExecError::Invalid("the standby process went away".into()));
     };
     let job: Job = serde_json::from_slice(&bytes)
@@ -748,6 +813,7 @@ fn await_job(socket: &OwnedFd, base: &Workload) -> Result<ReadyJob, ExecError> {
         },
         stdio,
         ignored: job.ignored,
+        rlimits: job.rlimits,
     })
 }
 
@@ -787,13 +853,26 @@ impl ReadyJob {
                 },
             }
         }
-        for &n in &self.ignored {
-            if let Ok(sig) = Signal::try_from(n) {
-                use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, sigaction};
-                let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
-                // SAFETY: SIG_IGN installs no handler.
-                let _ = unsafe { sigaction(sig, &ignore) };
+        // Every disposition as the caller's: ignored where it ignores,
+        // default elsewhere (this process was started by the daemon, whose
+        // posix_spawn leaves glibc's internal signals ignored).
+        for sig in 1..=libc::SIGRTMAX() {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
             }
+            let action = if self.ignored.contains(&sig) {
+                libc::SIG_IGN
+            } else {
+                libc::SIG_DFL
+            };
+            // SAFETY: SIG_IGN and SIG_DFL install no handler.
+            unsafe { libc::signal(sig, action) };
+        }
+        // The caller's limits where this process may take them (raising a
+        // hard limit above the daemon's needs CAP_SYS_RESOURCE, which the
+        // standby process used when it had it).
+        for &(resource, soft, hard) in &self.rlimits {
+            set_rlimit(resource, soft, hard);
         }
         Ok(())
     }

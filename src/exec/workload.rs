@@ -235,7 +235,11 @@ pub fn check_std_fds() -> Result<(), ExecError> {
 
 /// [`check_std_fds`] for the descriptors a caller passed (`None`: closed).
 pub fn check_stdio(fds: [Option<BorrowedFd<'_>>; 3]) -> Result<(), ExecError> {
-    for (fd, (borrowed, name)) in fds.into_iter().zip(["stdin", "stdout", "stderr"]).enumerate() {
+    for (fd, (borrowed, name)) in fds
+        .into_iter()
+        .zip(["stdin", "stdout", "stderr"])
+        .enumerate()
+    {
         let Some(borrowed) = borrowed else { continue };
         let flags = match nix::fcntl::fcntl(borrowed, nix::fcntl::FcntlArg::F_GETFL) {
             Ok(f) => nix::fcntl::OFlag::from_bits_truncate(f),
