@@ -1650,6 +1650,9 @@ fn host_standby_socket_refuses_other_users() {
     })
     .unwrap();
     let path = std::ffi::CString::new(socket.to_str().unwrap()).unwrap();
+    let family = libc::sa_family_t::try_from(libc::AF_UNIX).unwrap();
+    let addr_len = libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_un>()).unwrap();
+    let tv_len = libc::socklen_t::try_from(std::mem::size_of::<libc::timeval>()).unwrap();
     // SAFETY: the child makes only raw system calls (no allocation, no
     // lock) before _exit; everything it uses was prepared before the fork.
     let pid = unsafe { libc::fork() };
@@ -1665,12 +1668,11 @@ fn host_standby_socket_refuses_other_users() {
             }
             let fd = libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0);
             let mut addr: libc::sockaddr_un = std::mem::zeroed();
-            addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+            addr.sun_family = family;
             for (d, s) in addr.sun_path.iter_mut().zip(path.as_bytes()) {
                 *d = *s as libc::c_char;
             }
-            let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
-            if libc::connect(fd, (&raw const addr).cast(), len) != 0 {
+            if libc::connect(fd, (&raw const addr).cast(), addr_len) != 0 {
                 libc::_exit(11);
             }
             if libc::send(
@@ -1697,7 +1699,7 @@ fn host_standby_socket_refuses_other_users() {
                 libc::SOL_SOCKET,
                 libc::SO_RCVTIMEO,
                 (&raw const timeout).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+                tv_len,
             );
             let mut buf = [0u8; 256];
             let n = libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0);

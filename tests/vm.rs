@@ -375,3 +375,13 @@ fn vm_real_prometheus_scrapes_the_daemon() {
 fn vm_root_self_in_a_delegated_cgroup() {
     run_in_vm("delegate.sh");
 }
+
+/// Prepared sandboxes (`standby = N`): runs that take one are enforced as
+/// any run (OOM kill, pids.max, own host ids, nothing outlives them).
+#[test]
+fn vm_exec_through_prepared_sandboxes() {
+    let log = run_in_vm("standby.sh");
+    for line in log.lines().filter(|l| l.starts_with("MEASURE ")) {
+        println!("{line}");
+    }
+}

@@ -198,17 +198,16 @@ pub fn run(root: CgroupRoot, opts: DaemonOptions, initial: PolicySet) -> Result<
         set: PolicySet::default(),
         counts: BTreeMap::new(),
         policy_digest,
-        standbys: None,
+        standbys: Err("not started yet".into()),
     };
     daemon.install(initial, &mut limits)?;
-    let _record = publish_record(&daemon.opts);
+    let record = publish_record(&daemon.opts);
     // Only a daemon other commands find serves prepared sandboxes.
-    if _record.is_some() {
-        daemon.standbys = start_standbys(&daemon.opts);
-        if let Some(standbys) = &daemon.standbys {
-            standbys.sync(&daemon.set);
-        }
-    }
+    daemon.standbys = match &record {
+        Some(_) => start_standbys(&daemon.opts),
+        None => Err("this daemon is not recorded for other cgmgr commands".into()),
+    };
+    daemon.sync_standbys(&daemon.set.clone());
     notify("READY=1");
     log(
         Level::Info,
@@ -253,8 +252,9 @@ struct Daemon {
     counts: BTreeMap<(GroupName, &'static str), Counters>,
     /// Digest of the policy files at the last reload (see `policy::digest`).
     policy_digest: u64,
-    /// The prepared sandboxes (`standby` in `[exec]` tables).
-    standbys: Option<standby::Standbys>,
+    /// The prepared sandboxes (`standby` in `[exec]` tables), or why this
+    /// daemon does not serve them.
+    standbys: Result<standby::Standbys, String>,
 }
 
 impl Daemon {
@@ -351,11 +351,39 @@ impl Daemon {
         state.conditions.drift_error = None;
         drop(state);
         self.pressure.sync(pressure::rules_of(&set));
-        if let Some(standbys) = &self.standbys {
-            standbys.sync(&set);
-        }
+        self.sync_standbys(&set);
         self.set = set;
         Ok(())
+    }
+
+    /// Gives `set`'s `standby` counts to the prepared sandboxes; where this
+    /// daemon cannot serve them and a group asks, says why.
+    fn sync_standbys(&self, set: &PolicySet) {
+        match &self.standbys {
+            Ok(standbys) => standbys.sync(set),
+            Err(why) => {
+                let asking: Vec<String> = set
+                    .groups
+                    .iter()
+                    .filter(|(_, g)| {
+                        g.exec
+                            .as_ref()
+                            .and_then(|e| e.standby)
+                            .is_some_and(|n| n > 0)
+                    })
+                    .map(|(name, _)| name.to_string())
+                    .collect();
+                if !asking.is_empty() {
+                    log(
+                        Level::Warning,
+                        &format!(
+                            "not serving prepared sandboxes (`standby`) for {}: {why}",
+                            asking.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
     }
 
     fn policy_files_digest(&self) -> u64 {
@@ -587,21 +615,13 @@ fn publish_record(opts: &DaemonOptions) -> Option<record::Published> {
     }
 }
 
-/// Starts serving prepared sandboxes; failing to is logged, not fatal
-/// (`cgmgr exec` then builds each sandbox itself).
-fn start_standbys(opts: &DaemonOptions) -> Option<standby::Standbys> {
+/// Starts serving prepared sandboxes; failing to is not fatal (`cgmgr
+/// exec` then builds each sandbox itself): the reason is logged when a
+/// group asks for them.
+fn start_standbys(opts: &DaemonOptions) -> Result<standby::Standbys, String> {
     let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let socket = crate::exec::standby::socket_path();
-    match standby::Standbys::start(&socket, absolute(&opts.root), absolute(&opts.policy_dir)) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            log(
-                Level::Warning,
-                &format!("not serving prepared sandboxes (`standby`): {e}"),
-            );
-            None
-        }
-    }
+    standby::Standbys::start(&socket, absolute(&opts.root), absolute(&opts.policy_dir))
 }
 
 /// One daemon per root: an exclusive, non-blocking `flock` on the root

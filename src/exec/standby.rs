@@ -152,12 +152,12 @@ pub fn send_json(sock: BorrowedFd<'_>, value: &impl Serialize, fds: &[RawFd]) ->
     send(sock, &bytes, fds)
 }
 
-/// One message and the descriptors that came with it (close-on-exec);
-/// `None` at the end of the stream. A truncated message is `EMSGSIZE`.
-pub fn recv(
-    sock: BorrowedFd<'_>,
-    flags: MsgFlags,
-) -> Result<Option<(Vec<u8>, Vec<OwnedFd>)>, Errno> {
+/// One message: its bytes and the descriptors that came with it.
+pub type Message = (Vec<u8>, Vec<OwnedFd>);
+
+/// One message (its descriptors close-on-exec); `None` at the end of the
+/// stream. A message larger than [`MAX_MESSAGE`] is `EMSGSIZE`.
+pub fn recv(sock: BorrowedFd<'_>, flags: MsgFlags) -> Result<Option<Message>, Errno> {
     // The message's size first (a peek with MSG_TRUNC answers it), so the
     // buffer is no larger than the message.
     let size = nix::sys::socket::recv(
@@ -272,7 +272,11 @@ pub fn try_run(group: &str, flags: &ExecFlags) -> Option<i32> {
         ignored: ignored_signals(),
         attrs: own_attributes(),
     };
-    let fds: Vec<RawFd> = (0..3).filter(|&fd| stdio[fd as usize]).collect();
+    let fds: Vec<RawFd> = (0..3)
+        .zip(stdio)
+        .filter(|&(_, open)| open)
+        .map(|(fd, _)| fd)
+        .collect();
     // Blocked before anything is asked, so none is lost; taken from a
     // signalfd while the run lasts. The direct run blocks the same set.
     let signals = super::supervised_signals();

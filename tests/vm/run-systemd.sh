@@ -90,6 +90,9 @@ for f in poweroff reboot halt; do ln -sf systemctl "$root/bin/$f"; done
 # is on systemd's default PATH, which the test unit inherits).
 copy_with_libs "$binary" usr/local/bin cgmgr
 cp "$repo/systemd/cgmgr.service" "$root/etc/systemd/system/cgmgr.service"
+# The drop-in for prepared sandboxes, shipped beside the unit, not installed.
+mkdir -p "$root/usr/local/share/cgmgr"
+cp "$repo/systemd/standby.conf" "$root/usr/local/share/cgmgr/standby.conf"
 cp "$policies"/*.toml "$root/etc/cgmgr/"
 # Extra host tools (util-linux unshare...) go to /usr/bin, replacing busybox's.
 for extra in "$@"; do copy_with_libs "$extra" usr/bin; done

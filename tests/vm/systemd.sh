@@ -197,6 +197,40 @@ expect_contains "$(cat /run/cgmgr/daemon)" "pid $pid" "the record names the new 
 run_cgmgr 0 metrics
 expect_contains "$OUT" 'cgmgr_memory_limit_bytes{group="sandbox"} 67108864' "metrics after the restart"
 
+step "prepared sandboxes: not under the unit's hardening, served with systemd/standby.conf"
+cat > /etc/cgmgr/quick.toml <<'TOML'
+[group.quick]
+memory.max = "64M"
+memory.swap.max = "0"
+pids.max = 16
+[group.quick.exec]
+rootfs = "/var/lib/cgmgr/rootfs/sandbox"
+standby = 1
+TOML
+systemctl reload cgmgr || fail "systemctl reload"
+journal_has() { journal | grep -qF "$1"; }
+wait_for 10 "the refusal in the journal" journal_has 'not serving prepared sandboxes (`standby`) for quick' 
+expect_contains "$(journal)" "this daemon runs under a seccomp filter" "why: the unit's hardening reaches what it starts"
+out=$(cgmgr exec --group quick -- sh -c 'echo served') || fail "exec without a prepared sandbox"
+expect_eq "$out" served "cgmgr exec builds the sandbox itself meanwhile"
+mkdir -p /etc/systemd/system/cgmgr.service.d
+cp /usr/local/share/cgmgr/standby.conf /etc/systemd/system/cgmgr.service.d/
+systemctl daemon-reload
+systemctl restart cgmgr || { journal; fail "restart with the drop-in"; }
+expect_eq "$(awk '/^Seccomp:/ { print $2 }' /proc/$(show cgmgr MainPID)/status)" 0 "seccomp mode of the daemon with the drop-in"
+prepared() { for d in $U/quick/cgmgr.run.*; do [ "$(wc -l < $d/cgroup.procs 2>/dev/null)" = 2 ] && echo $d; done; }
+has_prepared() { [ -n "$(prepared)" ]; }
+wait_for 20 "a prepared sandbox under the unit" has_prepared
+sleep 0.5
+ready=$(prepared)
+echo "prepared: $ready"
+cgmgr exec --group quick -- dd if=/dev/zero of=/dev/null bs=96M count=1 2>/dev/null
+expect_eq "$?" 137 "dd of 96M through a prepared sandbox, under quick's memory.max 64M: OOM-killed"
+wait_for 5 "the run took the prepared sandbox" sh -c "! [ -d $ready ]"
+expect_contains "$(cat $U/quick/memory.events)" "oom_kill 1" "the kernel counted the OOM kill in quick"
+wait_for 20 "a new prepared sandbox" has_prepared
+expect_not_contains "$(journal)" "could not be prepared" "no standby failed"
+
 step "systemctl stop is clean within the unit's timeout"
 t0=$(now)
 systemctl stop cgmgr

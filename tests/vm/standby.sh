@@ -1,0 +1,109 @@
+# Prepared sandboxes (`standby = N`): a run that takes one is the run
+# `cgmgr exec` would have built, and the kernel enforces the group's limits
+# on it the same way: an OOM kill under memory.max, refused forks under
+# pids.max, host ids of its own, nothing left once cgmgr exec returns or is
+# killed.
+. /lib.sh
+fail() { echo "FAIL: $*"; echo "--- daemon log"; cat /tmp/daemon.log; exit 1; }
+wait_for() { # wait_for SECONDS WHAT 'COMMAND'
+  secs=$1; what=$2; shift 2; i=0
+  while ! eval "$@" >/dev/null 2>&1; do
+    i=$((i + 1)); [ $i -gt $((secs * 10)) ] && fail "$what: not within ${secs}s"
+    sleep 0.1
+  done
+  echo "ok: $what"
+}
+# The run groups of box holding a prepared sandbox (init and its waiting
+# workload), one name per line.
+prepared() {
+  for d in $CG/box/cgmgr.run.*; do
+    [ "$(wc -l < $d/cgroup.procs 2>/dev/null)" = 2 ] && basename $d
+  done
+}
+
+cgmgr rootfs build /rootfs --bin /bin/busybox >/dev/null || fail "rootfs build"
+for a in sh cat echo sleep dd seq head; do ln -sf busybox /rootfs/bin/$a; done
+P=/etc/cgmgr
+mkdir -p $P
+cat > $P/box.toml <<'TOML'
+[group.box]
+memory.max = "32M"
+memory.swap.max = "0"
+pids.max = 24
+[group.box.exec]
+rootfs = "/rootfs"
+standby = 2
+TOML
+cgmgr daemon --reconcile 1 $P 2>/tmp/daemon.log &
+daemon=$!
+
+step "the daemon prepares two sandboxes"
+wait_for 30 "two prepared sandboxes" '[ $(prepared | wc -l) -ge 2 ]'
+sleep 0.5
+idle=$(prepared | head -1)
+echo "MEASURE standby memory.current $(cat $CG/box/$idle/memory.current) bytes, pids $(cat $CG/box/$idle/pids.current)"
+
+step "a run takes one, and its replacement is built"
+before=$(prepared)
+out=$(cgmgr exec --group box -- sh -c 'cat /proc/self/uid_map; echo pid=$$' 2>&1); rc=$?
+echo "$out"
+expect_eq "$rc" 0 "exit status"
+expect_contains "$out" "pid=2" "the workload in its own pid namespace"
+taken() { for r in $before; do [ -d $CG/box/$r ] || return 0; done; return 1; }
+wait_for 5 "a prepared sandbox was taken" taken
+wait_for 30 "two prepared sandboxes again" '[ $(prepared | wc -l) -ge 2 ]'
+
+step "OOM under memory.max: 137, the report says whose limit"
+sleep 0.3
+before=$(prepared)
+out=$(cgmgr exec --group box --report=json -- dd if=/dev/zero of=/dev/null bs=64M count=1 2>&1); rc=$?
+echo "$out"
+expect_eq "$rc" 137 "OOM-killed workload"
+echo "$out" | tail -1 | grep -qE '"oom_kills":[1-9][0-9]*,"oom_limit_group":"box"' || fail "no OOM kill of box in the report"
+echo "ok: the report counts the OOM kill under box's memory.max"
+wait_for 5 "the OOM-killed run took a prepared sandbox" taken
+grep -q "group=box file=memory.events event=oom_kill" /tmp/daemon.log || fail "the daemon did not log the OOM kill"
+echo "ok: the daemon logged it"
+
+step "pids.max: forks refused, counted for this run"
+wait_for 30 "a prepared sandbox" '[ $(prepared | wc -l) -ge 1 ]'
+sleep 0.3
+before=$(prepared)
+out=$(cgmgr exec --group box --report=json -- sh -c 'for i in $(seq 40); do sleep 1 & done; wait' 2>&1 | tail -1)
+echo "$out"
+echo "$out" | grep -qE '"pids_max_refusals":[1-9]' || fail "no pids.max refusals in: $out"
+echo "ok: this run's pids.max refusals"
+wait_for 5 "the run took a prepared sandbox" taken
+
+step "two runs at once: host ids of their own"
+wait_for 30 "two prepared sandboxes" '[ $(prepared | wc -l) -ge 2 ]'
+sleep 0.3
+cgmgr exec --group box -- sh -c 'cat /proc/self/uid_map; sleep 2' > /tmp/a.out 2>&1 &
+a=$!
+cgmgr exec --group box -- sh -c 'cat /proc/self/uid_map; sleep 2' > /tmp/b.out 2>&1 &
+b=$!
+wait $a; wait $b
+cat /tmp/a.out /tmp/b.out
+ida=$(awk '$1 == 0 { print $2 }' /tmp/a.out); idb=$(awk '$1 == 0 { print $2 }' /tmp/b.out)
+[ -n "$ida" ] && [ -n "$idb" ] && [ "$ida" != "$idb" ] || fail "the two runs share host ids: '$ida' '$idb'"
+echo "ok: distinct host ids $ida and $idb"
+
+step "nothing outlives cgmgr exec, killed or not"
+wait_for 30 "a prepared sandbox" '[ $(prepared | wc -l) -ge 1 ]'
+sleep 0.3
+cgmgr exec --group box -- sh -c 'sleep 300 & sleep 300 & echo started; sleep 300' > /tmp/k.out 2>&1 &
+client=$!
+wait_for 5 "the workload started" 'grep -q started /tmp/k.out'
+run=$(for d in $CG/box/cgmgr.run.*; do grep -q . $d/cgroup.procs && [ "$(wc -l < $d/cgroup.procs)" -gt 2 ] && basename $d; done)
+[ -n "$run" ] || fail "the busy run group is not found"
+echo "the run: $run ($(wc -l < $CG/box/$run/cgroup.procs) processes)"
+kill -9 $client
+wait_for 5 "the run of the killed cgmgr exec ended" '[ ! -d $CG/box/$run ]'
+survivors=$(ps | grep -c '[s]leep 300')
+expect_eq "$survivors" 0 "sleep processes left"
+
+step "a stopped daemon leaves no prepared sandbox behind"
+kill -TERM $daemon
+wait $daemon
+wait_for 5 "every prepared run group removed" '! ls -d $CG/box/cgmgr.run.* 2>/dev/null'
+echo PASS
