@@ -12,6 +12,9 @@
 //!   becomes its init ([`init`]);
 //! - the **workload** ([`workload`]) drops everything it must not keep and
 //!   executes the command.
+//!
+//! A prepared sandbox ([`standby`]) is the same run made ahead by the
+//! daemon, its workload waiting for the command of a later `cgmgr exec`.
 
 pub mod build;
 pub mod error;

@@ -4,8 +4,9 @@
 //! A group whose `[exec]` table says `standby = N` gets N of them from the
 //! daemon. Each is an ordinary run ([`super::run`]'s run group, id lease,
 //! namespaces, root, masks, quotas, keyring) made by a `cgmgr standby`
-//! process that the daemon starts, whose init stops right before forking
-//! the workload and waits on a socket. `cgmgr exec --group G -- CMD` with
+//! process that the daemon starts (at `SCHED_IDLE`: built in idle time);
+//! its init forks the workload, which takes every step before `execve` but
+//! the seccomp filters and waits on a socket. `cgmgr exec --group G -- CMD` with
 //! the daemon's policies asks the daemon (`exec.sock` beside its record)
 //! for a ready one; the daemon passes the connection to it, the standby
 //! process then serves that one command exactly as `cgmgr exec` would and
@@ -18,6 +19,9 @@
 //! `oom_score_adj`, CPU affinity and ignored signals; the caller's
 //! forwarded signals travel over the connection; a caller that goes away
 //! (even by SIGKILL) ends the run, as `cgmgr exec`'s death ends its own.
+//!
+//! The namespaces are held by the standby process until the caller is told
+//! the status, so init's exit does not wait for their teardown.
 //!
 //! Everything travels as one JSON object per `SOCK_SEQPACKET` message,
 //! descriptors as `SCM_RIGHTS`.
