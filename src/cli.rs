@@ -66,8 +66,8 @@ pub enum Command {
     },
     /// Print the man page (roff), e.g. `cgmgr man > /usr/local/share/man/man1/cgmgr.1`.
     Man,
-    /// Internal: a prepared sandbox the daemon keeps for `cgmgr exec`
-    /// (started by the daemon with its control socket as fd 3).
+    /// Internal: builds the prepared sandboxes the daemon keeps for `cgmgr
+    /// exec` (started by the daemon with its socket as fd 3).
     #[command(hide = true)]
     Standby(StandbyArgs),
     /// Root filesystems for `cgmgr exec`.
@@ -125,9 +125,6 @@ pub struct ExecArgs {
 /// `cgmgr standby` (internal)
 #[derive(Debug, Args)]
 pub struct StandbyArgs {
-    /// The group whose sandbox to prepare.
-    #[arg(long, value_name = "NAME")]
-    pub group: String,
     /// The daemon's policy directory.
     #[arg(long, value_name = "DIR")]
     pub policies: PathBuf,

@@ -101,26 +101,16 @@ fn through_standby(request: &ExecRequest) -> Option<i32> {
     cgmgr::exec::standby::try_run(&request.group, f)
 }
 
-/// `cgmgr standby`: one prepared sandbox for the daemon (fd 3 its socket).
+/// `cgmgr standby`: builds the daemon's prepared sandboxes (fd 3 its socket).
 fn standby(root: Option<String>, args: StandbyArgs) -> ExitCode {
     use std::os::fd::FromRawFd;
     // SAFETY: the daemon starts this command with its socket as fd 3 and
     // nothing else in this process owns fd 3.
-    let ctl = unsafe { std::os::fd::OwnedFd::from_raw_fd(3) };
-    cgmgr::exec::standby::build_in_idle_time();
-    let request = ExecRequest {
-        root,
-        group: args.group,
-        policies: Some(args.policies),
-        flags: cgmgr::exec::ExecFlags::default(),
-    };
-    let served = prepare::prepare(request)
-        .map_err(anyhow::Error::from)
-        .and_then(|(root, spec)| Ok(cgmgr::exec::standby::serve(&root, &spec, &ctl)?));
-    match served {
-        Ok(_) => ExitCode::SUCCESS,
+    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(3) };
+    match cgmgr::exec::standby::build_server(root, args.policies, &sock) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("cgmgr: standby: {e:#}");
+            eprintln!("cgmgr: standby: {e}");
             ExitCode::from(EXIT_EXEC_FAILED)
         }
     }

@@ -1618,6 +1618,36 @@ fn host_exec_through_a_prepared_sandbox() {
     wait_for("the new sandbox to serve the run", 5, || {
         host.gone(&prepared)
     });
+
+    // 6. The daemon counts what its prepared sandboxes served.
+    let record = std::fs::read_to_string(host.runtime.path().join("daemon")).unwrap();
+    let addr = record
+        .lines()
+        .find_map(|l| l.strip_prefix("listen "))
+        .unwrap()
+        .to_string();
+    let metrics = {
+        use std::io::Read;
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    let served: u64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("cgmgr_exec_standby_requests_total{group=\"sb\",result=\"served\"} ")
+        })
+        .unwrap_or_else(|| panic!("no served count in:\n{metrics}"))
+        .parse()
+        .unwrap();
+    assert!(served >= 5, "{served} runs served, expected at least 5");
+    assert!(
+        metrics.contains("cgmgr_exec_standby_ready{group=\"sb\"}"),
+        "{metrics}"
+    );
     assert!(
         !host.log().contains("could not be prepared"),
         "{}",

@@ -198,15 +198,15 @@ pub fn run(root: CgroupRoot, opts: DaemonOptions, initial: PolicySet) -> Result<
         set: PolicySet::default(),
         counts: BTreeMap::new(),
         policy_digest,
-        standbys: Err("not started yet".into()),
+        standbys: None,
     };
     daemon.install(initial, &mut limits)?;
     let record = publish_record(&daemon.opts);
     // Only a daemon other commands find serves prepared sandboxes.
-    daemon.standbys = match &record {
-        Some(_) => start_standbys(&daemon.opts),
+    daemon.standbys = Some(match &record {
+        Some(_) => start_standbys(&daemon.opts, &daemon.shared),
         None => Err("this daemon is not recorded for other cgmgr commands".into()),
-    };
+    });
     daemon.sync_standbys(&daemon.set.clone());
     notify("READY=1");
     log(
@@ -253,8 +253,8 @@ struct Daemon {
     /// Digest of the policy files at the last reload (see `policy::digest`).
     policy_digest: u64,
     /// The prepared sandboxes (`standby` in `[exec]` tables), or why this
-    /// daemon does not serve them.
-    standbys: Result<standby::Standbys, String>,
+    /// daemon does not serve them (`None` until the daemon is recorded).
+    standbys: Option<Result<standby::Standbys, String>>,
 }
 
 impl Daemon {
@@ -360,8 +360,9 @@ impl Daemon {
     /// daemon cannot serve them and a group asks, says why.
     fn sync_standbys(&self, set: &PolicySet) {
         match &self.standbys {
-            Ok(standbys) => standbys.sync(set),
-            Err(why) => {
+            None => {}
+            Some(Ok(standbys)) => standbys.sync(set),
+            Some(Err(why)) => {
                 let asking: Vec<String> = set
                     .groups
                     .iter()
@@ -618,10 +619,19 @@ fn publish_record(opts: &DaemonOptions) -> Option<record::Published> {
 /// Starts serving prepared sandboxes; failing to is not fatal (`cgmgr
 /// exec` then builds each sandbox itself): the reason is logged when a
 /// group asks for them.
-fn start_standbys(opts: &DaemonOptions) -> Result<standby::Standbys, String> {
+fn start_standbys(opts: &DaemonOptions, shared: &Shared) -> Result<standby::Standbys, String> {
     let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let socket = crate::exec::standby::socket_path();
-    standby::Standbys::start(&socket, absolute(&opts.root), absolute(&opts.policy_dir))
+    let metrics = standby::Counters {
+        requests: shared.own.standby_requests.clone(),
+        ready: shared.own.standby_ready.clone(),
+    };
+    standby::Standbys::start(
+        &socket,
+        absolute(&opts.root),
+        absolute(&opts.policy_dir),
+        metrics,
+    )
 }
 
 /// One daemon per root: an exclusive, non-blocking `flock` on the root

@@ -36,7 +36,7 @@ use nix::unistd::Pid;
 
 use super::log::{Level, log};
 use crate::cgroup::GroupName;
-use crate::exec::standby::{PROTOCOL, Reply, Request, recv, send, send_json};
+use crate::exec::standby::{BuildRequest, PROTOCOL, Reply, Request, recv, send, send_json};
 use crate::policy::{ExecConfig, PolicySet};
 
 /// At most this many clients may wait to send their request; more are
@@ -64,7 +64,12 @@ pub struct Standbys {
 impl Standbys {
     /// Binds `socket` and starts the thread. `root` and `policies` are the
     /// daemon's, passed to every `cgmgr standby`.
-    pub fn start(socket: &Path, root: PathBuf, policies: PathBuf) -> Result<Standbys, String> {
+    pub fn start(
+        socket: &Path,
+        root: PathBuf,
+        policies: PathBuf,
+        metrics: Counters,
+    ) -> Result<Standbys, String> {
         confined_as_the_host()?;
         let listener = listen_on(socket).map_err(|e| format!("{}: {e}", socket.display()))?;
         let (wake_read, wake) =
@@ -80,6 +85,9 @@ impl Standbys {
             slots: BTreeMap::new(),
             leaving: Vec::new(),
             pending: Vec::new(),
+            builder: None,
+            stopped: Vec::new(),
+            metrics,
         };
         std::thread::Builder::new()
             .name("standby".into())
@@ -155,24 +163,19 @@ fn listen_on(path: &Path) -> Result<OwnedFd, Errno> {
     Ok(sock)
 }
 
-/// One `cgmgr standby` process.
+/// One prepared sandbox (a `cgmgr standby` process serving one run), or
+/// one being built; its socket's end tells that it is gone.
 struct Member {
-    pid: Pid,
     ctl: OwnedFd,
     ready: bool,
 }
 
-impl Member {
-    /// Waits for the process to exit (its socket closed: it is exiting).
-    fn reap(&self) -> Option<WaitStatus> {
-        loop {
-            match waitpid(self.pid, None) {
-                Err(Errno::EINTR) => {}
-                Ok(status) => return Some(status),
-                Err(_) => return None,
-            }
-        }
-    }
+/// The `cgmgr standby` process that builds the sandboxes: one forked child
+/// per sandbox, so no sandbox pays for starting cgmgr and reading the
+/// policies again.
+struct Builder {
+    pid: Pid,
+    sock: OwnedFd,
 }
 
 /// The standbys of one group.
@@ -203,6 +206,7 @@ enum Source {
     Pending(RawFd),
     Member(GroupName, RawFd),
     Leaving(RawFd),
+    Builder,
 }
 
 struct Pool {
@@ -216,6 +220,19 @@ struct Pool {
     /// their socket closes.
     leaving: Vec<(Option<GroupName>, Member)>,
     pending: Vec<Pending>,
+    /// The process that builds sandboxes, started when one is needed.
+    builder: Option<Builder>,
+    /// Builders that were let go, reaped once they have exited.
+    stopped: Vec<Pid>,
+    metrics: Counters,
+}
+
+/// The daemon's metrics this thread keeps up to date.
+pub struct Counters {
+    /// `cgmgr_exec_standby_requests_total{group,result}`
+    pub requests: prometheus::IntCounterVec,
+    /// `cgmgr_exec_standby_ready{group}`
+    pub ready: prometheus::IntGaugeVec,
 }
 
 impl Pool {
@@ -235,6 +252,13 @@ impl Pool {
             }
             let now = Instant::now();
             self.pending.retain(|p| p.deadline > now);
+            self.publish_ready();
+            self.stopped.retain(|&pid| {
+                matches!(
+                    waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)),
+                    Ok(WaitStatus::StillAlive)
+                )
+            });
         }
     }
 
@@ -257,6 +281,9 @@ impl Pool {
         }
         for (_, m) in &self.leaving {
             sources.push((Source::Leaving(m.ctl.as_raw_fd()), m.ctl.as_fd()));
+        }
+        if let Some(b) = &self.builder {
+            sources.push((Source::Builder, b.sock.as_fd()));
         }
         let mut fds: Vec<PollFd<'_>> = sources
             .iter()
@@ -290,7 +317,9 @@ impl Pool {
             .filter_map(|s| s.retry_at);
         let owed = self.slots.values().flat_map(|s| s.owed.iter().copied());
         let requests = self.pending.iter().map(|p| p.deadline);
-        retries.chain(owed).chain(requests).min()
+        // A builder let go is reaped on a later turn.
+        let reap = (!self.stopped.is_empty()).then(|| Instant::now() + Duration::from_millis(100));
+        retries.chain(owed).chain(requests).chain(reap).min()
     }
 
     fn on_event(&mut self, source: Source, revents: PollFlags) {
@@ -304,14 +333,14 @@ impl Pool {
                 }
             }
             Source::Member(group, fd) => self.on_member(&group, fd, revents),
+            Source::Builder => self.stop_builder(),
             Source::Leaving(fd) => {
                 if let Some(i) = self
                     .leaving
                     .iter()
                     .position(|(_, m)| m.ctl.as_raw_fd() == fd)
                 {
-                    let (group, m) = self.leaving.swap_remove(i);
-                    m.reap();
+                    let (group, _) = self.leaving.swap_remove(i);
                     // Its run is over: its replacement is due now.
                     if let Some(slot) = group.and_then(|g| self.slots.get_mut(&g))
                         && let Some(first) = slot.owed.iter_mut().min()
@@ -320,6 +349,16 @@ impl Pool {
                     }
                 }
             }
+        }
+    }
+
+    fn publish_ready(&self) {
+        for (group, slot) in &self.slots {
+            let ready = slot.members.iter().filter(|m| m.ready).count();
+            self.metrics
+                .ready
+                .with_label_values(&[group.as_str()])
+                .set(i64::try_from(ready).unwrap_or(i64::MAX));
         }
     }
 
@@ -333,13 +372,21 @@ impl Pool {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         let groups: Vec<GroupName> = self.slots.keys().cloned().collect();
+        let mut changed = false;
         for group in groups {
             let keep = desired.get(&group).is_some_and(|(config, _)| {
                 self.slots.get(&group).is_some_and(|s| &s.config == config)
             });
             if !keep && let Some(slot) = self.slots.remove(&group) {
-                self.retire(slot.members);
+                let _ = self.metrics.ready.remove_label_values(&[group.as_str()]);
+                drop(slot.members); // closing its socket ends an idle standby
+                changed = true;
             }
+        }
+        // The builder read the policies when it started: a new one reads
+        // the changed tables.
+        if changed {
+            self.stop_builder();
         }
         for (group, (config, want)) in desired {
             let slot = self.slots.entry(group).or_insert_with(|| Slot {
@@ -352,16 +399,47 @@ impl Pool {
             });
             slot.want = want;
             let extra = slot.members.len().saturating_sub(want as usize);
-            let retired: Vec<Member> = slot.members.drain(..extra).collect();
-            self.retire(retired);
+            // Closing their sockets ends idle standbys.
+            drop(slot.members.drain(..extra).collect::<Vec<_>>());
         }
     }
 
-    fn retire(&mut self, members: Vec<Member>) {
-        for m in members {
-            let _ = nix::sys::signal::kill(m.pid, nix::sys::signal::Signal::SIGTERM);
-            self.leaving.push((None, m));
+    /// Lets the builder go (it exits when its socket closes; the standbys
+    /// it made live on); a new one is started when a sandbox is needed.
+    fn stop_builder(&mut self) {
+        if let Some(b) = self.builder.take() {
+            drop(b.sock);
+            self.stopped.push(b.pid);
         }
+    }
+
+    /// Asks the builder (started if need be) for a sandbox of `group`.
+    fn build(&mut self, group: &GroupName) -> Result<Member, Errno> {
+        let (ctl, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?;
+        let request = BuildRequest {
+            group: group.to_string(),
+        };
+        // A builder that died since its last turn answers EPIPE: one more
+        // try with a new one.
+        for _ in 0..2 {
+            if self.builder.is_none() {
+                self.builder = Some(start_builder(&self.root, &self.policies)?);
+            }
+            let sent = match &self.builder {
+                Some(b) => send_json(b.sock.as_fd(), &request, &[theirs.as_raw_fd()]),
+                None => Err(Errno::ESRCH),
+            };
+            match sent {
+                Ok(()) => return Ok(Member { ctl, ready: false }),
+                Err(_) => self.stop_builder(),
+            }
+        }
+        Err(Errno::EPIPE)
     }
 
     fn accept(&mut self) {
@@ -426,6 +504,12 @@ impl Pool {
         let Some(slot) = self.slots.get_mut(group) else {
             return Err(format!("no standby for group {group}"));
         };
+        let count = |result: &str| {
+            self.metrics
+                .requests
+                .with_label_values(&[group.as_str(), result])
+                .inc();
+        };
         let mut raw = vec![conn.as_raw_fd()];
         raw.extend(stdio.iter().map(AsRawFd::as_raw_fd));
         while let Some(i) = slot.members.iter().position(|m| m.ready) {
@@ -434,10 +518,12 @@ impl Pool {
             slot.owed.push(Instant::now() + REPLACE_AFTER);
             self.leaving.push((Some(group.clone()), m));
             if sent.is_ok() {
+                count("served");
                 return Ok(());
             }
-            // That one died meanwhile: reaped from `leaving`; try the next.
+            // That one died meanwhile: followed in `leaving`; the next.
         }
+        count("none");
         Err(format!("no standby of group {group} is ready"))
     }
 
@@ -456,9 +542,9 @@ impl Pool {
             slot.failures = 0;
             return;
         }
-        // Its socket closed: the standby is gone before serving anything.
+        // Its socket closed: the standby is gone before serving anything
+        // (its reason, if any, is in the log from its stderr).
         let m = slot.members.swap_remove(i);
-        let status = m.reap();
         if !m.ready {
             slot.failures += 1;
             let pause = backoff(slot.failures);
@@ -466,8 +552,7 @@ impl Pool {
             log(
                 Level::Warning,
                 &format!(
-                    "standby for group {group} could not be prepared ({}); next try in {:.1}s",
-                    status.map_or_else(|| "not reaped".to_string(), |s| format!("{s:?}")),
+                    "standby for group {group} could not be prepared; next try in {:.1}s",
                     pause.as_secs_f64()
                 ),
             );
@@ -478,13 +563,19 @@ impl Pool {
     /// replacements not yet due.
     fn refill(&mut self) {
         let now = Instant::now();
-        for (group, slot) in &mut self.slots {
-            slot.owed.retain(|&due| due > now);
-            if slot.retry_at.is_some_and(|t| t > now) {
-                continue;
-            }
-            while slot.members.len() + slot.owed.len() < slot.want as usize {
-                match spawn(&self.root, &self.policies, group) {
+        let groups: Vec<GroupName> = self.slots.keys().cloned().collect();
+        for group in groups {
+            while let Some(slot) = self.slots.get_mut(&group) {
+                slot.owed.retain(|&due| due > now);
+                let missing = slot.members.len() + slot.owed.len() < slot.want as usize;
+                if !missing || slot.retry_at.is_some_and(|t| t > now) {
+                    break;
+                }
+                let built = self.build(&group);
+                let Some(slot) = self.slots.get_mut(&group) else {
+                    break;
+                };
+                match built {
                     Ok(m) => slot.members.push(m),
                     Err(e) => {
                         slot.failures += 1;
@@ -507,11 +598,11 @@ fn backoff(failures: u32) -> Duration {
     pause.min(MAX_BACKOFF)
 }
 
-/// Starts `cgmgr standby` for `group`, its control socket as fd 3, with
+/// Starts the builder, `cgmgr standby`, its socket as fd 3, with
 /// `posix_spawn` (the daemon's memory is not copied). The program is this
 /// process's own (`/proc/self/exe`): a standby always speaks the daemon's
 /// protocol, even after the binary was replaced.
-fn spawn(root: &Path, policies: &Path, group: &GroupName) -> Result<Member, Errno> {
+fn start_builder(root: &Path, policies: &Path) -> Result<Builder, Errno> {
     use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
@@ -527,8 +618,6 @@ fn spawn(root: &Path, policies: &Path, group: &GroupName) -> Result<Member, Errn
         cstr(b"--root")?,
         cstr(root.as_os_str().as_bytes())?,
         cstr(b"standby")?,
-        cstr(b"--group")?,
-        cstr(group.as_str().as_bytes())?,
         cstr(b"--policies")?,
         cstr(policies.as_os_str().as_bytes())?,
     ];
@@ -581,11 +670,7 @@ fn spawn(root: &Path, policies: &Path, group: &GroupName) -> Result<Member, Errn
     )?;
     let pid = posix_spawn(c"/proc/self/exe", &actions, &attr, &args, &env)?;
     drop(theirs);
-    Ok(Member {
-        pid,
-        ctl,
-        ready: false,
-    })
+    Ok(Builder { pid, sock: ctl })
 }
 
 #[cfg(test)]

@@ -130,6 +130,14 @@ pub enum ClientMessage {
     Signal(i32),
 }
 
+/// What the daemon asks its builder for: a sandbox of `group`, whose
+/// control socket comes with the message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildRequest {
+    /// The group, as the daemon names it.
+    pub group: String,
+}
+
 /// What the standby process hands its init.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Job {
@@ -465,6 +473,82 @@ fn apply_attributes(pid: Pid, attrs: &Attributes) {
 }
 
 // ------------------------------------------------------------- standby
+
+/// The builder, `cgmgr standby` (its socket to the daemon as fd 3): for
+/// each [`BuildRequest`], forks a process that [`serve`]s one sandbox of
+/// the group on the control socket that came with it. Each group's policy
+/// is read and checked once, at its first request (the daemon starts a new
+/// builder when the policies change). Returns when the daemon closes the
+/// socket; the sandboxes it made live on.
+pub fn build_server(
+    root: Option<String>,
+    policies: std::path::PathBuf,
+    sock: &OwnedFd,
+) -> Result<(), ExecError> {
+    use std::collections::HashMap;
+    build_in_idle_time();
+    // The children are reaped by the kernel; each one puts SIGCHLD back
+    // to its default before it makes its own.
+    // SAFETY: SIG_IGN installs no handler.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+    let mut prepared: HashMap<String, (CgroupRoot, ExecSpec)> = HashMap::new();
+    loop {
+        let (bytes, fds) = match recv(sock.as_fd(), MsgFlags::empty()) {
+            Ok(Some(message)) => message,
+            Ok(None) => return Ok(()),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(sys("reading the daemon's requests")(e)),
+        };
+        let (Ok(request), Some(ctl)) = (
+            serde_json::from_slice::<BuildRequest>(&bytes),
+            fds.into_iter().next(),
+        ) else {
+            continue;
+        };
+        if !prepared.contains_key(&request.group) {
+            let asked = super::prepare::ExecRequest {
+                root: root.clone(),
+                group: request.group.clone(),
+                policies: Some(policies.clone()),
+                flags: ExecFlags::default(),
+            };
+            match super::prepare::prepare(asked) {
+                Ok(entry) => {
+                    prepared.insert(request.group.clone(), entry);
+                }
+                Err(e) => {
+                    // Its socket closes unanswered: the daemon tries later.
+                    eprintln!("cgmgr: standby: group {}: {e}", request.group);
+                    continue;
+                }
+            }
+        }
+        let Some((root, spec)) = prepared.get(&request.group) else {
+            continue;
+        };
+        // SAFETY: this process is single-threaded, so the child may run
+        // any code.
+        match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => {
+                // The builder's socket is the builder's: a sandbox holding
+                // it would hide the builder's end from the daemon.
+                // SAFETY: this process never uses the socket again and
+                // leaves by exit(), which runs no destructor.
+                unsafe { libc::close(sock.as_raw_fd()) };
+                let code = match serve(root, spec, &ctl) {
+                    Ok(_) => 0,
+                    Err(e) => {
+                        eprintln!("cgmgr: standby: group {}: {e}", request.group);
+                        125
+                    }
+                };
+                std::process::exit(code);
+            }
+            Ok(nix::unistd::ForkResult::Parent { .. }) => {}
+            Err(e) => eprintln!("cgmgr: standby: fork: {e}"),
+        }
+    }
+}
 
 /// How a standby process ended (for its log line).
 #[derive(Debug, PartialEq, Eq)]

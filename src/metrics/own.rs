@@ -9,7 +9,9 @@
 //! writer in `families.rs`, because the crate's per-sample label objects
 //! made a 10,000-group scrape 36% slower (520 against 381 ms, BENCHMARKS.md).
 
-use prometheus::{Encoder, Gauge, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 /// The registry and the handles the daemon updates.
 pub struct OwnMetrics {
@@ -26,6 +28,10 @@ pub struct OwnMetrics {
     pub pressure_actions: IntCounterVec,
     /// `cgmgr_limit_events_unwatched_files`
     pub unwatched_event_files: IntGauge,
+    /// `cgmgr_exec_standby_requests_total{group,result}`
+    pub standby_requests: IntCounterVec,
+    /// `cgmgr_exec_standby_ready{group}`
+    pub standby_ready: IntGaugeVec,
 }
 
 impl OwnMetrics {
@@ -68,7 +74,23 @@ impl OwnMetrics {
             "cgmgr_limit_events_unwatched_files",
             "Limit-event files without an inotify watch (fs.inotify.max_user_watches ran out); read every reconcile tick instead.",
         )?;
+        let standby_requests = IntCounterVec::new(
+            Opts::new(
+                "cgmgr_exec_standby_requests_total",
+                "cgmgr exec requests for a group with prepared sandboxes, by result: served (a prepared sandbox ran it) or none (none was ready: cgmgr exec built its own).",
+            ),
+            &["group", "result"],
+        )?;
+        let standby_ready = IntGaugeVec::new(
+            Opts::new(
+                "cgmgr_exec_standby_ready",
+                "Prepared sandboxes ready to take a run, by group.",
+            ),
+            &["group"],
+        )?;
         registry.register(Box::new(policy_groups.clone()))?;
+        registry.register(Box::new(standby_requests.clone()))?;
+        registry.register(Box::new(standby_ready.clone()))?;
         registry.register(Box::new(reloads.clone()))?;
         registry.register(Box::new(last_reload_success.clone()))?;
         registry.register(Box::new(drift_corrections.clone()))?;
@@ -82,6 +104,8 @@ impl OwnMetrics {
             drift_corrections,
             pressure_actions,
             unwatched_event_files,
+            standby_requests,
+            standby_ready,
         })
     }
 
