@@ -4,7 +4,7 @@
 //! A group whose `[exec]` table says `standby = N` gets N of them from the
 //! daemon. Each is an ordinary run ([`super::run`]'s run group, id lease,
 //! namespaces, root, masks, quotas, keyring) made by a `cgmgr standby`
-//! process that the daemon starts (at `SCHED_IDLE`: built in idle time);
+//! process that the daemon starts (at nice 19: built with what the runs leave);
 //! its init forks the workload, which takes every step before `execve` but
 //! the seccomp filters and waits on a socket. `cgmgr exec --group G -- CMD` with
 //! the daemon's policies asks the daemon (`exec.sock` beside its record)
@@ -486,7 +486,7 @@ pub fn build_server(
     sock: &OwnedFd,
 ) -> Result<(), ExecError> {
     use std::collections::HashMap;
-    build_in_idle_time();
+    build_at_low_priority();
     // The children are reaped by the kernel; each one puts SIGCHLD back
     // to its default before it makes its own.
     // SAFETY: SIG_IGN installs no handler.
@@ -620,13 +620,16 @@ fn serve_in(
         return Ok(Served::Retired("retired before any request"));
     };
     let _ = send_json(conn.as_fd(), &Reply::Started, &[]);
-    // Built in idle time; the run itself is not.
+    // Built at low priority; the run itself is not (the workload then
+    // takes the caller's nice value).
     let workload = workload_pid(root, run, started.pid);
     for pid in [Some(Pid::from_raw(0)), Some(started.pid), workload]
         .into_iter()
         .flatten()
     {
-        set_scheduling(pid, libc::SCHED_OTHER);
+        let id = libc::id_t::try_from(pid.as_raw()).unwrap_or(0);
+        // SAFETY: setpriority takes integers only.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, id, 0) };
     }
     let job = match check_request(spec, &request, &stdio) {
         Ok(job) => job,
@@ -811,18 +814,14 @@ fn follow_run(
     }
 }
 
-/// Builds this standby in the CPUs' idle time (`SCHED_IDLE`): a sandbox
-/// made ahead never slows the runs in progress; the run that takes it gets
-/// the normal policy back.
-pub fn build_in_idle_time() {
-    set_scheduling(Pid::from_raw(0), libc::SCHED_IDLE);
-}
-
-fn set_scheduling(pid: Pid, policy: libc::c_int) {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: param is a valid sched_param for the call; pid is a process
-    // of this run (0: this one).
-    let _ = unsafe { libc::sched_setscheduler(pid.as_raw(), policy, &param) };
+/// Builds sandboxes at the lowest priority (nice 19): a sandbox made ahead
+/// takes little CPU from the runs in progress; the run that takes one gets
+/// the caller's nice value. Not `SCHED_IDLE`: with it, back-to-back runs
+/// had 37-49 ms outliers (at nice 19 at most 17 ms), the likely cause a
+/// starved builder holding a kernel lock a run waits for (BENCHMARKS.md).
+pub fn build_at_low_priority() {
+    // SAFETY: setpriority takes integers only; 0 is this process.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
 }
 
 /// The prepared workload: the run group's process that is not init.
