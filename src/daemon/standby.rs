@@ -46,6 +46,11 @@ const MAX_PENDING: usize = 64;
 /// How long a client may take to send its request after connecting.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a request may wait for a sandbox being built when none is
+/// ready (building one takes a few milliseconds; `cgmgr exec` building its
+/// own would take longer and compete for the same CPUs).
+const WAIT_FOR_BUILD: Duration = Duration::from_millis(20);
+
 /// The latest a standby taken by a run is replaced (see [`Slot::owed`]).
 const REPLACE_AFTER: Duration = Duration::from_millis(100);
 
@@ -85,6 +90,7 @@ impl Standbys {
             slots: BTreeMap::new(),
             leaving: Vec::new(),
             pending: Vec::new(),
+            waiting: Vec::new(),
             builder: None,
             stopped: Vec::new(),
             metrics,
@@ -192,6 +198,15 @@ struct Slot {
     retry_at: Option<Instant>,
 }
 
+/// A request waiting for a sandbox of its group being built.
+struct Waiting {
+    group: GroupName,
+    conn: OwnedFd,
+    bytes: Vec<u8>,
+    stdio: Vec<OwnedFd>,
+    deadline: Instant,
+}
+
 /// A client that connected and has not sent its request yet.
 struct Pending {
     conn: OwnedFd,
@@ -220,6 +235,8 @@ struct Pool {
     /// their socket closes.
     leaving: Vec<(Option<GroupName>, Member)>,
     pending: Vec<Pending>,
+    /// Requests waiting for a sandbox being built, oldest first.
+    waiting: Vec<Waiting>,
     /// The process that builds sandboxes, started when one is needed.
     builder: Option<Builder>,
     /// Builders that were let go, reaped once they have exited.
@@ -252,6 +269,7 @@ impl Pool {
             }
             let now = Instant::now();
             self.pending.retain(|p| p.deadline > now);
+            self.expire_waiting(now);
             self.publish_ready();
             self.stopped.retain(|&pid| {
                 matches!(
@@ -316,7 +334,11 @@ impl Pool {
             .filter(|s| s.members.len() < s.want as usize)
             .filter_map(|s| s.retry_at);
         let owed = self.slots.values().flat_map(|s| s.owed.iter().copied());
-        let requests = self.pending.iter().map(|p| p.deadline);
+        let requests = self
+            .pending
+            .iter()
+            .map(|p| p.deadline)
+            .chain(self.waiting.iter().map(|w| w.deadline));
         // A builder let go is reaped on a later turn.
         let reap = (!self.stopped.is_empty()).then(|| Instant::now() + Duration::from_millis(100));
         retries.chain(owed).chain(requests).chain(reap).min()
@@ -487,11 +509,75 @@ impl Pool {
                 Err(_) => "not a group name".to_string(),
                 Ok(group) => match self.hand_over(&group, &bytes, conn.as_fd(), &fds) {
                     Ok(()) => return,
-                    Err(why) => why,
+                    Err(why) if self.building(&group) => {
+                        let _ = why;
+                        self.wait_for_build(group, conn, bytes, fds);
+                        return;
+                    }
+                    Err(why) => {
+                        self.metrics
+                            .requests
+                            .with_label_values(&[group.as_str(), "none"])
+                            .inc();
+                        why
+                    }
                 },
             },
         };
         let _ = send_json(conn.as_fd(), &Reply::None { why }, &[]);
+    }
+
+    /// True when a sandbox of `group` is being built, or owed, and the
+    /// last build did not fail: worth waiting for.
+    fn building(&self, group: &GroupName) -> bool {
+        self.slots.get(group).is_some_and(|slot| {
+            slot.failures == 0
+                && (slot.members.iter().any(|m| !m.ready) || !slot.owed.is_empty())
+        })
+    }
+
+    /// Keeps the request until a sandbox of `group` is ready (its owed
+    /// replacement is built now), at most [`WAIT_FOR_BUILD`].
+    fn wait_for_build(&mut self, group: GroupName, conn: OwnedFd, bytes: Vec<u8>, stdio: Vec<OwnedFd>) {
+        if let Some(slot) = self.slots.get_mut(&group) {
+            let now = Instant::now();
+            for due in &mut slot.owed {
+                *due = now;
+            }
+        }
+        self.waiting.push(Waiting {
+            group,
+            conn,
+            bytes,
+            stdio,
+            deadline: Instant::now() + WAIT_FOR_BUILD,
+        });
+    }
+
+    /// Hands the oldest request waiting for `group` to its ready sandbox.
+    fn serve_waiting(&mut self, group: &GroupName) {
+        let Some(i) = self.waiting.iter().position(|w| &w.group == group) else {
+            return;
+        };
+        let w = self.waiting.remove(i);
+        if let Err(why) = self.hand_over(group, &w.bytes, w.conn.as_fd(), &w.stdio) {
+            let _ = send_json(w.conn.as_fd(), &Reply::None { why }, &[]);
+        }
+    }
+
+    /// Answers `none` to the requests that waited too long.
+    fn expire_waiting(&mut self, now: Instant) {
+        let (expired, kept): (Vec<Waiting>, Vec<Waiting>) =
+            std::mem::take(&mut self.waiting).into_iter().partition(|w| w.deadline <= now);
+        self.waiting = kept;
+        for w in expired {
+            self.metrics
+                .requests
+                .with_label_values(&[w.group.as_str(), "none"])
+                .inc();
+            let why = format!("no standby of group {} was ready in time", w.group);
+            let _ = send_json(w.conn.as_fd(), &Reply::None { why }, &[]);
+        }
     }
 
     fn hand_over(
@@ -523,7 +609,6 @@ impl Pool {
             }
             // That one died meanwhile: followed in `leaving`; the next.
         }
-        count("none");
         Err(format!("no standby of group {group} is ready"))
     }
 
@@ -540,6 +625,7 @@ impl Pool {
         {
             slot.members[i].ready = true;
             slot.failures = 0;
+            self.serve_waiting(group);
             return;
         }
         // Its socket closed: the standby is gone before serving anything
