@@ -1674,7 +1674,6 @@ fn host_standby_socket_refuses_other_users() {
         argv: vec!["/bin/true".into()],
         env: Vec::new(),
         report: None,
-        stdio: [false; 3],
         ignored: Vec::new(),
         attrs: cgmgr::exec::standby::Attributes::default(),
     })
@@ -1733,9 +1732,12 @@ fn host_standby_socket_refuses_other_users() {
             );
             let mut buf = [0u8; 256];
             let n = libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
-            // 0: closed without an answer; 1: answered; 2: no answer at all.
+            let reset = n < 0 && *libc::__errno_location() == libc::ECONNRESET;
+            // 0: closed without an answer (with the request unread: reset);
+            // 1: answered; 2: no answer at all.
             libc::_exit(match n {
                 0 => 0,
+                _ if reset => 0,
                 n if n > 0 => 1,
                 _ => 2,
             });
@@ -1751,4 +1753,161 @@ fn host_standby_socket_refuses_other_users() {
         "nobody's request was not dropped unread (1: answered, 2: left hanging, 1x: setup)"
     );
     assert!(!host.gone(&prepared), "nobody's request took the sandbox");
+}
+
+/// A connection to the daemon's prepared-sandbox socket, as root.
+fn standby_connect(host: &StandbyHost) -> std::os::fd::OwnedFd {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
+    use std::os::fd::AsRawFd;
+    let s = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    let addr = UnixAddr::new(&host.runtime.path().join("exec.sock")).unwrap();
+    connect(s.as_raw_fd(), &addr).unwrap();
+    s
+}
+
+fn standby_request(argv: &[&str]) -> Vec<u8> {
+    serde_json::to_vec(&cgmgr::exec::standby::Request {
+        v: cgmgr::exec::standby::PROTOCOL,
+        group: "sb".into(),
+        argv: argv.iter().map(|a| a.to_string()).collect(),
+        env: Vec::new(),
+        report: None,
+        ignored: Vec::new(),
+        attrs: cgmgr::exec::standby::Attributes::default(),
+    })
+    .unwrap()
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// The red team's attacks on prepared sandboxes, each of which worked on
+/// an earlier version: descriptors sent along with requests leaked into
+/// the daemon (8 per request, until it ran out); a request too large for
+/// the sandbox's socket leaked a standby each time; a command started
+/// although its caller had gone before the hand-over; a rootfs replaced by
+/// a rename was still served from the old one; the caller's scheduling
+/// policy was lost.
+#[test]
+fn host_standby_survives_the_red_team() {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use std::os::fd::{AsFd, AsRawFd};
+    use std::os::unix::process::CommandExt;
+    let host = StandbyHost::start("standby-rt", "one");
+    host.ready();
+    let daemon = host.daemon.id();
+    let before = open_fds(daemon);
+
+    // 1. Requests with descriptors attached (9 each): none stays open in
+    // the daemon.
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let nine = [null.as_raw_fd(); 9];
+    for _ in 0..50 {
+        let s = standby_connect(&host);
+        let request = standby_request(&["/bin/true"]);
+        let iov = [std::io::IoSlice::new(&request)];
+        let _ = sendmsg::<()>(
+            s.as_raw_fd(),
+            &iov,
+            &[ControlMessage::ScmRights(&nine)],
+            MsgFlags::empty(),
+            None,
+        );
+        let mut buf = [0u8; 512];
+        let _ = nix::sys::socket::recv(s.as_raw_fd(), &mut buf, MsgFlags::empty());
+    }
+    // Each of those took a sandbox and ended it (no stdio came): give the
+    // replacements a moment, then count.
+    host.ready();
+    let after = open_fds(daemon);
+    assert!(
+        after <= before + 4,
+        "the daemon's descriptors went from {before} to {after}"
+    );
+
+    // 2. A command line too large to hand over runs anyway (cgmgr exec
+    // builds the sandbox itself), and leaks no prepared sandbox.
+    host.ready();
+    // Two arguments of 110,000 bytes (one may not pass 128 KiB).
+    let big = "x".repeat(110_000);
+    let out = host
+        .exec(&["/bin/sh", "-c", "echo ok", "sh", &big, &big])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "ok\n");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        host.prepared().len() <= 1,
+        "prepared sandboxes leaked: {:?}",
+        host.prepared()
+    );
+
+    // 3. A caller that is gone before the hand-over starts nothing.
+    let marker = host.rootfs.path().join("tmp-ran");
+    for _ in 0..5 {
+        host.ready();
+        let s = standby_connect(&host);
+        nix::sys::socket::send(
+            s.as_raw_fd(),
+            &standby_request(&["/bin/sh", "-c", "echo ran > /tmp-ran"]),
+            MsgFlags::empty(),
+        )
+        .unwrap();
+        drop(s);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(!marker.exists(), "a command ran for a caller that was gone");
+
+    // 4. A rootfs replaced by a rename: the run sees the new one.
+    let prepared = host.ready();
+    let old = host.rootfs.path().with_extension("old");
+    let copy = std::process::Command::new("cp")
+        .args([
+            "-a",
+            host.rootfs.path().to_str().unwrap(),
+            old.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    std::fs::write(old.join("version"), "new\n").unwrap();
+    let swapped = host.rootfs.path().with_extension("swap");
+    std::fs::rename(host.rootfs.path(), &swapped).unwrap();
+    std::fs::rename(&old, host.rootfs.path()).unwrap();
+    let out = host.exec(&["/bin/cat", "/version"]).output().unwrap();
+    assert_eq!(stdout(&out), "new\n", "{}", stderr(&out));
+    wait_for("the stale sandbox to be let go", 5, || host.gone(&prepared));
+    let _ = std::fs::remove_dir_all(&swapped);
+
+    // 5. The caller's scheduling policy (SCHED_BATCH) reaches the workload.
+    let prepared = host.ready();
+    let mut cmd = host.exec(&["/bin/cat", "/proc/self/stat"]);
+    // SAFETY: sched_setscheduler is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let param = libc::sched_param { sched_priority: 0 };
+            libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let text = stdout(&out);
+    let after_comm = text.rsplit(')').next().unwrap();
+    // Field 41 of stat, the 39th after the command's name.
+    let policy = after_comm.split_whitespace().nth(38).unwrap();
+    assert_eq!(policy, "3", "SCHED_BATCH is 3: {text}");
+    wait_for("the run to take the prepared sandbox", 5, || {
+        host.gone(&prepared)
+    });
+    let _ = null.as_fd();
 }

@@ -413,6 +413,12 @@ impl Daemon {
             let mut state = self.state();
             self.shared.own.reloads.with_label_values(&["error"]).inc();
             state.conditions.reload_error = Some(e);
+            drop(state);
+            // `cgmgr exec` reads the files itself and refuses them: no
+            // prepared sandbox may run the old tables meanwhile.
+            if let Some(Ok(standbys)) = &self.standbys {
+                standbys.sync(&PolicySet::default());
+            }
         } else {
             log(Level::Info, "reload succeeded");
         }

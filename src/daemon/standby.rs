@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -36,7 +36,9 @@ use nix::unistd::Pid;
 
 use super::log::{Level, log};
 use crate::cgroup::GroupName;
-use crate::exec::standby::{BuildRequest, PROTOCOL, Reply, Request, recv, send, send_json};
+use crate::exec::standby::{
+    BuildRequest, PROTOCOL, Reply, Request, allow_large_messages, recv_plain, send, send_json,
+};
 use crate::policy::{ExecConfig, PolicySet};
 
 /// At most this many clients may wait to send their request; more are
@@ -94,6 +96,7 @@ impl Standbys {
             builder: None,
             stopped: Vec::new(),
             metrics,
+            listen_paused: None,
         };
         std::thread::Builder::new()
             .name("standby".into())
@@ -160,11 +163,18 @@ fn listen_on(path: &Path) -> Result<OwnedFd, Errno> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
     }
-    // Made with no permission for anyone but root from the start.
-    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
-    let bound = bind(sock.as_raw_fd(), &UnixAddr::new(path)?);
-    nix::sys::stat::umask(old);
-    bound?;
+    // Bound under a temporary name, made root's alone, then renamed into
+    // place: the socket never has its final name with a looser mode (and
+    // no process-wide umask is changed under the daemon's other threads).
+    let temporary = path.with_extension(format!("new.{}", std::process::id()));
+    let _ = std::fs::remove_file(&temporary);
+    bind(sock.as_raw_fd(), &UnixAddr::new(&temporary)?)?;
+    let placed = std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| std::fs::rename(&temporary, path));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)));
+    }
     listen(&sock, Backlog::new(64)?)?;
     Ok(sock)
 }
@@ -203,7 +213,6 @@ struct Waiting {
     group: GroupName,
     conn: OwnedFd,
     bytes: Vec<u8>,
-    stdio: Vec<OwnedFd>,
     deadline: Instant,
 }
 
@@ -242,6 +251,8 @@ struct Pool {
     /// Builders that were let go, reaped once they have exited.
     stopped: Vec<Pid>,
     metrics: Counters,
+    /// Not accepting until then (the daemon ran out of descriptors).
+    listen_paused: Option<Instant>,
 }
 
 /// The daemon's metrics this thread keeps up to date.
@@ -282,10 +293,12 @@ impl Pool {
 
     /// Polls every descriptor; the ones that are ready.
     fn wait(&self) -> Result<Vec<(Source, PollFlags)>, Errno> {
-        let mut sources = vec![
-            (Source::Listener, self.listener.as_fd()),
-            (Source::Wake, self.wake.as_fd()),
-        ];
+        // The wake pipe first: a policy change is applied before the
+        // requests that came with it are served.
+        let mut sources = vec![(Source::Wake, self.wake.as_fd())];
+        if self.listen_paused.is_none_or(|t| t <= Instant::now()) {
+            sources.push((Source::Listener, self.listener.as_fd()));
+        }
         for p in &self.pending {
             sources.push((Source::Pending(p.conn.as_raw_fd()), p.conn.as_fd()));
         }
@@ -341,7 +354,13 @@ impl Pool {
             .chain(self.waiting.iter().map(|w| w.deadline));
         // A builder let go is reaped on a later turn.
         let reap = (!self.stopped.is_empty()).then(|| Instant::now() + Duration::from_millis(100));
-        retries.chain(owed).chain(requests).chain(reap).min()
+        let paused = self.listen_paused;
+        retries
+            .chain(owed)
+            .chain(requests)
+            .chain(reap)
+            .chain(paused)
+            .min()
     }
 
     fn on_event(&mut self, source: Source, revents: PollFlags) {
@@ -443,8 +462,11 @@ impl Pool {
             None,
             SockFlag::SOCK_CLOEXEC,
         )?;
+        allow_large_messages(ctl.as_fd());
+        let config = self.slots.get(group).map_or(0, |slot| slot.config.digest());
         let request = BuildRequest {
             group: group.to_string(),
+            config,
         };
         // A builder that died since its last turn answers EPIPE: one more
         // try with a new one.
@@ -472,6 +494,12 @@ impl Pool {
             ) {
                 Ok(conn) => conn,
                 Err(Errno::EINTR | Errno::ECONNABORTED) => continue,
+                // Out of descriptors: the listener would stay readable and
+                // the thread spin; it is not polled for a while.
+                Err(Errno::EMFILE | Errno::ENFILE) => {
+                    self.listen_paused = Some(Instant::now() + Duration::from_millis(100));
+                    return;
+                }
                 Err(_) => return,
             };
             // Root's alone, whatever the socket file's mode became.
@@ -499,19 +527,27 @@ impl Pool {
     /// Passes a client's request to a ready standby of its group, or
     /// answers `none`.
     fn dispatch(&mut self, conn: OwnedFd) {
-        let Ok(Some((bytes, fds))) = recv(conn.as_fd(), MsgFlags::MSG_DONTWAIT) else {
-            return;
+        // Descriptors sent along are discarded by the kernel: stdio goes to
+        // the sandbox itself, later.
+        let bytes = match recv_plain(conn.as_fd(), MsgFlags::MSG_DONTWAIT) {
+            Ok(Some(bytes)) => bytes,
+            Err(Errno::EMSGSIZE) => {
+                let why = "a request larger than a prepared sandbox takes".to_string();
+                let _ = send_json(conn.as_fd(), &Reply::None { why }, &[]);
+                return;
+            }
+            _ => return,
         };
         let why = match serde_json::from_slice::<Request>(&bytes) {
             Err(_) => "a request that does not parse".to_string(),
             Ok(r) if r.v != PROTOCOL => format!("protocol {} (the daemon speaks {PROTOCOL})", r.v),
             Ok(r) => match GroupName::parse(&r.group) {
                 Err(_) => "not a group name".to_string(),
-                Ok(group) => match self.hand_over(&group, &bytes, conn.as_fd(), &fds) {
+                Ok(group) => match self.hand_over(&group, &bytes, conn.as_fd()) {
                     Ok(()) => return,
                     Err(why) if self.building(&group) => {
                         let _ = why;
-                        self.wait_for_build(group, conn, bytes, fds);
+                        self.wait_for_build(group, conn, bytes);
                         return;
                     }
                     Err(why) => {
@@ -531,14 +567,13 @@ impl Pool {
     /// last build did not fail: worth waiting for.
     fn building(&self, group: &GroupName) -> bool {
         self.slots.get(group).is_some_and(|slot| {
-            slot.failures == 0
-                && (slot.members.iter().any(|m| !m.ready) || !slot.owed.is_empty())
+            slot.failures == 0 && (slot.members.iter().any(|m| !m.ready) || !slot.owed.is_empty())
         })
     }
 
     /// Keeps the request until a sandbox of `group` is ready (its owed
     /// replacement is built now), at most [`WAIT_FOR_BUILD`].
-    fn wait_for_build(&mut self, group: GroupName, conn: OwnedFd, bytes: Vec<u8>, stdio: Vec<OwnedFd>) {
+    fn wait_for_build(&mut self, group: GroupName, conn: OwnedFd, bytes: Vec<u8>) {
         if let Some(slot) = self.slots.get_mut(&group) {
             let now = Instant::now();
             for due in &mut slot.owed {
@@ -549,7 +584,6 @@ impl Pool {
             group,
             conn,
             bytes,
-            stdio,
             deadline: Instant::now() + WAIT_FOR_BUILD,
         });
     }
@@ -560,15 +594,16 @@ impl Pool {
             return;
         };
         let w = self.waiting.remove(i);
-        if let Err(why) = self.hand_over(group, &w.bytes, w.conn.as_fd(), &w.stdio) {
+        if let Err(why) = self.hand_over(group, &w.bytes, w.conn.as_fd()) {
             let _ = send_json(w.conn.as_fd(), &Reply::None { why }, &[]);
         }
     }
 
     /// Answers `none` to the requests that waited too long.
     fn expire_waiting(&mut self, now: Instant) {
-        let (expired, kept): (Vec<Waiting>, Vec<Waiting>) =
-            std::mem::take(&mut self.waiting).into_iter().partition(|w| w.deadline <= now);
+        let (expired, kept): (Vec<Waiting>, Vec<Waiting>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|w| w.deadline <= now);
         self.waiting = kept;
         for w in expired {
             self.metrics
@@ -580,12 +615,12 @@ impl Pool {
         }
     }
 
+    /// Passes the request and its connection to a ready standby of `group`.
     fn hand_over(
         &mut self,
         group: &GroupName,
         bytes: &[u8],
         conn: BorrowedFd<'_>,
-        stdio: &[OwnedFd],
     ) -> Result<(), String> {
         let Some(slot) = self.slots.get_mut(group) else {
             return Err(format!("no standby for group {group}"));
@@ -596,18 +631,25 @@ impl Pool {
                 .with_label_values(&[group.as_str(), result])
                 .inc();
         };
-        let mut raw = vec![conn.as_raw_fd()];
-        raw.extend(stdio.iter().map(AsRawFd::as_raw_fd));
-        while let Some(i) = slot.members.iter().position(|m| m.ready) {
-            let m = slot.members.swap_remove(i);
-            let sent = send(m.ctl.as_fd(), bytes, &raw);
-            slot.owed.push(Instant::now() + REPLACE_AFTER);
-            self.leaving.push((Some(group.clone()), m));
-            if sent.is_ok() {
-                count("served");
-                return Ok(());
+        let raw = [conn.as_raw_fd()];
+        let mut tried = 0;
+        while let Some(i) = slot.members.iter().skip(tried).position(|m| m.ready) {
+            let i = i + tried;
+            match send(slot.members[i].ctl.as_fd(), bytes, &raw) {
+                Ok(()) => {
+                    let m = slot.members.swap_remove(i);
+                    slot.owed.push(Instant::now() + REPLACE_AFTER);
+                    self.leaving.push((Some(group.clone()), m));
+                    count("served");
+                    return Ok(());
+                }
+                // That one died meanwhile: its socket's end removes it;
+                // the next one.
+                Err(Errno::EPIPE | Errno::ECONNRESET | Errno::ECONNREFUSED | Errno::ENOTCONN) => {}
+                // It stays ready for the next request (EMSGSIZE...).
+                Err(e) => return Err(format!("handing the request over: {e}")),
             }
-            // That one died meanwhile: followed in `leaving`; the next.
+            tried = i + 1;
         }
         Err(format!("no standby of group {group} is ready"))
     }
@@ -620,7 +662,7 @@ impl Pool {
             return;
         };
         if revents.contains(PollFlags::POLLIN)
-            && let Ok(Some((bytes, _))) = recv(slot.members[i].ctl.as_fd(), MsgFlags::MSG_DONTWAIT)
+            && let Ok(Some(bytes)) = recv_plain(slot.members[i].ctl.as_fd(), MsgFlags::MSG_DONTWAIT)
             && bytes == b"ready"
         {
             slot.members[i].ready = true;

@@ -591,13 +591,27 @@ impl Supervision {
         self.on_timeout(run_dir);
     }
 
+    /// Ends the run now, without a word: `cgroup.kill`, and SIGKILL to
+    /// init (which ends a pid namespace, also where `cgroup.kill` is
+    /// missing).
+    pub(crate) fn kill_now(&mut self, run_dir: &OwnedFd) {
+        kill_run_group(run_dir);
+        let _ = kill(self.pid, Signal::SIGKILL);
+        self.killed = true;
+    }
+
     /// Kills the run group once the grace period is over.
     pub(crate) fn on_timeout(&mut self, run_dir: &OwnedFd) {
         if self
             .grace_until
             .is_some_and(|t| std::time::Instant::now() >= t)
         {
-            kill_run_group(run_dir);
+            if kill_run_group(run_dir) {
+                eprintln!(
+                    "cgmgr: exec: the run did not stop within {}s of the signal: killed",
+                    STOP_GRACE.as_secs()
+                );
+            }
             self.grace_until = None;
             self.killed = true;
         }
@@ -620,22 +634,17 @@ fn wait_signal(set: &nix::sys::signal::SigSet, timeout: Option<Duration>) -> Opt
     Signal::try_from(n).ok()
 }
 
-/// `cgroup.kill` through the run group's directory descriptor (kernels
-/// without it: SIGKILL to init, which ends a pid namespace).
-pub(crate) fn kill_run_group(dir: &OwnedFd) {
-    let written = nix::fcntl::openat(
+/// `cgroup.kill` through the run group's directory descriptor; true when
+/// it was written.
+pub(crate) fn kill_run_group(dir: &OwnedFd) -> bool {
+    nix::fcntl::openat(
         dir,
         "cgroup.kill",
         nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
-    .and_then(|fd| nix::unistd::write(&fd, b"1"));
-    if written.is_ok() {
-        eprintln!(
-            "cgmgr: exec: the run did not stop within {}s of the signal: killed",
-            STOP_GRACE.as_secs()
-        );
-    }
+    .and_then(|fd| nix::unistd::write(&fd, b"1"))
+    .is_ok()
 }
 
 /// Child side (PID 1 of the new PID namespace): returns init's exit status.

@@ -69,6 +69,15 @@ pub enum PrepareError {
 /// declared and missing) and merges the policy's `[exec]` table with the
 /// flags.
 pub fn prepare(request: ExecRequest) -> Result<(CgroupRoot, ExecSpec), PrepareError> {
+    prepare_with(request, None)
+}
+
+/// [`prepare`] with the policy set already loaded from the request's
+/// `--policies` (the standby builder checks what it loaded first).
+pub fn prepare_with(
+    request: ExecRequest,
+    loaded: Option<PolicySet>,
+) -> Result<(CgroupRoot, ExecSpec), PrepareError> {
     let group = GroupName::parse(&request.group).map_err(|e| PrepareError::Group(e.to_string()))?;
     let resolved = root::resolve(request.root.as_deref())?;
     let (policies, policies_given) = match (&request.policies, &resolved.source) {
@@ -76,10 +85,12 @@ pub fn prepare(request: ExecRequest) -> Result<(CgroupRoot, ExecSpec), PrepareEr
         (None, Source::Daemon(daemon)) => (daemon.policies.clone(), true),
         (None, _) => (PathBuf::from(DEFAULT_POLICY_DIR), false),
     };
-    let set = if policies_given || policies.exists() {
-        policy::load(std::slice::from_ref(&policies))?
-    } else {
-        PolicySet::default()
+    let set = match loaded {
+        Some(set) => set,
+        None if policies_given || policies.exists() => {
+            policy::load(std::slice::from_ref(&policies))?
+        }
+        None => PolicySet::default(),
     };
     let declared = set.groups.get(&group).cloned();
     // Everything the user gave is checked before anything is created.

@@ -49,7 +49,7 @@ use super::{refusal_lines, refusals, run_group, start_child};
 use crate::cgroup::{CgroupRoot, GroupName};
 
 /// Version of the messages below; a daemon answers `none` to another.
-pub const PROTOCOL: u32 = 1;
+pub const PROTOCOL: u32 = 2;
 
 /// The largest message accepted (argv and environment included); a larger
 /// request is run by `cgmgr exec` itself.
@@ -76,8 +76,6 @@ pub struct Request {
     pub env: Vec<String>,
     /// `--report`: "text" or "json".
     pub report: Option<String>,
-    /// Which of stdin, stdout, stderr were open (those follow, in order).
-    pub stdio: [bool; 3],
     /// The signals the caller ignores (the workload ignores them too).
     pub ignored: Vec<i32>,
     /// The caller's process attributes the workload inherits.
@@ -95,6 +93,10 @@ pub struct Attributes {
     pub oom_score_adj: Option<i32>,
     /// The CPUs it may run on.
     pub cpus: Vec<usize>,
+    /// The scheduling policy and its priority (`sched_getscheduler`).
+    pub sched: Option<(i32, i32)>,
+    /// The I/O priority (`ioprio_get`).
+    pub ioprio: Option<i32>,
 }
 
 /// The daemon's or the standby's answer to `cgmgr exec`.
@@ -122,10 +124,16 @@ pub enum Reply {
     },
 }
 
-/// What `cgmgr exec` sends during the run.
+/// What `cgmgr exec` sends once a prepared sandbox has taken its request.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClientMessage {
+    /// Its stdin, stdout, stderr: which were open (those come with the
+    /// message, in order). Sent to the sandbox, never through the daemon
+    /// (closing a descriptor of a hung file system can block the closer),
+    /// and the command starts only once they came: a caller that is gone
+    /// by then starts nothing.
+    Stdio([bool; 3]),
     /// A signal `cgmgr exec` received, to pass on.
     Signal(i32),
 }
@@ -136,6 +144,9 @@ pub enum ClientMessage {
 pub struct BuildRequest {
     /// The group, as the daemon names it.
     pub group: String,
+    /// [`crate::policy::ExecConfig::digest`] of the group's `[exec]` table
+    /// as the daemon loaded it: the builder builds from that table only.
+    pub config: u64,
 }
 
 /// What the standby process hands its init.
@@ -181,7 +192,9 @@ pub fn recv(sock: BorrowedFd<'_>, flags: MsgFlags) -> Result<Option<Message>, Er
         return Err(Errno::EMSGSIZE);
     }
     let mut buf = vec![0u8; size.max(1)];
-    let mut space = nix::cmsg_space!([RawFd; 8]);
+    // Room for the most descriptors one message can carry (SCM_MAX_FD),
+    // so none is ever installed without being owned here.
+    let mut space = nix::cmsg_space!([RawFd; 253]);
     let (len, fds, truncated) = {
         let mut iov = [IoSliceMut::new(&mut buf)];
         let msg = recvmsg::<()>(
@@ -214,6 +227,32 @@ pub fn recv(sock: BorrowedFd<'_>, flags: MsgFlags) -> Result<Option<Message>, Er
     }
     buf.truncate(len);
     Ok(Some((buf, fds)))
+}
+
+/// One message without descriptors: any that came with it are discarded
+/// by the kernel (no room for them), never installed here, so closing
+/// them can never block this process (a descriptor of a hung FUSE or NFS
+/// mount blocks its closer). `None` at the end of the stream; a message
+/// larger than [`MAX_MESSAGE`] is consumed and answered `EMSGSIZE`.
+pub fn recv_plain(sock: BorrowedFd<'_>, flags: MsgFlags) -> Result<Option<Vec<u8>>, Errno> {
+    let size = nix::sys::socket::recv(
+        sock.as_raw_fd(),
+        &mut [],
+        flags | MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+    )?;
+    let mut buf = vec![0u8; size.clamp(1, MAX_MESSAGE)];
+    let len = {
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        recvmsg::<()>(sock.as_raw_fd(), &mut iov, None, flags)?.bytes
+    };
+    if size > MAX_MESSAGE {
+        return Err(Errno::EMSGSIZE);
+    }
+    if size == 0 && len == 0 {
+        return Ok(None);
+    }
+    buf.truncate(len);
+    Ok(Some(buf))
 }
 
 /// Waits until one of `fds` is ready; their `revents`, or `None` at the
@@ -251,26 +290,16 @@ fn ready(flags: PollFlags) -> bool {
 
 /// `cgmgr exec` through a prepared sandbox of the running daemon: the
 /// workload's exit status, or `None` when no sandbox took the request (no
-/// daemon, none ready, an older daemon): the caller then runs it itself.
-/// Only for runs that use the daemon's policies without changing the
-/// sandbox (no `--policies`, `--root`, `--rootfs`, `--ns`, `--hostname`,
-/// `--chroot`); the caller checks that.
+/// daemon, none ready, an older daemon, a daemon that does not answer in
+/// time): the caller then runs it itself. Only for runs that use the
+/// daemon's policies without changing the sandbox (no `--policies`,
+/// `--root`, `--rootfs`, `--ns`, `--hostname`, `--chroot`); the caller
+/// checks that.
 pub fn try_run(group: &str, flags: &ExecFlags) -> Option<i32> {
     GroupName::parse(group).ok()?;
     super::merge_env(Vec::new(), &flags.env).ok()?;
     crate::daemon::record::running_daemon().ok()??;
-    let sock = socket(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .ok()?;
-    connect(sock.as_raw_fd(), &UnixAddr::new(&socket_path()).ok()?).ok()?;
-    let stdio = [0, 1, 2].map(|fd| {
-        // SAFETY: F_GETFD only asks whether the descriptor is open.
-        unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
-    });
+    let sock = connect_to_daemon()?;
     let request = Request {
         v: PROTOCOL,
         group: group.to_string(),
@@ -280,15 +309,9 @@ pub fn try_run(group: &str, flags: &ExecFlags) -> Option<i32> {
             report::ReportFormat::Text => "text".to_string(),
             report::ReportFormat::Json => "json".to_string(),
         }),
-        stdio,
         ignored: ignored_signals(),
         attrs: own_attributes(),
     };
-    let fds: Vec<RawFd> = (0..3)
-        .zip(stdio)
-        .filter(|&(_, open)| open)
-        .map(|(fd, _)| fd)
-        .collect();
     // Blocked before anything is asked, so none is lost; taken from a
     // signalfd while the run lasts. The direct run blocks the same set.
     let signals = super::supervised_signals();
@@ -298,60 +321,75 @@ pub fn try_run(group: &str, flags: &ExecFlags) -> Option<i32> {
         None,
     )
     .ok()?;
-    send_json(sock.as_fd(), &request, &fds).ok()?;
-    follow(&sock, &signals)
+    let sfd = SignalFd::new(&signals).ok()?;
+    let mut taken = Vec::new();
+    let sent = send_json(sock.as_fd(), &request, &[]).is_ok();
+    if !(sent && started(&sock, &sfd, &mut taken)) {
+        // Signals taken meanwhile are raised again: blocked, they stay
+        // pending for the run `cgmgr exec` builds itself.
+        for sig in taken {
+            let _ = nix::sys::signal::raise(sig);
+        }
+        return None;
+    }
+    let stdio = [0, 1, 2].map(|fd| {
+        // SAFETY: F_GETFD only asks whether the descriptor is open.
+        unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+    });
+    let fds: Vec<RawFd> = (0..3)
+        .zip(stdio)
+        .filter(|&(_, open)| open)
+        .map(|(fd, _)| fd)
+        .collect();
+    if send_json(sock.as_fd(), &ClientMessage::Stdio(stdio), &fds).is_err() {
+        return Some(fail("lost the prepared sandbox"));
+    }
+    for sig in taken {
+        let _ = send_json(sock.as_fd(), &ClientMessage::Signal(sig as i32), &[]);
+    }
+    Some(follow(&sock, &sfd))
 }
 
-/// Passes signals on and waits for the end; `None` when the daemon said
-/// `none` (signals taken meanwhile are raised again: blocked, they stay
-/// pending for the direct run).
-fn follow(sock: &OwnedFd, signals: &nix::sys::signal::SigSet) -> Option<i32> {
-    let sfd = SignalFd::new(signals).ok()?;
-    let mut taken: Vec<Signal> = Vec::new();
-    let mut started = false;
+/// A connection to the daemon's socket, or `None` (no socket, a full
+/// backlog: `connect` would wait).
+fn connect_to_daemon() -> Option<OwnedFd> {
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )
+    .ok()?;
+    connect(sock.as_raw_fd(), &UnixAddr::new(&socket_path()).ok()?).ok()?;
+    let flags = nix::fcntl::fcntl(&sock, nix::fcntl::FcntlArg::F_GETFL).ok()?;
+    let blocking = nix::fcntl::OFlag::from_bits_truncate(flags) & !nix::fcntl::OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(&sock, nix::fcntl::FcntlArg::F_SETFL(blocking)).ok()?;
+    allow_large_messages(sock.as_fd());
+    Some(sock)
+}
+
+/// Lets a message of up to [`MAX_MESSAGE`] bytes through `sock` (a
+/// `SOCK_SEQPACKET` message must fit in its sender's buffer).
+pub fn allow_large_messages(sock: BorrowedFd<'_>) {
+    let _ = nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::SndBuf, &MAX_MESSAGE);
+}
+
+/// Waits for a prepared sandbox to take the request: true once one said
+/// `started`; false when the daemon answered `none`, closed, or said
+/// nothing within [`FIRST_ANSWER`] (no sandbox starts the command after
+/// that: it waits for the stdio sent only after `started`).
+fn started(sock: &OwnedFd, sfd: &SignalFd, taken: &mut Vec<Signal>) -> bool {
     let deadline = Instant::now() + FIRST_ANSWER;
     loop {
-        let timeout = (!started).then(|| deadline.saturating_duration_since(Instant::now()));
-        let Ok(revents) = wait_any(&[sock.as_fd(), sfd.as_fd()], timeout) else {
-            return Some(fail("waiting for the daemon"));
-        };
-        let Some(revents) = revents else {
-            return Some(fail(&format!(
-                "the daemon did not answer within {}s",
-                FIRST_ANSWER.as_secs()
-            )));
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(Some(revents)) = wait_any(&[sock.as_fd(), sfd.as_fd()], Some(left)) else {
+            return false;
         };
         if ready(revents[0]) {
-            match recv(sock.as_fd(), MsgFlags::empty()) {
-                Ok(Some((bytes, _))) => match serde_json::from_slice::<Reply>(&bytes) {
-                    Ok(Reply::None { .. }) if !started => {
-                        for sig in taken {
-                            let _ = nix::sys::signal::raise(sig);
-                        }
-                        return None;
-                    }
-                    Ok(Reply::Started) => started = true,
-                    Ok(Reply::Exit { code, stderr }) => {
-                        eprint!("{stderr}");
-                        return Some(code);
-                    }
-                    Ok(Reply::Failed { message }) => return Some(fail(&message)),
-                    _ => return Some(fail("the daemon's answer is not understood")),
-                },
-                // Before `started` nothing ran: the daemon dropped the
-                // request (too large, too many waiting). Built here instead.
-                Ok(None) | Err(_) if !started => {
-                    for sig in taken {
-                        let _ = nix::sys::signal::raise(sig);
-                    }
-                    return None;
-                }
-                Ok(None) | Err(_) => {
-                    return Some(fail(
-                        "the prepared sandbox ended without telling the workload's exit status",
-                    ));
-                }
-            }
+            return matches!(
+                recv(sock.as_fd(), MsgFlags::empty()),
+                Ok(Some((bytes, _))) if serde_json::from_slice::<Reply>(&bytes).is_ok_and(|r| r == Reply::Started)
+            );
         }
         if ready(revents[1])
             && let Ok(Some(info)) = sfd.read_signal()
@@ -359,10 +397,41 @@ fn follow(sock: &OwnedFd, signals: &nix::sys::signal::SigSet) -> Option<i32> {
             && sig != Signal::SIGCHLD
         {
             taken.push(sig);
-            if send_json(sock.as_fd(), &ClientMessage::Signal(sig as i32), &[]).is_err() && started
-            {
-                return Some(fail("lost the prepared sandbox"));
+        }
+    }
+}
+
+/// Passes signals on and waits for the end of a run a prepared sandbox
+/// took; its exit status.
+fn follow(sock: &OwnedFd, sfd: &SignalFd) -> i32 {
+    loop {
+        let Ok(Some(revents)) = wait_any(&[sock.as_fd(), sfd.as_fd()], None) else {
+            continue;
+        };
+        if ready(revents[0]) {
+            match recv(sock.as_fd(), MsgFlags::empty()) {
+                Ok(Some((bytes, _))) => match serde_json::from_slice::<Reply>(&bytes) {
+                    Ok(Reply::Exit { code, stderr }) => {
+                        eprint!("{stderr}");
+                        return code;
+                    }
+                    Ok(Reply::Failed { message }) => return fail(&message),
+                    _ => return fail("the prepared sandbox's answer is not understood"),
+                },
+                Ok(None) | Err(_) => {
+                    return fail(
+                        "the prepared sandbox ended without telling the workload's exit status",
+                    );
+                }
             }
+        }
+        if ready(revents[1])
+            && let Ok(Some(info)) = sfd.read_signal()
+            && let Ok(sig) = Signal::try_from(i32::try_from(info.ssi_signo).unwrap_or(0))
+            && sig != Signal::SIGCHLD
+            && send_json(sock.as_fd(), &ClientMessage::Signal(sig as i32), &[]).is_err()
+        {
+            return fail("lost the prepared sandbox");
         }
     }
 }
@@ -375,10 +444,20 @@ fn fail(why: &str) -> i32 {
 /// Signals this process ignores that a workload would inherit ignored
 /// (SIGPIPE and SIGCHLD are reset for every run).
 fn ignored_signals() -> Vec<i32> {
-    (1..32)
+    (1..=libc::SIGRTMAX())
         .filter(|&n| ![libc::SIGKILL, libc::SIGSTOP, libc::SIGPIPE, libc::SIGCHLD].contains(&n))
-        .filter(|&n| Signal::try_from(n).is_ok_and(super::is_ignored))
+        .filter(|&n| signal_ignored(n))
         .collect()
+}
+
+/// Whether signal `n` (real-time ones included) is ignored here; glibc's
+/// internal signals, which it will not tell, count as not ignored.
+fn signal_ignored(n: i32) -> bool {
+    // SAFETY: a zeroed sigaction is a valid out-parameter.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only reads the current one into `old`.
+    let read = unsafe { libc::sigaction(n, std::ptr::null(), &mut old) };
+    read == 0 && old.sa_sigaction == libc::SIG_IGN
 }
 
 /// This process's limits, nice value, `oom_score_adj` and CPU affinity.
@@ -407,13 +486,29 @@ fn own_attributes() -> Attributes {
                 .collect()
         })
         .unwrap_or_default();
+    // SAFETY: sched_getscheduler and sched_getparam take pid 0 (this
+    // process) and, for the latter, a valid out-parameter.
+    let sched = unsafe {
+        let policy = libc::sched_getscheduler(0);
+        let mut param: libc::sched_param = std::mem::zeroed();
+        (policy >= 0 && libc::sched_getparam(0, &mut param) == 0)
+            .then_some((policy, param.sched_priority))
+    };
+    // SAFETY: ioprio_get takes two integers (IOPRIO_WHO_PROCESS, 0: this
+    // process).
+    let ioprio = unsafe { libc::syscall(libc::SYS_ioprio_get, IOPRIO_WHO_PROCESS, 0) };
     Attributes {
         rlimits,
         nice,
         oom_score_adj,
         cpus,
+        sched,
+        ioprio: i32::try_from(ioprio).ok().filter(|&p| p >= 0),
     }
 }
+
+/// `IOPRIO_WHO_PROCESS` of ioprio_get(2).
+const IOPRIO_WHO_PROCESS: libc::c_int = 1;
 
 /// Sets this process's limit to `soft`/`hard`, or where the hard limit
 /// cannot be raised, keeps it and takes the soft one up to it.
@@ -440,8 +535,9 @@ fn set_rlimit(resource: u32, soft: u64, hard: u64) {
 /// `RLIM_NLIMITS` on Linux.
 const RLIMIT_COUNT: u32 = 16;
 
-/// Gives the waiting workload the caller's attributes: as root outside the
-/// sandbox, which may raise what the sandbox may not.
+/// Gives a process of the run (init, the waiting workload) the caller's
+/// attributes: as root outside the sandbox, which may raise what the
+/// sandbox may not.
 /// Best effort: a CPU list the group's cpuset forbids is left as it is.
 fn apply_attributes(pid: Pid, attrs: &Attributes) {
     for &(resource, soft, hard) in &attrs.rlimits {
@@ -470,6 +566,18 @@ fn apply_attributes(pid: Pid, attrs: &Attributes) {
     if any > 0 {
         let _ = nix::sched::sched_setaffinity(pid, &set);
     }
+    if let Some((policy, priority)) = attrs.sched {
+        let param = libc::sched_param {
+            sched_priority: priority,
+        };
+        // SAFETY: param is a valid sched_param for the call.
+        let _ = unsafe { libc::sched_setscheduler(pid.as_raw(), policy, &param) };
+    }
+    if let Some(prio) = attrs.ioprio {
+        // SAFETY: ioprio_set takes integers only.
+        let _ =
+            unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, pid.as_raw(), prio) };
+    }
 }
 
 // ------------------------------------------------------------- standby
@@ -491,7 +599,8 @@ pub fn build_server(
     // to its default before it makes its own.
     // SAFETY: SIG_IGN installs no handler.
     unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
-    let mut prepared: HashMap<String, (CgroupRoot, ExecSpec)> = HashMap::new();
+    // By group and the digest of the `[exec]` table they were built from.
+    let mut prepared: HashMap<(String, u64), Prepared> = HashMap::new();
     loop {
         let (bytes, fds) = match recv(sock.as_fd(), MsgFlags::empty()) {
             Ok(Some(message)) => message,
@@ -505,16 +614,11 @@ pub fn build_server(
         ) else {
             continue;
         };
-        if !prepared.contains_key(&request.group) {
-            let asked = super::prepare::ExecRequest {
-                root: root.clone(),
-                group: request.group.clone(),
-                policies: Some(policies.clone()),
-                flags: ExecFlags::default(),
-            };
-            match super::prepare::prepare(asked) {
+        let key = (request.group.clone(), request.config);
+        if let std::collections::hash_map::Entry::Vacant(slot) = prepared.entry(key.clone()) {
+            match prepare_group(&root, &policies, &request) {
                 Ok(entry) => {
-                    prepared.insert(request.group.clone(), entry);
+                    slot.insert(entry);
                 }
                 Err(e) => {
                     // Its socket closes unanswered: the daemon tries later.
@@ -523,7 +627,7 @@ pub fn build_server(
                 }
             }
         }
-        let Some((root, spec)) = prepared.get(&request.group) else {
+        let Some(entry) = prepared.get(&key) else {
             continue;
         };
         // SAFETY: this process is single-threaded, so the child may run
@@ -535,7 +639,7 @@ pub fn build_server(
                 // SAFETY: this process never uses the socket again and
                 // leaves by exit(), which runs no destructor.
                 unsafe { libc::close(sock.as_raw_fd()) };
-                let code = match serve(root, spec, &ctl) {
+                let code = match serve(&entry.root, &entry.spec, entry.config.as_ref(), &ctl) {
                     Ok(_) => 0,
                     Err(e) => {
                         eprintln!("cgmgr: standby: group {}: {e}", request.group);
@@ -548,6 +652,40 @@ pub fn build_server(
             Err(e) => eprintln!("cgmgr: standby: fork: {e}"),
         }
     }
+}
+
+/// A group's run, resolved and checked once for every sandbox of it.
+struct Prepared {
+    root: CgroupRoot,
+    spec: ExecSpec,
+    config: Option<crate::policy::ExecConfig>,
+}
+
+/// Reads the policies and resolves the group's run, as `cgmgr exec` would,
+/// if its `[exec]` table is the one the daemon asked for (the files may
+/// have changed since the daemon loaded them: then nothing is built).
+fn prepare_group(
+    root: &Option<String>,
+    policies: &std::path::Path,
+    request: &BuildRequest,
+) -> Result<Prepared, String> {
+    let set = crate::policy::load(&[policies.to_path_buf()]).map_err(|e| e.to_string())?;
+    let group = GroupName::parse(&request.group).map_err(|e| e.to_string())?;
+    let config = set.groups.get(&group).and_then(|g| g.exec.clone());
+    let digest = config.clone().unwrap_or_default().digest();
+    if digest != request.config {
+        return Err(
+            "the policy files differ from the daemon's loaded policy (a reload is due)".into(),
+        );
+    }
+    let asked = super::prepare::ExecRequest {
+        root: root.clone(),
+        group: request.group.clone(),
+        policies: Some(policies.to_path_buf()),
+        flags: ExecFlags::default(),
+    };
+    let (root, spec) = super::prepare::prepare_with(asked, Some(set)).map_err(|e| e.to_string())?;
+    Ok(Prepared { root, spec, config })
 }
 
 /// How a standby process ended (for its log line).
@@ -563,14 +701,20 @@ pub enum Served {
 /// The `cgmgr standby` process: builds a run's sandbox, tells the daemon
 /// through `ctl` that it is ready, serves the one request the daemon passes
 /// on, and ends the run. `spec` has no command.
-pub fn serve(root: &CgroupRoot, spec: &ExecSpec, ctl: &OwnedFd) -> Result<Served, ExecError> {
+pub fn serve(
+    root: &CgroupRoot,
+    spec: &ExecSpec,
+    config: Option<&crate::policy::ExecConfig>,
+    ctl: &OwnedFd,
+) -> Result<Served, ExecError> {
+    let built = BuiltFrom::now(spec, config);
     let run = run_group::create(root, &spec.group)?;
     let ids = if spec.has(Namespace::User) {
         Some(idmap::lease(&idmap::lease_dir())?)
     } else {
         None
     };
-    let served = serve_in(root, spec, &run, ids.as_ref().map(|r| r.base), ctl);
+    let served = serve_in(root, spec, &built, &run, ids.as_ref().map(|r| r.base), ctl);
     // A run that served a command was ended before its caller was told.
     if root.exists(&run)
         && let Err(e) = run_group::end(root, &run)
@@ -584,6 +728,7 @@ pub fn serve(root: &CgroupRoot, spec: &ExecSpec, ctl: &OwnedFd) -> Result<Served
 fn serve_in(
     root: &CgroupRoot,
     spec: &ExecSpec,
+    built: &BuiltFrom,
     run: &GroupName,
     id_base: Option<u32>,
     ctl: &OwnedFd,
@@ -595,6 +740,7 @@ fn serve_in(
         SockFlag::SOCK_CLOEXEC,
     )
     .map_err(sys("socketpair"))?;
+    allow_large_messages(job_here.as_fd());
     let started = start_child(root, spec, run, id_base, Some(job_init))?;
     let mut supervision = Supervision::new(started.pid);
     match recv(job_here.as_fd(), MsgFlags::empty()) {
@@ -614,40 +760,62 @@ fn serve_in(
     let held = hold_namespaces(started.pid);
     send(ctl.as_fd(), b"ready", &[]).map_err(sys("telling the daemon"))?;
     let sfd = SignalFd::new(&started.signals).map_err(sys("signalfd"))?;
-    let Some((request, conn, stdio)) = idle(ctl, &sfd, &job_here, &supervision)? else {
+    let Some((request, conn)) = idle(ctl, &sfd, &job_here, &supervision)? else {
         let _ = nix::sys::signal::kill(started.pid, Signal::SIGKILL);
         wait_exit(&supervision);
         return Ok(Served::Retired("retired before any request"));
     };
-    let _ = send_json(conn.as_fd(), &Reply::Started, &[]);
-    // Built at low priority; the run itself is not (the workload then
-    // takes the caller's nice value).
-    let workload = workload_pid(root, run, started.pid);
-    for pid in [Some(Pid::from_raw(0)), Some(started.pid), workload]
-        .into_iter()
-        .flatten()
-    {
-        let id = libc::id_t::try_from(pid.as_raw()).unwrap_or(0);
-        // SAFETY: setpriority takes integers only.
-        unsafe { libc::setpriority(libc::PRIO_PROCESS, id, 0) };
+    let end = |reply: Reply, served: Served| {
+        let _ = send_json(conn.as_fd(), &reply, &[]);
+        let _ = nix::sys::signal::kill(started.pid, Signal::SIGKILL);
+        wait_exit(&supervision);
+        Ok(served)
+    };
+    // `none` sends the caller to build its own sandbox, as it would have.
+    if built.changed() {
+        let why = "the rootfs or seccomp profile changed since this sandbox was built";
+        return end(Reply::None { why: why.into() }, Served::Retired("stale"));
     }
-    let job = match check_request(spec, &request, &stdio) {
+    let mut job = match check_request(spec, &request) {
         Ok(job) => job,
         Err(e) => {
-            let _ = send_json(
-                conn.as_fd(),
-                &Reply::Failed {
-                    message: e.to_string(),
-                },
-                &[],
+            return end(
+                Reply::None { why: e.to_string() },
+                Served::Retired("refused"),
             );
-            let _ = nix::sys::signal::kill(started.pid, Signal::SIGKILL);
-            wait_exit(&supervision);
-            return Ok(Served::Ran(125));
         }
     };
-    if let Some(workload) = workload {
-        apply_attributes(workload, &request.attrs);
+    if serde_json::to_vec(&job).map_or(true, |b| b.len() > MAX_MESSAGE) {
+        let why = "the command and environment are too large to hand over";
+        return end(
+            Reply::None { why: why.into() },
+            Served::Retired("too large"),
+        );
+    }
+    let _ = send_json(conn.as_fd(), &Reply::Started, &[]);
+    let (open, stdio) = match receive_stdio(&conn) {
+        Ok(Some(received)) => received,
+        Ok(None) => {
+            return end(
+                Reply::None { why: String::new() },
+                Served::Retired("caller gone"),
+            );
+        }
+        Err(e) => {
+            let reply = Reply::Failed {
+                message: e.to_string(),
+            };
+            return end(reply, Served::Ran(125));
+        }
+    };
+    job.stdio = open;
+    // Built at low priority; the run itself is not: init and the workload
+    // take the caller's attributes.
+    let workload = workload_pid(root, run, started.pid);
+    // SAFETY: setpriority takes integers only; 0 is this process.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 0) };
+    for pid in [Some(started.pid), workload].into_iter().flatten() {
+        apply_attributes(pid, &request.attrs);
     }
     let before = LimitCounters::read(root, &spec.group);
     let format = request.report.as_deref().and_then(|r| r.parse().ok());
@@ -680,8 +848,8 @@ fn serve_in(
     Ok(Served::Ran(code))
 }
 
-/// A request with its connection and stdio, as the daemon passed it.
-type Handed = (Request, OwnedFd, Vec<OwnedFd>);
+/// A request with its connection, as the daemon passed it.
+type Handed = (Request, OwnedFd);
 
 /// Waits for the daemon to pass a request on; `None` when the standby is
 /// to end instead (the daemon closed `ctl`, a stop signal, init died).
@@ -702,11 +870,11 @@ fn idle(
             let Ok(request) = serde_json::from_slice::<Request>(&bytes) else {
                 continue;
             };
-            if fds.is_empty() {
+            if fds.len() != 1 {
                 continue;
             }
             let conn = fds.remove(0);
-            return Ok(Some((request, conn, fds)));
+            return Ok(Some((request, conn)));
         }
         if revents.get(1).copied().is_some_and(ready)
             && let Ok(Some(info)) = sfd.read_signal()
@@ -724,40 +892,103 @@ fn idle(
     }
 }
 
-/// The job for init, once the request is checked as `cgmgr exec` checks
-/// its own command line.
-fn check_request(spec: &ExecSpec, request: &Request, stdio: &[OwnedFd]) -> Result<Job, ExecError> {
+/// The job for the workload, once the request is checked as `cgmgr exec`
+/// checks its own command line.
+fn check_request(spec: &ExecSpec, request: &Request) -> Result<Job, ExecError> {
     if request.v != PROTOCOL || request.group != spec.group.as_str() {
         return Err(ExecError::Invalid("a request for another sandbox".into()));
     }
     if request.argv.is_empty() {
         return Err(ExecError::Invalid("no command".into()));
     }
-    let open = request.stdio.iter().filter(|&&b| b).count();
-    if open != stdio.len() {
+    let env = super::merge_env(spec.workload.env.clone(), &request.env)?;
+    Ok(Job {
+        argv: request.argv.clone(),
+        env,
+        stdio: [false; 3],
+        ignored: request.ignored.clone(),
+        rlimits: request.attrs.rlimits.clone(),
+    })
+}
+
+/// Which of the caller's stdin, stdout, stderr are open, and those.
+type CallerStdio = ([bool; 3], Vec<OwnedFd>);
+
+/// Waits (at most [`FIRST_ANSWER`]) for the caller's stdio after
+/// `started`, and checks it as `cgmgr exec` checks its own. `Ok(None)`: the
+/// caller is gone (nothing is started).
+fn receive_stdio(conn: &OwnedFd) -> Result<Option<CallerStdio>, ExecError> {
+    let waited = wait_any(&[conn.as_fd()], Some(FIRST_ANSWER)).map_err(sys("poll"))?;
+    if !waited.is_some_and(|r| ready(r[0])) {
+        return Ok(None);
+    }
+    let Ok(Some((bytes, fds))) = recv(conn.as_fd(), MsgFlags::MSG_DONTWAIT) else {
+        return Ok(None);
+    };
+    let Ok(ClientMessage::Stdio(open)) = serde_json::from_slice(&bytes) else {
+        return Err(ExecError::Invalid("expected the caller's stdio".into()));
+    };
+    if open.iter().filter(|&&b| b).count() != fds.len() {
         return Err(ExecError::Invalid(format!(
             "{} standard descriptors announced, {} received",
-            open,
-            stdio.len()
+            open.iter().filter(|&&b| b).count(),
+            fds.len()
         )));
     }
-    let mut passed = stdio.iter();
-    let fds = request.stdio.map(|open| {
-        if open {
+    let mut passed = fds.iter();
+    let borrowed = open.map(|o| {
+        if o {
             passed.next().map(AsFd::as_fd)
         } else {
             None
         }
     });
-    workload::check_stdio(fds)?;
-    let env = super::merge_env(spec.workload.env.clone(), &request.env)?;
-    Ok(Job {
-        argv: request.argv.clone(),
-        env,
-        stdio: request.stdio,
-        ignored: request.ignored.clone(),
-        rlimits: request.attrs.rlimits.clone(),
-    })
+    workload::check_stdio(borrowed)?;
+    Ok(Some((open, fds)))
+}
+
+/// What a prepared sandbox's root and seccomp profile were when it was
+/// built: a run takes it only if they are still the same files (a rootfs
+/// replaced by a rename, or an edited profile, would give `cgmgr exec`'s
+/// own sandbox something else).
+#[derive(Debug)]
+struct BuiltFrom {
+    files: Vec<(PathBuf, Option<FileId>)>,
+}
+
+/// Device, inode, size and modification time of a file.
+type FileId = (u64, u64, u64, i64, i64);
+
+fn file_id(path: &std::path::Path) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+}
+
+impl BuiltFrom {
+    fn now(spec: &ExecSpec, config: Option<&crate::policy::ExecConfig>) -> BuiltFrom {
+        let profile = config.and_then(|c| match &c.seccomp {
+            Some(crate::policy::seccomp::Seccomp::Profile { path, .. }) => Some(path.clone()),
+            _ => None,
+        });
+        let files = spec
+            .rootfs
+            .iter()
+            .cloned()
+            .chain(profile)
+            .map(|p| {
+                let id = file_id(&p);
+                (p, id)
+            })
+            .collect();
+        BuiltFrom { files }
+    }
+
+    /// True when one of the files is not the one the sandbox was built from.
+    fn changed(&self) -> bool {
+        self.files.iter().any(|(path, id)| file_id(path) != *id)
+    }
 }
 
 /// Supervises the run until init exits: signals from the connection and
@@ -807,7 +1038,7 @@ fn follow_run(
                     // As `cgmgr exec`'s death ends its run (init's
                     // parent-death signal), the caller's ends this one.
                     caller_gone = true;
-                    super::kill_run_group(run_dir);
+                    supervision.kill_now(run_dir);
                 }
             }
         }

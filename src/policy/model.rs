@@ -462,3 +462,15 @@ impl PolicySet {
             .collect()
     }
 }
+
+impl ExecConfig {
+    /// A digest of every setting (a seccomp profile's content included),
+    /// equal between two processes of the same cgmgr binary for equal
+    /// tables: what a prepared sandbox was built from is compared by it.
+    pub fn digest(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        format!("{self:?}").hash(&mut h);
+        h.finish()
+    }
+}
