@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Checks systemd/cgmgr.service with systemd-analyze verify. The unit names
+# Checks systemd/cgmgr.service (and with its drop-in systemd/standby.conf)
+# with systemd-analyze verify. The unit names
 # /usr/local/bin/cgmgr; a copy pointing at the built binary is verified, so
 # every directive is checked without installing anything. Any output (an
 # unknown key, a bad value) is a failure: verify itself exits 0 on warnings.
@@ -12,3 +13,10 @@ sed "s|/usr/local/bin/cgmgr|$bin|g" systemd/cgmgr.service > "$dir/cgmgr.service"
 out=$(systemd-analyze verify --man=no "$dir/cgmgr.service" 2>&1) || { echo "$out"; exit 1; }
 [ -z "$out" ] || { echo "systemd-analyze verify systemd/cgmgr.service:"; echo "$out"; exit 1; }
 echo "systemd/cgmgr.service: verified"
+# With the drop-in for prepared sandboxes, as the README installs it; a
+# misspelt key in it is a failure too.
+mkdir "$dir/cgmgr.service.d"
+cp systemd/standby.conf "$dir/cgmgr.service.d/"
+out=$(systemd-analyze verify --man=no "$dir/cgmgr.service" 2>&1) || { echo "$out"; exit 1; }
+[ -z "$out" ] || { echo "systemd-analyze verify with systemd/standby.conf:"; echo "$out"; exit 1; }
+echo "systemd/standby.conf: verified"
