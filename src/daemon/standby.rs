@@ -28,7 +28,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{
     AddressFamily, Backlog, MsgFlags, SockFlag, SockType, UnixAddr, accept4, bind, listen, socket,
-    socketpair, sockopt,
+    sockopt,
 };
 
 use nix::sys::wait::{WaitStatus, waitpid};
@@ -37,7 +37,7 @@ use nix::unistd::Pid;
 use super::log::{Level, log};
 use crate::cgroup::GroupName;
 use crate::exec::standby::{
-    BuildRequest, PROTOCOL, Reply, Request, allow_large_messages, recv_plain, send, send_json,
+    BuildRequest, PROTOCOL, Reply, Request, recv_plain, send, send_json, seqpacket_pair,
 };
 use crate::policy::{ExecConfig, PolicySet};
 
@@ -456,13 +456,7 @@ impl Pool {
 
     /// Asks the builder (started if need be) for a sandbox of `group`.
     fn build(&mut self, group: &GroupName) -> Result<Member, Errno> {
-        let (ctl, theirs) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )?;
-        allow_large_messages(ctl.as_fd());
+        let (ctl, theirs) = seqpacket_pair()?;
         let config = self.slots.get(group).map_or(0, |slot| slot.config.digest());
         let request = BuildRequest {
             group: group.to_string(),
@@ -734,12 +728,7 @@ fn start_builder(root: &Path, policies: &Path) -> Result<Builder, Errno> {
     use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
-    let (ctl, theirs) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )?;
+    let (ctl, theirs) = seqpacket_pair()?;
     let cstr = |b: &[u8]| CString::new(b).map_err(|_| Errno::EINVAL);
     let args = [
         cstr(b"cgmgr")?,

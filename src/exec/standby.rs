@@ -368,6 +368,20 @@ fn connect_to_daemon() -> Option<OwnedFd> {
     Some(sock)
 }
 
+/// A connected pair of `SOCK_SEQPACKET` sockets (close-on-exec) that
+/// carry messages of up to [`MAX_MESSAGE`] bytes both ways.
+pub fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd), Errno> {
+    let (a, b) = nix::sys::socket::socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    allow_large_messages(a.as_fd());
+    allow_large_messages(b.as_fd());
+    Ok((a, b))
+}
+
 /// Lets a message of up to [`MAX_MESSAGE`] bytes through `sock` (a
 /// `SOCK_SEQPACKET` message must fit in its sender's buffer).
 pub fn allow_large_messages(sock: BorrowedFd<'_>) {
@@ -733,14 +747,7 @@ fn serve_in(
     id_base: Option<u32>,
     ctl: &OwnedFd,
 ) -> Result<Served, ExecError> {
-    let (job_here, job_init) = nix::sys::socket::socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(sys("socketpair"))?;
-    allow_large_messages(job_here.as_fd());
+    let (job_here, job_init) = seqpacket_pair().map_err(sys("socketpair"))?;
     let started = start_child(root, spec, run, id_base, Some(job_init))?;
     let mut supervision = Supervision::new(started.pid);
     match recv(job_here.as_fd(), MsgFlags::empty()) {
