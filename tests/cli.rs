@@ -1514,7 +1514,7 @@ fn host_exec_through_a_prepared_sandbox() {
         &[
             "/bin/sh",
             "-c",
-            "echo $FROM $FLAG; ls /proc/self/fd; cat; ulimit -n; grep SigIgn /proc/self/status; exit 3",
+            "echo $FROM $FLAG; ls /proc/self/fd; cat; ulimit -n; grep -e SigIgn -e Seccomp -e NoNewPrivs /proc/self/status; exit 3",
         ],
     );
     start_ignoring(&mut cmd, libc::SIGHUP);
@@ -1546,7 +1546,7 @@ fn host_exec_through_a_prepared_sandbox() {
     assert_eq!(out.status.code(), Some(3), "{text}{}", stderr(&out));
     assert_eq!(
         text,
-        "one 1\n0\n1\n2\n3\npiped in\n777\nSigIgn:\t0000000000000001\n",
+        "one 1\n0\n1\n2\n3\npiped in\n777\nSigIgn:\t0000000000000001\nNoNewPrivs:\t1\nSeccomp:\t2\nSeccomp_filters:\t2\n",
         "{}",
         stderr(&out)
     );

@@ -41,23 +41,35 @@ pub use super::seccomp_rules::{
 
 /// BPF programs to load, in order.
 #[derive(Debug, Clone, Default)]
-pub struct Filters(Vec<Vec<libc::sock_filter>>);
+pub struct Filters {
+    programs: Vec<Vec<libc::sock_filter>>,
+    /// cgmgr's own filters (or none): known to allow what cgmgr itself
+    /// does between loading them and `execve`. A profile may refuse it.
+    own: bool,
+}
 
 impl Filters {
     /// How many filters.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.programs.len()
+    }
+
+    /// True for the default filters and for none: cgmgr's own code may run
+    /// under them (they allow every call it makes to receive a command,
+    /// take its stdio, set limits and execute).
+    pub fn allow_cgmgr(&self) -> bool {
+        self.own
     }
 
     /// True for `seccomp = "unconfined"`.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.programs.is_empty()
     }
 
     /// Loads every filter into the calling thread; needs no_new_privs (or
     /// CAP_SYS_ADMIN). After this, only what the filters allow works.
     pub fn load(&self) -> Result<(), ExecError> {
-        for (i, program) in self.0.iter().enumerate() {
+        for (i, program) in self.programs.iter().enumerate() {
             let fprog = libc::sock_fprog {
                 len: u16::try_from(program.len()).map_err(|_| {
                     ExecError::Invalid(format!(
@@ -93,20 +105,29 @@ impl Filters {
 pub fn compile(setting: &Seccomp, nested_userns: bool) -> Result<Filters, ExecError> {
     let arguments = program_from_bytes(PRECOMPILED_ARGUMENTS);
     match setting {
-        Seccomp::Unconfined => Ok(Filters::default()),
+        Seccomp::Unconfined => Ok(Filters {
+            programs: Vec::new(),
+            own: true,
+        }),
         Seccomp::Default => {
             let allow = if nested_userns {
                 PRECOMPILED_DEFAULT_NESTED
             } else {
                 PRECOMPILED_DEFAULT
             };
-            Ok(Filters(vec![program_from_bytes(allow), arguments]))
+            Ok(Filters {
+                programs: vec![program_from_bytes(allow), arguments],
+                own: true,
+            })
         }
         Seccomp::Profile { path, profile } => {
             let ctx = profile_filter(profile).map_err(|e| {
                 ExecError::Invalid(format!("seccomp profile {}: {e}", path.display()))
             })?;
-            Ok(Filters(vec![export(&ctx)?, arguments]))
+            Ok(Filters {
+                programs: vec![export(&ctx)?, arguments],
+                own: false,
+            })
         }
     }
 }

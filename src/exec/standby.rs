@@ -1096,16 +1096,24 @@ fn wait_exit(supervision: &Supervision) -> i32 {
 // ------------------------------------------------------------ workload
 
 /// The workload process of a prepared sandbox, forked by init once the
-/// sandbox is built: it takes every step of [`workload::exec`] but the
-/// filters, says `ready` on `socket` and waits for the command; then it
-/// takes the caller's stdio and ignored signals, loads the filters and
-/// executes. Returns only on failure, with the exit status to use.
+/// sandbox is built: it takes every step of [`workload::exec`] (cgmgr's own
+/// filters included; a profile waits), says `ready` on `socket` and waits
+/// for the command; then it takes the caller's stdio, ignored signals and
+/// limits, loads a profile if it has one, and executes. Returns only on failure, with the exit status to use.
 pub fn run_prepared(socket: OwnedFd, base: &Workload) -> i32 {
+    // cgmgr's own filters allow every call made from here to execve: they
+    // are loaded now, ahead, off the run's path. A profile is loaded last,
+    // as for any run (it may refuse what cgmgr does before execve).
+    let early = base.seccomp.allow_cgmgr();
     let job = workload::prepare(base, Some(socket)).and_then(|kept| {
         let socket = kept.ok_or_else(|| ExecError::Invalid("the job socket was lost".into()))?;
+        if early {
+            base.seccomp.load()?;
+        }
         await_job(&socket, base)
     });
     match job.and_then(|mut job| job.install().map(|()| job)) {
+        Ok(job) if early => workload::execute(&job.workload),
         Ok(job) => workload::finish(&job.workload),
         Err(e) => {
             eprintln!("cgmgr: exec: {e}");

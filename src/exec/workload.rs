@@ -88,6 +88,12 @@ pub fn finish(w: &Workload) -> i32 {
         eprintln!("cgmgr: exec: {e}");
         return 125;
     }
+    execute(w)
+}
+
+/// Executes the command (the filters already loaded); returns only on
+/// failure, with the exit status to use: 127 not found, 126 not executable.
+pub fn execute(w: &Workload) -> i32 {
     let err = execvpe(w);
     let cmd = &w.argv[0];
     eprintln!("cgmgr: exec: {cmd}: {}", err.desc());
