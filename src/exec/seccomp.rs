@@ -237,7 +237,7 @@ mod tests {
     fn the_default_compiles_to_two_filters_and_unconfined_to_none() {
         let f = compile(&Seccomp::Default, false).unwrap();
         assert_eq!(f.len(), 2);
-        assert!(f.0.iter().all(|p| !p.is_empty() && p.len() < 4096));
+        assert!(f.programs.iter().all(|p| !p.is_empty() && p.len() < 4096));
         assert!(compile(&Seccomp::Unconfined, false).unwrap().is_empty());
     }
 
