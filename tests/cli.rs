@@ -1386,7 +1386,7 @@ struct StandbyHost {
 impl StandbyHost {
     fn start(name: &str, env_value: &str) -> StandbyHost {
         let scratch = Scratch::new(name);
-        let rootfs = busybox_rootfs(&["sh", "cat", "ls", "sleep", "grep", "echo"]);
+        let rootfs = busybox_rootfs(&["sh", "cat", "ls", "sleep", "grep", "echo", "mkdir"]);
         let policies = tempfile::tempdir().unwrap();
         let runtime = tempfile::tempdir().unwrap();
         let log = tempfile::NamedTempFile::new().unwrap();
@@ -1815,13 +1815,18 @@ fn host_standby_survives_the_red_team() {
         let s = standby_connect(&host);
         let request = standby_request(&["/bin/true"]);
         let iov = [std::io::IoSlice::new(&request)];
-        let _ = sendmsg::<()>(
+        // Refused outright where the kernel has SO_PASSRIGHTS (6.16).
+        if sendmsg::<()>(
             s.as_raw_fd(),
             &iov,
             &[ControlMessage::ScmRights(&nine)],
             MsgFlags::empty(),
             None,
-        );
+        )
+        .is_err()
+        {
+            continue;
+        }
         let mut buf = [0u8; 512];
         let _ = nix::sys::socket::recv(s.as_raw_fd(), &mut buf, MsgFlags::empty());
     }
@@ -1910,4 +1915,72 @@ fn host_standby_survives_the_red_team() {
         host.gone(&prepared)
     });
     let _ = null.as_fd();
+}
+
+/// A prepared sandbox is only used while the files it was built from are
+/// the ones `cgmgr exec` would read: a seccomp profile edited after the
+/// build, and a rootfs swapped for a link to `/`, are never served (the
+/// red team's second pass got the old profile on every run after the
+/// first, and replacement sandboxes built from the host's root).
+#[test]
+fn host_standby_follows_the_files_it_was_built_from() {
+    let host = StandbyHost::start("standby-files", "one");
+    let old = host.ready();
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("profile.json");
+    let deny_mkdir = |errno: u32| {
+        let json = format!(
+            r#"{{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":{errno}}}]}}"#
+        );
+        std::fs::write(&profile, json).unwrap();
+    };
+    deny_mkdir(13);
+    let policy = format!(
+        "[group.sb.exec]\nrootfs = \"{}\"\nseccomp = \"{}\"\nstandby = 1\n",
+        host.rootfs.path().display(),
+        profile.display()
+    );
+    std::fs::write(host.policies.path().join("a.toml"), policy).unwrap();
+    wait_for("the old sandbox to be retired", 20, || host.gone(&old));
+    let prepared = host.ready();
+    let mkdir = || {
+        let out = host.exec(&["/bin/mkdir", "/tmp/x"]).output().unwrap();
+        stderr(&out)
+    };
+    assert!(
+        mkdir().contains("Permission denied"),
+        "the profile's errno 13"
+    );
+    wait_for("the run to take the prepared sandbox", 5, || {
+        host.gone(&prepared)
+    });
+    // The profile now answers EPERM: every run gets that, prepared or not.
+    host.ready();
+    deny_mkdir(1);
+    for _ in 0..4 {
+        let err = mkdir();
+        assert!(
+            err.contains("Operation not permitted"),
+            "an old profile ran: {err}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+
+    // The rootfs becomes a link to the host's root: refused, and no
+    // sandbox is built from it.
+    let real = host.rootfs.path().with_extension("real");
+    std::fs::rename(host.rootfs.path(), &real).unwrap();
+    std::os::unix::fs::symlink("/", host.rootfs.path()).unwrap();
+    for _ in 0..3 {
+        let out = host.exec(&["/bin/true"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+        assert!(stderr(&out).contains("host's own root"), "{}", stderr(&out));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    assert!(
+        host.prepared().is_empty(),
+        "a sandbox was built on the host's root"
+    );
+    std::fs::remove_file(host.rootfs.path()).unwrap();
+    std::fs::rename(&real, host.rootfs.path()).unwrap();
 }

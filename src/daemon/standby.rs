@@ -38,6 +38,7 @@ use super::log::{Level, log};
 use crate::cgroup::GroupName;
 use crate::exec::standby::{
     BuildRequest, PROTOCOL, Reply, Request, recv_plain, send, send_json, seqpacket_pair,
+    set_pass_rights,
 };
 use crate::policy::{ExecConfig, PolicySet};
 
@@ -175,6 +176,11 @@ fn listen_on(path: &Path) -> Result<OwnedFd, Errno> {
         let _ = std::fs::remove_file(&temporary);
         return Err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)));
     }
+    // No descriptor can be sent to the daemon: one the daemon dropped
+    // would be closed on its thread, and the last close of a file on a
+    // hung FUSE or NFS mount blocks (the red team froze the thread so).
+    // Connections inherit it; a sandbox re-allows it on the one it takes.
+    set_pass_rights(sock.as_fd(), false);
     listen(&sock, Backlog::new(64)?)?;
     Ok(sock)
 }
@@ -281,6 +287,9 @@ impl Pool {
             let now = Instant::now();
             self.pending.retain(|p| p.deadline > now);
             self.expire_waiting(now);
+            if self.listen_paused.is_some_and(|t| t <= now) {
+                self.listen_paused = None;
+            }
             self.publish_ready();
             self.stopped.retain(|&pid| {
                 matches!(
@@ -296,7 +305,7 @@ impl Pool {
         // The wake pipe first: a policy change is applied before the
         // requests that came with it are served.
         let mut sources = vec![(Source::Wake, self.wake.as_fd())];
-        if self.listen_paused.is_none_or(|t| t <= Instant::now()) {
+        if self.listen_paused.is_none() {
             sources.push((Source::Listener, self.listener.as_fd()));
         }
         for p in &self.pending {
@@ -381,6 +390,16 @@ impl Pool {
                     .iter()
                     .position(|(_, m)| m.ctl.as_raw_fd() == fd)
                 {
+                    // What it did with the request: counted by its word.
+                    let said = recv_plain(self.leaving[i].1.ctl.as_fd(), MsgFlags::MSG_DONTWAIT);
+                    if let (Ok(Some(word)), Some(group)) = (&said, &self.leaving[i].0) {
+                        let result = if word == b"started" { "served" } else { "none" };
+                        self.metrics
+                            .requests
+                            .with_label_values(&[group.as_str(), result])
+                            .inc();
+                        return;
+                    }
                     let (group, _) = self.leaving.swap_remove(i);
                     // Its run is over: its replacement is due now.
                     if let Some(slot) = group.and_then(|g| self.slots.get_mut(&g))
@@ -481,7 +500,8 @@ impl Pool {
     }
 
     fn accept(&mut self) {
-        loop {
+        // At most this many per turn: the other descriptors get their turn.
+        for _ in 0..MAX_PENDING {
             let conn = match accept4(
                 &self.listener,
                 SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
@@ -539,7 +559,7 @@ impl Pool {
                 Err(_) => "not a group name".to_string(),
                 Ok(group) => match self.hand_over(&group, &bytes, conn.as_fd()) {
                     Ok(()) => return,
-                    Err(why) if self.building(&group) => {
+                    Err(why) if self.building(&group) && self.waiting.len() < MAX_PENDING => {
                         let _ = why;
                         self.wait_for_build(group, conn, bytes);
                         return;
@@ -619,12 +639,6 @@ impl Pool {
         let Some(slot) = self.slots.get_mut(group) else {
             return Err(format!("no standby for group {group}"));
         };
-        let count = |result: &str| {
-            self.metrics
-                .requests
-                .with_label_values(&[group.as_str(), result])
-                .inc();
-        };
         let raw = [conn.as_raw_fd()];
         let mut tried = 0;
         while let Some(i) = slot.members.iter().skip(tried).position(|m| m.ready) {
@@ -633,8 +647,8 @@ impl Pool {
                 Ok(()) => {
                     let m = slot.members.swap_remove(i);
                     slot.owed.push(Instant::now() + REPLACE_AFTER);
+                    // Counted when it says whether it started the run.
                     self.leaving.push((Some(group.clone()), m));
-                    count("served");
                     return Ok(());
                 }
                 // That one died meanwhile: its socket's end removes it;

@@ -281,7 +281,10 @@ fn check_host_root(
 /// The rootfs checks that can be made before anything is created, each
 /// with its own message: it exists, is a directory, is not the host's own
 /// root, has real `proc`, `dev` and `tmp` directories, and holds `cwd`.
-fn check_rootfs(rootfs: &std::path::Path, cwd: &std::path::Path) -> Result<(), ExecError> {
+pub(crate) fn check_rootfs(
+    rootfs: &std::path::Path,
+    cwd: &std::path::Path,
+) -> Result<(), ExecError> {
     let invalid = |why: String| {
         Err(ExecError::Invalid(format!(
             "rootfs {}: {why}",

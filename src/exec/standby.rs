@@ -342,7 +342,8 @@ pub fn try_run(group: &str, flags: &ExecFlags) -> Option<i32> {
         .map(|(fd, _)| fd)
         .collect();
     if send_json(sock.as_fd(), &ClientMessage::Stdio(stdio), &fds).is_err() {
-        return Some(fail("lost the prepared sandbox"));
+        // Nothing runs before the stdio came: built here instead.
+        return None;
     }
     for sig in taken {
         let _ = send_json(sock.as_fd(), &ClientMessage::Signal(sig as i32), &[]);
@@ -380,6 +381,27 @@ pub fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd), Errno> {
     allow_large_messages(a.as_fd());
     allow_large_messages(b.as_fd());
     Ok((a, b))
+}
+
+/// `SO_PASSRIGHTS` (Linux 6.16): whether the socket accepts `SCM_RIGHTS`.
+const SO_PASSRIGHTS: libc::c_int = 83;
+
+/// Lets `sock` receive descriptors, or refuses them (the sender's
+/// `sendmsg` fails). Without the option (kernels before 6.16) nothing
+/// changes: descriptors are then received and dropped unread.
+pub fn set_pass_rights(sock: BorrowedFd<'_>, pass: bool) {
+    let value = libc::c_int::from(pass);
+    let len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4);
+    // SAFETY: value is a live c_int of the given size for the call.
+    let _ = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_PASSRIGHTS,
+            (&raw const value).cast(),
+            len,
+        )
+    };
 }
 
 /// Lets a message of up to [`MAX_MESSAGE`] bytes through `sock` (a
@@ -629,6 +651,11 @@ pub fn build_server(
             continue;
         };
         let key = (request.group.clone(), request.config);
+        // A rootfs or profile changed since: read again (and refused while
+        // the daemon's loaded table is not the files').
+        if prepared.get(&key).is_some_and(|p| p.built.changed()) {
+            prepared.remove(&key);
+        }
         if let std::collections::hash_map::Entry::Vacant(slot) = prepared.entry(key.clone()) {
             match prepare_group(&root, &policies, &request) {
                 Ok(entry) => {
@@ -653,7 +680,7 @@ pub fn build_server(
                 // SAFETY: this process never uses the socket again and
                 // leaves by exit(), which runs no destructor.
                 unsafe { libc::close(sock.as_raw_fd()) };
-                let code = match serve(&entry.root, &entry.spec, entry.config.as_ref(), &ctl) {
+                let code = match serve(&entry.root, &entry.spec, &entry.built, &ctl) {
                     Ok(_) => 0,
                     Err(e) => {
                         eprintln!("cgmgr: standby: group {}: {e}", request.group);
@@ -668,11 +695,12 @@ pub fn build_server(
     }
 }
 
-/// A group's run, resolved and checked once for every sandbox of it.
+/// A group's run, resolved and checked once for every sandbox of it, and
+/// the files it was resolved from.
 struct Prepared {
     root: CgroupRoot,
     spec: ExecSpec,
-    config: Option<crate::policy::ExecConfig>,
+    built: BuiltFrom,
 }
 
 /// Reads the policies and resolves the group's run, as `cgmgr exec` would,
@@ -683,14 +711,30 @@ fn prepare_group(
     policies: &std::path::Path,
     request: &BuildRequest,
 ) -> Result<Prepared, String> {
-    let set = crate::policy::load(&[policies.to_path_buf()]).map_err(|e| e.to_string())?;
     let group = GroupName::parse(&request.group).map_err(|e| e.to_string())?;
-    let config = set.groups.get(&group).and_then(|g| g.exec.clone());
+    let load =
+        || -> Result<(crate::policy::PolicySet, Option<crate::policy::ExecConfig>), String> {
+            let set = crate::policy::load(&[policies.to_path_buf()]).map_err(|e| e.to_string())?;
+            let config = set.groups.get(&group).and_then(|g| g.exec.clone());
+            Ok((set, config))
+        };
+    let (set, config) = load()?;
     let digest = config.clone().unwrap_or_default().digest();
     if digest != request.config {
         return Err(
             "the policy files differ from the daemon's loaded policy (a reload is due)".into(),
         );
+    }
+    // The identities of the rootfs and profile, taken between two reads
+    // that agree: they are the files this table was read from.
+    let profile = config.as_ref().and_then(|c| match &c.seccomp {
+        Some(crate::policy::seccomp::Seccomp::Profile { path, .. }) => Some(path.clone()),
+        _ => None,
+    });
+    let rootfs = config.as_ref().and_then(|c| c.rootfs.clone());
+    let built = BuiltFrom::of(rootfs.into_iter().chain(profile));
+    if load()?.1.unwrap_or_default().digest() != digest {
+        return Err("the policy files changed while they were read".into());
     }
     let asked = super::prepare::ExecRequest {
         root: root.clone(),
@@ -699,7 +743,7 @@ fn prepare_group(
         flags: ExecFlags::default(),
     };
     let (root, spec) = super::prepare::prepare_with(asked, Some(set)).map_err(|e| e.to_string())?;
-    Ok(Prepared { root, spec, config })
+    Ok(Prepared { root, spec, built })
 }
 
 /// How a standby process ended (for its log line).
@@ -715,20 +759,24 @@ pub enum Served {
 /// The `cgmgr standby` process: builds a run's sandbox, tells the daemon
 /// through `ctl` that it is ready, serves the one request the daemon passes
 /// on, and ends the run. `spec` has no command.
-pub fn serve(
+fn serve(
     root: &CgroupRoot,
     spec: &ExecSpec,
-    config: Option<&crate::policy::ExecConfig>,
+    built: &BuiltFrom,
     ctl: &OwnedFd,
 ) -> Result<Served, ExecError> {
-    let built = BuiltFrom::now(spec, config);
+    // Every sandbox checks its rootfs anew (not `/`, the directories it
+    // needs): the group's resolution was cached by the builder.
+    if let Some(rootfs) = &spec.rootfs {
+        super::check_rootfs(rootfs, &spec.workload.cwd)?;
+    }
     let run = run_group::create(root, &spec.group)?;
     let ids = if spec.has(Namespace::User) {
         Some(idmap::lease(&idmap::lease_dir())?)
     } else {
         None
     };
-    let served = serve_in(root, spec, &built, &run, ids.as_ref().map(|r| r.base), ctl);
+    let served = serve_in(root, spec, built, &run, ids.as_ref().map(|r| r.base), ctl);
     // A run that served a command was ended before its caller was told.
     if root.exists(&run)
         && let Err(e) = run_group::end(root, &run)
@@ -773,6 +821,13 @@ fn serve_in(
         return Ok(Served::Retired("retired before any request"));
     };
     let end = |reply: Reply, served: Served| {
+        // The daemon counts by this word whether a sandbox served the run.
+        let word: &[u8] = if matches!(reply, Reply::None { .. }) {
+            b"declined"
+        } else {
+            b"started"
+        };
+        let _ = send(ctl.as_fd(), word, &[]);
         let _ = send_json(conn.as_fd(), &reply, &[]);
         let _ = nix::sys::signal::kill(started.pid, Signal::SIGKILL);
         wait_exit(&supervision);
@@ -799,6 +854,9 @@ fn serve_in(
             Served::Retired("too large"),
         );
     }
+    // The daemon's listener refuses descriptors (see `set_pass_rights`);
+    // this connection takes the caller's stdio.
+    set_pass_rights(conn.as_fd(), true);
     let _ = send_json(conn.as_fd(), &Reply::Started, &[]);
     let (open, stdio) = match receive_stdio(&conn) {
         Ok(Some(received)) => received,
@@ -830,6 +888,7 @@ fn serve_in(
     let raw: Vec<RawFd> = stdio.iter().map(AsRawFd::as_raw_fd).collect();
     send_json(job_here.as_fd(), &job, &raw).map_err(sys("handing the command to init"))?;
     drop(stdio);
+    let _ = send(ctl.as_fd(), b"started", &[]);
     let code = follow_run(&mut supervision, &started.group_dir, &sfd, &conn);
     let accounted = LimitCounters::read_own(root, run);
     let refused = refusals(root, &spec.group, &before, accounted);
@@ -974,16 +1033,9 @@ fn file_id(path: &std::path::Path) -> Option<FileId> {
 }
 
 impl BuiltFrom {
-    fn now(spec: &ExecSpec, config: Option<&crate::policy::ExecConfig>) -> BuiltFrom {
-        let profile = config.and_then(|c| match &c.seccomp {
-            Some(crate::policy::seccomp::Seccomp::Profile { path, .. }) => Some(path.clone()),
-            _ => None,
-        });
-        let files = spec
-            .rootfs
-            .iter()
-            .cloned()
-            .chain(profile)
+    /// The identities of `paths` now.
+    fn of(paths: impl Iterator<Item = PathBuf>) -> BuiltFrom {
+        let files = paths
             .map(|p| {
                 let id = file_id(&p);
                 (p, id)
