@@ -681,7 +681,7 @@ pub fn build_server(
                 // leaves by exit(), which runs no destructor.
                 unsafe { libc::close(sock.as_raw_fd()) };
                 let code = match serve(&entry.root, &entry.spec, &entry.built, &ctl) {
-                    Ok(_) => 0,
+                    Ok(()) => 0,
                     Err(e) => {
                         eprintln!("cgmgr: standby: group {}: {e}", request.group);
                         125
@@ -746,16 +746,6 @@ fn prepare_group(
     Ok(Prepared { root, spec, built })
 }
 
-/// How a standby process ended (for its log line).
-#[derive(Debug, PartialEq, Eq)]
-pub enum Served {
-    /// It ran one command.
-    Ran(i32),
-    /// The daemon went away, retired it, or its init died before any
-    /// command came.
-    Retired(&'static str),
-}
-
 /// The `cgmgr standby` process: builds a run's sandbox, tells the daemon
 /// through `ctl` that it is ready, serves the one request the daemon passes
 /// on, and ends the run. `spec` has no command.
@@ -764,7 +754,7 @@ fn serve(
     spec: &ExecSpec,
     built: &BuiltFrom,
     ctl: &OwnedFd,
-) -> Result<Served, ExecError> {
+) -> Result<(), ExecError> {
     // Every sandbox checks its rootfs anew (not `/`, the directories it
     // needs): the group's resolution was cached by the builder.
     if let Some(rootfs) = &spec.rootfs {
@@ -794,7 +784,7 @@ fn serve_in(
     run: &GroupName,
     id_base: Option<u32>,
     ctl: &OwnedFd,
-) -> Result<Served, ExecError> {
+) -> Result<(), ExecError> {
     let (job_here, job_init) = seqpacket_pair().map_err(sys("socketpair"))?;
     let started = start_child(root, spec, run, id_base, Some(job_init))?;
     let mut supervision = Supervision::new(started.pid);
@@ -818,9 +808,9 @@ fn serve_in(
     let Some((request, conn)) = idle(ctl, &sfd, &job_here, &supervision)? else {
         let _ = nix::sys::signal::kill(started.pid, Signal::SIGKILL);
         wait_exit(&supervision);
-        return Ok(Served::Retired("retired before any request"));
+        return Ok(());
     };
-    let end = |reply: Reply, served: Served| {
+    let end = |reply: Reply| {
         // The daemon counts by this word whether a sandbox served the run.
         let word: &[u8] = if matches!(reply, Reply::None { .. }) {
             b"declined"
@@ -831,28 +821,22 @@ fn serve_in(
         let _ = send_json(conn.as_fd(), &reply, &[]);
         let _ = nix::sys::signal::kill(started.pid, Signal::SIGKILL);
         wait_exit(&supervision);
-        Ok(served)
+        Ok(())
     };
     // `none` sends the caller to build its own sandbox, as it would have.
     if built.changed() {
         let why = "the rootfs or seccomp profile changed since this sandbox was built";
-        return end(Reply::None { why: why.into() }, Served::Retired("stale"));
+        return end(Reply::None { why: why.into() });
     }
     let mut job = match check_request(spec, &request) {
         Ok(job) => job,
         Err(e) => {
-            return end(
-                Reply::None { why: e.to_string() },
-                Served::Retired("refused"),
-            );
+            return end(Reply::None { why: e.to_string() });
         }
     };
     if serde_json::to_vec(&job).map_or(true, |b| b.len() > MAX_MESSAGE) {
         let why = "the command and environment are too large to hand over";
-        return end(
-            Reply::None { why: why.into() },
-            Served::Retired("too large"),
-        );
+        return end(Reply::None { why: why.into() });
     }
     // The daemon's listener refuses descriptors (see `set_pass_rights`);
     // this connection takes the caller's stdio.
@@ -861,16 +845,13 @@ fn serve_in(
     let (open, stdio) = match receive_stdio(&conn) {
         Ok(Some(received)) => received,
         Ok(None) => {
-            return end(
-                Reply::None { why: String::new() },
-                Served::Retired("caller gone"),
-            );
+            return end(Reply::None { why: String::new() });
         }
         Err(e) => {
             let reply = Reply::Failed {
                 message: e.to_string(),
             };
-            return end(reply, Served::Ran(125));
+            return end(reply);
         }
     };
     job.stdio = open;
@@ -911,7 +892,7 @@ fn serve_in(
     };
     let _ = send_json(conn.as_fd(), &Reply::Exit { code, stderr }, &[]);
     drop((started, held));
-    Ok(Served::Ran(code))
+    Ok(())
 }
 
 /// A request with its connection, as the daemon passed it.
