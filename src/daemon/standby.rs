@@ -269,6 +269,15 @@ pub struct Counters {
     pub ready: prometheus::IntGaugeVec,
 }
 
+impl Counters {
+    /// One request of `group`: `served` or `none`.
+    fn count(&self, group: &GroupName, result: &str) {
+        self.requests
+            .with_label_values(&[group.as_str(), result])
+            .inc();
+    }
+}
+
 impl Pool {
     fn run(&mut self) {
         loop {
@@ -394,10 +403,7 @@ impl Pool {
                     let said = recv_plain(self.leaving[i].1.ctl.as_fd(), MsgFlags::MSG_DONTWAIT);
                     if let (Ok(Some(word)), Some(group)) = (&said, &self.leaving[i].0) {
                         let result = if word == b"started" { "served" } else { "none" };
-                        self.metrics
-                            .requests
-                            .with_label_values(&[group.as_str(), result])
-                            .inc();
+                        self.metrics.count(group, result);
                         return;
                     }
                     let (group, _) = self.leaving.swap_remove(i);
@@ -565,10 +571,7 @@ impl Pool {
                         return;
                     }
                     Err(why) => {
-                        self.metrics
-                            .requests
-                            .with_label_values(&[group.as_str(), "none"])
-                            .inc();
+                        self.metrics.count(&group, "none");
                         why
                     }
                 },
@@ -620,10 +623,7 @@ impl Pool {
             .partition(|w| w.deadline <= now);
         self.waiting = kept;
         for w in expired {
-            self.metrics
-                .requests
-                .with_label_values(&[w.group.as_str(), "none"])
-                .inc();
+            self.metrics.count(&w.group, "none");
             let why = format!("no standby of group {} was ready in time", w.group);
             let _ = send_json(w.conn.as_fd(), &Reply::None { why }, &[]);
         }

@@ -511,11 +511,17 @@ pub(crate) fn supervised_signals() -> nix::sys::signal::SigSet {
     set
 }
 
-pub(crate) fn is_ignored(sig: Signal) -> bool {
+fn is_ignored(sig: Signal) -> bool {
+    ignored(sig as libc::c_int)
+}
+
+/// Whether signal `n` (real-time ones included) is ignored here; glibc's
+/// internal signals, which it will not tell, count as not ignored.
+pub(crate) fn ignored(n: libc::c_int) -> bool {
     // SAFETY: a zeroed sigaction is a valid out-parameter.
     let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
     // SAFETY: a null new action only reads the current one into `old`.
-    let read = unsafe { libc::sigaction(sig as libc::c_int, std::ptr::null(), &mut old) };
+    let read = unsafe { libc::sigaction(n, std::ptr::null(), &mut old) };
     read == 0 && old.sa_sigaction == libc::SIG_IGN
 }
 

@@ -175,19 +175,23 @@ pub fn send_json(sock: BorrowedFd<'_>, value: &impl Serialize, fds: &[RawFd]) ->
     send(sock, &bytes, fds)
 }
 
+/// The size of the next message, without taking it (a peek with
+/// `MSG_TRUNC` answers it), so a buffer is no larger than the message.
+fn next_size(sock: BorrowedFd<'_>, flags: MsgFlags) -> Result<usize, Errno> {
+    nix::sys::socket::recv(
+        sock.as_raw_fd(),
+        &mut [],
+        flags | MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+    )
+}
+
 /// One message: its bytes and the descriptors that came with it.
 pub type Message = (Vec<u8>, Vec<OwnedFd>);
 
 /// One message (its descriptors close-on-exec); `None` at the end of the
 /// stream. A message larger than [`MAX_MESSAGE`] is `EMSGSIZE`.
 pub fn recv(sock: BorrowedFd<'_>, flags: MsgFlags) -> Result<Option<Message>, Errno> {
-    // The message's size first (a peek with MSG_TRUNC answers it), so the
-    // buffer is no larger than the message.
-    let size = nix::sys::socket::recv(
-        sock.as_raw_fd(),
-        &mut [],
-        flags | MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
-    )?;
+    let size = next_size(sock, flags)?;
     if size > MAX_MESSAGE {
         return Err(Errno::EMSGSIZE);
     }
@@ -235,11 +239,7 @@ pub fn recv(sock: BorrowedFd<'_>, flags: MsgFlags) -> Result<Option<Message>, Er
 /// mount blocks its closer). `None` at the end of the stream; a message
 /// larger than [`MAX_MESSAGE`] is consumed and answered `EMSGSIZE`.
 pub fn recv_plain(sock: BorrowedFd<'_>, flags: MsgFlags) -> Result<Option<Vec<u8>>, Errno> {
-    let size = nix::sys::socket::recv(
-        sock.as_raw_fd(),
-        &mut [],
-        flags | MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
-    )?;
+    let size = next_size(sock, flags)?;
     let mut buf = vec![0u8; size.clamp(1, MAX_MESSAGE)];
     let len = {
         let mut iov = [IoSliceMut::new(&mut buf)];
@@ -280,6 +280,13 @@ fn wait_any(
         Err(Errno::EINTR) => Ok(Some(vec![PollFlags::empty(); fds.len()])),
         Err(e) => Err(e),
     }
+}
+
+/// The next signal a signalfd holds (none: nothing to read, or a number
+/// that is no signal).
+fn take_signal(sfd: &SignalFd) -> Option<Signal> {
+    let info = sfd.read_signal().ok()??;
+    Signal::try_from(i32::try_from(info.ssi_signo).ok()?).ok()
 }
 
 fn ready(flags: PollFlags) -> bool {
@@ -428,8 +435,7 @@ fn started(sock: &OwnedFd, sfd: &SignalFd, taken: &mut Vec<Signal>) -> bool {
             );
         }
         if ready(revents[1])
-            && let Ok(Some(info)) = sfd.read_signal()
-            && let Ok(sig) = Signal::try_from(i32::try_from(info.ssi_signo).unwrap_or(0))
+            && let Some(sig) = take_signal(sfd)
             && sig != Signal::SIGCHLD
         {
             taken.push(sig);
@@ -462,8 +468,7 @@ fn follow(sock: &OwnedFd, sfd: &SignalFd) -> i32 {
             }
         }
         if ready(revents[1])
-            && let Ok(Some(info)) = sfd.read_signal()
-            && let Ok(sig) = Signal::try_from(i32::try_from(info.ssi_signo).unwrap_or(0))
+            && let Some(sig) = take_signal(sfd)
             && sig != Signal::SIGCHLD
             && send_json(sock.as_fd(), &ClientMessage::Signal(sig as i32), &[]).is_err()
         {
@@ -482,18 +487,8 @@ fn fail(why: &str) -> i32 {
 fn ignored_signals() -> Vec<i32> {
     (1..=libc::SIGRTMAX())
         .filter(|&n| ![libc::SIGKILL, libc::SIGSTOP, libc::SIGPIPE, libc::SIGCHLD].contains(&n))
-        .filter(|&n| signal_ignored(n))
+        .filter(|&n| super::ignored(n))
         .collect()
-}
-
-/// Whether signal `n` (real-time ones included) is ignored here; glibc's
-/// internal signals, which it will not tell, count as not ignored.
-fn signal_ignored(n: i32) -> bool {
-    // SAFETY: a zeroed sigaction is a valid out-parameter.
-    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: a null new action only reads the current one into `old`.
-    let read = unsafe { libc::sigaction(n, std::ptr::null(), &mut old) };
-    read == 0 && old.sa_sigaction == libc::SIG_IGN
 }
 
 /// This process's limits, nice value, `oom_score_adj` and CPU affinity.
@@ -546,24 +541,25 @@ fn own_attributes() -> Attributes {
 /// `IOPRIO_WHO_PROCESS` of ioprio_get(2).
 const IOPRIO_WHO_PROCESS: libc::c_int = 1;
 
-/// Sets this process's limit to `soft`/`hard`, or where the hard limit
-/// cannot be raised, keeps it and takes the soft one up to it.
-fn set_rlimit(resource: u32, soft: u64, hard: u64) {
+/// Sets a process's limit (pid 0: this one) to `soft`/`hard`, or where the
+/// hard limit cannot be raised, keeps it and takes the soft one up to it.
+fn set_rlimit(pid: Pid, resource: u32, soft: u64, hard: u64) {
     let set = |soft: u64, hard: u64| {
         let lim = libc::rlimit {
             rlim_cur: soft,
             rlim_max: hard,
         };
-        // SAFETY: lim is a valid rlimit for the call; pid 0 is this process.
-        unsafe { libc::prlimit(0, resource, &lim, std::ptr::null_mut()) == 0 }
+        // SAFETY: lim is a valid rlimit for the call; the old value is not
+        // asked for.
+        unsafe { libc::prlimit(pid.as_raw(), resource, &lim, std::ptr::null_mut()) == 0 }
     };
     if resource >= RLIMIT_COUNT || set(soft, hard) {
         return;
     }
     // SAFETY: a zeroed rlimit is a valid out-parameter.
     let mut now: libc::rlimit = unsafe { std::mem::zeroed() };
-    // SAFETY: reads this process's limit into `now`.
-    if unsafe { libc::prlimit(0, resource, std::ptr::null(), &mut now) } == 0 {
+    // SAFETY: reads the process's limit into `now`.
+    if unsafe { libc::prlimit(pid.as_raw(), resource, std::ptr::null(), &mut now) } == 0 {
         set(soft.min(now.rlim_max), now.rlim_max);
     }
 }
@@ -577,16 +573,7 @@ const RLIMIT_COUNT: u32 = 16;
 /// Best effort: a CPU list the group's cpuset forbids is left as it is.
 fn apply_attributes(pid: Pid, attrs: &Attributes) {
     for &(resource, soft, hard) in &attrs.rlimits {
-        if resource >= RLIMIT_COUNT {
-            continue;
-        }
-        let lim = libc::rlimit {
-            rlim_cur: soft,
-            rlim_max: hard,
-        };
-        // SAFETY: lim is a valid rlimit for the call; the old value is not
-        // asked for.
-        let _ = unsafe { libc::prlimit(pid.as_raw(), resource, &lim, std::ptr::null_mut()) };
+        set_rlimit(pid, resource, soft, hard);
     }
     let pid_t = libc::id_t::try_from(pid.as_raw()).unwrap_or(0);
     // SAFETY: setpriority takes integers only.
@@ -924,14 +911,13 @@ fn idle(
             return Ok(Some((request, conn)));
         }
         if revents.get(1).copied().is_some_and(ready)
-            && let Ok(Some(info)) = sfd.read_signal()
+            && let Some(sig) = take_signal(sfd)
+            && (matches!(
+                sig,
+                Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP | Signal::SIGQUIT
+            ) || supervision.exited().is_some())
         {
-            let n = i32::try_from(info.ssi_signo).unwrap_or(0);
-            if [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT].contains(&n)
-                || supervision.exited().is_some()
-            {
-                return Ok(None);
-            }
+            return Ok(None);
         }
         if revents.get(2).copied().is_some_and(ready) {
             return Ok(None); // init is gone
@@ -1058,8 +1044,7 @@ fn follow_run(
             continue;
         };
         if ready(revents[0])
-            && let Ok(Some(info)) = sfd.read_signal()
-            && let Ok(sig) = Signal::try_from(i32::try_from(info.ssi_signo).unwrap_or(0))
+            && let Some(sig) = take_signal(sfd)
         {
             supervision.on_signal(sig, run_dir);
         }
@@ -1242,7 +1227,7 @@ impl ReadyJob {
         // hard limit above the daemon's needs CAP_SYS_RESOURCE, which the
         // standby process used when it had it).
         for &(resource, soft, hard) in &self.rlimits {
-            set_rlimit(resource, soft, hard);
+            set_rlimit(Pid::from_raw(0), resource, soft, hard);
         }
         Ok(())
     }
