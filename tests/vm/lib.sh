@@ -35,3 +35,10 @@ snapshot() {
     echo "== $f"; cat "$f" 2>/dev/null
   done
 }
+# prepared_in GROUP_DIR: the run groups of GROUP_DIR holding a prepared
+# sandbox (`standby`: init and its waiting workload), one path per line.
+prepared_in() {
+  for d in "$1"/cgmgr.run.*; do
+    [ "$(wc -l < "$d/cgroup.procs" 2>/dev/null)" = 2 ] && echo "$d"
+  done
+}

@@ -13,13 +13,7 @@ wait_for() { # wait_for SECONDS WHAT 'COMMAND'
   done
   echo "ok: $what"
 }
-# The run groups of box holding a prepared sandbox (init and its waiting
-# workload), one name per line.
-prepared() {
-  for d in $CG/box/cgmgr.run.*; do
-    [ "$(wc -l < $d/cgroup.procs 2>/dev/null)" = 2 ] && basename $d
-  done
-}
+prepared() { prepared_in $CG/box; }
 
 cgmgr rootfs build /rootfs --bin /bin/busybox >/dev/null || fail "rootfs build"
 for a in sh cat echo sleep dd seq head; do ln -sf busybox /rootfs/bin/$a; done
@@ -41,7 +35,7 @@ step "the daemon prepares two sandboxes"
 wait_for 30 "two prepared sandboxes" '[ $(prepared | wc -l) -ge 2 ]'
 sleep 0.5
 idle=$(prepared | head -1)
-echo "MEASURE standby memory.current $(cat $CG/box/$idle/memory.current) bytes, pids $(cat $CG/box/$idle/pids.current)"
+echo "MEASURE standby memory.current $(cat $idle/memory.current) bytes, pids $(cat $idle/pids.current)"
 
 step "a run takes one, and its replacement is built"
 before=$(prepared)
@@ -49,7 +43,7 @@ out=$(cgmgr exec --group box -- sh -c 'cat /proc/self/uid_map; echo pid=$$' 2>&1
 echo "$out"
 expect_eq "$rc" 0 "exit status"
 expect_contains "$out" "pid=2" "the workload in its own pid namespace"
-taken() { for r in $before; do [ -d $CG/box/$r ] || return 0; done; return 1; }
+taken() { for r in $before; do [ -d $r ] || return 0; done; return 1; }
 wait_for 5 "a prepared sandbox was taken" taken
 wait_for 30 "two prepared sandboxes again" '[ $(prepared | wc -l) -ge 2 ]'
 

@@ -218,11 +218,10 @@ cp /usr/local/share/cgmgr/standby.conf /etc/systemd/system/cgmgr.service.d/
 systemctl daemon-reload
 systemctl restart cgmgr || { journal; fail "restart with the drop-in"; }
 expect_eq "$(awk '/^Seccomp:/ { print $2 }' /proc/$(show cgmgr MainPID)/status)" 0 "seccomp mode of the daemon with the drop-in"
-prepared() { for d in $U/quick/cgmgr.run.*; do [ "$(wc -l < $d/cgroup.procs 2>/dev/null)" = 2 ] && echo $d; done; }
-has_prepared() { [ -n "$(prepared)" ]; }
+has_prepared() { [ -n "$(prepared_in $U/quick)" ]; }
 wait_for 20 "a prepared sandbox under the unit" has_prepared
 sleep 0.5
-ready=$(prepared)
+ready=$(prepared_in $U/quick)
 echo "prepared: $ready"
 cgmgr exec --group quick -- dd if=/dev/zero of=/dev/null bs=96M count=1 2>/dev/null
 expect_eq "$?" 137 "dd of 96M through a prepared sandbox, under quick's memory.max 64M: OOM-killed"
