@@ -7,5 +7,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/prereqs.sh
 cargo build --release --quiet
-CGMGR_VM_POLICIES=policies tests/vm/run.sh tests/vm/demo.sh target/release/cgmgr \
+CGMGR_VM_POLICIES=policies tests/vm/run.sh tests/vm/demo.sh "target/$(rustc --print host-tuple)/release/cgmgr" \
   | grep -v -E '^\s*$|SeaBIOS|iPXE|Booting from|Press Ctrl|^\[ *[0-9.]+\] (reboot|Memory cgroup)|^.\[\?7l'

@@ -6,7 +6,7 @@
 # unknown key, a bad value) is a failure: verify itself exits 0 on warnings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=${1:-$PWD/target/debug/cgmgr}
+bin=${1:-$PWD/target/$(rustc --print host-tuple)/debug/cgmgr}
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 sed "s|/usr/local/bin/cgmgr|$bin|g" systemd/cgmgr.service > "$dir/cgmgr.service"

@@ -5,7 +5,7 @@
 #   tests/bench/concurrent.sh [BINARY] [GROUPS] [CLIENTS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-bin=${1:-$PWD/target/release/cgmgr}
+bin=${1:-$PWD/target/$(rustc --print host-tuple)/release/cgmgr}
 n=${2:-1000}
 clients=${3:-8}
 base=/sys/fs/cgroup/unified/cgmgr-bench-conc

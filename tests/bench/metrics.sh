@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release --quiet
-bin=$PWD/target/release/cgmgr
+bin=$PWD/target/$(rustc --print host-tuple)/release/cgmgr
 base=/sys/fs/cgroup/unified/cgmgr-bench
 port=9799
 cleanup() {

@@ -73,7 +73,8 @@ copy_with_libs() { # copy_with_libs BINARY DIR [NAME]: into DIR, never through a
   dest="$root/$2/${3:-$(basename "$1")}"
   rm -f "$dest"
   cp "$1" "$dest"
-  ldd "$1" | grep -o '/[^ ]*' | while read -r lib; do
+  # A static binary (cgmgr is one) has no libraries: ldd says so, no path.
+  { ldd "$1" || true; } | { grep -o '/[^ ]*' || true; } | while read -r lib; do
     mkdir -p "$root$(dirname "$lib")"
     cp -L "$lib" "$root$lib"
   done

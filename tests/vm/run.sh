@@ -42,7 +42,8 @@ for applet in $("$busybox" --list); do [ "$applet" = busybox ] || ln -sf busybox
 copy_with_libs() { # copy_with_libs BINARY DIR: into DIR, never through a busybox symlink
   rm -f "$root/$2/$(basename "$1")"
   cp "$1" "$root/$2/$(basename "$1")"
-  ldd "$1" | grep -o '/[^ ]*' | while read -r lib; do
+  # A static binary (cgmgr is one) has no libraries: ldd says so, no path.
+  { ldd "$1" || true; } | { grep -o '/[^ ]*' || true; } | while read -r lib; do
     mkdir -p "$root$(dirname "$lib")"
     cp -L "$lib" "$root$lib"
   done
