@@ -377,6 +377,10 @@ impl Engine {
             // A kill or freeze that worked ends the stall: the group's next
             // stall is a new one even if it follows closely.
             let ends_the_stall = a.rule.action != PressureAction::Log && !a.rule.dry_run;
+            if ends_the_stall && self.still_frozen(i) {
+                self.armed[i].episode = Episode::default();
+                return;
+            }
             let done = self.act(i, measured);
             let episode = &mut self.armed[i].episode;
             match (done, ends_the_stall) {
@@ -384,6 +388,35 @@ impl Engine {
                 (done, _) => episode.acted(done),
             }
         }
+    }
+
+    /// A freeze rule whose group is still frozen (`cgroup.freeze` 1, by an
+    /// earlier decision or by hand) has nothing to do. Tasks sleeping in the
+    /// kernel (memory.high throttling, reclaim) reach the freezer only when
+    /// they return to user space, so a group can go on reporting stall for
+    /// a few windows after it was told to freeze: that is the same stall,
+    /// not a second decision.
+    fn still_frozen(&self, i: usize) -> bool {
+        let a = &self.armed[i];
+        if a.rule.action != PressureAction::Freeze {
+            return false;
+        }
+        let frozen = self
+            .root
+            .read(&a.group, "cgroup.freeze")
+            .is_ok_and(|v| freeze_requested(&v));
+        if frozen {
+            log(
+                Level::Info,
+                &format!(
+                    "pressure: group={} {} {}: still stalled, already frozen (cgroup.freeze 1): nothing to do",
+                    a.group,
+                    a.rule.resource.name(),
+                    a.rule.kind.name(),
+                ),
+            );
+        }
+        frozen
     }
 
     /// Carries out the rule's action; false when it failed.
@@ -433,6 +466,11 @@ impl Engine {
             .inc();
         result.is_ok()
     }
+}
+
+/// Whether the content of `cgroup.freeze` asks for the group to be frozen.
+pub fn freeze_requested(content: &str) -> bool {
+    content.trim() == "1"
 }
 
 /// Rules equal in everything but where they were written.
@@ -574,6 +612,14 @@ mod tests {
     use super::*;
 
     const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_group_told_to_freeze_is_frozen_whether_or_not_it_settled() {
+        // cgroup.freeze as the kernel shows it before and after `echo 1`.
+        assert!(freeze_requested("1\n"));
+        assert!(!freeze_requested("0\n"));
+        assert!(!freeze_requested(""));
+    }
 
     #[test]
     fn a_rule_whose_for_is_one_window_acts_at_the_first_event() {
