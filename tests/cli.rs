@@ -1984,3 +1984,24 @@ fn host_standby_follows_the_files_it_was_built_from() {
     std::fs::remove_file(host.rootfs.path()).unwrap();
     std::fs::rename(&real, host.rootfs.path()).unwrap();
 }
+
+/// The build makes one static-pie executable (`.cargo/config.toml`): no
+/// ELF interpreter, no shared library, still position-independent so ASLR
+/// applies. A crt-static build that linked libseccomp as a shared library
+/// would still print its version, and crash at its first seccomp filter.
+#[test]
+fn the_binary_is_static_and_position_independent() {
+    let bytes = std::fs::read(env!("CARGO_BIN_EXE_cgmgr")).unwrap();
+    let elf = goblin::elf::Elf::parse(&bytes).unwrap();
+    assert_eq!(elf.interpreter, None, "cgmgr is linked dynamically");
+    assert!(
+        elf.libraries.is_empty(),
+        "cgmgr needs shared libraries: {:?}",
+        elf.libraries
+    );
+    assert_eq!(
+        elf.header.e_type,
+        goblin::elf::header::ET_DYN,
+        "cgmgr is not position-independent"
+    );
+}
