@@ -77,6 +77,7 @@ fn dashboard_has_the_group_variable_and_the_panels() {
         "Pressure actions",
         "reloads",
         "Drift",
+        "Prepared sandboxes",
     ] {
         assert!(
             titles.iter().any(|t| t.contains(wanted)),

@@ -1,7 +1,8 @@
 # The daemon serves a real Prometheus on the host through QEMU's forwarded
 # port, with workloads that make every dashboard series exist: a throttled
 # CPU hog (whose throttling is CPU pressure: a dry-run rule counts it), an
-# OOM kill, refused forks, a drift correction. The host test
+# OOM kill, refused forks, a drift correction, runs served by a prepared
+# sandbox. The host test
 # queries Prometheus, then releases the VM by connecting to port 9999.
 . /lib.sh
 for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net; do
@@ -26,9 +27,26 @@ window = "2s"
 action = "log"
 dry_run = true
 TOML
+# Prepared sandboxes: one kept ready for box; runs that take it are
+# counted as served.
+cgmgr rootfs build /rootfs --bin /bin/busybox >/dev/null || fail "rootfs build"
+cat > /etc/cgmgr/box.toml <<'TOML'
+[group.box]
+pids.max = 16
+[group.box.exec]
+rootfs = "/rootfs"
+standby = 1
+TOML
 cgmgr daemon --listen 0.0.0.0:9765 --reconcile 1 /etc/cgmgr 2>/tmp/daemon.log &
 daemon=$!
 sleep 1
+i=0; until [ -n "$(prepared_in $CG/box)" ]; do
+  i=$((i + 1)); [ $i -lt 300 ] || { cat /tmp/daemon.log; fail "no prepared sandbox for box within 30s"; }; sleep 0.1
+done
+for i in 1 2 3; do
+  cgmgr exec --group box -- /bin/busybox true || fail "cgmgr exec --group box"
+  sleep 1
+done
 sh -c "echo \$\$ > $CG/sandbox/cgroup.procs; exec dd if=/dev/zero of=/dev/null bs=100M count=1" 2>/dev/null
 sh -c "echo \$\$ > $CG/sandbox/cgroup.procs; for i in \$(seq 40); do sleep 1 & done 2>/dev/null; wait"
 echo 99 > $CG/sandbox/pids.max
