@@ -2005,3 +2005,49 @@ fn the_binary_is_static_and_position_independent() {
         "cgmgr is not position-independent"
     );
 }
+
+/// A signal sent to `cgmgr exec`'s process group (a terminal's ^C, `kill
+/// -INT -PGID`) reaches the workload through cgmgr alone, which forwards it
+/// once: the sandbox's init has a process group of its own. In cgmgr's
+/// group it took the signal from the group as well and passed it on a
+/// second time (a REPL would see two ^C for one).
+#[test]
+fn host_exec_init_is_out_of_the_callers_process_group() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let sb = ExecSandbox::new("cgmgr-test-pgrp", &["sh", "sleep", "echo"]);
+    let mut child = sb
+        .command(&[
+            "/bin/sh",
+            "-c",
+            "trap 'echo INT; exit 3' INT; echo ready; sleep 30 & wait",
+        ])
+        .process_group(0) // cgmgr leads its own group, as a shell's job does
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let cgmgr_pid = child.id() as i32;
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let children =
+        std::fs::read_to_string(format!("/proc/{cgmgr_pid}/task/{cgmgr_pid}/children")).unwrap();
+    let init: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{init}/stat")).unwrap();
+    // pid (comm) state ppid pgrp ...: comm may hold spaces, so after ')'.
+    let pgrp: i32 = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(pgrp, cgmgr_pid, "init is in cgmgr's process group");
+    // SAFETY: kill(2) of a process group we made; no memory is involved.
+    assert_eq!(unsafe { libc::kill(-cgmgr_pid, libc::SIGINT) }, 0);
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(rest, ["INT"], "the workload's output after ^C");
+    assert_eq!(status.code(), Some(3), "the workload's trap status");
+}

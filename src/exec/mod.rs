@@ -482,6 +482,11 @@ fn release_child(
     id_base: Option<u32>,
     go: &OwnedFd,
 ) -> Result<(), ExecError> {
+    // init leads a process group of its own: a signal sent to cgmgr's group
+    // (a terminal's ^C) then reaches the run once, forwarded by cgmgr;
+    // in cgmgr's group init took it from the group too and passed it on
+    // twice. Done before the child is let go, as a shell does for a job.
+    nix::unistd::setpgid(pid, pid).map_err(sys("setpgid of the sandbox's init"))?;
     if !placed {
         run_group::place(root, run, pid.as_raw())?;
     }
