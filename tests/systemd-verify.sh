@@ -6,6 +6,7 @@
 # unknown key, a bad value) is a failure: verify itself exits 0 on warnings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ $# -eq 0 ]; then cargo build --quiet; fi   # the default binary: the debug build
 bin=${1:-$PWD/target/$(rustc --print host-tuple)/debug/cgmgr}
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
