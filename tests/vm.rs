@@ -336,7 +336,9 @@ fn vm_real_prometheus_scrapes_the_daemon() {
     let _prometheus = Reaped(prometheus);
 
     let query = |q: &str| http_get(prom_port, &format!("/api/v1/query?query={}", url_encode(q)));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    // The VM may first wait for another test's VM (one at a time): the
+    // deadline covers that wait, the boot and the workloads.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(480);
     let limit_query = "cgmgr_memory_limit_bytes{group=\"sandbox\"}";
     let mut limit_answer = String::new();
     let mut missing: Vec<String> = dashboard_expressions();

@@ -3,6 +3,7 @@
 # same kernel, so one download serves every test.
 #
 #   fetch_kernel CACHE
+#   take_vm_slot CACHE   (before booting; held until the harness exits)
 #
 # Leaves CACHE/vmlinuz (Debian's linux-image-cloud-amd64 kernel: a real
 # cgroup v2 kernel with every controller), CACHE/modules/*.ko* and
@@ -40,4 +41,15 @@ fetch_kernel() {
     rm -rf "$work"
   fi
   flock -u 9
+}
+
+# One VM at a time on this machine. Each guest runs two vCPU threads under
+# TCG; two guests on a 2-core host starve each other's vCPUs: a guest whose
+# CPU holds a spinlock while its thread waits for the host stalls the other
+# (CI once saw both vCPUs of a guest "stuck" in soft lockups for four
+# minutes while another VM ran). The lock is on fd 8 and lasts as long as the
+# harness's process, so the VM's whole run is covered.
+take_vm_slot() {
+  exec 8>"$1/.vm-slot.lock"
+  flock 8
 }

@@ -189,6 +189,7 @@ build_secs=$(secs_since "$build_start")
 # (about 2.5 s) than the host saves.
 log=$(mktemp)
 trap 'rm -rf "$root" "$root.cpio" "$log"' EXIT
+take_vm_slot "$cache"
 vm_start=$(now_ms)
 set +e
 # shellcheck disable=SC2086 # CGMGR_VM_QEMU_ARGS is a list of arguments

@@ -96,6 +96,7 @@ trap 'rm -rf "$root" "$root.cpio.gz"' EXIT
 
 # 3. Boot. TCG: nested KVM hangs on these machines (VM.md).
 log=$(mktemp)
+take_vm_slot "$cache"
 set +e
 timeout "$timeout_secs" qemu-system-x86_64 -accel tcg,thread=multi -cpu max -m 1024 -smp 2 \
   -nographic -no-reboot -kernel "$cache/vmlinuz" -initrd "$root.cpio.gz" \
