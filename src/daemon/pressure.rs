@@ -88,6 +88,22 @@ struct Armed {
     episode: Episode,
 }
 
+impl Armed {
+    /// Logs `what` about this rule at info level, after its group, resource
+    /// and kind.
+    fn note(&self, what: &str) {
+        log(
+            Level::Info,
+            &format!(
+                "pressure: group={} {} {}: {what}",
+                self.group,
+                self.rule.resource.name(),
+                self.rule.kind.name()
+            ),
+        );
+    }
+}
+
 /// One reading of a rule's counters.
 #[derive(Debug, Clone, Copy)]
 struct Sample {
@@ -354,17 +370,11 @@ impl Engine {
             since_arming,
             a.rule.threshold_us(),
         ) {
-            log(
-                Level::Info,
-                &format!(
-                    "pressure: group={} {} {}: a report within two windows of arming, with {:.3}s stalled since arming (the threshold is {:.3}s): the kernel counted stall from before; ignored",
-                    a.group,
-                    a.rule.resource.name(),
-                    a.rule.kind.name(),
-                    since_arming.unwrap_or(0) as f64 / 1e6,
-                    a.rule.threshold_us() as f64 / 1e6,
-                ),
-            );
+            a.note(&format!(
+                "a report within two windows of arming, with {:.3}s stalled since arming (the threshold is {:.3}s): the kernel counted stall from before; ignored",
+                since_arming.unwrap_or(0) as f64 / 1e6,
+                a.rule.threshold_us() as f64 / 1e6,
+            ));
             return;
         }
         // The kernel also reports a breach it deferred (at most one report
@@ -406,15 +416,7 @@ impl Engine {
             .read(&a.group, "cgroup.freeze")
             .is_ok_and(|v| freeze_requested(&v));
         if frozen {
-            log(
-                Level::Info,
-                &format!(
-                    "pressure: group={} {} {}: still stalled, already frozen (cgroup.freeze 1): nothing to do",
-                    a.group,
-                    a.rule.resource.name(),
-                    a.rule.kind.name(),
-                ),
-            );
+            a.note("still stalled, already frozen (cgroup.freeze 1): nothing to do");
         }
         frozen
     }
