@@ -405,6 +405,15 @@ impl ExecSandbox {
     }
 }
 
+/// Field `i` (from 0) of a `/proc/PID/stat` line after the command's name,
+/// which may hold spaces and parentheses: counted from its last `)`.
+fn stat_after_comm(stat: &str, i: usize) -> &str {
+    let (_, rest) = stat.rsplit_once(')').expect("a /proc/PID/stat line");
+    rest.split_whitespace()
+        .nth(i)
+        .unwrap_or_else(|| panic!("no field {i} after the name in {stat}"))
+}
+
 /// Starts `cmd` with `sig` ignored, as a shell or supervisor may leave it
 /// (the disposition survives execve).
 fn start_ignoring(cmd: &mut Command, sig: libc::c_int) {
@@ -1907,9 +1916,8 @@ fn host_standby_survives_the_red_team() {
     }
     let out = cmd.output().unwrap();
     let text = stdout(&out);
-    let after_comm = text.rsplit(')').next().unwrap();
     // Field 41 of stat, the 39th after the command's name.
-    let policy = after_comm.split_whitespace().nth(38).unwrap();
+    let policy = stat_after_comm(&text, 38);
     assert_eq!(policy, "3", "SCHED_BATCH is 3: {text}");
     wait_for("the run to take the prepared sandbox", 5, || {
         host.gone(&prepared)
@@ -2033,16 +2041,8 @@ fn host_exec_init_is_out_of_the_callers_process_group() {
         std::fs::read_to_string(format!("/proc/{cgmgr_pid}/task/{cgmgr_pid}/children")).unwrap();
     let init: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
     let stat = std::fs::read_to_string(format!("/proc/{init}/stat")).unwrap();
-    // pid (comm) state ppid pgrp ...: comm may hold spaces, so after ')'.
-    let pgrp: i32 = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .nth(2)
-        .unwrap()
-        .parse()
-        .unwrap();
+    // pid (comm) state ppid pgrp ...
+    let pgrp: i32 = stat_after_comm(&stat, 2).parse().unwrap();
     assert_ne!(pgrp, cgmgr_pid, "init is in cgmgr's process group");
     // SAFETY: kill(2) of a process group we made; no memory is involved.
     assert_eq!(unsafe { libc::kill(-cgmgr_pid, libc::SIGINT) }, 0);

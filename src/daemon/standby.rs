@@ -246,9 +246,9 @@ struct Pool {
     wake: OwnedFd,
     desired: Arc<Mutex<Desired>>,
     slots: BTreeMap<GroupName, Slot>,
-    /// Standbys serving a run (with their group), or retired: reaped when
-    /// their socket closes.
-    leaving: Vec<(Option<GroupName>, Member)>,
+    /// Standbys serving a run, with their group: forgotten when their
+    /// socket closes (a retired idle standby is simply dropped).
+    leaving: Vec<(GroupName, Member)>,
     pending: Vec<Pending>,
     /// Requests waiting for a sandbox being built, oldest first.
     waiting: Vec<Waiting>,
@@ -401,14 +401,14 @@ impl Pool {
                 {
                     // What it did with the request: counted by its word.
                     let said = recv_plain(self.leaving[i].1.ctl.as_fd(), MsgFlags::MSG_DONTWAIT);
-                    if let (Ok(Some(word)), Some(group)) = (&said, &self.leaving[i].0) {
+                    if let Ok(Some(word)) = &said {
                         let result = if word == b"started" { "served" } else { "none" };
-                        self.metrics.count(group, result);
+                        self.metrics.count(&self.leaving[i].0, result);
                         return;
                     }
                     let (group, _) = self.leaving.swap_remove(i);
                     // Its run is over: its replacement is due now.
-                    if let Some(slot) = group.and_then(|g| self.slots.get_mut(&g))
+                    if let Some(slot) = self.slots.get_mut(&group)
                         && let Some(first) = slot.owed.iter_mut().min()
                     {
                         *first = Instant::now();
@@ -565,8 +565,7 @@ impl Pool {
                 Err(_) => "not a group name".to_string(),
                 Ok(group) => match self.hand_over(&group, &bytes, conn.as_fd()) {
                     Ok(()) => return,
-                    Err(why) if self.building(&group) && self.waiting.len() < MAX_PENDING => {
-                        let _ = why;
+                    Err(_) if self.building(&group) && self.waiting.len() < MAX_PENDING => {
                         self.wait_for_build(group, conn, bytes);
                         return;
                     }
@@ -648,7 +647,7 @@ impl Pool {
                     let m = slot.members.swap_remove(i);
                     slot.owed.push(Instant::now() + REPLACE_AFTER);
                     // Counted when it says whether it started the run.
-                    self.leaving.push((Some(group.clone()), m));
+                    self.leaving.push((group.clone(), m));
                     return Ok(());
                 }
                 // That one died meanwhile: its socket's end removes it;

@@ -447,8 +447,10 @@ fn started(sock: &OwnedFd, sfd: &SignalFd, taken: &mut Vec<Signal>) -> bool {
 /// took; its exit status.
 fn follow(sock: &OwnedFd, sfd: &SignalFd) -> i32 {
     loop {
-        let Ok(Some(revents)) = wait_any(&[sock.as_fd(), sfd.as_fd()], None) else {
-            continue;
+        let revents = match wait_any(&[sock.as_fd(), sfd.as_fd()], None) {
+            Ok(Some(revents)) => revents,
+            Ok(None) => continue,
+            Err(e) => return fail(&format!("waiting for the prepared sandbox: {e}")),
         };
         if ready(revents[0]) {
             match recv(sock.as_fd(), MsgFlags::empty()) {
@@ -961,10 +963,10 @@ fn receive_stdio(conn: &OwnedFd) -> Result<Option<CallerStdio>, ExecError> {
     let Ok(ClientMessage::Stdio(open)) = serde_json::from_slice(&bytes) else {
         return Err(ExecError::Invalid("expected the caller's stdio".into()));
     };
-    if open.iter().filter(|&&b| b).count() != fds.len() {
+    let announced = open.iter().filter(|&&b| b).count();
+    if announced != fds.len() {
         return Err(ExecError::Invalid(format!(
-            "{} standard descriptors announced, {} received",
-            open.iter().filter(|&&b| b).count(),
+            "{announced} standard descriptors announced, {} received",
             fds.len()
         )));
     }
