@@ -208,6 +208,47 @@ fn write(
     }
 }
 
+/// Sends SIGKILL to `pid` if it is a member of `group`: through a pidfd
+/// opened before its membership is checked (again) in `cgroup.procs`, so a
+/// pid that was reused by a process outside the group is never signalled.
+/// For kernels without `cgroup.kill`, which takes no pid at all.
+pub fn kill_member(root: &CgroupRoot, group: &GroupName, pid: i32) {
+    if pid <= 0 {
+        return;
+    }
+    // SAFETY: pidfd_open takes a pid and flags and returns a new
+    // descriptor or -1; no memory is passed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let member = || root.procs(group).is_ok_and(|p| p.contains(&pid));
+    if fd < 0 {
+        // Before Linux 5.3 there is no pidfd: the membership check just
+        // before the signal is all there is.
+        if Errno::last() == Errno::ENOSYS && member() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        return;
+    }
+    let Ok(fd) = i32::try_from(fd) else { return };
+    // SAFETY: `fd` was just returned by pidfd_open and is owned by nothing
+    // else.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    if member() {
+        // SAFETY: a valid pidfd, a signal number, no siginfo, no flags.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+    }
+}
+
 /// Processes in the group and its descendants, for the report.
 fn count_processes(root: &CgroupRoot, group: &GroupName) -> usize {
     let own = root.procs(group).map(|p| p.len()).unwrap_or(0);

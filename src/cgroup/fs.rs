@@ -306,9 +306,20 @@ impl CgroupRoot {
         ))
     }
 
-    /// Processes in a group (`cgroup.procs`).
+    /// Processes in a group (`cgroup.procs`) that this process can name:
+    /// those of other pid namespaces are listed as 0 by the kernel, and 0
+    /// written to `cgroup.procs` or passed to kill(2) would mean this process
+    /// or its process group, so they are left out.
     pub fn procs(&self, group: &GroupName) -> Result<Vec<i32>, CgroupError> {
+        let all = self.read_parsed(group, "cgroup.procs", format::pid_list)?;
+        Ok(all.into_iter().filter(|&pid| pid > 0).collect())
+    }
+
+    /// Whether `cgroup.procs` lists processes outside this process's pid
+    /// namespace (the kernel writes them as 0).
+    pub fn has_hidden_processes(&self, group: &GroupName) -> bool {
         self.read_parsed(group, "cgroup.procs", format::pid_list)
+            .is_ok_and(|all| all.contains(&0))
     }
 
     /// True when the managed root is the hierarchy's true root, which is

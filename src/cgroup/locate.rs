@@ -51,6 +51,28 @@ pub fn own_cgroup_dir(proc_self_cgroup: &str, mountinfo: &str) -> Result<PathBuf
     })
 }
 
+/// Whether this process is in `group` or below it. Compared by device and
+/// inode, walking up from this process's own cgroup directory, never by
+/// path: a root given through a symlink (or a bind mount of the hierarchy)
+/// names the same directories by other paths. Read anew at each call: the
+/// process may have been moved since the last one.
+pub fn this_process_is_within(root: &super::CgroupRoot, group: &super::GroupName) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(target) = root.open_dir(group).and_then(|fd| nix::sys::stat::fstat(&fd)) else {
+        return false;
+    };
+    let Ok(own) = own_cgroup_dir(
+        &std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default(),
+        &std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
+    ) else {
+        return false;
+    };
+    own.ancestors().any(|dir| {
+        std::fs::metadata(dir)
+            .is_ok_and(|m| m.dev() == target.st_dev && m.ino() == target.st_ino)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

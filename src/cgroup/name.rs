@@ -2,8 +2,9 @@
 //!
 //! A [`GroupName`] is only ever built by [`GroupName::parse`], which enforces
 //! the rules (one or more `/`-separated segments of `[A-Za-z0-9_.-]`, none
-//! `.` or `..`, none starting with `cgroup.` or a controller prefix), so any
-//! code holding one can join it to the root without further checks.
+//! `.` or `..`, none starting with `cgroup.`, a controller prefix or
+//! cgmgr's own `cgmgr.`), so any code holding one can join it to the root
+//! without further checks.
 
 use std::fmt;
 
@@ -12,6 +13,11 @@ use std::fmt;
 pub const RESERVED_PREFIXES: [&str; 9] = [
     "cgroup.", "cpu.", "cpuset.", "memory.", "io.", "pids.", "hugetlb.", "rdma.", "misc.",
 ];
+
+/// The prefix of the groups cgmgr makes for itself; never a group name a
+/// user may give (a policy's group named like a run would be ended as an
+/// abandoned run).
+pub const OWN_PREFIX: &str = "cgmgr.";
 
 /// The leaf group that receives the processes of the managed root when
 /// controllers must be enabled there (cgroup v2's "no internal processes").
@@ -48,6 +54,13 @@ impl GroupName {
         if name.split('/').next() == Some(LEAF_GROUP) {
             return Err(format!(
                 "group name {name:?} is reserved: cgmgr moves the root's processes into `{LEAF_GROUP}`"
+            ));
+        }
+        if let Some(segment) = name.split('/').find(|s| s.starts_with(OWN_PREFIX)) {
+            return Err(format!(
+                "group name {name:?}: {segment:?} is reserved: names starting with `{OWN_PREFIX}` \
+                 are cgmgr's own (`{LEAF_GROUP}` for the root's processes, `cgmgr.run.*` for the \
+                 runs of `cgmgr exec`, which cgmgr ends and removes); pick another name"
             ));
         }
         Ok(GroupName(name.to_string()))
@@ -167,6 +180,9 @@ mod tests {
             ("a/cgroup.procs", "kernel interface files"),
             ("cgmgr.leaf", "reserved"),
             ("cgmgr.leaf/x", "reserved"),
+            ("a/cgmgr.run.99999", "`cgmgr.run.*` for the runs"),
+            ("cgmgr.x", "reserved"),
+            ("a/cgmgr.leaf/b", "reserved"),
         ];
         for (name, why) in cases {
             let e = GroupName::parse(name).unwrap_err();

@@ -141,22 +141,14 @@ struct Engine {
     root: Arc<CgroupRoot>,
     shared: Arc<Shared>,
     armed: Vec<Armed>,
-    /// The daemon's own cgroup directory, when it can be told.
-    own_cgroup: Option<std::path::PathBuf>,
 }
 
 impl Engine {
     fn new(root: Arc<CgroupRoot>, shared: Arc<Shared>) -> Engine {
-        let own_cgroup = crate::cgroup::locate::own_cgroup_dir(
-            &std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default(),
-            &std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
-        )
-        .ok();
         Engine {
             root,
             shared,
             armed: Vec::new(),
-            own_cgroup,
         }
     }
 
@@ -286,15 +278,11 @@ impl Engine {
             window_us: u64::try_from(a.rule.window.as_micros()).unwrap_or(u64::MAX),
         };
         let before = a.error.clone();
-        let holds_daemon = self
-            .own_cgroup
-            .as_ref()
-            .is_some_and(|own| own.starts_with(self.root.group_path(&a.group)));
-        let armed = if holds_daemon && a.rule.action != PressureAction::Log && !a.rule.dry_run {
-            Err(format!(
-                "the group holds cgmgr's own daemon; a {} would stop the daemon itself (use action = \"log\" or dry_run there)",
-                a.rule.action.name()
-            ))
+        let armed = if a.rule.action != PressureAction::Log
+            && !a.rule.dry_run
+            && crate::cgroup::locate::this_process_is_within(&self.root, &a.group)
+        {
+            Err(holds_daemon(a.rule.action))
         } else {
             psi::arm(&self.root, &a.group, a.rule.resource.file(), trigger)
                 .map_err(|e| e.to_string())
@@ -424,19 +412,24 @@ impl Engine {
     /// Carries out the rule's action; false when it failed.
     fn act(&mut self, i: usize, measured: Option<Measured>) -> bool {
         let a = &self.armed[i];
+        let stops = matches!(a.rule.action, PressureAction::Freeze | PressureAction::Kill);
         let result = if a.rule.dry_run {
             Ok("dry_run")
+        } else if stops && crate::cgroup::locate::this_process_is_within(&self.root, &a.group) {
+            // Checked again at every decision: the daemon may have been
+            // moved into the group since the rule was armed.
+            Err(holds_daemon(a.rule.action))
         } else {
+            let write = |file, value| {
+                self.root
+                    .write(&a.group, file, value)
+                    .map(|()| "done")
+                    .map_err(|e| e.to_string())
+            };
             match a.rule.action {
                 PressureAction::Log => Ok("done"),
-                PressureAction::Freeze => self
-                    .root
-                    .write(&a.group, "cgroup.freeze", "1")
-                    .map(|()| "done"),
-                PressureAction::Kill => self
-                    .root
-                    .write(&a.group, "cgroup.kill", "1")
-                    .map(|()| "done"),
+                PressureAction::Freeze => write("cgroup.freeze", "1"),
+                PressureAction::Kill => write("cgroup.kill", "1"),
             }
         };
         let (label, level, why) = match &result {
@@ -607,6 +600,14 @@ impl Episode {
     pub fn acted(&mut self, done: bool) {
         self.acted = done;
     }
+}
+
+/// Why a freeze or kill rule does not act on a group that holds the daemon.
+fn holds_daemon(action: PressureAction) -> String {
+    format!(
+        "the group holds cgmgr's own daemon; a {} would stop the daemon itself (use action = \"log\" or dry_run there)",
+        action.name()
+    )
 }
 
 #[cfg(test)]

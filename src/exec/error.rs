@@ -80,6 +80,49 @@ pub enum ExecError {
         /// Why.
         errno: Errno,
     },
+    /// Leasing a host id range failed.
+    #[error("leasing host ids: {what}: {errno}")]
+    Lease {
+        /// The step and its file.
+        what: String,
+        /// Why.
+        errno: Errno,
+    },
+    /// The lease directory could be changed by someone else.
+    #[error(
+        "{dir} must be a directory of uid {uid} that no one else can write (it is uid {found_uid}, mode {mode:o}): it holds the leases that keep two sandboxes from sharing host ids\n  hint: chown {uid} {dir} && chmod 700 {dir}"
+    )]
+    LeaseDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Who must own it.
+        uid: u32,
+        /// Who owns it.
+        found_uid: u32,
+        /// Its mode.
+        mode: u32,
+    },
+    /// Every range is held, or left occupied by a run's survivors.
+    #[error(
+        "no host id range is free: every one of the {slots} in {dir} is held by a running sandbox ({occupied} of them by runs whose group still holds processes)\n  hint: `cgmgr status` lists the groups; a run group that outlived its cgmgr exec is ended by the next run of its group, or by `cgmgr kill GROUP`",
+        slots = super::idmap::SLOTS
+    )]
+    IdsExhausted {
+        /// The lease directory.
+        dir: PathBuf,
+        /// Free locks skipped because their last run still has processes.
+        occupied: u32,
+    },
+    /// A run group could not be made or locked.
+    #[error("run group {path}: {what}: {errno}")]
+    RunGroup {
+        /// The run group.
+        path: PathBuf,
+        /// The step.
+        what: &'static str,
+        /// Why.
+        errno: Errno,
+    },
     /// An invalid flag value.
     #[error("{0}")]
     Invalid(String),

@@ -6,12 +6,29 @@
 //!
 //! Each run holds a range of its own while it lives, so two sandboxes
 //! never share host ids: not their files, not the kernel's per-user counts
-//! (inotify instances, user namespaces) that are charged to the host id
-//! owning a user namespace. A range is leased by an exclusive `flock` on
-//! `/run/cgmgr-ids/SLOT.lock`, held by `cgmgr exec` until the run's group
-//! has been ended (every process of the run killed); the kernel drops the
-//! lock when the process ends, however it ends (its init dies with it,
-//! through the parent-death signal), so nothing needs cleaning up.
+//! (inotify instances, user namespaces). A range is leased by an exclusive
+//! `flock` on `/run/cgmgr-ids/SLOT.lock`, held by the run's owner (`cgmgr
+//! exec`, or the process serving a prepared sandbox) until the run's group
+//! has been ended; the kernel drops the lock when the process ends, however
+//! it ends.
+//!
+//! Three rules keep one run's ids away from the next run:
+//! - **The namespace's owner is no id a file can carry.** The kernel gives
+//!   every capability in a user namespace to a process of the parent
+//!   namespace whose effective uid owns it. Each slot has an owner id of its
+//!   own, below the first range ([`FIRST_OWNER`]), which no sandbox maps: a
+//!   file a run leaves (a setuid copy of a shell, say) can carry its range's
+//!   ids, never its owner's, so running it gives no way into any sandbox's
+//!   namespaces. The owner still carries the kernel's per-user counts apart
+//!   for each slot.
+//! - **Ranges rotate.** A cursor (`/run/cgmgr-ids/cursor`) hands out slots
+//!   in turn, so a released range comes back only after every other one has
+//!   been leased: a run's leftovers (files in a place the next run can
+//!   reach) meet another run's ids only after 4,095 other leases.
+//! - **A range whose last run still has processes is skipped.** The lease
+//!   file records the run's group; a free lock whose recorded group is
+//!   still populated (a survivor of a `cgmgr exec` killed by SIGKILL,
+//!   without a pid namespace) is not leased until that group is empty.
 
 use std::fs::File;
 use std::os::unix::fs::DirBuilderExt;
@@ -23,6 +40,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 
 use super::error::ExecError;
+use crate::cgroup::stat::{CgroupEvents, StatFile};
 
 /// The host id of slot 0's inside root. Inside systemd's range for
 /// container ids (524288..1879048191), and far above the ranges `useradd`
@@ -33,13 +51,42 @@ pub const FIRST_BASE: u32 = 0x6000_0000;
 pub const RANGE: u32 = 65_536;
 /// How many runs may hold a range at once (up to 0x6fffffff).
 pub const SLOTS: u32 = 4096;
+/// The owner of slot 0's user namespace; slot N's is `FIRST_OWNER + N`.
+/// The ids just below the first range: no sandbox maps them, so no file a
+/// sandbox writes can carry one.
+pub const FIRST_OWNER: u32 = FIRST_BASE - SLOTS;
 
 /// A range of host ids leased for one run.
 #[derive(Debug)]
 pub struct IdRange {
+    /// The slot (0..SLOTS).
+    pub slot: u32,
     /// The host id inside root maps to.
     pub base: u32,
-    _lease: Flock<File>,
+    lease: Flock<File>,
+}
+
+impl IdRange {
+    /// The host id that owns (creates) the run's user namespace.
+    pub fn owner(&self) -> u32 {
+        FIRST_OWNER + self.slot
+    }
+
+    /// Records the run group that will hold this range's processes (an
+    /// absolute path), so that a later lease can tell whether anything of
+    /// the run is left. Written before any process enters the group.
+    pub fn record(&self, run_group: &Path) -> Result<(), ExecError> {
+        use std::io::{Seek, Write};
+        let mut file: &File = &self.lease;
+        let line = format!("{}\n", run_group.display());
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(line.as_bytes()))
+            .map_err(|e| ExecError::Lease {
+                what: format!("recording the run group in slot {}", self.slot),
+                errno: io_errno(&e),
+            })
+    }
 }
 
 /// Where the leases live. A fixed place, so every `cgmgr exec` on the host
@@ -54,11 +101,61 @@ pub fn lease_dir() -> PathBuf {
     PathBuf::from(LEASE_DIR)
 }
 
-/// Leases the first free range. `dir` must be a directory only its owner,
-/// this process's user, can write (0700 when created here): anyone else who
-/// could delete a held lock file could make two runs share a range.
+/// Leases the next free range after the cursor whose last run left no
+/// process. `dir` must be a directory only its owner, this process's user,
+/// can write (0700 when created here): anyone else who could delete a held
+/// lock file could make two runs share a range.
 pub fn lease(dir: &Path) -> Result<IdRange, ExecError> {
-    let err = |what: String| move |errno: Errno| ExecError::Sys { what, errno };
+    let dir_fd = open_lease_dir(dir)?;
+    let at = |name: &str| dir.join(name).display().to_string();
+    let lease_err = |what: String| move |errno: Errno| ExecError::Lease { what, errno };
+    // The cursor's lock orders the leases: each takes the slot after the
+    // previous one's, whichever `cgmgr exec` made it.
+    let cursor = nix::fcntl::openat(
+        &dir_fd,
+        "cursor",
+        OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map_err(lease_err(format!("opening {}", at("cursor"))))?;
+    let cursor = Flock::lock(File::from(cursor), FlockArg::LockExclusive)
+        .map_err(|(_, errno)| lease_err(format!("locking {}", at("cursor")))(errno))?;
+    let start = read_cursor(&cursor);
+    let mut occupied = 0;
+    for i in 0..SLOTS {
+        let slot = (start + i) % SLOTS;
+        let name = format!("{slot}.lock");
+        let fd = nix::fcntl::openat(
+            &dir_fd,
+            name.as_str(),
+            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(lease_err(format!("opening {}", at(&name))))?;
+        let lease = match Flock::lock(File::from(fd), FlockArg::LockExclusiveNonblock) {
+            Ok(lease) => lease,
+            Err((_, Errno::EWOULDBLOCK)) => continue,
+            Err((_, errno)) => return Err(lease_err(format!("locking {}", at(&name)))(errno)),
+        };
+        if last_run_has_processes(&lease) {
+            occupied += 1;
+            continue;
+        }
+        write_cursor(&cursor, (slot + 1) % SLOTS);
+        return Ok(IdRange {
+            slot,
+            base: FIRST_BASE + slot * RANGE,
+            lease,
+        });
+    }
+    Err(ExecError::IdsExhausted {
+        dir: dir.to_path_buf(),
+        occupied,
+    })
+}
+
+fn open_lease_dir(dir: &Path) -> Result<std::os::fd::OwnedFd, ExecError> {
+    let err = |what: String| move |errno: Errno| ExecError::Lease { what, errno };
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -73,44 +170,50 @@ pub fn lease(dir: &Path) -> Result<IdRange, ExecError> {
     .map_err(err(format!("opening {}", dir.display())))?;
     let st = nix::sys::stat::fstat(&dir_fd).map_err(err(format!("stat of {}", dir.display())))?;
     if st.st_uid != nix::unistd::geteuid().as_raw() || st.st_mode & 0o022 != 0 {
-        return Err(ExecError::Invalid(format!(
-            "{} must be a directory of uid {} that no one else can write (it is uid {}, mode {:o}): \
-             it holds the leases that keep two sandboxes from sharing host ids",
-            dir.display(),
-            nix::unistd::geteuid(),
-            st.st_uid,
-            st.st_mode & 0o7777
-        )));
+        return Err(ExecError::LeaseDir {
+            dir: dir.to_path_buf(),
+            uid: nix::unistd::geteuid().as_raw(),
+            found_uid: st.st_uid,
+            mode: st.st_mode & 0o7777,
+        });
     }
-    for slot in 0..SLOTS {
-        let name = format!("{slot}.lock");
-        let fd = nix::fcntl::openat(
-            &dir_fd,
-            name.as_str(),
-            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(0o600),
-        )
-        .map_err(err(format!("opening {}", dir.join(&name).display())))?;
-        match Flock::lock(File::from(fd), FlockArg::LockExclusiveNonblock) {
-            Ok(lease) => {
-                return Ok(IdRange {
-                    base: FIRST_BASE + slot * RANGE,
-                    _lease: lease,
-                });
-            }
-            Err((_, Errno::EWOULDBLOCK)) => continue,
-            Err((_, errno)) => {
-                return Err(err(format!("locking {}", dir.join(&name).display()))(errno));
-            }
-        }
+    Ok(dir_fd)
+}
+
+fn read_cursor(file: &File) -> u32 {
+    let mut buf = [0u8; 16];
+    let n = nix::sys::uio::pread(file, &mut buf, 0).unwrap_or(0);
+    std::str::from_utf8(&buf[..n])
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .map_or(0, |c| c % SLOTS)
+}
+
+fn write_cursor(file: &File, next: u32) {
+    // Best effort: a cursor that could not be moved only makes the next
+    // lease start its search earlier.
+    let text = format!("{next}\n");
+    let _ = file.set_len(0);
+    let _ = nix::sys::uio::pwrite(file, text.as_bytes(), 0);
+}
+
+/// Whether the run group recorded in a free lease still holds processes.
+/// A group that is gone, or a lease that records none, is free; a group
+/// whose state cannot be read is taken for occupied.
+fn last_run_has_processes(lease: &File) -> bool {
+    let mut buf = vec![0u8; 4096];
+    let n = nix::sys::uio::pread(lease, &mut buf, 0).unwrap_or(0);
+    let Some(group) = std::str::from_utf8(&buf[..n])
+        .ok()
+        .map(str::trim)
+        .filter(|s| s.starts_with('/'))
+    else {
+        return false;
+    };
+    match std::fs::read_to_string(Path::new(group).join("cgroup.events")) {
+        Ok(text) => !matches!(CgroupEvents::parse(&text), Ok(e) if !e.is_populated()),
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
     }
-    Err(ExecError::Sys {
-        what: format!(
-            "all {SLOTS} host id ranges are held by running sandboxes (leases in {})",
-            dir.display()
-        ),
-        errno: Errno::EBUSY,
-    })
 }
 
 fn io_errno(e: &std::io::Error) -> Errno {
@@ -145,7 +248,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn concurrent_leases_get_distinct_ranges_and_a_released_one_is_reused() {
+    fn leases_rotate_so_a_released_range_is_not_the_next_one() {
         let dir = tempfile::tempdir().unwrap();
         let a = lease(dir.path()).unwrap();
         let b = lease(dir.path()).unwrap();
@@ -153,10 +256,86 @@ mod tests {
         assert_eq!(b.base, FIRST_BASE + RANGE);
         drop(a);
         let c = lease(dir.path()).unwrap();
-        assert_eq!(c.base, FIRST_BASE, "the released range is taken again");
+        assert_eq!(c.slot, 2, "the released slot 0 waits for its turn");
         assert_eq!(map_line(b.base), "0 1610678272 65536\n");
+        // The cursor wraps around: after the last slot comes slot 0 again.
+        std::fs::write(dir.path().join("cursor"), format!("{}\n", SLOTS - 1)).unwrap();
+        let d = lease(dir.path()).unwrap();
+        assert_eq!(d.slot, SLOTS - 1);
+        let e = lease(dir.path()).unwrap();
+        assert_eq!(e.slot, 0);
         // The last range ends inside the container id range.
         assert!(u64::from(FIRST_BASE) + u64::from(SLOTS) * u64::from(RANGE) <= 0x7000_0000);
+    }
+
+    #[test]
+    fn owners_are_ids_no_range_maps() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = lease(dir.path()).unwrap();
+        assert_eq!(a.owner(), 0x5fff_f000);
+        for slot in [0, SLOTS - 1] {
+            let owner = FIRST_OWNER + slot;
+            assert!(owner < FIRST_BASE, "slot {slot}'s owner is below every range");
+            assert!(owner >= 524_288, "inside systemd's container id range");
+        }
+    }
+
+    /// A fake run group: a directory with a `cgroup.events` as the kernel
+    /// writes it.
+    fn run_group(dir: &Path, populated: bool) -> PathBuf {
+        let g = dir.join("cg/s/cgmgr.run.424");
+        std::fs::create_dir_all(&g).unwrap();
+        let events = format!("populated {}\nfrozen 0\n", u8::from(populated));
+        std::fs::write(g.join("cgroup.events"), events).unwrap();
+        g
+    }
+
+    #[test]
+    fn a_free_range_whose_last_run_has_processes_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let leases = dir.path().join("ids");
+        let survivor = run_group(dir.path(), true);
+        let a = lease(&leases).unwrap();
+        a.record(&survivor).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(leases.join("0.lock")).unwrap(),
+            format!("{}\n", survivor.display())
+        );
+        drop(a); // cgmgr exec killed: the lock is gone, the survivor not
+        std::fs::write(leases.join("cursor"), "0\n").unwrap();
+        let b = lease(&leases).unwrap();
+        assert_eq!(b.slot, 1, "slot 0's run group still holds processes");
+        drop(b);
+        // Once the group is empty (or removed), slot 0 is free again.
+        std::fs::write(survivor.join("cgroup.events"), "populated 0\nfrozen 0\n").unwrap();
+        std::fs::write(leases.join("cursor"), "0\n").unwrap();
+        assert_eq!(lease(&leases).unwrap().slot, 0);
+        std::fs::remove_dir_all(dir.path().join("cg")).unwrap();
+        std::fs::write(leases.join("cursor"), "0\n").unwrap();
+        assert_eq!(lease(&leases).unwrap().slot, 0);
+    }
+
+    #[test]
+    fn a_record_that_cannot_be_read_keeps_the_range_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let leases = dir.path().join("ids");
+        let g = run_group(dir.path(), false);
+        std::fs::write(g.join("cgroup.events"), "garbage\n").unwrap();
+        let a = lease(&leases).unwrap();
+        a.record(&g).unwrap();
+        drop(a);
+        std::fs::write(leases.join("cursor"), "0\n").unwrap();
+        assert_eq!(lease(&leases).unwrap().slot, 1);
+    }
+
+    #[test]
+    fn a_garbled_cursor_starts_at_slot_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path()).unwrap();
+        std::fs::write(dir.path().join("cursor"), "x\n").unwrap();
+        assert_eq!(lease(dir.path()).unwrap().slot, 0);
+        std::fs::write(dir.path().join("cursor"), "99999\n").unwrap();
+        assert_eq!(lease(dir.path()).unwrap().slot, 99999 % SLOTS);
     }
 
     #[test]
@@ -170,6 +349,7 @@ mod tests {
             "{e}"
         );
         assert!(!dir.path().join("0.lock").exists(), "nothing created");
+        assert!(!dir.path().join("cursor").exists(), "nothing created");
     }
 
     #[test]
@@ -180,6 +360,11 @@ mod tests {
         std::os::unix::fs::symlink(&target, dir.path().join("0.lock")).unwrap();
         let e = lease(dir.path()).unwrap_err().to_string();
         assert!(e.contains("0.lock"), "{e}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        std::fs::remove_file(dir.path().join("0.lock")).unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("cursor")).unwrap();
+        let e = lease(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("cursor"), "{e}");
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
     }
 }

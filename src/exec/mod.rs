@@ -72,6 +72,8 @@ pub struct ExecSpec {
     pub rootfs: Option<PathBuf>,
     /// pivot_root (default) or chroot.
     pub switch: RootSwitch,
+    /// The rootfs mounted read-only (default), or writable.
+    pub readonly_root: bool,
     /// Hostname in the UTS namespace.
     pub hostname: String,
     /// The command and how it runs.
@@ -185,6 +187,7 @@ impl ExecSpec {
             group,
             namespaces,
             rootfs,
+            readonly_root: policy.readonly_root.unwrap_or(true),
             report: flags.report,
             switch: if flags.chroot {
                 RootSwitch::Chroot
@@ -347,28 +350,23 @@ fn parse_namespaces(names: &[String]) -> Result<BTreeSet<Namespace>, ExecError> 
 /// process has a single thread.
 pub fn run(root: &CgroupRoot, spec: &ExecSpec) -> Result<i32, ExecError> {
     let before = LimitCounters::read(root, &spec.group);
-    let run = run_group::create(root, &spec.group)?;
-    // After `create`, which may first end abandoned runs: their time is not
+    // The run's own host ids come with it, held until its group is ended
+    // (below): no process of this run keeps them once another run may
+    // lease them.
+    let run = run_group::Run::begin(root, &spec.group, spec.has(Namespace::User))?;
+    // After `begin`, which may first end abandoned runs: their time is not
     // this run's.
     let baseline = spec
         .report
         .map(|_| report::Baseline::read(root, &spec.group));
-    // The run's own host ids, held until its group is ended (below): no
-    // process of this run keeps them once another run may lease them.
-    let ids = if spec.has(Namespace::User) {
-        Some(idmap::lease(&idmap::lease_dir())?)
-    } else {
-        None
-    };
-    let result = run_in(root, spec, &run, ids.as_ref().map(|r| r.base));
-    let accounted = LimitCounters::read_own(root, &run);
+    let result = run_in(root, spec, &run);
+    let accounted = LimitCounters::read_own(root, &run.group);
     let refusals = refusals(root, &spec.group, &before, accounted);
     // Read while the run group still exists.
-    let full = baseline.map(|b| report::collect(root, &spec.group, &run, &b, refusals));
-    if let Err(e) = run_group::end(root, &run) {
+    let full = baseline.map(|b| report::collect(root, &spec.group, &run.group, &b, refusals));
+    if let Err(e) = run.end(root) {
         eprintln!("cgmgr: exec: ending the run: {e}");
     }
-    drop(ids);
     let code = result?;
     match (full, spec.report) {
         (Some(mut r), Some(format)) => {
@@ -383,13 +381,8 @@ pub fn run(root: &CgroupRoot, spec: &ExecSpec) -> Result<i32, ExecError> {
     Ok(code)
 }
 
-fn run_in(
-    root: &CgroupRoot,
-    spec: &ExecSpec,
-    run: &GroupName,
-    id_base: Option<u32>,
-) -> Result<i32, ExecError> {
-    let started = start_child(root, spec, run, id_base, None)?;
+fn run_in(root: &CgroupRoot, spec: &ExecSpec, run: &run_group::Run) -> Result<i32, ExecError> {
+    let started = start_child(root, spec, run, None)?;
     let code = supervise(started.pid, &started.group_dir, &started.signals);
     // Held open until now: the child polls it to learn whether we died
     // before its death signal was armed.
@@ -418,14 +411,11 @@ pub(crate) struct Started {
 pub(crate) fn start_child(
     root: &CgroupRoot,
     spec: &ExecSpec,
-    run: &GroupName,
-    id_base: Option<u32>,
+    run: &run_group::Run,
     job: Option<OwnedFd>,
 ) -> Result<Started, ExecError> {
-    let group_dir = root.open_dir(run).map_err(|errno| ExecError::OpenGroup {
-        path: root.group_path(run),
-        errno,
-    })?;
+    let group_dir = run_group_dir(root, run)?;
+    let ids = run.ids.as_ref().map(|ids| (ids.base, ids.owner()));
     let (go_read, go_write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"))?;
     sigchld_by_default()?;
@@ -439,17 +429,19 @@ pub(crate) fn start_child(
         None,
     )
     .map_err(sys("sigprocmask"))?;
-    match spawn::clone_into(spec.clone_flags(), group_dir.as_fd(), id_base)? {
+    match spawn::clone_into(spec.clone_flags(), group_dir.as_fd(), ids.map(|(_, owner)| owner))? {
         spawn::Forked::Child => {
-            // The id lease (owned by `run`) is never dropped here, as the
-            // child leaves by exit(): its lock is on the file description
-            // the parent shares, and init closes its copy with every fd.
+            // The id lease and the run group's lock (owned by `run`) are
+            // never dropped here, as the child leaves by exit(): they are
+            // on file descriptions the parent shares, and init closes its
+            // copies with every fd.
             drop((go_write, group_dir));
             std::process::exit(child_main(spec, go_read, job));
         }
         spawn::Forked::Parent { pid, placed } => {
             drop((go_read, job));
-            if let Err(e) = release_child(root, run, pid, placed, id_base, &go_write) {
+            let id_base = ids.map(|(base, _)| base);
+            if let Err(e) = release_child(root, &run.group, pid, placed, id_base, &go_write) {
                 let _ = kill(pid, Signal::SIGKILL);
                 let _ = waitpid(pid, None);
                 return Err(e);
@@ -462,6 +454,21 @@ pub(crate) fn start_child(
             })
         }
     }
+}
+
+/// A second descriptor of the run group's directory, for the clone and the
+/// supervision's `cgroup.kill`.
+fn run_group_dir(root: &CgroupRoot, run: &run_group::Run) -> Result<OwnedFd, ExecError> {
+    let fd = nix::fcntl::openat(
+        run.dir(),
+        ".",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    );
+    fd.map_err(|errno| ExecError::OpenGroup {
+        path: root.group_path(&run.group),
+        errno,
+    })
 }
 
 /// Puts SIGCHLD back to its default action before the child is made. A
@@ -721,7 +728,7 @@ fn child_setup(spec: &ExecSpec, go: OwnedFd, job: Option<OwnedFd>) -> Result<i32
         loopback_up()?;
     }
     match &spec.rootfs {
-        Some(rootfs) => rootfs::enter(rootfs, spec.switch)?,
+        Some(rootfs) => rootfs::enter(rootfs, spec.switch, spec.readonly_root)?,
         None if spec.has(Namespace::Mount) && spec.has(Namespace::Pid) => rootfs::remount_proc()?,
         None => {}
     }

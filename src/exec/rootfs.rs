@@ -3,7 +3,10 @@
 //! Numbered steps, each with its own error (firecracker's jailer style):
 //!
 //! 1. make every mount a slave of the host's, so nothing we mount leaks out;
-//! 2. bind the rootfs onto itself (pivot_root needs a mount point);
+//! 2. bind the rootfs onto itself (pivot_root needs a mount point), and make
+//!    it and every mount below it read-only, nosuid and nodev (unless
+//!    `readonly_root = false`): a run cannot leave anything in the rootfs
+//!    for the next run, nor talk through it to a concurrent one;
 //! 3. a fresh `/proc` for the new PID namespace (nosuid, noexec, nodev),
 //!    with runc's masks: kernel memory, keys and timers hidden, `/proc/sys`,
 //!    `/proc/sysrq-trigger` and the other kernel knobs read-only;
@@ -38,9 +41,13 @@ pub enum RootSwitch {
 
 /// `/proc` entries hidden from the workload (runc's default masked paths):
 /// a file gets `/dev/null` bound over it, a directory an empty read-only tmpfs.
-pub const MASKED_PROC: [&str; 9] = [
+/// `iomem` (the physical memory map) and `cmdline` (the host's boot
+/// command line, which may carry secrets) too.
+pub const MASKED_PROC: [&str; 11] = [
     "acpi",
     "asound",
+    "cmdline",
+    "iomem",
     "kcore",
     "keys",
     "latency_stats",
@@ -97,7 +104,7 @@ fn mount_err(
 }
 
 /// Runs steps 1-6 in the current (new) mount namespace.
-pub fn enter(rootfs: &Path, switch: RootSwitch) -> Result<(), ExecError> {
+pub fn enter(rootfs: &Path, switch: RootSwitch, read_only: bool) -> Result<(), ExecError> {
     check(rootfs)?;
     let none: Option<&str> = None;
     // 1.
@@ -115,6 +122,9 @@ pub fn enter(rootfs: &Path, switch: RootSwitch) -> Result<(), ExecError> {
         none,
     )
     .map_err(mount_err(2, "bind the rootfs onto itself", rootfs))?;
+    if read_only {
+        make_read_only(rootfs)?;
+    }
     // 3.
     let proc_dir = rootfs.join("proc");
     let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
@@ -138,6 +148,124 @@ pub fn enter(rootfs: &Path, switch: RootSwitch) -> Result<(), ExecError> {
     .map_err(mount_err(5, "mount a tmpfs /tmp", &tmp))?;
     // 6.
     switch_root(rootfs, switch)
+}
+
+/// What step 2 adds to the rootfs's mounts when they are made read-only.
+const READ_ONLY: u64 = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+
+/// The kernel's `struct mount_attr` (version 0, 32 bytes).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Step 2's second half: the rootfs's bind mount and every submount it
+/// brought along read-only, nosuid, nodev. One `mount_setattr` with
+/// `AT_RECURSIVE` (Linux 5.12); before it, one remount per mount, read from
+/// mountinfo, each repeating the flags the kernel locks on a mount that
+/// came from the host (or it refuses the remount).
+fn make_read_only(rootfs: &Path) -> Result<(), ExecError> {
+    let attr = MountAttr {
+        attr_set: READ_ONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let path = std::ffi::CString::new(rootfs.as_os_str().as_encoded_bytes())
+        .map_err(|_| sys("the rootfs path")(nix::errno::Errno::EINVAL))?;
+    // SAFETY: a valid C string, and a live mount_attr of the size passed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_RECURSIVE,
+            std::ptr::from_ref(&attr),
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    match nix::errno::Errno::result(rc) {
+        Ok(_) => return Ok(()),
+        // Before 5.12, or a seccomp filter of the caller's that refuses it.
+        Err(nix::errno::Errno::ENOSYS | nix::errno::Errno::EPERM) => {}
+        Err(e) => return Err(mount_err(2, "make the rootfs read-only", rootfs)(e)),
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| io_err("reading /proc/self/mountinfo".into(), e))?;
+    for point in mounts_at_or_below(&mountinfo, rootfs) {
+        let kept = locked_flags(&point);
+        let flags = MsFlags::MS_REMOUNT
+            | MsFlags::MS_BIND
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | kept;
+        let none: Option<&str> = None;
+        mount(none, &point, none, flags, none).map_err(mount_err(
+            2,
+            "remount a mount of the rootfs read-only",
+            &point,
+        ))?;
+    }
+    Ok(())
+}
+
+/// The per-mount flags of the mount at `point` that a remount must repeat.
+fn locked_flags(point: &Path) -> MsFlags {
+    use nix::sys::statvfs::FsFlags;
+    let Ok(st) = nix::sys::statvfs::statvfs(point) else {
+        return MsFlags::empty();
+    };
+    let f = st.flags();
+    [
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ]
+    .into_iter()
+    .filter(|(st, _)| f.contains(*st))
+    .fold(MsFlags::empty(), |acc, (_, ms)| acc | ms)
+}
+
+/// The mount points of mountinfo's text that are `dir` or below it, with
+/// the kernel's octal escapes (`\040` for a space) undone.
+pub fn mounts_at_or_below(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|field| PathBuf::from(unescape_mountinfo(field)))
+        .filter(|point| point.starts_with(dir))
+        .collect()
+}
+
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).filter(|d| {
+            bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c))
+        });
+        match octal {
+            Some(d) => {
+                let v = d.iter().fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
+                out.push(u8::try_from(v).unwrap_or(b'?'));
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn populate_dev(dev: &Path) -> Result<(), ExecError> {
@@ -334,6 +462,28 @@ mod tests {
         assert!(initramfs_in(ramfs));
         let disk = include_str!("../../tests/fixtures/kernel/host-6.18-hybrid.mountinfo");
         assert!(!initramfs_in(disk));
+    }
+
+    #[test]
+    fn mounts_below_the_rootfs_are_found_with_their_escapes() {
+        let info = "\
+24 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+90 24 8:1 /srv/root /srv/root rw,relatime master:1 - ext4 /dev/sda1 rw
+91 90 0:40 / /srv/root/data rw,nosuid master:2 - tmpfs tmpfs rw
+92 90 0:41 / /srv/root/my\\040dir ro - tmpfs tmpfs rw
+93 24 0:42 / /srv/rootless rw - tmpfs tmpfs rw
+";
+        let found = mounts_at_or_below(info, Path::new("/srv/root"));
+        assert_eq!(
+            found,
+            [
+                PathBuf::from("/srv/root"),
+                PathBuf::from("/srv/root/data"),
+                PathBuf::from("/srv/root/my dir"),
+            ]
+        );
+        assert_eq!(unescape_mountinfo("a\\011b\\134c"), "a\tb\\c");
+        assert_eq!(unescape_mountinfo("trailing\\04"), "trailing\\04");
     }
 
     #[test]

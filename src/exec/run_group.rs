@@ -1,7 +1,8 @@
 //! Every `cgmgr exec` is a run of its own: its processes live in a child
 //! group of the policy's group, `GROUP/cgmgr.run.PID` (PID: the `cgmgr exec`
-//! process). The group's limits still bound all its concurrent runs together
-//! (a child group has none of its own); the run group gives each run
+//! process, or the process serving a prepared sandbox). The group's limits
+//! still bound all its concurrent runs together (a child group has none of
+//! its own); the run group gives each run
 //!
 //! - an end: when the workload exits, `cgroup.kill` takes whatever it left
 //!   (a double-forked daemon without a pid namespace, a process that escaped
@@ -9,18 +10,27 @@
 //! - its own counters: `memory.events`, `pids.events`, `memory.peak`,
 //!   `cpu.stat`, `io.stat` of this run only, read before the group goes away.
 //!
-//! A run whose `cgmgr exec` was killed with SIGKILL leaves its run group
-//! behind; the next run in the same group ends it (its PID is gone).
+//! A run is alive while its owner holds an exclusive `flock` on the run
+//! group's directory; the kernel drops it when the owner ends, however it
+//! ends. A run whose owner was killed with SIGKILL leaves its run group
+//! unlocked, and the next run in the same group ends it. Liveness is never
+//! judged by a pid: a `cgmgr exec` in another pid namespace (a container
+//! sharing the host's cgroupfs) sees other owners' pids as absent, or as
+//! someone else.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg, OFlag};
+use nix::sys::stat::Mode;
 
 use crate::cgroup::stat::CgroupEvents;
 use crate::cgroup::tree::Controller;
 use crate::cgroup::{CgroupRoot, GroupName, control, tree};
 
 use super::error::ExecError;
+use super::idmap::{self, IdRange};
 
 /// The prefix of run groups (`cgmgr.` names are cgmgr's own).
 pub const RUN_PREFIX: &str = "cgmgr.run.";
@@ -32,20 +42,64 @@ const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 /// each run has its own memory, pids and I/O counters.
 const ACCOUNTED: [Controller; 3] = [Controller::Memory, Controller::Pids, Controller::Io];
 
-/// The run group of this process in `group`.
-pub fn name(group: &GroupName) -> Result<GroupName, ExecError> {
-    group
-        .child(&format!("{RUN_PREFIX}{}", std::process::id()))
-        .map_err(ExecError::Invalid)
+/// One run: its locked run group and, with a user namespace, its leased
+/// host ids. Dropping it without [`Run::end`] leaves the group to the next
+/// run's reaper.
+#[derive(Debug)]
+pub struct Run {
+    /// The run group (`GROUP/cgmgr.run.PID`).
+    pub group: GroupName,
+    /// The run group's directory, locked while the run lives.
+    lock: Flock<OwnedFd>,
+    /// The host id range, held until the run group has been ended.
+    pub ids: Option<IdRange>,
 }
 
-/// Creates this run's group below `group`, after ending the runs whose
-/// `cgmgr exec` died without ending them. The memory, pids and io controllers
-/// are enabled for it where `group` has them and holds no process itself;
-/// otherwise the run still has its own group, only counted in `group`'s
-/// counters.
-pub fn create(root: &CgroupRoot, group: &GroupName) -> Result<GroupName, ExecError> {
-    reap_abandoned(root, group);
+impl Run {
+    /// Begins a run below `group`: ends the runs whose owner is gone,
+    /// leases host ids (`user_ns`), then creates and locks the run group,
+    /// and records it in the lease before any process enters it. A refused
+    /// lease creates nothing. The memory, pids and io controllers are
+    /// enabled for the run where `group` has them and holds no process
+    /// itself; otherwise the run is only counted in `group`'s counters.
+    pub fn begin(root: &CgroupRoot, group: &GroupName, user_ns: bool) -> Result<Run, ExecError> {
+        reap_abandoned(root, group);
+        let ids = if user_ns {
+            Some(idmap::lease(&idmap::lease_dir())?)
+        } else {
+            None
+        };
+        enable_accounting(root, group);
+        let (run, lock) = create_locked(root, group)?;
+        if let Some(ids) = &ids
+            && let Err(e) = ids.record(&root.group_path(&run))
+        {
+            let _ = root.rmdir(&run);
+            return Err(e);
+        }
+        Ok(Run {
+            group: run,
+            lock,
+            ids,
+        })
+    }
+
+    /// The run group's directory (locked).
+    pub fn dir(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.lock.as_fd()
+    }
+
+    /// Ends the run: kills what is left in its group, waits until it is
+    /// empty, removes it, then releases the lock and the ids. `Err` names
+    /// what could not be done; the caller reports it without changing the
+    /// workload's exit status. A group that could not be emptied keeps the
+    /// ids out of other runs' reach (the lease records it).
+    pub fn end(self, root: &CgroupRoot) -> Result<(), String> {
+        end_group(root, &self.group)
+    }
+}
+
+fn enable_accounting(root: &CgroupRoot, group: &GroupName) {
     let available = root.controllers(group).unwrap_or_default();
     let enabled = root.subtree_control(group).unwrap_or_default();
     for c in ACCOUNTED {
@@ -55,16 +109,95 @@ pub fn create(root: &CgroupRoot, group: &GroupName) -> Result<GroupName, ExecErr
             let _ = root.write_raw(group, "cgroup.subtree_control", &format!("+{}", c.name()));
         }
     }
-    let run = name(group)?;
-    root.mkdir(&run)
-        .map_err(|e| ExecError::Invalid(e.to_string()))?;
-    Ok(run)
 }
 
-/// Ends the run: kills what is left in its group, waits until the group is
-/// empty, and removes it. `Err` names what could not be done; the caller
-/// reports it without changing the workload's exit status.
-pub fn end(root: &CgroupRoot, run: &GroupName) -> Result<(), String> {
+/// Names tried for this process's run group: `cgmgr.run.PID`, then
+/// `cgmgr.run.PID-2`... when a live run of the same pid from another pid
+/// namespace holds the name.
+const NAME_TRIES: u32 = 16;
+
+/// Creates and locks this process's run group. An unlocked group already
+/// under the name is an abandoned run (a reused pid): it is ended first.
+fn create_locked(
+    root: &CgroupRoot,
+    group: &GroupName,
+) -> Result<(GroupName, Flock<OwnedFd>), ExecError> {
+    let pid = std::process::id();
+    let name = |n: u32| match n {
+        1 => group.child(&format!("{RUN_PREFIX}{pid}")),
+        n => group.child(&format!("{RUN_PREFIX}{pid}-{n}")),
+    };
+    let mut n = 1;
+    for _ in 0..2 * NAME_TRIES {
+        let run = name(n).map_err(ExecError::Invalid)?;
+        let made = root
+            .mkdir(&run)
+            .map_err(|e| ExecError::Invalid(e.to_string()))?;
+        let dir = root
+            .open_dir(&run)
+            .map_err(|errno| run_err(root, &run, "opening", errno))?;
+        let lock = match Flock::lock(dir, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => lock,
+            // A live run of this pid from another pid namespace, or a
+            // reaper ending the name's earlier owner: another name.
+            Err((_, Errno::EWOULDBLOCK)) => {
+                n += 1;
+                if n > NAME_TRIES {
+                    break;
+                }
+                continue;
+            }
+            Err((_, errno)) => return Err(run_err(root, &run, "locking", errno)),
+        };
+        // A reaper that took the lock between our mkdir and our lock has
+        // removed the group by the time we hold it: make it again.
+        if !still_there(&lock) {
+            continue;
+        }
+        if made {
+            return Ok((run, lock));
+        }
+        // There before us and nobody's: what an earlier owner with this
+        // pid left. Ended under our lock, then made anew.
+        if end_group(root, &run).is_err() {
+            n += 1;
+            if n > NAME_TRIES {
+                break;
+            }
+        }
+    }
+    let run = name(1).map_err(ExecError::Invalid)?;
+    Err(run_err(
+        root,
+        &run,
+        "no free name for this process's run group",
+        Errno::EEXIST,
+    ))
+}
+
+fn still_there(dir: &Flock<OwnedFd>) -> bool {
+    nix::fcntl::openat(
+        dir.as_fd(),
+        "cgroup.events",
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .is_ok()
+}
+
+fn run_err(root: &CgroupRoot, run: &GroupName, what: &'static str, errno: Errno) -> ExecError {
+    ExecError::RunGroup {
+        path: root.group_path(run),
+        what,
+        errno,
+    }
+}
+
+/// Kills what is left of a run group, waits until it is empty, removes it.
+fn end_group(root: &CgroupRoot, run: &GroupName) -> Result<(), String> {
+    if !root.exists(run) {
+        return Ok(());
+    }
     kill_all(root, run)?;
     root.rmdir(run).map_err(|e| e.to_string())
 }
@@ -88,16 +221,25 @@ pub fn kill_all(root: &CgroupRoot, run: &GroupName) -> Result<(), String> {
     match control::wait_until_empty(root, run, KILL_TIMEOUT) {
         Ok(true) => Ok(()),
         Ok(false) => Err(format!(
-            "{} still holds processes {}s after they were killed",
+            "{} still holds processes {}s after they were killed{}",
             root.group_path(run).display(),
-            KILL_TIMEOUT.as_secs()
+            KILL_TIMEOUT.as_secs(),
+            if root.has_hidden_processes(run) {
+                " (some are outside this process's pid namespace: without cgroup.kill, \
+                 Linux before 5.14, only a process that sees them can end them)"
+            } else {
+                ""
+            }
         )),
         Err(e) => Err(e.to_string()),
     }
 }
 
 /// For kernels without `cgroup.kill`: frozen processes cannot fork away
-/// while they are killed one by one.
+/// while they are killed one by one. Each is signalled through a pidfd
+/// opened before its membership is checked, so a pid reused by a process
+/// outside the group is never signalled; processes of another pid
+/// namespace (listed as 0) cannot be, and are left.
 fn kill_by_hand(root: &CgroupRoot, run: &GroupName) {
     let _ = root.write_raw(run, "cgroup.freeze", "1");
     for _ in 0..100 {
@@ -106,10 +248,7 @@ fn kill_by_hand(root: &CgroupRoot, run: &GroupName) {
             break;
         }
         for pid in procs {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            control::kill_member(root, run, pid);
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -121,36 +260,32 @@ fn populated(root: &CgroupRoot, group: &GroupName) -> bool {
         .is_none_or(|events| events.is_populated())
 }
 
-/// Ends and removes the run groups of `group` whose `cgmgr exec` is gone
-/// (killed with SIGKILL before it could end its run).
+/// Ends and removes the run groups of `group` that no owner holds (their
+/// `cgmgr exec` was killed with SIGKILL before it could end its run).
 fn reap_abandoned(root: &CgroupRoot, group: &GroupName) {
     let Ok(children) = root.children(group) else {
         return;
     };
     for child in children {
-        let Some(pid) = child
+        let is_run = child
             .as_str()
             .rsplit('/')
             .next()
-            .and_then(|leaf| leaf.strip_prefix(RUN_PREFIX))
-            .and_then(|pid| pid.parse::<i32>().ok())
-        else {
+            .is_some_and(|leaf| leaf.starts_with(RUN_PREFIX));
+        if !is_run {
+            continue;
+        }
+        let Ok(dir) = root.open_dir(&child) else {
             continue;
         };
-        // A pid equal to ours is a stale group from a reused pid: ours is
-        // not made yet. EPERM means the process exists.
-        let ours = u32::try_from(pid).ok() == Some(std::process::id());
-        let alive = !ours
-            && matches!(
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
-                Ok(()) | Err(Errno::EPERM)
-            );
-        if !alive && end(root, &child).is_ok() {
-            eprintln!(
-                "cgmgr: ended the abandoned run {} (its cgmgr exec, pid {pid}, is gone)",
-                child
-            );
+        // Held: a live run. Ours now: nobody's; ended while we hold it.
+        let Ok(lock) = Flock::lock(dir, FlockArg::LockExclusiveNonblock) else {
+            continue;
+        };
+        if still_there(&lock) && end_group(root, &child).is_ok() {
+            eprintln!("cgmgr: ended the abandoned run {child} (no cgmgr exec holds it)");
         }
+        drop(lock);
     }
 }
 

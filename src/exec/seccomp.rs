@@ -424,4 +424,75 @@ mod tests {
             "bits: 1 keyctl, 2 unshare, 4 TIOCSTI with high bits, 8 clone3, 16 getpid, 32 AF_PACKET with high bits, 64 AF_VSOCK; 10 load"
         );
     }
+    /// No file the workload makes or changes can carry the setuid or
+    /// setgid bit, under the default filters and under any profile (the
+    /// second filter goes with both): such a file would give whoever runs
+    /// it outside the sandbox the run's host ids.
+    #[test]
+    fn setuid_and_setgid_bits_are_refused_with_any_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile_path = dir.path().join("allow-all.json");
+        std::fs::write(&profile_path, r#"{"defaultAction": "SCMP_ACT_ALLOW"}"#).unwrap();
+        let profile = crate::policy::seccomp::read_profile(&profile_path).unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, "x").unwrap();
+        let c = |p: &std::path::Path| std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        let (f, new, node) = (c(&file), c(&dir.path().join("new")), c(&dir.path().join("node")));
+        for setting in [
+            Seccomp::Default,
+            Seccomp::Profile {
+                path: profile_path.clone(),
+                profile: profile.clone(),
+            },
+        ] {
+            let filters = compile(&setting, false).unwrap();
+            let code = probe_under(&filters, || {
+                let mut code = 0;
+                let refused = |rc: libc::c_long| rc == -1 && errno() == libc::EPERM;
+                // SAFETY: valid C strings and integer arguments.
+                unsafe {
+                    if !refused(libc::chmod(f.as_ptr(), 0o4755).into()) {
+                        code |= 1;
+                    }
+                    if !refused(libc::chmod(f.as_ptr(), 0o2755).into()) {
+                        code |= 2;
+                    }
+                    if libc::chmod(f.as_ptr(), 0o1755) != 0 {
+                        code |= 4;
+                    }
+                    let creat = libc::O_CREAT | libc::O_WRONLY;
+                    let opened = libc::syscall(libc::SYS_openat, libc::AT_FDCWD, new.as_ptr(), creat, 0o6755);
+                    if !refused(opened) {
+                        code |= 8;
+                    }
+                    let fd = libc::open(f.as_ptr(), libc::O_RDONLY);
+                    if !refused(libc::fchmod(fd, 0o4700).into()) {
+                        code |= 16;
+                    }
+                    let at2 = libc::syscall(452, libc::AT_FDCWD, f.as_ptr(), 0o4755, 0);
+                    if !refused(at2) {
+                        code |= 32;
+                    }
+                    let mode = libc::S_IFREG | 0o4755;
+                    if !refused(libc::mknodat(libc::AT_FDCWD, node.as_ptr(), mode, 0).into()) {
+                        code |= 64;
+                    }
+                    let how = [0u64; 3];
+                    let o2 = libc::syscall(libc::SYS_openat2, libc::AT_FDCWD, f.as_ptr(), how.as_ptr(), 24);
+                    if o2 != -1 || errno() != libc::ENOSYS {
+                        code |= 128;
+                    }
+                }
+                code
+            });
+            assert_eq!(
+                code, 0,
+                "{setting:?}: bits: 1 chmod u+s, 2 chmod g+s, 4 chmod +t refused, 8 openat O_CREAT 06755, 16 fchmod u+s, 32 fchmodat2 u+s, 64 mknodat u+s, 128 openat2 not ENOSYS; 10 load"
+            );
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7000, 0o1000, "only the sticky bit was set");
+        assert!(!dir.path().join("new").exists() && !dir.path().join("node").exists());
+    }
 }

@@ -380,6 +380,28 @@ pub const TTY_INJECTION: [u64; 2] = [0x5412, 0x541C];
 /// hypervisor sockets).
 pub const SOCKET_FAMILIES_REFUSED: [u64; 2] = [17, 40];
 
+/// The setuid and setgid mode bits (`S_ISUID`, `S_ISGID`): a file a run
+/// marks with them would give whoever runs it outside the sandbox the
+/// run's host ids.
+pub const SET_ID_BITS: [u64; 2] = [0o4000, 0o2000];
+
+/// Calls that take a file mode, and the index of their mode argument.
+pub const MODE_ARGUMENTS: [(&str, u32); 8] = [
+    ("chmod", 1),
+    ("fchmod", 1),
+    ("fchmodat", 2),
+    ("creat", 1),
+    ("open", 2),
+    ("openat", 3),
+    ("mknod", 1),
+    ("mknodat", 2),
+];
+
+/// `fchmodat2` (Linux 6.6), by number: the same on every architecture
+/// with the unified syscall table, and unknown by name to libseccomp
+/// before 2.5.5. Its mode is argument 2.
+pub const FCHMODAT2: i32 = 452;
+
 /// The first default filter: the allow-list.
 pub fn default_filter(nested_userns: bool) -> Result<ScmpFilterContext, String> {
     let mut f = ScmpFilterContext::new(ScmpAction::Errno(libc::EPERM))
@@ -448,6 +470,26 @@ pub fn argument_filter() -> Result<ScmpFilterContext, String> {
             .map_err(lib_err(&format!("refusing {name} {value:#x}")))?;
         }
     }
+    let with_mode = MODE_ARGUMENTS
+        .iter()
+        // Calls another architecture does not have (`open`, `creat` on
+        // arm64): nothing to refuse.
+        .filter_map(|(name, index)| ScmpSyscall::from_name(name).ok().map(|nr| (nr, *index)))
+        .chain([(ScmpSyscall::from(FCHMODAT2), 2)]);
+    for (nr, index) in with_mode {
+        for bit in SET_ID_BITS {
+            f.add_rule_conditional(
+                ScmpAction::Errno(libc::EPERM),
+                nr,
+                &[ScmpArgCompare::new(index, ScmpCompareOp::MaskedEqual(bit), bit)],
+            )
+            .map_err(lib_err(&format!("refusing mode bit {bit:#o}")))?;
+        }
+    }
+    // Its mode is inside `struct open_how`, which a filter cannot read:
+    // ENOSYS makes callers fall back to openat, whose mode it can.
+    f.add_rule(ScmpAction::Errno(libc::ENOSYS), syscall("openat2")?)
+        .map_err(lib_err("openat2"))?;
     Ok(f)
 }
 

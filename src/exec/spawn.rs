@@ -51,11 +51,12 @@ pub const FORCE_FALLBACK_ENV: &str = "CGMGR_EXEC_NO_CLONE_INTO_CGROUP";
 /// supports it. Must be called while the process has a single thread.
 ///
 /// With a new user namespace, the clone is made with the effective uid
-/// `owner` (the host id the sandbox's root maps to), so that the kernel
-/// counts the namespace, and every user namespace or inotify instance made
-/// inside it, against that id's quotas instead of root's: a sandbox cannot
-/// exhaust what the host's root needs; the child is still born in the
-/// group (see [`clone_as`]). Without `CLONE_INTO_CGROUP` the child is
+/// `owner` (the run's owner id, which no sandbox maps: see
+/// [`super::idmap`]), so that the namespace is owned by an id no file can
+/// carry, and the kernel counts the namespace, and every user namespace or
+/// inotify instance made inside it, against that id's quotas instead of
+/// root's: a sandbox cannot exhaust what the host's root needs; the child
+/// is still born in the group (see [`clone_as`]). Without `CLONE_INTO_CGROUP` the child is
 /// placed by the parent before it runs (it waits on the go pipe). Where the
 /// kernel refuses unprivileged user namespaces, the clone is made as root.
 pub fn clone_into(

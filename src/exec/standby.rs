@@ -44,7 +44,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ExecError, sys};
 use super::workload::{self, Workload};
-use super::{ExecFlags, ExecSpec, LimitCounters, Namespace, Supervision, idmap, init, report};
+use super::{ExecFlags, ExecSpec, LimitCounters, Namespace, Supervision, init, report};
 use super::{refusal_lines, refusals, run_group, start_child};
 use crate::cgroup::{CgroupRoot, GroupName};
 
@@ -749,20 +749,12 @@ fn serve(
     if let Some(rootfs) = &spec.rootfs {
         super::check_rootfs(rootfs, &spec.workload.cwd)?;
     }
-    let run = run_group::create(root, &spec.group)?;
-    let ids = if spec.has(Namespace::User) {
-        Some(idmap::lease(&idmap::lease_dir())?)
-    } else {
-        None
-    };
-    let served = serve_in(root, spec, built, &run, ids.as_ref().map(|r| r.base), ctl);
+    let run = run_group::Run::begin(root, &spec.group, spec.has(Namespace::User))?;
+    let served = serve_in(root, spec, built, &run, ctl);
     // A run that served a command was ended before its caller was told.
-    if root.exists(&run)
-        && let Err(e) = run_group::end(root, &run)
-    {
+    if let Err(e) = run.end(root) {
         eprintln!("cgmgr: standby: ending the run: {e}");
     }
-    drop(ids);
     served
 }
 
@@ -770,12 +762,12 @@ fn serve_in(
     root: &CgroupRoot,
     spec: &ExecSpec,
     built: &BuiltFrom,
-    run: &GroupName,
-    id_base: Option<u32>,
+    run_owned: &run_group::Run,
     ctl: &OwnedFd,
 ) -> Result<(), ExecError> {
+    let run = &run_owned.group;
     let (job_here, job_init) = seqpacket_pair().map_err(sys("socketpair"))?;
-    let started = start_child(root, spec, run, id_base, Some(job_init))?;
+    let started = start_child(root, spec, run_owned, Some(job_init))?;
     let mut supervision = Supervision::new(started.pid);
     match recv(job_here.as_fd(), MsgFlags::empty()) {
         Ok(Some((bytes, _))) if bytes == b"ready" => {}
@@ -991,14 +983,39 @@ struct BuiltFrom {
     files: Vec<(PathBuf, Option<FileId>)>,
 }
 
-/// Device, inode, size and modification time of a file.
-type FileId = (u64, u64, u64, i64, i64);
+/// Device, inode, size and modification time of a file, and for a regular
+/// file a SHA-256 of its content: a profile edited in place within the
+/// same second, keeping its size (or with its mtime put back), is another
+/// file.
+type FileId = (u64, u64, u64, i64, i64, Option<[u8; 32]>);
+
+/// The most of a file that is hashed: policy files and the profiles they
+/// name are refused above 16 MiB anyway.
+const MAX_HASHED: u64 = 16 << 20;
 
 fn file_id(path: &std::path::Path) -> Option<FileId> {
+    use sha2::Digest;
+    use std::io::Read;
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path)
-        .ok()
-        .map(|m| (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+    let m = std::fs::metadata(path).ok()?;
+    let content = m
+        .is_file()
+        .then(|| {
+            let mut text = Vec::new();
+            std::fs::File::open(path)
+                .and_then(|f| f.take(MAX_HASHED).read_to_end(&mut text))
+                .ok()
+                .map(|_| sha2::Sha256::digest(&text).into())
+        })
+        .flatten();
+    Some((
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        content,
+    ))
 }
 
 impl BuiltFrom {
@@ -1232,5 +1249,42 @@ impl ReadyJob {
             set_rlimit(Pid::from_raw(0), resource, soft, hard);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A profile rewritten in place with the same size, its modification
+    /// time put back, is not the file a sandbox was built from.
+    #[test]
+    fn a_file_edited_in_place_with_its_size_and_mtime_kept_has_changed() {
+        use nix::sys::stat::{UtimensatFlags, utimensat};
+        use nix::sys::time::TimeSpec;
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let profile = dir.path().join("p.json");
+        std::fs::write(&profile, r#"{"defaultAction": "SCMP_ACT_ERRNO"}"#).unwrap();
+        let built = BuiltFrom::of([profile.clone(), dir.path().to_path_buf()].into_iter());
+        assert!(!built.changed());
+        let before = std::fs::metadata(&profile).unwrap();
+        std::fs::write(&profile, r#"{"defaultAction": "SCMP_ACT_ALLOW"}"#).unwrap();
+        let mtime = TimeSpec::new(before.mtime(), before.mtime_nsec());
+        utimensat(
+            nix::fcntl::AT_FDCWD,
+            &profile,
+            &mtime,
+            &mtime,
+            UtimensatFlags::NoFollowSymlink,
+        )
+        .unwrap();
+        let after = std::fs::metadata(&profile).unwrap();
+        assert_eq!(
+            (after.ino(), after.size(), after.mtime(), after.mtime_nsec()),
+            (before.ino(), before.size(), before.mtime(), before.mtime_nsec()),
+            "the same inode, size and mtime"
+        );
+        assert!(built.changed(), "the content changed");
     }
 }

@@ -248,6 +248,8 @@ impl Namespace {
 pub struct ExecConfig {
     /// Root filesystem directory.
     pub rootfs: Option<PathBuf>,
+    /// Whether the rootfs is mounted read-only (`None`: yes).
+    pub readonly_root: Option<bool>,
     /// Namespaces to create; `None` means the default set.
     pub namespaces: Option<BTreeSet<Namespace>>,
     /// Hostname inside a UTS namespace.

@@ -69,8 +69,9 @@ pub fn check_hostname(s: &str) -> Result<(), String> {
 }
 
 /// Keys of the `[group.NAME.exec]` table.
-pub const EXEC_KEYS: [&str; 10] = [
+pub const EXEC_KEYS: [&str; 11] = [
     "rootfs",
+    "readonly_root",
     "namespaces",
     "hostname",
     "uid",
@@ -563,6 +564,10 @@ impl Parser<'_> {
                 "seccomp" => exec.seccomp = self.seccomp(value, &ctx),
                 "nested_userns" => match value.get_ref() {
                     DeValue::Boolean(b) => exec.nested_userns = Some(*b),
+                    _ => self.wrong_type(value, &ctx, "true or false"),
+                },
+                "readonly_root" => match value.get_ref() {
+                    DeValue::Boolean(b) => exec.readonly_root = Some(*b),
                     _ => self.wrong_type(value, &ctx, "true or false"),
                 },
                 "standby" => {
