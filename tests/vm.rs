@@ -49,6 +49,7 @@ fn run_with_extras(harness: &str, script: &str, env: &[(&str, &str)], extras: &[
         .arg(helper("tiocsti"))
         .arg(helper("keyring"))
         .arg(helper("no_openat2"))
+        .arg(helper("ns_intruder"))
         .args(extras)
         .output()
         .expect("running tests/vm/run.sh");
@@ -84,6 +85,31 @@ fn vm_systemd_host() {
 #[test]
 fn vm_exec_sandbox_depth() {
     run_in_vm("sandbox.sh");
+}
+
+/// Runs apart from each other and from host users (Debian 12, Linux 6.1):
+/// a setuid file a run left gives a host user no way into the run, the
+/// default filter refuses setuid bits, consecutive runs get distinct host
+/// ids, a survivor's range is not leased again, a `cgmgr exec` in another
+/// pid namespace leaves live runs and its own process group alone, the
+/// rootfs is read-only, `/proc/cmdline` masked, an unreachable rootfs
+/// refused before anything is made.
+#[test]
+fn vm_runs_are_isolated_from_each_other_and_host_users() {
+    run_with_extras("run.sh", "isolation.sh", &[], &["/usr/bin/setpriv"]);
+}
+
+/// The same on Debian 11's Linux 5.10: no `cgroup.kill` (abandoned runs
+/// are ended by hand, through pidfds, never pid 0), no `mount_setattr`
+/// (the read-only root is one remount per mount).
+#[test]
+fn vm_runs_are_isolated_on_linux_5_10() {
+    run_with_extras(
+        "run.sh",
+        "isolation.sh",
+        &[("CGMGR_VM_SUITE", "bullseye")],
+        &["/usr/bin/setpriv"],
+    );
 }
 
 /// inotify watches exhausted: said loudly, limit events read on the tick.

@@ -362,6 +362,7 @@ mod tests {
         assert!(e.contains("0.lock"), "{e}");
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
         std::fs::remove_file(dir.path().join("0.lock")).unwrap();
+        std::fs::remove_file(dir.path().join("cursor")).unwrap();
         std::os::unix::fs::symlink(&target, dir.path().join("cursor")).unwrap();
         let e = lease(dir.path()).unwrap_err().to_string();
         assert!(e.contains("cursor"), "{e}");

@@ -174,6 +174,9 @@ impl ExecSpec {
         let cwd = policy.cwd.unwrap_or_else(|| PathBuf::from("/"));
         if let Some(r) = &rootfs {
             check_rootfs(r, &cwd)?;
+            if in_user_ns {
+                check_reachable_by_others(r)?;
+            }
         }
         workload::check_std_fds()?;
         let filters = seccomp::compile(
@@ -324,6 +327,39 @@ pub(crate) fn check_rootfs(
             cwd.display()
         )),
     }
+}
+
+/// With a user namespace, the rootfs is mounted by the run's own host
+/// ids, which are nobody's on the host: every directory from `/` to the
+/// rootfs, and its `proc`, `dev` and `tmp`, must let others search it, or
+/// the run fails at its first mount, after its groups were made.
+pub(crate) fn check_reachable_by_others(rootfs: &std::path::Path) -> Result<(), ExecError> {
+    use std::os::unix::fs::PermissionsExt;
+    let dirs = rootfs
+        .ancestors()
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .map(std::path::Path::to_path_buf)
+        .chain(rootfs::REQUIRED_DIRS.iter().map(|d| rootfs.join(d)));
+    for dir in dirs {
+        let Ok(meta) = std::fs::metadata(&dir) else {
+            continue; // check_rootfs names what is missing
+        };
+        if meta.permissions().mode() & 0o001 == 0 {
+            return Err(ExecError::Invalid(format!(
+                "rootfs {}: the sandbox's user namespace maps its root to host ids that are \
+                 nobody's, and {} (mode {:o}) does not let others search it, so the sandbox \
+                 cannot reach its rootfs; allow it (`chmod o+x {}`) or move the rootfs (for \
+                 example under /var/lib/cgmgr/rootfs)",
+                rootfs.display(),
+                dir.display(),
+                meta.permissions().mode() & 0o7777,
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn parse_namespaces(names: &[String]) -> Result<BTreeSet<Namespace>, ExecError> {

@@ -64,7 +64,7 @@ pub const READ_ONLY_PROC: [&str; 5] = ["bus", "fs", "irq", "sys", "sysrq-trigger
 
 /// Entries that must be real directories in the rootfs: a symlink there
 /// would make us mount over whatever it points to.
-const REQUIRED_DIRS: [&str; 3] = ["proc", "dev", "tmp"];
+pub const REQUIRED_DIRS: [&str; 3] = ["proc", "dev", "tmp"];
 
 /// Refuses a rootfs whose `proc`, `dev` or `tmp` is a symlink or missing.
 pub fn check(rootfs: &Path) -> Result<(), ExecError> {

@@ -748,6 +748,9 @@ fn serve(
     // needs): the group's resolution was cached by the builder.
     if let Some(rootfs) = &spec.rootfs {
         super::check_rootfs(rootfs, &spec.workload.cwd)?;
+        if spec.has(Namespace::User) {
+            super::check_reachable_by_others(rootfs)?;
+        }
     }
     let run = run_group::Run::begin(root, &spec.group, spec.has(Namespace::User))?;
     let served = serve_in(root, spec, built, &run, ctl);

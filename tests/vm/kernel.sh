@@ -9,9 +9,43 @@
 # cgroup v2 kernel with every controller), CACHE/modules/*.ko* and
 # CACHE/kernel-package. Needs the caller's die() and apt-get, dpkg-deb, flock.
 # The lock is taken on fd 9 and released before returning.
+#
+# CGMGR_VM_SUITE picks the Debian release whose kernel is booted: unset or
+# `bookworm` (Debian 12, Linux 6.1: the host's own apt sources), or another
+# suite of the same mirror, `bullseye` (Debian 11, Linux 5.10) or `trixie`
+# (Debian 13, Linux 6.12), read through a private apt state in the cache
+# (the host's apt state is not touched). Each suite has a cache of its own:
+# CACHE becomes CACHE/SUITE.
+
+# vm_cache CACHE: the cache directory of the suite CGMGR_VM_SUITE names.
+vm_cache() {
+  case "${CGMGR_VM_SUITE:-bookworm}" in
+    bookworm) echo "$1" ;;
+    bullseye|trixie) echo "$1/${CGMGR_VM_SUITE}" ;;
+    *) die "CGMGR_VM_SUITE=${CGMGR_VM_SUITE}: expected bookworm, bullseye or trixie" ;;
+  esac
+}
+
+# The apt options that read SUITE from the host's Debian mirror into a
+# private state under DIR (created and updated on first use).
+suite_apt() {
+  local dir=$1 suite=$2 mirror
+  mirror=$(sed -n 's/^URIs: *\(http[^ ]*debian\)$/\1/p' /etc/apt/sources.list.d/*.sources /dev/null 2>/dev/null | head -n1)
+  [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $0 !~ /security/ { for (i = 2; i <= NF; i++) if ($i ~ /^http/) { print $i; exit } }' /etc/apt/sources.list 2>/dev/null)
+  [ -n "$mirror" ] || mirror=http://deb.debian.org/debian
+  mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $suite main" > "$dir/sources.list"
+  APT_OPTS=(-o "Dir::Etc::sourcelist=$dir/sources.list" -o Dir::Etc::sourceparts=- \
+    -o "Dir::State::Lists=$dir/lists" -o "Dir::Cache=$dir/cache")
+  if [ ! -f "$dir/updated" ]; then
+    apt-get "${APT_OPTS[@]}" update >/dev/null 2>&1 || die "apt-get update of $suite from $mirror failed"
+    touch "$dir/updated"
+  fi
+}
 
 fetch_kernel() {
-  local cache=$1 modules pkg work mods m f
+  local cache modules pkg work mods m f
+  cache=$(vm_cache "$1")
   # 1. The kernel, once, under a lock so parallel tests share one download.
   mkdir -p "$cache"
   exec 9>"$cache/.lock"
@@ -21,16 +55,21 @@ fetch_kernel() {
   # device whose I/O the io controller counts).
   modules="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net dummy loop"
   if [ ! -f "$cache/vmlinuz" ] || [ "$(cat "$cache/modules.list" 2>/dev/null)" != "$modules" ]; then
-    pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+    APT_OPTS=()
+    if [ "${CGMGR_VM_SUITE:-bookworm}" != bookworm ]; then suite_apt "$cache/apt" "$CGMGR_VM_SUITE"; fi
+    pkg=$(apt-cache "${APT_OPTS[@]}" depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
     [ -n "$pkg" ] || die "apt-cache does not know linux-image-cloud-amd64 (run apt-get update)"
     work=$(mktemp -d)
-    (cd "$work" && apt-get download "$pkg" >/dev/null 2>&1) || die "apt-get download $pkg failed"
+    (cd "$work" && apt-get "${APT_OPTS[@]}" download "$pkg" >/dev/null 2>&1) || die "apt-get download $pkg failed"
     dpkg-deb -x "$work"/*.deb "$work/x"
     # shellcheck disable=SC2012 # one directory, named by the package's kernel version
     mods=$(ls -d "$work"/x/lib/modules/* | head -n1)
     mkdir -p "$cache/modules"
     for m in $modules; do
       f=$(find "$mods" -name "$m.ko*" | head -n1)
+      # Older kernels have some of these built in or not split out yet
+      # (5.10 has no virtio_pci_modern_dev): a test that loads one fails.
+      if [ -z "$f" ] && [ "${CGMGR_VM_SUITE:-bookworm}" != bookworm ]; then continue; fi
       [ -n "$f" ] || die "module $m is not in $pkg"
       cp "$f" "$cache/modules/"
     done

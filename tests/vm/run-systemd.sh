@@ -51,6 +51,7 @@ compgen -G "$policies/*.toml" >/dev/null || die "no policies in $policies (the u
 # shellcheck source=tests/vm/kernel.sh
 . "$here/kernel.sh"
 fetch_kernel "$cache"
+kernel_cache=$(vm_cache "$cache")
 
 # 2. The initramfs, laid out as Debian 12's merged /usr (/bin, /sbin, /lib,
 # /lib64 are links into /usr): systemd 252 marks an unmerged system as tainted,
@@ -98,7 +99,7 @@ cp "$policies"/*.toml "$root/etc/cgmgr/"
 # Extra host tools (util-linux unshare...) go to /usr/bin, replacing busybox's.
 for extra in "$@"; do copy_with_libs "$extra" usr/bin; done
 mkdir -p "$root/lib/modules"
-cp "$cache"/modules/* "$root/lib/modules/" 2>/dev/null || true
+cp "$kernel_cache"/modules/* "$root/lib/modules/" 2>/dev/null || true
 cp "$here/lib.sh" "$root/lib.sh"
 cp "$script" "$root/test.sh"
 
@@ -194,7 +195,7 @@ vm_start=$(now_ms)
 set +e
 # shellcheck disable=SC2086 # CGMGR_VM_QEMU_ARGS is a list of arguments
 timeout "$timeout_secs" qemu-system-x86_64 -accel tcg,thread=multi -cpu max -m 1024 -smp 2 \
-  -nographic -no-reboot -kernel "$cache/vmlinuz" -initrd "$root.cpio" \
+  -nographic -no-reboot -kernel "$kernel_cache/vmlinuz" -initrd "$root.cpio" \
   -append "console=ttyS0 quiet panic=-1 oops=panic systemd.unit=cgmgr-test.service systemd.crash_reboot=1 TERM=dumb" \
   ${CGMGR_VM_QEMU_ARGS:-} </dev/null >"$log" 2>&1
 qemu_rc=$?

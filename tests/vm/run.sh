@@ -31,6 +31,7 @@ case "${file_is_static:-}" in *"not a dynamic"*) ;; *) die "need a static busybo
 # shellcheck source=tests/vm/kernel.sh
 . "$here/kernel.sh"
 fetch_kernel "$cache"
+kernel_cache=$(vm_cache "$cache")
 
 # 2. The initramfs.
 root=$(mktemp -d)
@@ -51,7 +52,7 @@ copy_with_libs() { # copy_with_libs BINARY DIR: into DIR, never through a busybo
 copy_with_libs "$binary" bin
 # Extra host tools (util-linux unshare...) go to /usr/bin, ahead of busybox in PATH.
 for extra in "$@"; do copy_with_libs "$extra" usr/bin; done
-cp "$cache"/modules/* "$root/lib/modules/" 2>/dev/null || true
+cp "$kernel_cache"/modules/* "$root/lib/modules/" 2>/dev/null || true
 cp "$here/lib.sh" "$root/lib.sh"
 # Policies to ship into the VM at /etc/cgmgr (the demo applies policies/).
 if [ -n "${CGMGR_VM_POLICIES:-}" ]; then mkdir -p "$root/etc/cgmgr"; cp "$CGMGR_VM_POLICIES"/*.toml "$root/etc/cgmgr/"; fi
@@ -99,7 +100,7 @@ log=$(mktemp)
 take_vm_slot "$cache"
 set +e
 timeout "$timeout_secs" qemu-system-x86_64 -accel tcg,thread=multi -cpu max -m 1024 -smp 2 \
-  -nographic -no-reboot -kernel "$cache/vmlinuz" -initrd "$root.cpio.gz" \
+  -nographic -no-reboot -kernel "$kernel_cache/vmlinuz" -initrd "$root.cpio.gz" \
   -append "console=ttyS0 quiet panic=-1 oops=panic" ${CGMGR_VM_QEMU_ARGS:-} </dev/null >"$log" 2>&1
 qemu_rc=$?
 set -e
