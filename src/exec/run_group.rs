@@ -210,6 +210,15 @@ pub fn kill_all(root: &CgroupRoot, run: &GroupName) -> Result<(), String> {
     }
     match root.write_raw(run, "cgroup.kill", "1") {
         Ok(()) => {}
+        // Without cgroup.kill, a process this pid namespace does not show
+        // cannot be signalled at all: say so now rather than wait.
+        Err(Errno::ENOENT) if root.has_hidden_processes(run) => {
+            return Err(format!(
+                "{} holds processes outside this process's pid namespace, which only a process \
+                 that sees them can end on a kernel without cgroup.kill (Linux before 5.14)",
+                root.group_path(run).display()
+            ));
+        }
         Err(Errno::ENOENT) => kill_by_hand(root, run),
         Err(e) => {
             return Err(format!(
@@ -221,15 +230,9 @@ pub fn kill_all(root: &CgroupRoot, run: &GroupName) -> Result<(), String> {
     match control::wait_until_empty(root, run, KILL_TIMEOUT) {
         Ok(true) => Ok(()),
         Ok(false) => Err(format!(
-            "{} still holds processes {}s after they were killed{}",
+            "{} still holds processes {}s after they were killed",
             root.group_path(run).display(),
             KILL_TIMEOUT.as_secs(),
-            if root.has_hidden_processes(run) {
-                " (some are outside this process's pid namespace: without cgroup.kill, \
-                 Linux before 5.14, only a process that sees them can end them)"
-            } else {
-                ""
-            }
         )),
         Err(e) => Err(e.to_string()),
     }
@@ -282,8 +285,12 @@ fn reap_abandoned(root: &CgroupRoot, group: &GroupName) {
         let Ok(lock) = Flock::lock(dir, FlockArg::LockExclusiveNonblock) else {
             continue;
         };
-        if still_there(&lock) && end_group(root, &child).is_ok() {
-            eprintln!("cgmgr: ended the abandoned run {child} (no cgmgr exec holds it)");
+        if !still_there(&lock) {
+            continue;
+        }
+        match end_group(root, &child) {
+            Ok(()) => eprintln!("cgmgr: ended the abandoned run {child} (no cgmgr exec holds it)"),
+            Err(e) => eprintln!("cgmgr: could not end the abandoned run {child}: {e}"),
         }
         drop(lock);
     }
