@@ -58,7 +58,10 @@ pub fn own_cgroup_dir(proc_self_cgroup: &str, mountinfo: &str) -> Result<PathBuf
 /// process may have been moved since the last one.
 pub fn this_process_is_within(root: &super::CgroupRoot, group: &super::GroupName) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let Ok(target) = root.open_dir(group).and_then(|fd| nix::sys::stat::fstat(&fd)) else {
+    let Ok(target) = root
+        .open_dir(group)
+        .and_then(|fd| nix::sys::stat::fstat(&fd))
+    else {
         return false;
     };
     let Ok(own) = own_cgroup_dir(
@@ -68,8 +71,7 @@ pub fn this_process_is_within(root: &super::CgroupRoot, group: &super::GroupName
         return false;
     };
     own.ancestors().any(|dir| {
-        std::fs::metadata(dir)
-            .is_ok_and(|m| m.dev() == target.st_dev && m.ino() == target.st_ino)
+        std::fs::metadata(dir).is_ok_and(|m| m.dev() == target.st_dev && m.ino() == target.st_ino)
     })
 }
 

@@ -275,7 +275,10 @@ mod tests {
         assert_eq!(a.owner(), 0x5fff_f000);
         for slot in [0, SLOTS - 1] {
             let owner = FIRST_OWNER + slot;
-            assert!(owner < FIRST_BASE, "slot {slot}'s owner is below every range");
+            assert!(
+                owner < FIRST_BASE,
+                "slot {slot}'s owner is below every range"
+            );
             assert!(owner >= 524_288, "inside systemd's container id range");
         }
     }

@@ -465,7 +465,11 @@ pub(crate) fn start_child(
         None,
     )
     .map_err(sys("sigprocmask"))?;
-    match spawn::clone_into(spec.clone_flags(), group_dir.as_fd(), ids.map(|(_, owner)| owner))? {
+    match spawn::clone_into(
+        spec.clone_flags(),
+        group_dir.as_fd(),
+        ids.map(|(_, owner)| owner),
+    )? {
         spawn::Forked::Child => {
             // The id lease and the run group's lock (owned by `run`) are
             // never dropped here, as the child leaves by exit(): they are

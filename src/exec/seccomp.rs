@@ -437,7 +437,11 @@ mod tests {
         let file = dir.path().join("f");
         std::fs::write(&file, "x").unwrap();
         let c = |p: &std::path::Path| std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-        let (f, new, node) = (c(&file), c(&dir.path().join("new")), c(&dir.path().join("node")));
+        let (f, new, node) = (
+            c(&file),
+            c(&dir.path().join("new")),
+            c(&dir.path().join("node")),
+        );
         for setting in [
             Seccomp::Default,
             Seccomp::Profile {
@@ -461,7 +465,13 @@ mod tests {
                         code |= 4;
                     }
                     let creat = libc::O_CREAT | libc::O_WRONLY;
-                    let opened = libc::syscall(libc::SYS_openat, libc::AT_FDCWD, new.as_ptr(), creat, 0o6755);
+                    let opened = libc::syscall(
+                        libc::SYS_openat,
+                        libc::AT_FDCWD,
+                        new.as_ptr(),
+                        creat,
+                        0o6755,
+                    );
                     if !refused(opened) {
                         code |= 8;
                     }
@@ -478,7 +488,13 @@ mod tests {
                         code |= 64;
                     }
                     let how = [0u64; 3];
-                    let o2 = libc::syscall(libc::SYS_openat2, libc::AT_FDCWD, f.as_ptr(), how.as_ptr(), 24);
+                    let o2 = libc::syscall(
+                        libc::SYS_openat2,
+                        libc::AT_FDCWD,
+                        f.as_ptr(),
+                        how.as_ptr(),
+                        24,
+                    );
                     if o2 != -1 || errno() != libc::ENOSYS {
                         code |= 128;
                     }

@@ -481,7 +481,11 @@ pub fn argument_filter() -> Result<ScmpFilterContext, String> {
             f.add_rule_conditional(
                 ScmpAction::Errno(libc::EPERM),
                 nr,
-                &[ScmpArgCompare::new(index, ScmpCompareOp::MaskedEqual(bit), bit)],
+                &[ScmpArgCompare::new(
+                    index,
+                    ScmpCompareOp::MaskedEqual(bit),
+                    bit,
+                )],
             )
             .map_err(lib_err(&format!("refusing mode bit {bit:#o}")))?;
         }

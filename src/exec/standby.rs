@@ -1285,7 +1285,12 @@ mod tests {
         let after = std::fs::metadata(&profile).unwrap();
         assert_eq!(
             (after.ino(), after.size(), after.mtime(), after.mtime_nsec()),
-            (before.ino(), before.size(), before.mtime(), before.mtime_nsec()),
+            (
+                before.ino(),
+                before.size(),
+                before.mtime(),
+                before.mtime_nsec()
+            ),
             "the same inode, size and mtime"
         );
         assert!(built.changed(), "the content changed");
