@@ -1333,6 +1333,56 @@ fn host_pressure_rules_act_on_the_stalled_group_only() {
     drop(children);
 }
 
+/// A daemon whose `--root` is a symlink to the tree it runs in must still
+/// know it is inside the group a freeze rule watches: it once compared its
+/// own cgroup's path (`/sys/fs/cgroup/...`) with the rule's group by the
+/// symlink's path, armed the rule and froze itself. Compared by device and
+/// inode now, the rule is refused with the reason.
+#[test]
+fn host_daemon_behind_a_symlinked_root_knows_its_own_group() {
+    let scratch = Scratch::new("selfroot");
+    std::fs::create_dir(scratch.0.join("g")).unwrap();
+    let links = tempfile::tempdir().unwrap();
+    let link = links.path().join("root");
+    std::os::unix::fs::symlink(&scratch.0, &link).unwrap();
+    let policies = policy_dir(&[(
+        "a.toml",
+        "[group.g]\n[[group.g.pressure]]\nresource = \"cpu\"\nkind = \"some\"\nabove = \"30%\"\nwindow = \"2s\"\naction = \"freeze\"\n",
+    )]);
+    let runtime = tempfile::tempdir().unwrap();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {}/g/cgroup.procs && exec \"$0\" daemon --root {} --listen 127.0.0.1:0 {}",
+            scratch.path(),
+            link.display(),
+            policies.path().display()
+        ))
+        .arg(env!("CARGO_BIN_EXE_cgmgr"))
+        .env_remove("CGMGR_ROOT")
+        .env("CGMGR_RUNTIME_DIR", runtime.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let text = || std::fs::read_to_string(log.path()).unwrap_or_default();
+    let settled = std::panic::catch_unwind(|| {
+        wait_for("the rule armed or refused", 20, || {
+            let t = text();
+            t.contains("pressure: armed") || t.contains("holds cgmgr's own daemon")
+        })
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    // The daemon is gone; its group can be removed with the scratch tree.
+    let _ = std::fs::write(scratch.0.join("g/cgroup.freeze"), "0");
+    settled.unwrap();
+    let t = text();
+    assert!(t.contains("holds cgmgr's own daemon"), "{t}");
+    assert!(!t.contains("pressure: armed group=g"), "{t}");
+}
+
 /// The pressure engine keeps a live trigger without looking at its group
 /// again and acts on the group by its path. That is sound because a cgroup
 /// v2 directory cannot be renamed (the kernel's cgroup2 filesystem has no

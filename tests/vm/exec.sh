@@ -74,7 +74,12 @@ expect_contains "$out" "No such file" "host file outside the rootfs unreachable"
 expect_eq "$(echo $(x -- ls /))" "bin dev etc proc tmp" "root is the rootfs"
 out=$(x -- sh -c 'ls /proc/$$/fd; true' 7</etc/passwd 8</dev/null)
 expect_eq "$(echo $out)" "0 1 2" "only fds 0-2 (7 and 8 were open outside)"
-expect_eq "$(x -- cat /proc/self/uid_map | tr -s ' ')" " 0 1610612736 65536" "uid_map: root inside is 0x60000000 outside (the first free range)"
+map=$(x -- cat /proc/self/uid_map | tr -s ' ')
+base=$(echo "$map" | awk '{ print $2 }')
+expect_eq "$(echo "$map" | awk '{ print $1, $3 }')" "0 65536" "uid_map: root inside, 65536 ids"
+[ "$base" -ge 1610612736 ] && [ "$base" -lt $((1610612736 + 4096 * 65536)) ] && [ $(( (base - 1610612736) % 65536 )) = 0 ] \
+  || fail "uid_map: $base is not the start of a range from 0x60000000 on"
+echo "ok: root inside is $base outside, a leased range's first id"
 expect_contains "$(ip link)" "dummy0" "the host has dummy0"
 expect_eq "$(x -- ip -o link | grep -c .)" 1 "the net namespace has only lo"
 expect_contains "$(x -- ip -o link)" "lo: <LOOPBACK,UP" "lo is up"

@@ -151,4 +151,22 @@ expect_contains "$out" "/private" "names the directory the run cannot enter"
 [ -e $CG/hidden ] && fail "a group was left behind"
 echo "ok: no group left behind"
 
+step "item 5c: a refused id lease leaves no run group behind"
+chmod 777 /run/cgmgr-ids
+out=$(cgmgr exec --group d -- true 2>&1); rc=$?
+chmod 700 /run/cgmgr-ids
+echo "$out"
+expect_eq "$rc" 125 "a loosened lease directory: exit 125"
+expect_contains "$out" "that no one else can write" "saying why"
+expect_eq "$(ls -d $CG/d/cgmgr.run.* 2>/dev/null)" "" "no run group left behind"
+mv /run/cgmgr-ids/cursor /run/cgmgr-ids/cursor.saved
+ln -s /etc/passwd /run/cgmgr-ids/cursor
+out=$(cgmgr exec --group d -- true 2>&1); rc=$?
+rm /run/cgmgr-ids/cursor; mv /run/cgmgr-ids/cursor.saved /run/cgmgr-ids/cursor
+echo "$out"
+expect_eq "$rc" 125 "a planted symlink: exit 125"
+expect_contains "$out" "/run/cgmgr-ids/cursor" "naming it"
+expect_eq "$(ls -d $CG/d/cgmgr.run.* 2>/dev/null)" "" "no run group left behind"
+grep -q intruder /etc/passwd && ! grep -q 1610 /etc/passwd || fail "the symlink's target was changed"
+
 echo PASS
