@@ -76,16 +76,20 @@ impl IdRange {
     /// absolute path), so that a later lease can tell whether anything of
     /// the run is left. Written before any process enters the group.
     pub fn record(&self, run_group: &Path) -> Result<(), ExecError> {
-        use std::io::{Seek, Write};
-        let mut file: &File = &self.lease;
+        // Written over the old record, never truncated: the reader takes
+        // the first line. A truncation frees the file's block, which on a
+        // disk-backed /run costs a journal update (and a discard) per run.
         let line = format!("{}\n", run_group.display());
-        file.set_len(0)
-            .and_then(|()| file.rewind())
-            .and_then(|()| file.write_all(line.as_bytes()))
-            .map_err(|e| ExecError::Lease {
-                what: format!("recording the run group in slot {}", self.slot),
-                errno: io_errno(&e),
-            })
+        let file: &File = &self.lease;
+        match nix::sys::uio::pwrite(file, line.as_bytes(), 0) {
+            Ok(n) if n == line.len() => Ok(()),
+            Ok(_) => Err(Errno::ENOSPC),
+            Err(errno) => Err(errno),
+        }
+        .map_err(|errno| ExecError::Lease {
+            what: format!("recording the run group in slot {}", self.slot),
+            errno,
+        })
     }
 }
 
@@ -185,15 +189,15 @@ fn read_cursor(file: &File) -> u32 {
     let n = nix::sys::uio::pread(file, &mut buf, 0).unwrap_or(0);
     std::str::from_utf8(&buf[..n])
         .ok()
+        .and_then(|s| s.lines().next())
         .and_then(|s| s.trim().parse::<u32>().ok())
         .map_or(0, |c| c % SLOTS)
 }
 
 fn write_cursor(file: &File, next: u32) {
     // Best effort: a cursor that could not be moved only makes the next
-    // lease start its search earlier.
-    let text = format!("{next}\n");
-    let _ = file.set_len(0);
+    // lease start its search earlier. Fixed width, written in place.
+    let text = format!("{next:010}\n");
     let _ = nix::sys::uio::pwrite(file, text.as_bytes(), 0);
 }
 
@@ -205,6 +209,7 @@ fn last_run_has_processes(lease: &File) -> bool {
     let n = nix::sys::uio::pread(lease, &mut buf, 0).unwrap_or(0);
     let Some(group) = std::str::from_utf8(&buf[..n])
         .ok()
+        .and_then(|s| s.lines().next())
         .map(str::trim)
         .filter(|s| s.starts_with('/'))
     else {
@@ -304,6 +309,10 @@ mod tests {
             std::fs::read_to_string(leases.join("0.lock")).unwrap(),
             format!("{}\n", survivor.display())
         );
+        // A shorter record over a longer one: the first line counts.
+        a.record(Path::new("/nonexistent/x")).unwrap();
+        assert!(!last_run_has_processes(&a.lease));
+        a.record(&survivor).unwrap();
         drop(a); // cgmgr exec killed: the lock is gone, the survivor not
         std::fs::write(leases.join("cursor"), "0\n").unwrap();
         let b = lease(&leases).unwrap();
