@@ -112,6 +112,14 @@ fn vm_runs_are_isolated_on_linux_5_10() {
     );
 }
 
+/// `cgmgr kill` of a group with a fork loop below it, and of a frozen
+/// group, on 6.1 (`cgroup.kill`) and on Debian 11's 5.10 (by hand).
+#[test]
+fn vm_kill_on_kernels_with_and_without_cgroup_kill() {
+    run_in_vm("kill.sh");
+    run_with_env("run.sh", "kill.sh", &[("CGMGR_VM_SUITE", "bullseye")]);
+}
+
 /// inotify watches exhausted: said loudly, limit events read on the tick.
 #[test]
 fn vm_daemon_without_enough_inotify_watches() {

@@ -56,6 +56,14 @@ pub enum ControlError {
         /// What is known about why, starting with a separator, or empty.
         why: String,
     },
+    /// Without `cgroup.kill`, processes this pid namespace does not show.
+    #[error(
+        "{path} lists processes outside this process's pid namespace, which cannot be signalled from here without cgroup.kill (Linux 5.14)\n  hint: run the command from the host's pid namespace"
+    )]
+    HiddenProcesses {
+        /// The `cgroup.procs` that lists them.
+        path: PathBuf,
+    },
     /// Reading or writing failed.
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
@@ -151,7 +159,7 @@ pub fn kill(
 ) -> Result<usize, ControlError> {
     require(root, group)?;
     let held = count_processes(root, group);
-    write(root, group, "cgroup.kill", "1", "killing a group", "5.14")?;
+    kill_processes(root, group)?;
     if wait_until_empty(root, group, timeout)? {
         return Ok(held);
     }
@@ -206,6 +214,110 @@ fn write(
         }
         .into()),
     }
+}
+
+/// How [`kill_processes`] reached the processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillPath {
+    /// `cgroup.kill` (Linux 5.14).
+    CgroupKill,
+    /// Freeze, SIGKILL each member, thaw (kernels without `cgroup.kill`).
+    ByHand,
+}
+
+/// Sends SIGKILL to every process of `group` and its descendants, frozen
+/// or not, without waiting for them to die: the one kill of cgmgr, for
+/// `cgmgr kill`, pressure rules and the end of a run. `cgroup.kill` where
+/// the kernel has it; before 5.14, the group is frozen (so that nothing
+/// forks away meanwhile), each member of it and of its descendants is
+/// killed through a pidfd after its membership is checked again (a reused
+/// pid outside the group is never signalled), and it is thawed unless it
+/// was frozen before. Processes of another pid namespace (listed as pid 0)
+/// cannot be signalled at all there: that is an error, before anything is
+/// done.
+pub fn kill_processes(root: &CgroupRoot, group: &GroupName) -> Result<KillPath, ControlError> {
+    match root.write_raw(group, "cgroup.kill", "1") {
+        Ok(()) => return Ok(KillPath::CgroupKill),
+        Err(Errno::ENOENT) if root.exists(group) => {}
+        Err(errno) => {
+            return Err(CgroupError::Write {
+                path: root.display_path(group, "cgroup.kill"),
+                value: "1".into(),
+                errno,
+                hint: String::new(),
+            }
+            .into());
+        }
+    }
+    let groups = subtree(root, group);
+    if let Some(hidden) = groups.iter().find(|g| root.has_hidden_processes(g)) {
+        return Err(ControlError::HiddenProcesses {
+            path: root.display_path(hidden, "cgroup.procs"),
+        });
+    }
+    let was_frozen = freeze_requested(root, group).unwrap_or(false);
+    write(
+        root,
+        group,
+        "cgroup.freeze",
+        "1",
+        "killing without cgroup.kill",
+        "5.2",
+    )?;
+    for _ in 0..KILL_PASSES {
+        let mut left = 0;
+        for g in &groups {
+            for pid in root.procs(g).unwrap_or_default() {
+                kill_member(root, g, pid);
+                left += 1;
+            }
+        }
+        if left == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A frozen task takes a fatal signal (cgroup v2's freezer lets it
+    // die), so a group frozen before stays frozen, as `cgroup.kill` leaves it.
+    if !was_frozen {
+        write(
+            root,
+            group,
+            "cgroup.freeze",
+            "0",
+            "killing without cgroup.kill",
+            "5.2",
+        )?;
+    }
+    Ok(KillPath::ByHand)
+}
+
+/// Passes of the kill by hand: a member killed in one pass may take a few
+/// milliseconds to leave `cgroup.procs`.
+const KILL_PASSES: usize = 100;
+
+/// `group` and every group below it, parents first.
+fn subtree(root: &CgroupRoot, group: &GroupName) -> Vec<GroupName> {
+    let mut all = vec![group.clone()];
+    let mut i = 0;
+    while i < all.len() {
+        all.extend(root.children(&all[i]).unwrap_or_default());
+        i += 1;
+    }
+    all
+}
+
+/// Whether `group`'s own `cgroup.freeze` asks for it to be frozen (`None`:
+/// the file cannot be read, or the kernel has none).
+pub fn freeze_requested(root: &CgroupRoot, group: &GroupName) -> Option<bool> {
+    root.read(group, "cgroup.freeze")
+        .ok()
+        .map(|v| parse_freeze(&v))
+}
+
+/// The content of `cgroup.freeze`: `1` frozen, `0` not.
+pub fn parse_freeze(content: &str) -> bool {
+    content.trim() == "1"
 }
 
 /// Sends SIGKILL to `pid` if it is a member of `group`: through a pidfd
@@ -266,7 +378,7 @@ fn count_processes(root: &CgroupRoot, group: &GroupName) -> usize {
 fn frozen_ancestor(root: &CgroupRoot, group: &GroupName) -> Option<GroupName> {
     let mut at = group.parent()?;
     while !at.is_root() {
-        if root.read(&at, "cgroup.freeze").ok()?.trim() == "1" {
+        if freeze_requested(root, &at)? {
             return Some(at);
         }
         at = at.parent()?;
@@ -327,6 +439,71 @@ fn read_at_start(file: &std::fs::File) -> Result<String, Errno> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_group_told_to_freeze_is_frozen_whether_or_not_it_settled() {
+        // cgroup.freeze as the kernel shows it before and after `echo 1`.
+        assert!(parse_freeze("1\n"));
+        assert!(!parse_freeze("0\n"));
+        assert!(!parse_freeze(""));
+    }
+
+    /// A fake tree without `cgroup.kill` (Linux before 5.14): every member
+    /// of the group and of its child is killed through the fallback, the
+    /// group is frozen meanwhile and thawed after, and a process outside the
+    /// group whose pid is not listed is left alone.
+    #[test]
+    fn without_cgroup_kill_members_are_killed_by_hand_and_others_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = dir.path().join("g");
+        std::fs::create_dir_all(g.join("child")).unwrap();
+        let spawn = || {
+            std::process::Command::new("sleep")
+                .arg("60")
+                .spawn()
+                .unwrap()
+        };
+        let (mut a, mut b, mut outsider) = (spawn(), spawn(), spawn());
+        std::fs::write(g.join("cgroup.procs"), format!("{}\n", a.id())).unwrap();
+        std::fs::write(g.join("child/cgroup.procs"), format!("{}\n", b.id())).unwrap();
+        std::fs::write(g.join("child/cgroup.events"), "populated 1\nfrozen 0\n").unwrap();
+        std::fs::write(g.join("cgroup.freeze"), "0\n").unwrap();
+        let root = CgroupRoot::open_unchecked(dir.path());
+        let group = GroupName::parse("g").unwrap();
+        // The fake cgroup.procs does not empty itself: the passes run out.
+        assert_eq!(kill_processes(&root, &group).unwrap(), KillPath::ByHand);
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(a.wait().unwrap().signal(), Some(libc::SIGKILL));
+        assert_eq!(b.wait().unwrap().signal(), Some(libc::SIGKILL));
+        assert!(outsider.try_wait().unwrap().is_none(), "the outsider lives");
+        assert_eq!(
+            std::fs::read_to_string(g.join("cgroup.freeze")).unwrap(),
+            "0"
+        );
+        let _ = outsider.kill();
+        let _ = outsider.wait();
+    }
+
+    #[test]
+    fn without_cgroup_kill_hidden_processes_are_an_error_and_nothing_is_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = dir.path().join("g");
+        std::fs::create_dir_all(&g).unwrap();
+        std::fs::write(g.join("cgroup.procs"), "0\n0\n").unwrap();
+        std::fs::write(g.join("cgroup.freeze"), "0\n").unwrap();
+        let root = CgroupRoot::open_unchecked(dir.path());
+        let e = kill_processes(&root, &GroupName::parse("g").unwrap()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("outside this process's pid namespace"),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(g.join("cgroup.freeze")).unwrap(),
+            "0\n",
+            "not frozen"
+        );
+    }
+
     /// A fake group whose cgroup.events never changes: the wait ends at
     /// the timeout, and the error names the group, the state and the file.
     #[test]
@@ -379,8 +556,9 @@ mod tests {
     }
 
     #[test]
-    fn a_kernel_without_cgroup_kill_is_named() {
-        // Before 5.14 the group has no cgroup.kill file.
+    fn a_kernel_without_cgroup_kill_or_freeze_is_named() {
+        // Before 5.2 the group has neither cgroup.kill nor cgroup.freeze
+        // (before 5.14 only the first is missing: killed by hand, above).
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("old");
         std::fs::create_dir(&dir).unwrap();
@@ -391,6 +569,6 @@ mod tests {
         let text = kill(&root, &group, Duration::from_secs(1))
             .unwrap_err()
             .to_string();
-        assert!(text.contains("needs Linux 5.14 or later"), "{text}");
+        assert!(text.contains("needs Linux 5.2 or later"), "{text}");
     }
 }

@@ -399,10 +399,8 @@ impl Engine {
         if a.rule.action != PressureAction::Freeze {
             return false;
         }
-        let frozen = self
-            .root
-            .read(&a.group, "cgroup.freeze")
-            .is_ok_and(|v| freeze_requested(&v));
+        let frozen =
+            crate::cgroup::control::freeze_requested(&self.root, &a.group).unwrap_or(false);
         if frozen {
             a.note("still stalled, already frozen (cgroup.freeze 1): nothing to do");
         }
@@ -429,7 +427,11 @@ impl Engine {
             match a.rule.action {
                 PressureAction::Log => Ok("done"),
                 PressureAction::Freeze => write("cgroup.freeze", "1"),
-                PressureAction::Kill => write("cgroup.kill", "1"),
+                PressureAction::Kill => {
+                    crate::cgroup::control::kill_processes(&self.root, &a.group)
+                        .map(|_| "done")
+                        .map_err(|e| e.to_string())
+                }
             }
         };
         let (label, level, why) = match &result {
@@ -461,11 +463,6 @@ impl Engine {
             .inc();
         result.is_ok()
     }
-}
-
-/// Whether the content of `cgroup.freeze` asks for the group to be frozen.
-pub fn freeze_requested(content: &str) -> bool {
-    content.trim() == "1"
 }
 
 /// Rules equal in everything but where they were written.
@@ -615,14 +612,6 @@ mod tests {
     use super::*;
 
     const S: Duration = Duration::from_secs(1);
-
-    #[test]
-    fn a_group_told_to_freeze_is_frozen_whether_or_not_it_settled() {
-        // cgroup.freeze as the kernel shows it before and after `echo 1`.
-        assert!(freeze_requested("1\n"));
-        assert!(!freeze_requested("0\n"));
-        assert!(!freeze_requested(""));
-    }
 
     #[test]
     fn a_rule_whose_for_is_one_window_acts_at_the_first_event() {

@@ -202,31 +202,13 @@ fn end_group(root: &CgroupRoot, run: &GroupName) -> Result<(), String> {
     root.rmdir(run).map_err(|e| e.to_string())
 }
 
-/// Kills what is left of the run: `cgroup.kill` (Linux 5.14), else freeze,
-/// SIGKILL every process, thaw; then waits for `populated 0`.
+/// Kills what is left of the run ([`control::kill_processes`]: `cgroup.kill`,
+/// or by hand on kernels before 5.14), then waits for `populated 0`.
 pub fn kill_all(root: &CgroupRoot, run: &GroupName) -> Result<(), String> {
     if !populated(root, run) {
         return Ok(());
     }
-    match root.write_raw(run, "cgroup.kill", "1") {
-        Ok(()) => {}
-        // Without cgroup.kill, a process this pid namespace does not show
-        // cannot be signalled at all: say so now rather than wait.
-        Err(Errno::ENOENT) if root.has_hidden_processes(run) => {
-            return Err(format!(
-                "{} holds processes outside this process's pid namespace, which only a process \
-                 that sees them can end on a kernel without cgroup.kill (Linux before 5.14)",
-                root.group_path(run).display()
-            ));
-        }
-        Err(Errno::ENOENT) => kill_by_hand(root, run),
-        Err(e) => {
-            return Err(format!(
-                "{}: {e}",
-                root.display_path(run, "cgroup.kill").display()
-            ));
-        }
-    }
+    control::kill_processes(root, run).map_err(|e| e.to_string())?;
     match control::wait_until_empty(root, run, KILL_TIMEOUT) {
         Ok(true) => Ok(()),
         Ok(false) => Err(format!(
@@ -236,26 +218,6 @@ pub fn kill_all(root: &CgroupRoot, run: &GroupName) -> Result<(), String> {
         )),
         Err(e) => Err(e.to_string()),
     }
-}
-
-/// For kernels without `cgroup.kill`: frozen processes cannot fork away
-/// while they are killed one by one. Each is signalled through a pidfd
-/// opened before its membership is checked, so a pid reused by a process
-/// outside the group is never signalled; processes of another pid
-/// namespace (listed as 0) cannot be, and are left.
-fn kill_by_hand(root: &CgroupRoot, run: &GroupName) {
-    let _ = root.write_raw(run, "cgroup.freeze", "1");
-    for _ in 0..100 {
-        let procs = root.procs(run).unwrap_or_default();
-        if procs.is_empty() {
-            break;
-        }
-        for pid in procs {
-            control::kill_member(root, run, pid);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let _ = root.write_raw(run, "cgroup.freeze", "0");
 }
 
 fn populated(root: &CgroupRoot, group: &GroupName) -> bool {

@@ -82,6 +82,19 @@ ida=$(awk '$1 == 0 { print $2 }' /tmp/a.out); idb=$(awk '$1 == 0 { print $2 }' /
 [ -n "$ida" ] && [ -n "$idb" ] && [ "$ida" != "$idb" ] || fail "the two runs share host ids: '$ida' '$idb'"
 echo "ok: distinct host ids $ida and $idb"
 
+step "served runs one after another: distinct host ids, a rootfs they cannot write"
+wait_for 30 "two prepared sandboxes" '[ $(prepared | wc -l) -ge 2 ]'
+sleep 0.3
+one=$(cgmgr exec --group box -- sh -c 'cat /proc/self/uid_map; echo secret > /var-note 2>&1 || echo refused-write' 2>&1)
+wait_for 30 "two prepared sandboxes" '[ $(prepared | wc -l) -ge 2 ]'
+two=$(cgmgr exec --group box -- sh -c 'cat /proc/self/uid_map' 2>&1)
+echo "$one"; echo "$two"
+expect_contains "$one" "refused-write" "a served run cannot write the shared rootfs"
+[ -e /rootfs/var-note ] && fail "the served run wrote into the rootfs"
+id1=$(echo "$one" | awk '$1 == 0 { print $2 }'); id2=$(echo "$two" | awk '$1 == 0 { print $2 }')
+[ -n "$id1" ] && [ "$id1" != "$id2" ] || fail "consecutive served runs share host ids: '$id1' '$id2'"
+echo "ok: consecutive served runs: $id1 then $id2"
+
 step "nothing outlives cgmgr exec, killed or not"
 wait_for 30 "a prepared sandbox" '[ $(prepared | wc -l) -ge 1 ]'
 sleep 0.3
