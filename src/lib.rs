@@ -10,6 +10,8 @@
 //! - [`metrics`]: the Prometheus families, read from the kernel per scrape.
 //! - [`status`]: the `cgmgr status` table and JSON.
 //! - [`root`]: which managed root a command works on.
+//! - [`runtime`]: what cgmgr's processes share on a host: the daemon's
+//!   record, the prepared-sandbox socket, the HTTP descriptor budget.
 //! - [`systemd`]: living on a host whose tree systemd owns.
 //! - [`error`]: a command's error and its exit code.
 
@@ -21,5 +23,6 @@ pub mod exec;
 pub mod metrics;
 pub mod policy;
 pub mod root;
+pub mod runtime;
 pub mod status;
 pub mod systemd;

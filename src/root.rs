@@ -13,7 +13,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use crate::cgroup::locate::own_cgroup_dir;
-use crate::daemon::record::{self, DaemonRecord};
+use crate::runtime::record::{self, DaemonRecord};
 
 /// The root used when neither a flag nor a running daemon names one.
 pub const DEFAULT_ROOT: &str = "/sys/fs/cgroup";

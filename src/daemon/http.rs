@@ -32,9 +32,9 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 /// Connections held while they send their request head; past it the
 /// oldest is dropped.
-pub const MAX_PENDING: usize = 1024;
+pub const MAX_PENDING: usize = crate::runtime::HTTP_MAX_PENDING;
 /// Requests answered at once; past it, 503.
-pub const MAX_RESPONDERS: usize = 64;
+pub const MAX_RESPONDERS: usize = crate::runtime::HTTP_MAX_RESPONDERS;
 /// Time a client has to send its request head.
 pub const HEAD_DEADLINE: Duration = Duration::from_secs(5);
 /// Largest request head accepted.
@@ -44,9 +44,6 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long what a client sends after its request is read and discarded
 /// before the connection is closed.
 pub const LINGER: Duration = Duration::from_secs(1);
-/// Descriptors the server may hold at most: pending heads, responders, and
-/// as many lingering closes as responders.
-pub const MAX_DESCRIPTORS: usize = MAX_PENDING + 2 * MAX_RESPONDERS + 1;
 
 /// A response: status, content type, body.
 pub struct Response {

@@ -11,7 +11,6 @@ pub mod health;
 pub mod http;
 pub mod log;
 pub mod pressure;
-pub mod record;
 pub mod standby;
 pub mod watch;
 
@@ -29,6 +28,7 @@ use crate::cgroup::{CgroupRoot, GroupName, format};
 use crate::metrics::Collector;
 use crate::metrics::own::OwnMetrics;
 use crate::policy::{self, PolicySet};
+use crate::runtime::record;
 use http::Response;
 use log::{Level, log};
 use watch::LimitWatcher;

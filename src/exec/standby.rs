@@ -60,7 +60,7 @@ const FIRST_ANSWER: Duration = Duration::from_secs(10);
 
 /// The daemon's socket for prepared sandboxes: `exec.sock` beside its record.
 pub fn socket_path() -> PathBuf {
-    crate::daemon::record::record_path().with_file_name("exec.sock")
+    crate::runtime::exec_socket_path()
 }
 
 /// What `cgmgr exec` asks for: everything of a run that is not the sandbox.
@@ -305,7 +305,7 @@ fn ready(flags: PollFlags) -> bool {
 pub fn try_run(group: &str, flags: &ExecFlags) -> Option<i32> {
     GroupName::parse(group).ok()?;
     super::merge_env(Vec::new(), &flags.env).ok()?;
-    crate::daemon::record::running_daemon().ok()??;
+    crate::runtime::record::running_daemon().ok()??;
     let sock = connect_to_daemon()?;
     let request = Request {
         v: PROTOCOL,

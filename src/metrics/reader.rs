@@ -47,7 +47,7 @@ impl FdBudget {
         let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
             .map_or(1024, |(soft, _)| soft);
         let reserved = 512
-            + crate::daemon::http::MAX_DESCRIPTORS as u64
+            + crate::runtime::HTTP_MAX_DESCRIPTORS as u64
             + crate::policy::MAX_PRESSURE_RULES as u64;
         FdBudget::new(usize::try_from(soft.saturating_sub(reserved)).unwrap_or(usize::MAX))
     }
