@@ -287,14 +287,20 @@ impl Daemon {
                 Ok(Event::Reload(why)) => {
                     // Every reload request queued behind this one is served
                     // by this one reload; a stop among them is served now.
-                    let Some(limit_events) = drain_reloads(rx) else {
+                    let Some(Drained {
+                        limit_events,
+                        asked,
+                    }) = drain_reloads(rx)
+                    else {
                         return;
                     };
                     // The reconcile tick may have loaded this change already
-                    // (it compares the digest): a file event then has nothing
-                    // left to do. A SIGHUP always reloads.
+                    // (it compares the digest): file events then have nothing
+                    // left to do. A SIGHUP always reloads, also when it was
+                    // queued behind a file event.
                     let digest = self.policy_files_digest();
-                    let loaded = why == watch::FILES_CHANGED
+                    let only_files = why == watch::FILES_CHANGED && !asked;
+                    let loaded = only_files
                         && self.state().conditions.reload_error.is_none()
                         && digest == self.policy_digest;
                     if !loaded {
@@ -696,19 +702,29 @@ fn spawn_signal_thread(tx: Sender<Event>) -> Result<(), DaemonError> {
     Ok(())
 }
 
-/// Takes every event already queued: reloads are dropped (one reload serves
-/// them all), limit events are returned to be handled after it; `None` when
-/// a stop is among them.
-fn drain_reloads(rx: &Receiver<Event>) -> Option<Vec<WatchDescriptor>> {
-    let mut limit_events = Vec::new();
+/// What was queued behind a reload request.
+#[derive(Debug, Default)]
+struct Drained {
+    /// Limit events, handled after the reload.
+    limit_events: Vec<WatchDescriptor>,
+    /// Whether a reload was asked for (SIGHUP) rather than only seen in
+    /// the files: it must happen even when the files look unchanged.
+    asked: bool,
+}
+
+/// Takes every event already queued: reloads are merged (one reload serves
+/// them all, remembering whether one was asked for), limit events are
+/// returned to be handled after it; `None` when a stop is among them.
+fn drain_reloads(rx: &Receiver<Event>) -> Option<Drained> {
+    let mut drained = Drained::default();
     while let Ok(event) = rx.try_recv() {
         match event {
             Event::Stop => return None,
-            Event::Reload(_) => {}
-            Event::Limit(wd) => limit_events.push(wd),
+            Event::Reload(why) => drained.asked |= why != watch::FILES_CHANGED,
+            Event::Limit(wd) => drained.limit_events.push(wd),
         }
     }
-    Some(limit_events)
+    Some(drained)
 }
 
 /// Tells the service manager (Type=notify) about a state change, when it
@@ -730,6 +746,25 @@ fn unix_now() -> f64 {
 mod tests {
     use super::*;
     use std::sync::Barrier;
+
+    /// A SIGHUP queued behind a file event is not lost in the merge: the
+    /// reload it asks for happens even if the files look unchanged.
+    #[test]
+    fn a_sighup_behind_a_file_event_still_asks_for_a_reload() {
+        let (tx, rx) = channel();
+        tx.send(Event::Reload(watch::FILES_CHANGED)).unwrap();
+        let d = drain_reloads(&rx).unwrap();
+        assert!(!d.asked, "file events alone may be found already loaded");
+        tx.send(Event::Reload(watch::FILES_CHANGED)).unwrap();
+        tx.send(Event::Reload("SIGHUP")).unwrap();
+        tx.send(Event::Reload(watch::FILES_CHANGED)).unwrap();
+        let d = drain_reloads(&rx).unwrap();
+        assert!(d.asked);
+        assert!(d.limit_events.is_empty());
+        tx.send(Event::Reload("SIGHUP")).unwrap();
+        tx.send(Event::Stop).unwrap();
+        assert!(drain_reloads(&rx).is_none(), "a stop is served first");
+    }
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// Eight scrapes arriving together cost one or two collections, not

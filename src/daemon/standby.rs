@@ -727,9 +727,11 @@ impl Pool {
     }
 }
 
-/// 0.1 s doubling with each failure in a row, at most [`MAX_BACKOFF`].
+/// The pause after `failures` failures in a row (at least one): 0.1 s
+/// after the first, doubling with each further one, at most [`MAX_BACKOFF`].
 fn backoff(failures: u32) -> Duration {
-    let pause = Duration::from_millis(100).saturating_mul(1u32 << failures.min(12));
+    let doublings = failures.saturating_sub(1).min(12);
+    let pause = Duration::from_millis(100).saturating_mul(1u32 << doublings);
     pause.min(MAX_BACKOFF)
 }
 
@@ -809,8 +811,10 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_a_minute() {
-        assert_eq!(backoff(1), Duration::from_millis(200));
-        assert_eq!(backoff(3), Duration::from_millis(800));
+        // As the README says: 0.1 s after the first failure, doubling.
+        assert_eq!(backoff(1), Duration::from_millis(100));
+        assert_eq!(backoff(2), Duration::from_millis(200));
+        assert_eq!(backoff(3), Duration::from_millis(400));
         assert_eq!(backoff(40), MAX_BACKOFF);
     }
 }

@@ -382,8 +382,8 @@ fn parse_namespaces(names: &[String]) -> Result<BTreeSet<Namespace>, ExecError> 
 
 /// Runs the workload in a run group of its own below the spec's group;
 /// returns its exit status (128+N when killed by N). Whatever the workload
-/// left running is killed before this returns. Must be called while the
-/// process has a single thread.
+/// left running is killed before this returns. The process must have a
+/// single thread: checked before the clone, an error otherwise.
 pub fn run(root: &CgroupRoot, spec: &ExecSpec) -> Result<i32, ExecError> {
     let before = LimitCounters::read(root, &spec.group);
     // The run's own host ids come with it, held until its group is ended
@@ -450,6 +450,14 @@ pub(crate) fn start_child(
     run: &run_group::Run,
     job: Option<OwnedFd>,
 ) -> Result<Started, ExecError> {
+    // clone3 without a stack, and the child then runs arbitrary code
+    // before execve: sound only with no other thread that could hold a
+    // lock the child needs (the allocator's, stdio's).
+    if let Some(threads) = other_threads() {
+        return Err(ExecError::Invalid(format!(
+            "cgmgr exec must clone from a single-threaded process; this one has {threads} other thread(s)"
+        )));
+    }
     let group_dir = run_group_dir(root, run)?;
     let ids = run.ids.as_ref().map(|ids| (ids.base, ids.owner()));
     let (go_read, go_write) =
@@ -494,6 +502,20 @@ pub(crate) fn start_child(
             })
         }
     }
+}
+
+/// How many threads besides this one the process has (`None`: none, or
+/// `/proc/self/status` cannot tell, as where /proc is not mounted, which
+/// the id maps would fail on anyway).
+fn other_threads() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let threads: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    (threads > 1).then(|| threads - 1)
 }
 
 /// A second descriptor of the run group's directory, for the clone and the
@@ -979,4 +1001,50 @@ pub(crate) fn refusal_lines(
         text += &format!("cgmgr: {group}: pids.max ({max}) was reached: {n} fork(s) refused\n");
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The test harness runs each test on a thread of its own: this
+    /// process is never single-threaded here, and a second thread shows.
+    #[test]
+    fn other_threads_are_counted() {
+        let before = other_threads().unwrap_or(0);
+        assert!(before >= 1, "the harness's main thread is another thread");
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || rx.recv());
+        assert_eq!(other_threads(), Some(before + 1));
+        drop(tx);
+        let _ = t.join();
+    }
+
+    /// A rootfs under a directory others cannot search is refused, naming
+    /// that directory; one whose every step is searchable passes.
+    #[test]
+    fn a_rootfs_others_cannot_reach_is_named() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("deep/rootfs");
+        for d in ["proc", "dev", "tmp"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        let mode = |p: &std::path::Path, m| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+        };
+        mode(dir.path(), 0o755);
+        mode(&dir.path().join("deep"), 0o750);
+        let e = check_reachable_by_others(&rootfs).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("{} (mode 750)", dir.path().join("deep").display())),
+            "{e}"
+        );
+        mode(&dir.path().join("deep"), 0o751);
+        mode(&rootfs.join("tmp"), 0o700);
+        let e = check_reachable_by_others(&rootfs).unwrap_err().to_string();
+        assert!(e.contains("rootfs/tmp (mode 700)"), "{e}");
+        mode(&rootfs.join("tmp"), 0o1777);
+        check_reachable_by_others(&rootfs).unwrap();
+    }
 }

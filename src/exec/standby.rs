@@ -1058,8 +1058,16 @@ fn follow_run(
         } else {
             vec![sfd.as_fd(), conn.as_fd()]
         };
-        let Ok(revents) = wait_any(&watched, supervision.time_left()) else {
-            continue;
+        // EINTR comes back as no event. Any other error of a poll on these
+        // descriptors would come back at once every time: rather than spin
+        // on it, the run is ended, and init's exit waited for.
+        let revents = match wait_any(&watched, supervision.time_left()) {
+            Ok(revents) => revents,
+            Err(e) => {
+                eprintln!("cgmgr: standby: waiting on the run: poll: {e}; ending the run");
+                supervision.kill_now(run_dir);
+                return wait_exit(supervision);
+            }
         };
         let Some(revents) = revents else {
             supervision.on_timeout(run_dir);

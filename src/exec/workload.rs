@@ -233,10 +233,17 @@ pub(crate) fn close_fds_but(keep: OwnedFd) -> Result<OwnedFd, ExecError> {
 /// directory (`/proc/self/fd/0/..` walks the host's tree from it) or an
 /// `O_PATH` descriptor. Closed ones are fine: the workload gets none.
 pub fn check_std_fds() -> Result<(), ExecError> {
-    // SAFETY: fds 0-2 are only inspected, never closed or kept; a closed
-    // one makes fcntl answer EBADF.
-    let std = [0, 1, 2].map(|fd| unsafe { BorrowedFd::borrow_raw(fd) });
-    check_stdio(std.map(Some))
+    let std = [0, 1, 2].map(|fd| {
+        // Asked of the raw number first: a BorrowedFd may only be made of
+        // a descriptor that is open.
+        // SAFETY: F_GETFD takes no argument and touches no memory; on a
+        // closed descriptor it answers EBADF.
+        let open = unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1;
+        // SAFETY: fd is open (just checked), and this single-threaded
+        // check neither closes nor keeps it: it stays open while borrowed.
+        open.then(|| unsafe { BorrowedFd::borrow_raw(fd) })
+    });
+    check_stdio(std)
 }
 
 /// [`check_std_fds`] for the descriptors a caller passed (`None`: closed).
