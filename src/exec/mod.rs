@@ -45,8 +45,6 @@ use error::sys;
 use rootfs::RootSwitch;
 use workload::Workload;
 
-use crate::cgroup::stat::{MemoryEvents, PidsEvents};
-use crate::cgroup::values::{Bytes, Limit};
 use crate::cgroup::{CgroupRoot, GroupName};
 use crate::policy::{ExecConfig, Namespace};
 
@@ -385,35 +383,24 @@ fn parse_namespaces(names: &[String]) -> Result<BTreeSet<Namespace>, ExecError> 
 /// left running is killed before this returns. The process must have a
 /// single thread: checked before the clone, an error otherwise.
 pub fn run(root: &CgroupRoot, spec: &ExecSpec) -> Result<i32, ExecError> {
-    let before = LimitCounters::read(root, &spec.group);
     // The run's own host ids come with it, held until its group is ended
     // (below): no process of this run keeps them once another run may
     // lease them.
     let run = run_group::Run::begin(root, &spec.group, spec.has(Namespace::User))?;
     // After `begin`, which may first end abandoned runs: their time is not
     // this run's.
-    let baseline = spec
-        .report
-        .map(|_| report::Baseline::read(root, &spec.group));
+    let account = report::Accounting::start(root, &spec.group, spec.report);
     let result = run_in(root, spec, &run);
-    let accounted = LimitCounters::read_own(root, &run.group);
-    let refusals = refusals(root, &spec.group, &before, accounted);
     // Read while the run group still exists.
-    let full = baseline.map(|b| report::collect(root, &spec.group, &run.group, &b, refusals));
+    let told = result
+        .as_ref()
+        .ok()
+        .map(|&code| account.finish(root, &run.group, code));
     if let Err(e) = run.end(root) {
         eprintln!("cgmgr: exec: ending the run: {e}");
     }
     let code = result?;
-    match (full, spec.report) {
-        (Some(mut r), Some(format)) => {
-            r.exit_code = code;
-            match format {
-                report::ReportFormat::Text => eprint!("{}", r.text()),
-                report::ReportFormat::Json => eprintln!("{}", r.json()),
-            }
-        }
-        _ => eprint!("{}", refusal_lines(root, &spec.group, refusals)),
-    }
+    eprint!("{}", told.unwrap_or_default());
     Ok(code)
 }
 
@@ -923,84 +910,6 @@ fn loopback_up() -> Result<(), ExecError> {
         });
     }
     Ok(())
-}
-
-/// The group's limit-event counters, to tell what the kernel did during a run.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct LimitCounters {
-    oom_kill: u64,
-    pids_max: u64,
-}
-
-impl LimitCounters {
-    /// A run group's own counters, when the memory and pids controllers are
-    /// enabled for it (`None` otherwise: the group's counters are used).
-    pub(crate) fn read_own(root: &CgroupRoot, run: &GroupName) -> Option<LimitCounters> {
-        let memory: MemoryEvents = root.stat(run)?;
-        let pids: PidsEvents = root.stat(run)?;
-        Some(LimitCounters {
-            oom_kill: memory.oom_kill,
-            pids_max: pids.max,
-        })
-    }
-
-    pub(crate) fn read(root: &CgroupRoot, group: &GroupName) -> LimitCounters {
-        LimitCounters {
-            oom_kill: root.stat::<MemoryEvents>(group).map_or(0, |e| e.oom_kill),
-            pids_max: root.stat::<PidsEvents>(group).map_or(0, |e| e.max),
-        }
-    }
-}
-
-/// This run's OOM kills and pids.max refusals: its own counters when it
-/// had them, else the group's increase.
-pub(crate) fn refusals(
-    root: &CgroupRoot,
-    group: &GroupName,
-    before: &LimitCounters,
-    own: Option<LimitCounters>,
-) -> report::Refusals {
-    let (before, after) = match own {
-        Some(own) => (LimitCounters::default(), own),
-        None => (*before, LimitCounters::read(root, group)),
-    };
-    report::Refusals {
-        oom_kills: after.oom_kill.saturating_sub(before.oom_kill),
-        pids_max: after.pids_max.saturating_sub(before.pids_max),
-    }
-}
-
-/// One line for each limit the kernel enforced during the run, for stderr.
-pub(crate) fn refusal_lines(
-    root: &CgroupRoot,
-    group: &GroupName,
-    refusals: report::Refusals,
-) -> String {
-    let mut text = String::new();
-    let size = |file: &str| {
-        root.read_value::<Limit<Bytes>>(group, file)
-            .ok()
-            .map(|l| match l {
-                Limit::Max => "max".to_string(),
-                Limit::Value(b) => b.human(),
-            })
-    };
-    if refusals.oom_kills > 0 {
-        let max = size("memory.max").unwrap_or_else(|| "?".into());
-        let peak = size("memory.peak")
-            .map(|p| format!(", peak {p}"))
-            .unwrap_or_default();
-        text += &format!("cgmgr: {group}: killed by the OOM killer (memory.max {max}{peak})\n");
-    }
-    if refusals.pids_max > 0 {
-        let max = root
-            .read(group, "pids.max")
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|_| "?".into());
-        let n = refusals.pids_max;
-        text += &format!("cgmgr: {group}: pids.max ({max}) was reached: {n} fork(s) refused\n");
-    }
-    text
 }
 
 #[cfg(test)]

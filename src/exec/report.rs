@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::cgroup::stat::{CpuStat, IoStat, MemoryEventsLocal};
-use crate::cgroup::values::Bytes;
+use crate::cgroup::stat::{CpuStat, IoStat, MemoryEvents, MemoryEventsLocal, PidsEvents};
+use crate::cgroup::values::{Bytes, Limit};
 use crate::cgroup::{CgroupRoot, GroupName};
 
 /// `--report` (text) or `--report=json`.
@@ -229,6 +229,123 @@ fn oom_local(root: &CgroupRoot, group: &GroupName) -> Option<u64> {
 /// The group's `cpu.stat` throttled_usec (needs the cpu controller).
 fn throttled_usec(root: &CgroupRoot, group: &GroupName) -> Option<u64> {
     root.stat::<CpuStat>(group)?.throttled_usec
+}
+
+/// What a run is measured against from its start (the group's counters
+/// and, for `--report`, its usage), and what the run tells on stderr at its
+/// end: the one finish of direct and prepared runs alike.
+#[derive(Debug)]
+pub struct Accounting {
+    group: GroupName,
+    before: LimitCounters,
+    baseline: Option<Baseline>,
+    format: Option<ReportFormat>,
+}
+
+impl Accounting {
+    /// Taken as the run starts (its command handed over, for a prepared
+    /// sandbox).
+    pub fn start(root: &CgroupRoot, group: &GroupName, format: Option<ReportFormat>) -> Accounting {
+        Accounting {
+            group: group.clone(),
+            before: LimitCounters::read(root, group),
+            baseline: format.map(|_| Baseline::read(root, group)),
+            format,
+        }
+    }
+
+    /// The run's stderr text once it exited with `code`, read from its run
+    /// group `run` (which must still exist): the report with `--report`,
+    /// else one line per limit the kernel enforced on it.
+    pub fn finish(self, root: &CgroupRoot, run: &GroupName, code: i32) -> String {
+        let own = LimitCounters::read_own(root, run);
+        let refused = refusals(root, &self.group, &self.before, own);
+        match (self.baseline, self.format) {
+            (Some(b), Some(format)) => {
+                let mut r = collect(root, &self.group, run, &b, refused);
+                r.exit_code = code;
+                match format {
+                    ReportFormat::Text => r.text(),
+                    ReportFormat::Json => format!("{}\n", r.json()),
+                }
+            }
+            _ => refusal_lines(root, &self.group, refused),
+        }
+    }
+}
+
+/// The group's limit-event counters, to tell what the kernel did during a run.
+#[derive(Debug, Clone, Copy, Default)]
+struct LimitCounters {
+    oom_kill: u64,
+    pids_max: u64,
+}
+
+impl LimitCounters {
+    /// A run group's own counters, when the memory and pids controllers are
+    /// enabled for it (`None` otherwise: the group's counters are used).
+    fn read_own(root: &CgroupRoot, run: &GroupName) -> Option<LimitCounters> {
+        let memory: MemoryEvents = root.stat(run)?;
+        let pids: PidsEvents = root.stat(run)?;
+        Some(LimitCounters {
+            oom_kill: memory.oom_kill,
+            pids_max: pids.max,
+        })
+    }
+
+    fn read(root: &CgroupRoot, group: &GroupName) -> LimitCounters {
+        LimitCounters {
+            oom_kill: root.stat::<MemoryEvents>(group).map_or(0, |e| e.oom_kill),
+            pids_max: root.stat::<PidsEvents>(group).map_or(0, |e| e.max),
+        }
+    }
+}
+
+/// This run's OOM kills and pids.max refusals: its own counters when it
+/// had them, else the group's increase.
+fn refusals(
+    root: &CgroupRoot,
+    group: &GroupName,
+    before: &LimitCounters,
+    own: Option<LimitCounters>,
+) -> Refusals {
+    let (before, after) = match own {
+        Some(own) => (LimitCounters::default(), own),
+        None => (*before, LimitCounters::read(root, group)),
+    };
+    Refusals {
+        oom_kills: after.oom_kill.saturating_sub(before.oom_kill),
+        pids_max: after.pids_max.saturating_sub(before.pids_max),
+    }
+}
+
+/// One line for each limit the kernel enforced during the run, for stderr.
+fn refusal_lines(root: &CgroupRoot, group: &GroupName, refusals: Refusals) -> String {
+    let mut text = String::new();
+    let size = |file: &str| {
+        root.read_value::<Limit<Bytes>>(group, file)
+            .ok()
+            .map(|l| match l {
+                Limit::Max => "max".to_string(),
+                Limit::Value(b) => b.human(),
+            })
+    };
+    if refusals.oom_kills > 0 {
+        let max = size("memory.max").unwrap_or_else(|| "?".into());
+        let peak = size("memory.peak")
+            .map(|p| format!(", peak {p}"))
+            .unwrap_or_default();
+        text += &format!("cgmgr: {group}: killed by the OOM killer (memory.max {max}{peak})\n");
+    }
+    if refusals.pids_max > 0 {
+        let max = root
+            .read(group, "pids.max")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "?".into());
+        let n = refusals.pids_max;
+        text += &format!("cgmgr: {group}: pids.max ({max}) was reached: {n} fork(s) refused\n");
+    }
+    text
 }
 
 #[cfg(test)]

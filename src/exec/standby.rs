@@ -44,8 +44,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ExecError, sys};
 use super::workload::{self, Workload};
-use super::{ExecFlags, ExecSpec, LimitCounters, Namespace, Supervision, init, report};
-use super::{refusal_lines, refusals, run_group, start_child};
+use super::{ExecFlags, ExecSpec, Namespace, Supervision, init, report};
+use super::{run_group, start_child};
 use crate::cgroup::{CgroupRoot, GroupName};
 
 /// Version of the messages below; a daemon answers `none` to another.
@@ -847,27 +847,14 @@ fn serve_in(
     for pid in [Some(started.pid), workload].into_iter().flatten() {
         apply_attributes(pid, &request.attrs);
     }
-    let before = LimitCounters::read(root, &spec.group);
     let format = request.report.as_deref().and_then(|r| r.parse().ok());
-    let baseline = format.map(|_: report::ReportFormat| report::Baseline::read(root, &spec.group));
+    let account = report::Accounting::start(root, &spec.group, format);
     let raw: Vec<RawFd> = stdio.iter().map(AsRawFd::as_raw_fd).collect();
     send_json(job_here.as_fd(), &job, &raw).map_err(sys("handing the command to init"))?;
     drop(stdio);
     let _ = send(ctl.as_fd(), b"started", &[]);
     let code = follow_run(&mut supervision, &started.group_dir, &sfd, &conn);
-    let accounted = LimitCounters::read_own(root, run);
-    let refused = refusals(root, &spec.group, &before, accounted);
-    let stderr = match (baseline, format) {
-        (Some(b), Some(format)) => {
-            let mut r = report::collect(root, &spec.group, run, &b, refused);
-            r.exit_code = code;
-            match format {
-                report::ReportFormat::Text => r.text(),
-                report::ReportFormat::Json => format!("{}\n", r.json()),
-            }
-        }
-        _ => refusal_lines(root, &spec.group, refused),
-    };
+    let stderr = account.finish(root, run, code);
     // The run is over before its caller learns the status: nothing it
     // started outlives `cgmgr exec`. The empty group is removed after.
     let stderr = match run_group::kill_all(root, run) {
