@@ -237,12 +237,18 @@ impl CgroupRoot {
     /// Creates a group; an existing one is fine (crash-restart, races).
     /// Returns true when this call created it.
     pub fn mkdir(&self, group: &GroupName) -> Result<bool, CgroupError> {
+        self.mkdir_with_mode(group, 0o755)
+    }
+
+    /// [`CgroupRoot::mkdir`] with the directory's mode (`0o700`: only its
+    /// owner may open it, or anything in it).
+    pub fn mkdir_with_mode(&self, group: &GroupName, mode: u32) -> Result<bool, CgroupError> {
         let mkdir_err = |errno| CgroupError::Mkdir {
             path: self.group_path(group),
             errno,
         };
         let (parent_fd, leaf) = self.open_parent(group).map_err(mkdir_err)?;
-        match nix::sys::stat::mkdirat(&parent_fd, leaf, Mode::from_bits_truncate(0o755)) {
+        match nix::sys::stat::mkdirat(&parent_fd, leaf, Mode::from_bits_truncate(mode)) {
             Ok(()) => Ok(true),
             Err(Errno::EEXIST) => Ok(false),
             Err(errno) => Err(mkdir_err(errno)),

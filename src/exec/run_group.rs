@@ -94,7 +94,7 @@ impl Run {
     /// what could not be done; the caller reports it without changing the
     /// workload's exit status. A group that could not be emptied keeps the
     /// ids out of other runs' reach (the lease records it).
-    pub fn end(self, root: &CgroupRoot) -> Result<(), String> {
+    pub fn end(self, root: &CgroupRoot) -> Result<(), EndError> {
         end_group(root, &self.group)
     }
 }
@@ -130,8 +130,12 @@ fn create_locked(
     let mut n = 1;
     for _ in 0..2 * NAME_TRIES {
         let run = name(n).map_err(ExecError::Invalid)?;
+        // 0700: the run's liveness is a lock on this directory, and a lock
+        // needs only an open descriptor; anyone who could open it could
+        // keep an abandoned run (and its host ids) alive, or take a new
+        // run's name from it.
         let made = root
-            .mkdir(&run)
+            .mkdir_with_mode(&run, 0o700)
             .map_err(|e| ExecError::Invalid(e.to_string()))?;
         let dir = root
             .open_dir(&run)
@@ -194,29 +198,47 @@ fn run_err(root: &CgroupRoot, run: &GroupName, what: &'static str, errno: Errno)
 }
 
 /// Kills what is left of a run group, waits until it is empty, removes it.
-fn end_group(root: &CgroupRoot, run: &GroupName) -> Result<(), String> {
+fn end_group(root: &CgroupRoot, run: &GroupName) -> Result<(), EndError> {
     if !root.exists(run) {
         return Ok(());
     }
     kill_all(root, run)?;
-    root.rmdir(run).map_err(|e| e.to_string())
+    Ok(root.rmdir(run)?)
+}
+
+/// Why a run group could not be ended.
+#[derive(Debug, thiserror::Error)]
+pub enum EndError {
+    /// Its processes could not be killed, or waited for.
+    #[error(transparent)]
+    Kill(#[from] control::ControlError),
+    /// They were killed, and some are still there.
+    #[error("{path} still holds processes {secs}s after they were killed")]
+    NotEmpty {
+        /// The run group.
+        path: std::path::PathBuf,
+        /// How long it was waited for.
+        secs: u64,
+    },
+    /// The emptied group could not be removed.
+    #[error(transparent)]
+    Remove(#[from] crate::cgroup::CgroupError),
 }
 
 /// Kills what is left of the run ([`control::kill_processes`]: `cgroup.kill`,
 /// or by hand on kernels before 5.14), then waits for `populated 0`.
-pub fn kill_all(root: &CgroupRoot, run: &GroupName) -> Result<(), String> {
+pub fn kill_all(root: &CgroupRoot, run: &GroupName) -> Result<(), EndError> {
     if !populated(root, run) {
         return Ok(());
     }
-    control::kill_processes(root, run).map_err(|e| e.to_string())?;
-    match control::wait_until_empty(root, run, KILL_TIMEOUT) {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(format!(
-            "{} still holds processes {}s after they were killed",
-            root.group_path(run).display(),
-            KILL_TIMEOUT.as_secs(),
-        )),
-        Err(e) => Err(e.to_string()),
+    control::kill_processes(root, run)?;
+    if control::wait_until_empty(root, run, KILL_TIMEOUT)? {
+        Ok(())
+    } else {
+        Err(EndError::NotEmpty {
+            path: root.group_path(run),
+            secs: KILL_TIMEOUT.as_secs(),
+        })
     }
 }
 

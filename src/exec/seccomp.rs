@@ -427,7 +427,8 @@ mod tests {
     /// No file the workload makes or changes can carry the setuid or
     /// setgid bit, under the default filters and under any profile (the
     /// second filter goes with both): such a file would give whoever runs
-    /// it outside the sandbox the run's host ids.
+    /// it outside the sandbox the run's host ids. io_uring, which could
+    /// create one from memory no filter reads, is refused too.
     #[test]
     fn setuid_and_setgid_bits_are_refused_with_any_profile() {
         let dir = tempfile::tempdir().unwrap();
@@ -505,6 +506,14 @@ mod tests {
                 code, 0,
                 "{setting:?}: bits: 1 chmod u+s, 2 chmod g+s, 4 chmod +t refused, 8 openat O_CREAT 06755, 16 fchmod u+s, 32 fchmodat2 u+s, 64 mknodat u+s, 128 openat2 not ENOSYS; 10 load"
             );
+            // Exit codes hold 8 bits: io_uring in a probe of its own.
+            let code = probe_under(&filters, || {
+                let params = [0u8; 120];
+                // SAFETY: a live, zeroed io_uring_params of its size.
+                let rc = unsafe { libc::syscall(libc::SYS_io_uring_setup, 4, params.as_ptr()) };
+                i32::from(!(rc == -1 && errno() == libc::EPERM))
+            });
+            assert_eq!(code, 0, "{setting:?}: io_uring_setup not refused");
         }
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&file).unwrap().permissions().mode();
