@@ -39,29 +39,24 @@ impl GroupName {
     }
 
     /// Validates a user-supplied group name, explaining the first broken rule.
-    pub fn parse(name: &str) -> Result<GroupName, String> {
+    pub fn parse(name: &str) -> Result<GroupName, NameError> {
         if name.is_empty() {
-            return Err("a group name cannot be empty".into());
+            return Err(NameError::Empty);
         }
         if name.starts_with('/') || name.ends_with('/') {
-            return Err(format!(
-                "group name {name:?} must be relative to the root, without a leading or trailing `/`"
-            ));
+            return Err(NameError::NotRelative(name.into()));
         }
         for segment in name.split('/') {
             check_segment(name, segment)?;
         }
         if name.split('/').next() == Some(LEAF_GROUP) {
-            return Err(format!(
-                "group name {name:?} is reserved: cgmgr moves the root's processes into `{LEAF_GROUP}`"
-            ));
+            return Err(NameError::Leaf(name.into()));
         }
         if let Some(segment) = name.split('/').find(|s| s.starts_with(OWN_PREFIX)) {
-            return Err(format!(
-                "group name {name:?}: {segment:?} is reserved: names starting with `{OWN_PREFIX}` \
-                 are cgmgr's own (`{LEAF_GROUP}` for the root's processes, `cgmgr.run.*` for the \
-                 runs of `cgmgr exec`, which cgmgr ends and removes); pick another name"
-            ));
+            return Err(NameError::Reserved {
+                name: name.into(),
+                segment: segment.into(),
+            });
         }
         Ok(GroupName(name.to_string()))
     }
@@ -98,7 +93,7 @@ impl GroupName {
     }
 
     /// A child of this group; `segment` must itself be a valid single segment.
-    pub fn child(&self, segment: &str) -> Result<GroupName, String> {
+    pub fn child(&self, segment: &str) -> Result<GroupName, NameError> {
         check_segment(segment, segment)?;
         Ok(GroupName(self.file(segment)))
     }
@@ -118,29 +113,90 @@ impl GroupName {
     }
 }
 
-fn check_segment(name: &str, segment: &str) -> Result<(), String> {
+fn check_segment(name: &str, segment: &str) -> Result<(), NameError> {
     if segment.is_empty() {
-        return Err(format!("group name {name:?} has an empty segment (`//`)"));
+        return Err(NameError::EmptySegment(name.into()));
     }
     if segment == "." || segment == ".." {
-        return Err(format!(
-            "group name {name:?} contains {segment:?}: names cannot walk out of the root"
-        ));
+        return Err(NameError::WalksOut {
+            name: name.into(),
+            segment: segment.into(),
+        });
     }
     if let Some(bad) = segment
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
     {
-        return Err(format!(
-            "group name {name:?} contains {bad:?}: only letters, digits, `_`, `.` and `-` are allowed in a segment"
-        ));
+        return Err(NameError::BadChar {
+            name: name.into(),
+            bad,
+        });
     }
     if let Some(prefix) = RESERVED_PREFIXES.iter().find(|p| segment.starts_with(*p)) {
-        return Err(format!(
-            "group name {name:?}: segment {segment:?} starts with {prefix:?}, which names kernel interface files"
-        ));
+        return Err(NameError::KernelFile {
+            name: name.into(),
+            segment: segment.into(),
+            prefix,
+        });
     }
     Ok(())
+}
+
+/// Why a group name was refused: the first rule it breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// `""`.
+    #[error("a group name cannot be empty")]
+    Empty,
+    /// A leading or trailing `/`.
+    #[error("group name {0:?} must be relative to the root, without a leading or trailing `/`")]
+    NotRelative(String),
+    /// `a//b`.
+    #[error("group name {0:?} has an empty segment (`//`)")]
+    EmptySegment(String),
+    /// A `.` or `..` segment.
+    #[error("group name {name:?} contains {segment:?}: names cannot walk out of the root")]
+    WalksOut {
+        /// The name.
+        name: String,
+        /// The segment.
+        segment: String,
+    },
+    /// A character outside `[A-Za-z0-9_.-]`.
+    #[error(
+        "group name {name:?} contains {bad:?}: only letters, digits, `_`, `.` and `-` are allowed in a segment"
+    )]
+    BadChar {
+        /// The name.
+        name: String,
+        /// The first bad character.
+        bad: char,
+    },
+    /// A segment named like a kernel interface file.
+    #[error(
+        "group name {name:?}: segment {segment:?} starts with {prefix:?}, which names kernel interface files"
+    )]
+    KernelFile {
+        /// The name.
+        name: String,
+        /// The segment.
+        segment: String,
+        /// The prefix it starts with.
+        prefix: &'static str,
+    },
+    /// `cgmgr.leaf` at the top.
+    #[error("group name {0:?} is reserved: cgmgr moves the root's processes into `{LEAF_GROUP}`")]
+    Leaf(String),
+    /// A segment starting with `cgmgr.`.
+    #[error(
+        "group name {name:?}: {segment:?} is reserved: names starting with `{OWN_PREFIX}` are cgmgr's own (`{LEAF_GROUP}` for the root's processes, `cgmgr.run.*` for the runs of `cgmgr exec`, which cgmgr ends and removes); pick another name"
+    )]
+    Reserved {
+        /// The name.
+        name: String,
+        /// The segment.
+        segment: String,
+    },
 }
 
 impl fmt::Display for GroupName {
@@ -185,7 +241,7 @@ mod tests {
             ("a/cgmgr.leaf/b", "reserved"),
         ];
         for (name, why) in cases {
-            let e = GroupName::parse(name).unwrap_err();
+            let e = GroupName::parse(name).unwrap_err().to_string();
             assert!(e.contains(why), "{name:?}: {e}");
         }
     }

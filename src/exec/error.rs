@@ -123,6 +123,9 @@ pub enum ExecError {
         /// Why.
         errno: Errno,
     },
+    /// A group name cgmgr made is not valid (it never is).
+    #[error(transparent)]
+    Name(#[from] crate::cgroup::name::NameError),
     /// An invalid flag value.
     #[error("{0}")]
     Invalid(String),

@@ -129,7 +129,7 @@ fn create_locked(
     };
     let mut n = 1;
     for _ in 0..2 * NAME_TRIES {
-        let run = name(n).map_err(ExecError::Invalid)?;
+        let run = name(n)?;
         // 0700: the run's liveness is a lock on this directory, and a lock
         // needs only an open descriptor; anyone who could open it could
         // keep an abandoned run (and its host ids) alive, or take a new
@@ -170,7 +170,7 @@ fn create_locked(
             }
         }
     }
-    let run = name(1).map_err(ExecError::Invalid)?;
+    let run = name(1)?;
     Err(run_err(
         root,
         &run,

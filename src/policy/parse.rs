@@ -198,7 +198,7 @@ impl Parser<'_> {
         let group_name = match GroupName::parse(name.get_ref()) {
             Ok(g) => Some(g),
             Err(e) => {
-                self.error(name.span(), e, Some("use `/`-separated segments of letters, digits, `_`, `.`, `-`, quoted in the header: [group.\"batch/etl\"]".into()));
+                self.error(name.span(), e.to_string(), Some("use `/`-separated segments of letters, digits, `_`, `.`, `-`, quoted in the header: [group.\"batch/etl\"]".into()));
                 None
             }
         };
