@@ -12,6 +12,7 @@ pub mod control;
 pub mod error;
 pub mod format;
 pub mod fs;
+pub mod handle;
 pub mod locate;
 pub mod name;
 pub mod psi;

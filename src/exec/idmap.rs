@@ -37,9 +37,10 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag};
 use nix::sys::stat::Mode;
-use nix::unistd::Pid;
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use super::error::ExecError;
+use crate::cgroup::handle::CgroupHandle;
 use crate::cgroup::stat::{CgroupEvents, StatFile};
 
 /// The host id of slot 0's inside root. Inside systemd's range for
@@ -72,17 +73,31 @@ impl IdRange {
         FIRST_OWNER + self.slot
     }
 
-    /// Records the run group that will hold this range's processes (an
-    /// absolute path), so that a later lease can tell whether anything of
-    /// the run is left. Written before any process enters the group.
-    pub fn record(&self, run_group: &Path) -> Result<(), ExecError> {
+    /// Records the run group that will hold this range's processes: its
+    /// path and its kernel file handle (`dir` is its directory), so that a
+    /// later lease, in whatever mount namespace, can tell whether anything
+    /// of the run is left. Written before any process enters the group.
+    pub fn record(&self, run_group: &Path, dir: BorrowedFd<'_>) -> Result<(), ExecError> {
+        let handle = CgroupHandle::of(dir).map_err(|errno| ExecError::Lease {
+            what: format!("the file handle of {}", run_group.display()),
+            errno,
+        })?;
+        let text = format!("{}\n{}\n", run_group.display(), handle.to_word());
+        self.write_record(&text)
+    }
+
+    /// Forgets the run group: the run ended and its group is gone.
+    pub fn clear_record(&self) -> Result<(), ExecError> {
+        self.write_record("\n")
+    }
+
+    fn write_record(&self, text: &str) -> Result<(), ExecError> {
         // Written over the old record, never truncated: the reader takes
-        // the first line. A truncation frees the file's block, which on a
+        // the first lines. A truncation frees the file's block, which on a
         // disk-backed /run costs a journal update (and a discard) per run.
-        let line = format!("{}\n", run_group.display());
         let file: &File = &self.lease;
-        match nix::sys::uio::pwrite(file, line.as_bytes(), 0) {
-            Ok(n) if n == line.len() => Ok(()),
+        match nix::sys::uio::pwrite(file, text.as_bytes(), 0) {
+            Ok(n) if n == text.len() => Ok(()),
             Ok(_) => Err(Errno::ENOSPC),
             Err(errno) => Err(errno),
         }
@@ -202,23 +217,49 @@ fn write_cursor(file: &File, next: u32) {
 }
 
 /// Whether the run group recorded in a free lease still holds processes.
-/// A group that is gone, or a lease that records none, is free; a group
-/// whose state cannot be read is taken for occupied.
+/// A lease that records none (a run that ended) is free, and so is one
+/// whose group the kernel says is gone; a group whose state cannot be told
+/// (its path leads nowhere here and its handle cannot be opened) is taken
+/// for occupied.
 fn last_run_has_processes(lease: &File) -> bool {
-    let mut buf = vec![0u8; 4096];
+    let mut buf = vec![0u8; 8192];
     let n = nix::sys::uio::pread(lease, &mut buf, 0).unwrap_or(0);
-    let Some(group) = std::str::from_utf8(&buf[..n])
-        .ok()
-        .and_then(|s| s.lines().next())
-        .map(str::trim)
-        .filter(|s| s.starts_with('/'))
-    else {
+    let text = String::from_utf8_lossy(&buf[..n]);
+    let mut lines = text.lines();
+    let Some(path) = lines.next().map(str::trim).filter(|s| s.starts_with('/')) else {
         return false;
     };
-    match std::fs::read_to_string(Path::new(group).join("cgroup.events")) {
-        Ok(text) => !matches!(CgroupEvents::parse(&text), Ok(e) if !e.is_populated()),
-        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+    let handle = lines.next().and_then(|w| CgroupHandle::from_word(w.trim()));
+    let at_path = || match std::fs::read_to_string(Path::new(path).join("cgroup.events")) {
+        Ok(text) => Some(CgroupEvents::parse(&text).ok().map(|e| e.is_populated())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(_) => Some(None),
+    };
+    match handle.as_ref().map(CgroupHandle::open) {
+        Some(Ok(dir)) => populated_in(&dir).unwrap_or(true),
+        Some(Err(Errno::ESTALE)) => false,
+        // No handle access here (another cgroup2 superblock, no
+        // CAP_DAC_READ_SEARCH): the path, where a missing group may only be
+        // out of this mount namespace's sight.
+        Some(Err(_)) => at_path().flatten().unwrap_or(true),
+        // A record without a handle: the path alone, a missing group gone.
+        None => at_path().is_some_and(|state| state.unwrap_or(true)),
     }
+}
+
+/// `populated` of the group whose directory is `dir`.
+fn populated_in(dir: &std::os::fd::OwnedFd) -> Option<bool> {
+    let fd = nix::fcntl::openat(
+        dir,
+        "cgroup.events",
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let mut buf = [0u8; 256];
+    let n = nix::sys::uio::pread(&fd, &mut buf, 0).ok()?;
+    let text = std::str::from_utf8(&buf[..n]).ok()?;
+    Some(CgroupEvents::parse(text).ok()?.is_populated())
 }
 
 fn io_errno(e: &std::io::Error) -> Errno {
@@ -230,8 +271,15 @@ pub fn map_line(base: u32) -> String {
     format!("0 {base} {RANGE}\n")
 }
 
-/// Writes `uid_map`, `setgroups` = deny, then `gid_map` for `pid`.
-pub fn write_maps(pid: Pid, base: u32) -> Result<(), ExecError> {
+/// Writes `uid_map`, `setgroups` = deny, then `gid_map` of the process
+/// `pidfd` names. Its number in `/proc` is read from the pidfd's own entry
+/// there (`Pid:` of `/proc/self/fdinfo/FD`, which the kernel gives in the
+/// pid namespace of that `/proc`): the pid clone3 returned is the one of
+/// this process's namespace, and a `cgmgr exec` started in a pid namespace
+/// of its own under the host's `/proc` would write another process's maps
+/// with it (a host user's fresh user namespace would get the range).
+pub fn write_maps(pidfd: BorrowedFd<'_>, base: u32) -> Result<(), ExecError> {
+    let pid = pid_in_proc(pidfd)?;
     write_proc(pid, "uid_map", &map_line(base))?;
     // deny: the workload can never drop a supplementary group to reach a
     // file that group is denied (and unprivileged gid_map writes need it).
@@ -239,7 +287,33 @@ pub fn write_maps(pid: Pid, base: u32) -> Result<(), ExecError> {
     write_proc(pid, "gid_map", &map_line(base))
 }
 
-fn write_proc(pid: Pid, file: &str, value: &str) -> Result<(), ExecError> {
+/// The number `/proc` knows the process of `pidfd` by.
+fn pid_in_proc(pidfd: BorrowedFd<'_>) -> Result<i32, ExecError> {
+    let path = format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd());
+    let text = std::fs::read_to_string(&path).map_err(|e| ExecError::Sys {
+        what: format!("reading {path}"),
+        errno: io_errno(&e),
+    })?;
+    match fdinfo_pid(&text) {
+        Some(pid) if pid > 0 => Ok(pid),
+        // 0: the child is not in that /proc's pid namespace; -1: gone.
+        _ => Err(ExecError::Invalid(
+            "the /proc mounted here shows another pid namespace than the one cgmgr exec runs in, \
+             where the sandbox's id maps cannot be found; give cgmgr exec a /proc of its own pid \
+             namespace (`unshare --pid --fork --mount-proc`)"
+                .into(),
+        )),
+    }
+}
+
+/// The `Pid:` field of a pidfd's fdinfo.
+pub fn fdinfo_pid(text: &str) -> Option<i32> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn write_proc(pid: i32, file: &str, value: &str) -> Result<(), ExecError> {
     let path = PathBuf::from(format!("/proc/{pid}/{file}"));
     std::fs::write(&path, value).map_err(|e| ExecError::IdMap {
         path,
@@ -274,6 +348,28 @@ mod tests {
     }
 
     #[test]
+    fn the_pid_of_a_pidfd_is_read_from_its_fdinfo() {
+        // A pidfd's fdinfo as 6.1 writes it.
+        let text =
+            "pos:\t0\nflags:\t02000002\nmnt_id:\t15\nino:\t1057\nPid:\t4242\nNSpid:\t4242\t3\n";
+        assert_eq!(fdinfo_pid(text), Some(4242));
+        assert_eq!(fdinfo_pid("Pid:\t0\n"), Some(0));
+        assert_eq!(fdinfo_pid("pos:\t0\n"), None);
+        // Ours, for real: this process's own pidfd.
+        // SAFETY: pidfd_open of our own pid, no memory passed.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, std::process::id(), 0) };
+        let fd = i32::try_from(fd).unwrap();
+        assert!(fd >= 0);
+        // SAFETY: a descriptor just returned, owned by nothing else.
+        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        use std::os::fd::AsFd;
+        assert_eq!(
+            pid_in_proc(fd.as_fd()).unwrap(),
+            i32::try_from(std::process::id()).unwrap()
+        );
+    }
+
+    #[test]
     fn owners_are_ids_no_range_maps() {
         let dir = tempfile::tempdir().unwrap();
         let a = lease(dir.path()).unwrap();
@@ -304,15 +400,17 @@ mod tests {
         let leases = dir.path().join("ids");
         let survivor = run_group(dir.path(), true);
         let a = lease(&leases).unwrap();
-        a.record(&survivor).unwrap();
+        // A fake tree has no cgroup handle: the record's path alone.
+        let path_only = |a: &IdRange, p: &Path| a.write_record(&format!("{}\n", p.display()));
+        path_only(&a, &survivor).unwrap();
         assert_eq!(
             std::fs::read_to_string(leases.join("0.lock")).unwrap(),
             format!("{}\n", survivor.display())
         );
         // A shorter record over a longer one: the first line counts.
-        a.record(Path::new("/nonexistent/x")).unwrap();
+        path_only(&a, Path::new("/nonexistent/x")).unwrap();
         assert!(!last_run_has_processes(&a.lease));
-        a.record(&survivor).unwrap();
+        path_only(&a, &survivor).unwrap();
         drop(a); // cgmgr exec killed: the lock is gone, the survivor not
         std::fs::write(leases.join("cursor"), "0\n").unwrap();
         let b = lease(&leases).unwrap();
@@ -328,13 +426,26 @@ mod tests {
     }
 
     #[test]
+    fn a_cleared_record_frees_the_range_and_an_unresolvable_one_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let leases = dir.path().join("ids");
+        let a = lease(&leases).unwrap();
+        // A handle this process cannot open, and a path that leads nowhere
+        // here (another mount namespace's): occupied.
+        a.write_record("/elsewhere/s/cgmgr.run.7\n-1:00\n").unwrap();
+        assert!(last_run_has_processes(&a.lease));
+        a.clear_record().unwrap();
+        assert!(!last_run_has_processes(&a.lease), "a run that ended");
+    }
+
+    #[test]
     fn a_record_that_cannot_be_read_keeps_the_range_out() {
         let dir = tempfile::tempdir().unwrap();
         let leases = dir.path().join("ids");
         let g = run_group(dir.path(), false);
         std::fs::write(g.join("cgroup.events"), "garbage\n").unwrap();
         let a = lease(&leases).unwrap();
-        a.record(&g).unwrap();
+        a.write_record(&format!("{}\n", g.display())).unwrap();
         drop(a);
         std::fs::write(leases.join("cursor"), "0\n").unwrap();
         assert_eq!(lease(&leases).unwrap().slot, 1);

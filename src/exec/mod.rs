@@ -145,10 +145,18 @@ pub(crate) fn start_child(
             drop((go_write, group_dir));
             std::process::exit(child::child_main(spec, go_read, job));
         }
-        spawn::Forked::Parent { pid, placed } => {
+        spawn::Forked::Parent { pid, pidfd, placed } => {
             drop((go_read, job));
             let id_base = ids.map(|(base, _)| base);
-            if let Err(e) = release_child(root, &run.group, pid, placed, id_base, &go_write) {
+            let released = release_child(
+                root,
+                &run.group,
+                (pid, pidfd.as_fd()),
+                placed,
+                id_base,
+                &go_write,
+            );
+            if let Err(e) = released {
                 let _ = kill(pid, Signal::SIGKILL);
                 let _ = waitpid(pid, None);
                 return Err(e);
@@ -205,7 +213,7 @@ pub(crate) fn sigchld_by_default() -> Result<(), ExecError> {
 fn release_child(
     root: &CgroupRoot,
     run: &GroupName,
-    pid: Pid,
+    (pid, pidfd): (Pid, std::os::fd::BorrowedFd<'_>),
     placed: bool,
     id_base: Option<u32>,
     go: &OwnedFd,
@@ -219,7 +227,7 @@ fn release_child(
         run_group::place(root, run, pid.as_raw())?;
     }
     if let Some(base) = id_base {
-        idmap::write_maps(pid, base)?;
+        idmap::write_maps(pidfd, base)?;
     }
     nix::unistd::write(go, b"1").map_err(sys("releasing the child"))?;
     Ok(())

@@ -105,6 +105,11 @@ fn mount_err(
 
 /// Runs steps 1-6 in the current (new) mount namespace.
 pub fn enter(rootfs: &Path, switch: RootSwitch, read_only: bool) -> Result<(), ExecError> {
+    // Every step names the rootfs as mountinfo does: a symlink in the path
+    // as written would hide its mounts from step 2's fallback.
+    let real = std::fs::canonicalize(rootfs)
+        .map_err(|e| io_err(format!("resolving the rootfs {}", rootfs.display()), e))?;
+    let rootfs = real.as_path();
     check(rootfs)?;
     let none: Option<&str> = None;
     // 1.
@@ -122,6 +127,16 @@ pub fn enter(rootfs: &Path, switch: RootSwitch, read_only: bool) -> Result<(), E
         none,
     )
     .map_err(mount_err(2, "bind the rootfs onto itself", rootfs))?;
+    // Private: a mount the host makes below the rootfs later (it is often
+    // on a shared mount) does not appear in the sandbox, writable.
+    mount(
+        none,
+        rootfs,
+        none,
+        MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        none,
+    )
+    .map_err(mount_err(2, "make the rootfs's mounts private", rootfs))?;
     if read_only {
         make_read_only(rootfs)?;
     }
@@ -198,7 +213,15 @@ fn make_read_only(rootfs: &Path) -> Result<(), ExecError> {
     }
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| io_err("reading /proc/self/mountinfo".into(), e))?;
-    for point in mounts_at_or_below(&mountinfo, rootfs) {
+    let points = mounts_at_or_below(&mountinfo, rootfs);
+    if !points.iter().any(|p| p == rootfs) {
+        // Its own bind must be listed: anything else means the paths do
+        // not match, and nothing would be made read-only.
+        return Err(mount_err(2, "find the rootfs's bind in mountinfo", rootfs)(
+            nix::errno::Errno::ENOENT,
+        ));
+    }
+    for point in points {
         let kept = locked_flags(&point);
         let flags = MsFlags::MS_REMOUNT
             | MsFlags::MS_BIND

@@ -72,7 +72,7 @@ impl Run {
         enable_accounting(root, group);
         let (run, lock) = create_locked(root, group)?;
         if let Some(ids) = &ids
-            && let Err(e) = ids.record(&root.group_path(&run))
+            && let Err(e) = ids.record(&root.group_path(&run), lock.as_fd())
         {
             let _ = root.rmdir(&run);
             return Err(e);
@@ -95,7 +95,12 @@ impl Run {
     /// workload's exit status. A group that could not be emptied keeps the
     /// ids out of other runs' reach (the lease records it).
     pub fn end(self, root: &CgroupRoot) -> Result<(), EndError> {
-        end_group(root, &self.group)
+        end_group(root, &self.group)?;
+        // Gone: the next lease of the range need not look for it.
+        if let Some(ids) = &self.ids {
+            let _ = ids.clear_record();
+        }
+        Ok(())
     }
 }
 

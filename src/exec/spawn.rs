@@ -2,7 +2,7 @@
 //! `CLONE_INTO_CGROUP`, already inside its group: no window in which it runs
 //! outside the group's limits.
 
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::unistd::Pid;
@@ -14,7 +14,7 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// The kernel's `struct clone_args` (version 2, 88 bytes).
 #[repr(C)]
-#[derive(Default)]
+#[derive(Default, Clone, Copy)]
 struct CloneArgs {
     flags: u64,
     pidfd: u64,
@@ -31,17 +31,24 @@ struct CloneArgs {
 
 /// Which side of the fork we are on.
 pub enum Forked {
-    /// In the parent: the child's pid, and whether the kernel placed it in
-    /// the group (false: the caller must move it before letting it run).
+    /// In the parent: the child's pid, a pidfd of it, and whether the kernel
+    /// placed it in the group (false: the caller must move it before
+    /// letting it run).
     Parent {
-        /// The child.
+        /// The child, in this process's pid namespace.
         pid: Pid,
+        /// A pidfd of the child (`CLONE_PIDFD`): it names the child in any
+        /// `/proc`, whichever pid namespace that one shows.
+        pidfd: OwnedFd,
         /// Born inside the group.
         placed: bool,
     },
     /// In the child.
     Child,
 }
+
+/// `CLONE_PIDFD` (Linux 5.2).
+const CLONE_PIDFD: u64 = 0x1000;
 
 /// Set to skip `CLONE_INTO_CGROUP`, so tests can exercise the fallback
 /// that kernels before 5.7 take.
@@ -142,7 +149,7 @@ fn clone_plain(plain: &CloneArgs) -> Result<Forked, ExecError> {
 
 fn mark_placed(f: Forked, placed: bool) -> Forked {
     match f {
-        Forked::Parent { pid, .. } => Forked::Parent { pid, placed },
+        Forked::Parent { pid, pidfd, .. } => Forked::Parent { pid, pidfd, placed },
         Forked::Child => Forked::Child,
     }
 }
@@ -159,14 +166,21 @@ fn clone_error(flags: u64, errno: Errno) -> ExecError {
 }
 
 fn raw_clone3(args: &CloneArgs) -> Result<Forked, Errno> {
+    let mut pidfd: libc::c_int = -1;
+    let args = CloneArgs {
+        flags: args.flags | CLONE_PIDFD,
+        pidfd: std::ptr::from_mut(&mut pidfd) as u64,
+        ..*args
+    };
     // SAFETY: args points to a live, correctly laid out clone_args of the
-    // size passed; no stack is given, so the child continues on a copy of
-    // our stack exactly as after fork(2). The caller guarantees a single
-    // thread, so the child inherits no lock held by another thread.
+    // size passed, whose pidfd field points to `pidfd`, alive for the call;
+    // no stack is given, so the child continues on a copy of our stack
+    // exactly as after fork(2). The caller guarantees a single thread, so
+    // the child inherits no lock held by another thread.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_clone3,
-            std::ptr::from_ref(args),
+            std::ptr::from_ref(&args),
             std::mem::size_of::<CloneArgs>(),
         )
     };
@@ -175,6 +189,9 @@ fn raw_clone3(args: &CloneArgs) -> Result<Forked, Errno> {
         0 => Ok(Forked::Child),
         pid => Ok(Forked::Parent {
             pid: Pid::from_raw(i32::try_from(pid).map_err(|_| Errno::EOVERFLOW)?),
+            // SAFETY: the kernel stored a new descriptor in `pidfd` for a
+            // successful CLONE_PIDFD clone; nothing else owns it.
+            pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
             placed: false,
         }),
     }

@@ -33,6 +33,8 @@ rootfs = "/rootfs"
 [group.rw.exec]
 rootfs = "/rootfs"
 readonly_root = false
+[group.link.exec]
+rootfs = "/rootfs-link"
 [group.hidden.exec]
 rootfs = "/private/deep/rootfs"
 TOML
@@ -132,6 +134,51 @@ echo "ok: the abandoned run was ended"
 kill -0 $live || fail "the live run was ended"
 kill $live; wait $live; expect_eq "$?" 143 "the live run lived until it was told to stop"
 
+step "item 3b: a host user cannot hold an abandoned run alive with a lock of its own"
+cgmgr exec --group s -- sh -c 'setsid sleep 1000 </dev/null >/dev/null 2>&1 & touch /tmp/s2-ready; exec sleep 1000' &
+spid=$!
+wait_file /tmp/s2-ready
+kill -9 $spid; wait $spid 2>/dev/null
+expect_eq "$(stat -c %a $CG/s/cgmgr.run.$spid)" 700 "run groups are 0700"
+out=$(/usr/bin/setpriv --reuid=1000 --regid=1000 --clear-groups flock -n $CG/s/cgmgr.run.$spid true 2>&1); rc=$?
+echo "$out"
+[ "$rc" != 0 ] || fail "a host user could lock the run group"
+cgmgr exec --group s -- true 2>&1 | grep -q "ended the abandoned run s/cgmgr.run.$spid" || fail "the abandoned run was not ended"
+echo "ok: the abandoned run was ended"
+
+step "item 3c: a survivor of a run begun in another mount namespace keeps its range out"
+rm -f /tmp/m-ready
+unshare --mount sh -c "mkdir -p /mnt/cg && mount --bind $CG /mnt/cg && exec cgmgr --root /mnt/cg exec --group s -- sh -c 'setsid sleep 1000 </dev/null >/dev/null 2>&1 & touch /tmp/m-ready; exec sleep 1000'" &
+mpid=$!
+wait_file /tmp/m-ready
+mrun=$(for d in $CG/s/cgmgr.run.*; do grep -q . $d/cgroup.procs && basename $d; done | head -n1)
+kill -9 $mpid; wait $mpid 2>/dev/null
+sleep 0.5
+msurvivor=$(head -n1 $CG/s/$mrun/cgroup.procs)
+[ -n "$msurvivor" ] || fail "no survivor of the other mount namespace's run"
+mbase=$(base_of "$(cat /proc/$msurvivor/uid_map)")
+echo "$(( (mbase - FIRST_BASE) / 65536 ))" > /run/cgmgr-ids/cursor
+m=$(cgmgr exec --group t -- cat /proc/self/uid_map)
+echo "survivor base $mbase, t: $m"
+[ "$(base_of "$m")" != "$mbase" ] || fail "the survivor's range was leased: its run group's path leads nowhere here"
+echo "ok: found by its cgroup handle, the range was skipped"
+cgmgr exec --group s -- true 2>/dev/null
+[ -d /proc/$msurvivor ] && fail "the survivor outlived its abandoned run"
+
+step "item 6: ids are mapped for the run's own child when /proc shows another pid namespace"
+rm -f /tmp/v-ready
+/usr/bin/setpriv --reuid=1000 --regid=1000 --clear-groups /usr/bin/unshare --user sh -c 'touch /tmp/v-ready; exec sleep 60' &
+victim=$!
+wait_file /tmp/v-ready
+# The sandbox's init gets the victim's number in the new pid namespace,
+# where the host's /proc shows the victim under it.
+out=$(unshare --pid --fork sh -c "echo $((victim - 1)) > /proc/sys/kernel/ns_last_pid; exec cgmgr exec --group d -- cat /proc/self/uid_map" 2>&1); rc=$?
+echo "$out"
+expect_eq "$(cat /proc/$victim/uid_map)" "" "the host user's namespace got no map"
+expect_eq "$rc" 0 "the run ran"
+expect_contains "$out" " 65536" "with its own map"
+kill $victim
+
 step "item 5: the rootfs is read-only by default; /tmp is each run's own"
 out=$(cgmgr exec --group box -- sh -c 'touch /var/tmp/x; echo "var=$?"; touch /tmp/x; echo "tmp=$?"; cat /proc/cmdline | wc -c; cat /proc/iomem | wc -c' 2>&1)
 echo "$out"
@@ -139,6 +186,21 @@ expect_contains "$out" "var=1" "the rootfs refuses writes"
 expect_contains "$out" "Read-only file system" "with EROFS"
 expect_contains "$out" "tmp=0" "/tmp is writable"
 expect_eq "$(echo "$out" | tail -n2 | tr -d ' ' | tr '\n' ' ')" "0 0 " "/proc/cmdline and /proc/iomem are masked"
+ln -sfn /rootfs /rootfs-link
+mkdir -p /rootfs/data /rootfs/late
+mount -t tmpfs data /rootfs/data
+mount --make-shared /rootfs/late 2>/dev/null || { mount --bind /rootfs/late /rootfs/late && mount --make-shared /rootfs/late; }
+cgmgr exec --group link -- sh -c 'touch /data/x; echo "data=$?"; touch /x; echo "root=$?"; sleep 2; touch /late/z; echo "late=$?"' > /tmp/link.out 2>&1 &
+lpid=$!
+sleep 1
+mount -t tmpfs late /rootfs/late
+wait $lpid
+cat /tmp/link.out
+expect_contains "$(cat /tmp/link.out)" "data=1" "a submount of a rootfs named through a symlink is read-only"
+expect_contains "$(cat /tmp/link.out)" "root=1" "and the rootfs itself"
+expect_not_contains "$(cat /tmp/link.out)" "late=0" "a host mount made during the run does not reach it writable"
+[ -e /rootfs/data/x ] || [ -e /rootfs/late/z ] && fail "the run wrote on the host"
+umount /rootfs/late; umount /rootfs/data
 out=$(cgmgr exec --group rw -- sh -c 'touch /var/tmp/rw-mark; echo "var=$?"' 2>&1)
 expect_contains "$out" "var=0" "readonly_root = false keeps it writable"
 rm -f /rootfs/var/tmp/rw-mark
