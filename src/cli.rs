@@ -57,7 +57,8 @@ pub enum Command {
     /// Thaw a frozen group, then wait until the kernel reports it thawed.
     Thaw(ControlArgs),
     /// Kill every process of a group and its descendants, frozen or not
-    /// (cgroup.kill, Linux 5.14), then wait until the group is empty.
+    /// (cgroup.kill; before Linux 5.14 by hand: freeze, SIGKILL each member,
+    /// thaw), then wait until the group is empty.
     Kill(ControlArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
