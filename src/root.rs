@@ -43,7 +43,15 @@ pub struct Resolved {
 pub enum RootError {
     /// `--root self` could not be located.
     #[error("--root self: {0}")]
-    SelfUnknown(String),
+    SelfUnknown(#[from] crate::cgroup::locate::LocateError),
+    /// `/proc/self/cgroup` or `/proc/self/mountinfo` could not be read.
+    #[error("--root self: reading {path}: {source}")]
+    SelfRead {
+        /// The file.
+        path: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Reading the daemon's record failed.
     #[error("finding the running cgmgr daemon: {0}")]
     Record(#[from] record::RecordError),
@@ -96,11 +104,13 @@ pub fn resolve_flag(flag: &str) -> Result<PathBuf, RootError> {
     if flag != "self" {
         return Ok(PathBuf::from(flag));
     }
-    let read = |p: &str| {
-        std::fs::read_to_string(p).map_err(|e| RootError::SelfUnknown(format!("reading {p}: {e}")))
+    let read = |path: &'static str| {
+        std::fs::read_to_string(path).map_err(|source| RootError::SelfRead { path, source })
     };
-    own_cgroup_dir(&read("/proc/self/cgroup")?, &read("/proc/self/mountinfo")?)
-        .map_err(RootError::SelfUnknown)
+    Ok(own_cgroup_dir(
+        &read("/proc/self/cgroup")?,
+        &read("/proc/self/mountinfo")?,
+    )?)
 }
 
 /// Refuses `cgmgr apply` (not a dry run) where a running daemon manages

@@ -8,13 +8,13 @@ use std::path::PathBuf;
 
 /// The directory of the cgroup described by `proc_self_cgroup`, below the
 /// cgroup2 mount listed in `mountinfo`.
-pub fn own_cgroup_dir(proc_self_cgroup: &str, mountinfo: &str) -> Result<PathBuf, String> {
+pub fn own_cgroup_dir(proc_self_cgroup: &str, mountinfo: &str) -> Result<PathBuf, LocateError> {
     let path = proc_self_cgroup
         .lines()
         .find_map(|l| l.strip_prefix("0::"))
-        .ok_or("/proc/self/cgroup has no cgroup v2 line (`0::/path`): this process is not in a cgroup v2 hierarchy")?;
+        .ok_or(LocateError::NotInV2)?;
     if path.ends_with(" (deleted)") {
-        return Err(format!("the cgroup {path} was removed"));
+        return Err(LocateError::Removed(path.into()));
     }
     let (mount_root, mount_point) = mountinfo
         .lines()
@@ -24,7 +24,7 @@ pub fn own_cgroup_dir(proc_self_cgroup: &str, mountinfo: &str) -> Result<PathBuf
             let mut f = left.split_whitespace();
             Some((f.nth(3)?.to_string(), f.next()?.to_string()))
         })
-        .ok_or("no cgroup2 filesystem is mounted (see /proc/self/mountinfo)")?;
+        .ok_or(LocateError::NoMount)?;
     // Inside a cgroup namespace the mount's root is "/" and the path is
     // relative to the namespace; otherwise strip the mount's own root.
     let relative = path
@@ -39,9 +39,10 @@ pub fn own_cgroup_dir(proc_self_cgroup: &str, mountinfo: &str) -> Result<PathBuf
         _ => relative,
     };
     if relative.split('/').any(|s| s == "..") {
-        return Err(format!(
-            "the cgroup path {path} is outside the cgroup2 mount at {mount_point}"
-        ));
+        return Err(LocateError::Outside {
+            path: path.into(),
+            mount: mount_point,
+        });
     }
     let dir = PathBuf::from(mount_point);
     Ok(if relative.is_empty() {
@@ -49,6 +50,30 @@ pub fn own_cgroup_dir(proc_self_cgroup: &str, mountinfo: &str) -> Result<PathBuf
     } else {
         dir.join(relative)
     })
+}
+
+/// Why this process's own cgroup could not be located.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LocateError {
+    /// No `0::` line.
+    #[error(
+        "/proc/self/cgroup has no cgroup v2 line (`0::/path`): this process is not in a cgroup v2 hierarchy"
+    )]
+    NotInV2,
+    /// The cgroup is marked `(deleted)`.
+    #[error("the cgroup {0} was removed")]
+    Removed(String),
+    /// No cgroup2 mount in mountinfo.
+    #[error("no cgroup2 filesystem is mounted (see /proc/self/mountinfo)")]
+    NoMount,
+    /// The path leads above the mount.
+    #[error("the cgroup path {path} is outside the cgroup2 mount at {mount}")]
+    Outside {
+        /// The path in /proc/self/cgroup.
+        path: String,
+        /// The mount point.
+        mount: String,
+    },
 }
 
 /// Whether this process is in `group` or below it. Compared by device and
@@ -125,11 +150,13 @@ mod tests {
         assert!(
             own_cgroup_dir("1:cpu:/\n", "")
                 .unwrap_err()
+                .to_string()
                 .contains("no cgroup v2 line")
         );
         assert!(
             own_cgroup_dir("0::/\n", "")
                 .unwrap_err()
+                .to_string()
                 .contains("no cgroup2 filesystem")
         );
         let mi = "30 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
