@@ -28,7 +28,7 @@ pub fn load(paths: &[PathBuf]) -> Result<PolicySet, PolicyErrors> {
         let text = match read_policy_file(&file) {
             Ok(t) => t,
             Err(e) => {
-                errors.push(file_error(&file, e));
+                errors.push(file_error(&file, e.to_string()));
                 continue;
             }
         };
@@ -136,7 +136,9 @@ pub fn digest(paths: &[PathBuf]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for file in policy_files(paths, &mut errors) {
         file.hash(&mut h);
-        read_policy_file(&file).hash(&mut h);
+        read_policy_file(&file)
+            .map_err(|e| e.to_string())
+            .hash(&mut h);
     }
     errors.len().hash(&mut h);
     h.finish()
@@ -149,46 +151,54 @@ pub const MAX_POLICY_BYTES: u64 = 16 << 20;
 /// symlink to one is followed, as stow- or git-managed configs have), not on
 /// procfs or sysfs (`/proc/kmsg` is "regular" and blocks), at most
 /// [`MAX_POLICY_BYTES`].
-pub fn read_policy_file(path: &Path) -> Result<String, String> {
+pub fn read_policy_file(path: &Path) -> Result<String, ReadError> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+        .open(path)?;
+    let meta = file.metadata()?;
     if !meta.is_file() {
-        return Err(
-            "not a regular file: a policy must be a plain file (or a symlink to one)".into(),
-        );
+        return Err(ReadError::NotRegular);
     }
-    let fs = nix::sys::statfs::fstatfs(&file).map_err(|e| format!("cannot read: {e}"))?;
+    let fs = nix::sys::statfs::fstatfs(&file).map_err(std::io::Error::from)?;
     if [
         nix::sys::statfs::PROC_SUPER_MAGIC,
         nix::sys::statfs::SYSFS_MAGIC,
     ]
     .contains(&fs.filesystem_type())
     {
-        return Err("a kernel file (procfs or sysfs), not a policy".into());
+        return Err(ReadError::KernelFile);
     }
     if meta.len() > MAX_POLICY_BYTES {
-        return Err(too_big(meta.len()));
+        return Err(ReadError::TooBig(meta.len()));
     }
     let mut text = String::new();
-    file.take(MAX_POLICY_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read: {e}"))?;
+    file.take(MAX_POLICY_BYTES + 1).read_to_string(&mut text)?;
     if text.len() as u64 > MAX_POLICY_BYTES {
-        return Err(too_big(text.len() as u64));
+        return Err(ReadError::TooBig(text.len() as u64));
     }
     Ok(text)
 }
 
-fn too_big(size: u64) -> String {
-    format!(
-        "{size} bytes is more than a policy file may hold ({MAX_POLICY_BYTES} bytes); split it into several files"
-    )
+/// Why a policy file was not read (the caller names the file).
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Opening or reading it failed.
+    #[error("cannot read: {0}")]
+    Io(#[from] std::io::Error),
+    /// A directory, a FIFO, a device.
+    #[error("not a regular file: a policy must be a plain file (or a symlink to one)")]
+    NotRegular,
+    /// On procfs or sysfs.
+    #[error("a kernel file (procfs or sysfs), not a policy")]
+    KernelFile,
+    /// Larger than [`MAX_POLICY_BYTES`].
+    #[error(
+        "{0} bytes is more than a policy file may hold ({MAX_POLICY_BYTES} bytes); split it into several files"
+    )]
+    TooBig(u64),
 }
 
 fn is_policy_file(p: &Path) -> bool {
@@ -218,6 +228,7 @@ mod read_tests {
         assert!(
             read_policy_file(&fifo)
                 .unwrap_err()
+                .to_string()
                 .contains("not a regular file")
         );
     }
@@ -230,6 +241,7 @@ mod read_tests {
         assert!(
             read_policy_file(&link)
                 .unwrap_err()
+                .to_string()
                 .contains("procfs or sysfs")
         );
     }
@@ -242,7 +254,7 @@ mod read_tests {
             .unwrap()
             .set_len(MAX_POLICY_BYTES + 1)
             .unwrap();
-        let e = read_policy_file(&big).unwrap_err();
+        let e = read_policy_file(&big).unwrap_err().to_string();
         assert!(e.contains(&MAX_POLICY_BYTES.to_string()), "{e}");
     }
 
