@@ -205,7 +205,7 @@ pub fn run(root: CgroupRoot, opts: DaemonOptions, initial: PolicySet) -> Result<
     // Only a daemon other commands find serves prepared sandboxes.
     daemon.standbys = Some(match &record {
         Some(_) => start_standbys(&daemon.opts, &daemon.shared),
-        None => Err("this daemon is not recorded for other cgmgr commands".into()),
+        None => Err(standby::StartError::NotRecorded),
     });
     daemon.sync_standbys(&daemon.set.clone());
     notify("READY=1");
@@ -254,7 +254,7 @@ struct Daemon {
     policy_digest: u64,
     /// The prepared sandboxes (`standby` in `[exec]` tables), or why this
     /// daemon does not serve them (`None` until the daemon is recorded).
-    standbys: Option<Result<standby::Standbys, String>>,
+    standbys: Option<Result<standby::Standbys, standby::StartError>>,
 }
 
 impl Daemon {
@@ -631,7 +631,10 @@ fn publish_record(opts: &DaemonOptions) -> Option<record::Published> {
 /// Starts serving prepared sandboxes; failing to is not fatal (`cgmgr
 /// exec` then builds each sandbox itself): the reason is logged when a
 /// group asks for them.
-fn start_standbys(opts: &DaemonOptions, shared: &Shared) -> Result<standby::Standbys, String> {
+fn start_standbys(
+    opts: &DaemonOptions,
+    shared: &Shared,
+) -> Result<standby::Standbys, standby::StartError> {
     let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let socket = crate::exec::standby::socket_path();
     let metrics = standby::Counters {

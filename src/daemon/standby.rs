@@ -77,12 +77,15 @@ impl Standbys {
         root: PathBuf,
         policies: PathBuf,
         metrics: Counters,
-    ) -> Result<Standbys, String> {
+    ) -> Result<Standbys, StartError> {
         confined_as_the_host()?;
-        let listener = listen_on(socket).map_err(|e| format!("{}: {e}", socket.display()))?;
+        let listener = listen_on(socket).map_err(|errno| StartError::Listen {
+            path: socket.to_path_buf(),
+            errno,
+        })?;
         let (wake_read, wake) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
-                .map_err(|e| format!("pipe2: {e}"))?;
+                .map_err(StartError::Pipe)?;
         let desired = Arc::new(Mutex::new(Desired::new()));
         let mut pool = Pool {
             root,
@@ -102,7 +105,7 @@ impl Standbys {
         std::thread::Builder::new()
             .name("standby".into())
             .spawn(move || pool.run())
-            .map_err(|e| format!("starting the standby thread: {e}"))?;
+            .map_err(StartError::Thread)?;
         Ok(Standbys { desired, wake })
     }
 
@@ -128,9 +131,8 @@ impl Standbys {
 /// mounts (PID 1's mount namespace): systemd's hardening options
 /// (`MemoryDenyWriteExecute=`, `RestrictAddressFamilies=`, `PrivateTmp=`,
 /// `ProtectSystem=`, ...) would otherwise reach every workload.
-fn confined_as_the_host() -> Result<(), String> {
-    let status = std::fs::read_to_string("/proc/self/status")
-        .map_err(|e| format!("/proc/self/status: {e}"))?;
+fn confined_as_the_host() -> Result<(), StartError> {
+    let status = std::fs::read_to_string("/proc/self/status").map_err(StartError::Status)?;
     let filtered = status
         .lines()
         .find_map(|l| l.strip_prefix("Seccomp:"))
@@ -144,11 +146,37 @@ fn confined_as_the_host() -> Result<(), String> {
         (true, _) => "this daemon runs under a seccomp filter",
         (false, true) => "this daemon has a mount namespace of its own",
     };
-    Err(format!(
-        "{why} (systemd hardening such as MemoryDenyWriteExecute= or PrivateTmp=), which every \
-         workload it prepared would inherit; `cgmgr exec` builds each sandbox itself instead. \
-         To serve prepared sandboxes, install systemd/standby.conf as a drop-in of cgmgr.service"
-    ))
+    Err(StartError::Confined(why))
+}
+
+/// Why this daemon serves no prepared sandboxes.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Its own context would reach every workload it prepared.
+    #[error(
+        "{0} (systemd hardening such as MemoryDenyWriteExecute= or PrivateTmp=), which every workload it prepared would inherit; `cgmgr exec` builds each sandbox itself instead. To serve prepared sandboxes, install systemd/standby.conf as a drop-in of cgmgr.service"
+    )]
+    Confined(&'static str),
+    /// It is not recorded, so no `cgmgr exec` would find it.
+    #[error("this daemon is not recorded for other cgmgr commands")]
+    NotRecorded,
+    /// `/proc/self/status` could not be read.
+    #[error("/proc/self/status: {0}")]
+    Status(std::io::Error),
+    /// The socket could not be made.
+    #[error("{}: {errno}", path.display())]
+    Listen {
+        /// The socket's path.
+        path: PathBuf,
+        /// Why.
+        errno: Errno,
+    },
+    /// The wake pipe could not be made.
+    #[error("pipe2: {0}")]
+    Pipe(Errno),
+    /// The thread could not be started.
+    #[error("starting the standby thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// A root-only `SOCK_SEQPACKET` socket at `path` (a stale one replaced).
