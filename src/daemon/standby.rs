@@ -37,7 +37,7 @@ use nix::unistd::Pid;
 use super::log::{Level, log};
 use crate::cgroup::GroupName;
 use crate::exec::standby::{
-    BuildRequest, PROTOCOL, Reply, Request, recv_plain, send, send_json, seqpacket_pair,
+    BuildRequest, PROTOCOL, Reply, Request, Word, recv_plain, send, send_json, seqpacket_pair,
     set_pass_rights,
 };
 use crate::policy::{ExecConfig, PolicySet};
@@ -430,7 +430,8 @@ impl Pool {
                     // What it did with the request: counted by its word.
                     let said = recv_plain(self.leaving[i].1.ctl.as_fd(), MsgFlags::MSG_DONTWAIT);
                     if let Ok(Some(word)) = &said {
-                        let result = if word == b"started" { "served" } else { "none" };
+                        let served = Word::parse(word) == Some(Word::Started);
+                        let result = if served { "served" } else { "none" };
                         self.metrics.count(&self.leaving[i].0, result);
                         return;
                     }
@@ -698,7 +699,7 @@ impl Pool {
         };
         if revents.contains(PollFlags::POLLIN)
             && let Ok(Some(bytes)) = recv_plain(slot.members[i].ctl.as_fd(), MsgFlags::MSG_DONTWAIT)
-            && bytes == b"ready"
+            && Word::parse(&bytes) == Some(Word::Ready)
         {
             slot.members[i].ready = true;
             slot.failures = 0;

@@ -102,6 +102,31 @@ pub struct Attributes {
     pub ioprio: Option<i32>,
 }
 
+/// What a sandbox tells the process that made it (init to its standby
+/// process, the standby process to the daemon): one JSON word per message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Word {
+    /// Built and waiting for a command.
+    Ready,
+    /// It took the request handed to it: the run is its.
+    Started,
+    /// It turned the request down (the caller builds its own sandbox).
+    Declined,
+}
+
+impl Word {
+    /// Sends the word on `sock`.
+    pub fn send(self, sock: BorrowedFd<'_>) -> Result<(), Errno> {
+        send_json(sock, &self, &[])
+    }
+
+    /// The word in a received message; `None` for anything else.
+    pub fn parse(bytes: &[u8]) -> Option<Word> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
 /// The daemon's or the standby's answer to `cgmgr exec`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -171,3 +196,25 @@ pub use client::*;
 pub use server::*;
 pub use waiting::*;
 pub use wire::*;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The words a sandbox says travel as JSON strings, over a real
+    /// socketpair; anything else (the bare words of protocol 2's first
+    /// version, garbage) is no word.
+    #[test]
+    fn a_sandbox_s_words_round_trip_and_nothing_else_is_one() {
+        let (a, b) = seqpacket_pair().unwrap();
+        for word in [Word::Ready, Word::Started, Word::Declined] {
+            word.send(a.as_fd()).unwrap();
+            let got = recv_plain(b.as_fd(), MsgFlags::empty()).unwrap().unwrap();
+            assert_eq!(Word::parse(&got), Some(word));
+        }
+        assert_eq!(Word::parse(b"\"ready\""), Some(Word::Ready));
+        assert_eq!(Word::parse(b"ready"), None);
+        assert_eq!(Word::parse(b"{\"exit\":1}"), None);
+        assert_eq!(Word::parse(b""), None);
+    }
+}

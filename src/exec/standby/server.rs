@@ -169,7 +169,7 @@ pub(super) fn serve_in(
     let started = start_child(root, spec, run_owned, Some(job_init))?;
     let mut supervision = Supervision::new(started.pid);
     match recv(job_here.as_fd(), MsgFlags::empty()) {
-        Ok(Some((bytes, _))) if bytes == b"ready" => {}
+        Ok(Some((bytes, _))) if Word::parse(&bytes) == Some(Word::Ready) => {}
         _ => {
             // init reported why on stderr (the daemon's log).
             let _ = nix::sys::signal::kill(started.pid, Signal::SIGKILL);
@@ -183,7 +183,9 @@ pub(super) fn serve_in(
     // init's exit, which so does not wait for their teardown (the mount
     // tree's unmount waits for an RCU grace period).
     let held = hold_namespaces(started.pid);
-    send(ctl.as_fd(), b"ready", &[]).map_err(sys("telling the daemon"))?;
+    Word::Ready
+        .send(ctl.as_fd())
+        .map_err(sys("telling the daemon"))?;
     let sfd = SignalFd::new(&started.signals).map_err(sys("signalfd"))?;
     let Some((request, conn)) = idle(ctl, &sfd, &job_here, &supervision)? else {
         let _ = nix::sys::signal::kill(started.pid, Signal::SIGKILL);
@@ -192,12 +194,12 @@ pub(super) fn serve_in(
     };
     let end = |reply: Reply| {
         // The daemon counts by this word whether a sandbox served the run.
-        let word: &[u8] = if matches!(reply, Reply::None { .. }) {
-            b"declined"
+        let word = if matches!(reply, Reply::None { .. }) {
+            Word::Declined
         } else {
-            b"started"
+            Word::Started
         };
-        let _ = send(ctl.as_fd(), word, &[]);
+        let _ = word.send(ctl.as_fd());
         let _ = send_json(conn.as_fd(), &reply, &[]);
         let _ = nix::sys::signal::kill(started.pid, Signal::SIGKILL);
         wait_exit(&supervision);
@@ -248,7 +250,7 @@ pub(super) fn serve_in(
     let raw: Vec<RawFd> = stdio.iter().map(AsRawFd::as_raw_fd).collect();
     send_json(job_here.as_fd(), &job, &raw).map_err(sys("handing the command to init"))?;
     drop(stdio);
-    let _ = send(ctl.as_fd(), b"started", &[]);
+    let _ = Word::Started.send(ctl.as_fd());
     let code = follow_run(&mut supervision, &started.group_dir, &sfd, &conn);
     let stderr = account.finish(root, run, code);
     // The run is over before its caller learns the status: nothing it

@@ -41,7 +41,9 @@ pub(super) struct ReadyJob {
 /// Says `ready` on `socket` and waits for the command. Everything about
 /// the sandbox stays `base`'s.
 pub(super) fn await_job(socket: &OwnedFd, base: &Workload) -> Result<ReadyJob, ExecError> {
-    send(socket.as_fd(), b"ready", &[]).map_err(sys("telling the standby process"))?;
+    Word::Ready
+        .send(socket.as_fd())
+        .map_err(sys("telling the standby process"))?;
     let Some((bytes, fds)) = recv(socket.as_fd(), MsgFlags::empty()).map_err(sys("recvmsg"))?
     else {
         return Err(ExecError::Invalid("the standby process went away".into()));
