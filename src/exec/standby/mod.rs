@@ -202,8 +202,9 @@ mod tests {
     use super::*;
 
     /// The words a sandbox says travel as JSON strings, over a real
-    /// socketpair; anything else (the bare words of protocol 2's first
-    /// version, garbage) is no word.
+    /// socketpair; anything else (a bare word, garbage) is no word. The
+    /// daemon, its builder and their sandboxes are always one binary
+    /// (`/proc/self/exe`), so no older peer speaks bare words.
     #[test]
     fn a_sandbox_s_words_round_trip_and_nothing_else_is_one() {
         let (a, b) = seqpacket_pair().unwrap();
