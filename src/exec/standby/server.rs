@@ -95,20 +95,17 @@ pub(super) fn prepare_group(
     root: &Option<String>,
     policies: &std::path::Path,
     request: &BuildRequest,
-) -> Result<Prepared, String> {
-    let group = GroupName::parse(&request.group).map_err(|e| e.to_string())?;
-    let load =
-        || -> Result<(crate::policy::PolicySet, Option<crate::policy::ExecConfig>), String> {
-            let set = crate::policy::load(&[policies.to_path_buf()]).map_err(|e| e.to_string())?;
-            let config = set.groups.get(&group).and_then(|g| g.exec.clone());
-            Ok((set, config))
-        };
+) -> Result<Prepared, PrepareGroupError> {
+    let group = GroupName::parse(&request.group)?;
+    let load = || -> Result<_, PrepareGroupError> {
+        let set = crate::policy::load(&[policies.to_path_buf()])?;
+        let config = set.groups.get(&group).and_then(|g| g.exec.clone());
+        Ok((set, config))
+    };
     let (set, config) = load()?;
     let digest = config.clone().unwrap_or_default().digest();
     if digest != request.config {
-        return Err(
-            "the policy files differ from the daemon's loaded policy (a reload is due)".into(),
-        );
+        return Err(PrepareGroupError::NotLoaded);
     }
     // The identities of the rootfs and profile, taken between two reads
     // that agree: they are the files this table was read from.
@@ -119,7 +116,7 @@ pub(super) fn prepare_group(
     let rootfs = config.as_ref().and_then(|c| c.rootfs.clone());
     let built = BuiltFrom::of(rootfs.into_iter().chain(profile));
     if load()?.1.unwrap_or_default().digest() != digest {
-        return Err("the policy files changed while they were read".into());
+        return Err(PrepareGroupError::Changed);
     }
     let asked = prepare::ExecRequest {
         root: root.clone(),
@@ -127,8 +124,28 @@ pub(super) fn prepare_group(
         policies: Some(policies.to_path_buf()),
         flags: ExecFlags::default(),
     };
-    let (root, spec) = prepare::prepare_with(asked, Some(set)).map_err(|e| e.to_string())?;
+    let (root, spec) = prepare::prepare_with(asked, Some(set))?;
     Ok(Prepared { root, spec, built })
+}
+
+/// Why a group's sandboxes cannot be built now.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareGroupError {
+    /// The daemon asked for a group name no policy may declare.
+    #[error(transparent)]
+    Name(#[from] crate::cgroup::name::NameError),
+    /// The policy files do not load.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyErrors),
+    /// Their `[exec]` table is not the one the daemon loaded.
+    #[error("the policy files differ from the daemon's loaded policy (a reload is due)")]
+    NotLoaded,
+    /// They changed between two reads.
+    #[error("the policy files changed while they were read")]
+    Changed,
+    /// The run cannot be resolved.
+    #[error(transparent)]
+    Prepare(#[from] prepare::PrepareError),
 }
 
 /// The `cgmgr standby` process: builds a run's sandbox, tells the daemon
