@@ -149,6 +149,21 @@ fn confined_as_the_host() -> Result<(), StartError> {
     Err(StartError::Confined(why))
 }
 
+/// Why a request was not handed to a prepared sandbox (told to the
+/// caller, which then builds its own).
+#[derive(Debug, thiserror::Error)]
+enum HandOverError {
+    /// The group keeps none.
+    #[error("no standby for group {0}")]
+    NoStandby(GroupName),
+    /// None of them is ready.
+    #[error("no standby of group {0} is ready")]
+    NoneReady(GroupName),
+    /// The request could not be passed on.
+    #[error("handing the request over: {0}")]
+    Send(Errno),
+}
+
 /// Why this daemon serves no prepared sandboxes.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -600,7 +615,7 @@ impl Pool {
                     }
                     Err(why) => {
                         self.metrics.count(&group, "none");
-                        why
+                        why.to_string()
                     }
                 },
             },
@@ -640,6 +655,7 @@ impl Pool {
         };
         let w = self.waiting.remove(i);
         if let Err(why) = self.hand_over(group, &w.bytes, w.conn.as_fd()) {
+            let why = why.to_string();
             let _ = send_json(w.conn.as_fd(), &Reply::None { why }, &[]);
         }
     }
@@ -653,6 +669,7 @@ impl Pool {
         for w in expired {
             self.metrics.count(&w.group, "none");
             let why = format!("no standby of group {} was ready in time", w.group);
+            let why = why.to_string();
             let _ = send_json(w.conn.as_fd(), &Reply::None { why }, &[]);
         }
     }
@@ -663,9 +680,9 @@ impl Pool {
         group: &GroupName,
         bytes: &[u8],
         conn: BorrowedFd<'_>,
-    ) -> Result<(), String> {
+    ) -> Result<(), HandOverError> {
         let Some(slot) = self.slots.get_mut(group) else {
-            return Err(format!("no standby for group {group}"));
+            return Err(HandOverError::NoStandby(group.clone()));
         };
         let raw = [conn.as_raw_fd()];
         let mut tried = 0;
@@ -683,11 +700,11 @@ impl Pool {
                 // the next one.
                 Err(Errno::EPIPE | Errno::ECONNRESET | Errno::ECONNREFUSED | Errno::ENOTCONN) => {}
                 // It stays ready for the next request (EMSGSIZE...).
-                Err(e) => return Err(format!("handing the request over: {e}")),
+                Err(e) => return Err(HandOverError::Send(e)),
             }
             tried = i + 1;
         }
-        Err(format!("no standby of group {group} is ready"))
+        Err(HandOverError::NoneReady(group.clone()))
     }
 
     fn on_member(&mut self, group: &GroupName, fd: RawFd, revents: PollFlags) {
