@@ -113,7 +113,9 @@ fn vm_runs_are_isolated_on_linux_5_10() {
 }
 
 /// `cgmgr kill` of a group with a fork loop below it, and of a frozen
-/// group, on 6.1 (`cgroup.kill`) and on Debian 11's 5.10 (by hand).
+/// group, and a run that ignores SIGTERM (killed after the grace period;
+/// on 5.10 it ran on for ever before the one kill path), on 6.1
+/// (`cgroup.kill`) and on Debian 11's 5.10 (by hand).
 #[test]
 fn vm_kill_on_kernels_with_and_without_cgroup_kill() {
     run_in_vm("kill.sh");

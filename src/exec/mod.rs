@@ -78,7 +78,11 @@ pub fn run(root: &CgroupRoot, spec: &ExecSpec) -> Result<i32, ExecError> {
 
 fn run_in(root: &CgroupRoot, spec: &ExecSpec, run: &run_group::Run) -> Result<i32, ExecError> {
     let started = start_child(root, spec, run, None)?;
-    let code = supervise::supervise(started.pid, &started.group_dir, &started.signals);
+    let group = supervise::RunRef {
+        root,
+        group: &run.group,
+    };
+    let code = supervise::supervise(started.pid, group, &started.signals);
     // Held open until now: the child polls it to learn whether we died
     // before its death signal was armed.
     drop(started.go);
@@ -89,9 +93,6 @@ fn run_in(root: &CgroupRoot, spec: &ExecSpec, run: &run_group::Run) -> Result<i3
 pub(crate) struct Started {
     /// init's pid.
     pub pid: Pid,
-    /// The run group's directory: to kill the run if a stop signal is not
-    /// enough.
-    pub group_dir: OwnedFd,
     /// The go pipe's write end, held open while the run lasts (init polls
     /// it to learn whether the parent died before its death signal was
     /// armed).
@@ -163,7 +164,6 @@ pub(crate) fn start_child(
             }
             Ok(Started {
                 pid,
-                group_dir,
                 go: go_write,
                 signals,
             })
@@ -185,8 +185,8 @@ fn other_threads() -> Option<usize> {
     (threads > 1).then(|| threads - 1)
 }
 
-/// A second descriptor of the run group's directory, for the clone and the
-/// supervision's `cgroup.kill`.
+/// A second descriptor of the run group's directory, for the clone
+/// (`CLONE_INTO_CGROUP`).
 fn run_group_dir(root: &CgroupRoot, run: &run_group::Run) -> Result<OwnedFd, ExecError> {
     let fd = nix::fcntl::openat(
         run.dir(),

@@ -2,7 +2,6 @@
 //! period a stop signal starts, and the `cgroup.kill` that ends a run which
 //! does not stop.
 
-use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -11,6 +10,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
 use super::init;
+use crate::cgroup::{CgroupRoot, GroupName, control};
 
 /// How long a run may take to stop after SIGINT, SIGTERM, SIGHUP or
 /// SIGQUIT before `cgroup.kill` ends it: a workload may ignore the signal,
@@ -49,15 +49,15 @@ pub(crate) fn ignored(n: libc::c_int) -> bool {
 /// it meanwhile (they are blocked, and taken with `sigtimedwait` as init
 /// takes its own: no thread); after a stop signal, kills the run group if
 /// the run is still there `STOP_GRACE` later.
-pub(crate) fn supervise(pid: Pid, run_dir: &OwnedFd, signals: &nix::sys::signal::SigSet) -> i32 {
+pub(crate) fn supervise(pid: Pid, group: RunRef<'_>, signals: &nix::sys::signal::SigSet) -> i32 {
     let mut run = Supervision::new(pid);
     loop {
         if let Some(code) = run.exited() {
             return code;
         }
         match wait_signal(signals, run.time_left()) {
-            Some(sig) => run.on_signal(sig, run_dir),
-            None => run.on_timeout(run_dir),
+            Some(sig) => run.on_signal(sig, group),
+            None => run.on_timeout(group),
         }
     }
 }
@@ -105,7 +105,7 @@ impl Supervision {
 
     /// Passes `sig` on to init (SIGCHLD: nothing, `exited` tells); a stop
     /// signal starts the grace period.
-    pub(crate) fn on_signal(&mut self, sig: Signal, run_dir: &OwnedFd) {
+    pub(crate) fn on_signal(&mut self, sig: Signal, run: RunRef<'_>) {
         if sig == Signal::SIGCHLD {
             return;
         }
@@ -117,25 +117,25 @@ impl Supervision {
         if stop && self.grace_until.is_none() && !self.killed {
             self.grace_until = Some(std::time::Instant::now() + STOP_GRACE);
         }
-        self.on_timeout(run_dir);
+        self.on_timeout(run);
     }
 
     /// Ends the run now, without a word: `cgroup.kill`, and SIGKILL to
     /// init (which ends a pid namespace, also where `cgroup.kill` is
     /// missing).
-    pub(crate) fn kill_now(&mut self, run_dir: &OwnedFd) {
-        kill_run_group(run_dir);
+    pub(crate) fn kill_now(&mut self, run: RunRef<'_>) {
+        kill_run_group(run);
         let _ = kill(self.pid, Signal::SIGKILL);
         self.killed = true;
     }
 
     /// Kills the run group once the grace period is over.
-    pub(crate) fn on_timeout(&mut self, run_dir: &OwnedFd) {
+    pub(crate) fn on_timeout(&mut self, run: RunRef<'_>) {
         if self
             .grace_until
             .is_some_and(|t| std::time::Instant::now() >= t)
         {
-            if kill_run_group(run_dir) {
+            if kill_run_group(run) {
                 eprintln!(
                     "cgmgr: exec: the run did not stop within {}s of the signal: killed",
                     STOP_GRACE.as_secs()
@@ -163,15 +163,17 @@ fn wait_signal(set: &nix::sys::signal::SigSet, timeout: Option<Duration>) -> Opt
     Signal::try_from(n).ok()
 }
 
-/// `cgroup.kill` through the run group's directory descriptor; true when
-/// it was written.
-pub(crate) fn kill_run_group(dir: &OwnedFd) -> bool {
-    nix::fcntl::openat(
-        dir,
-        "cgroup.kill",
-        nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .and_then(|fd| nix::unistd::write(&fd, b"1"))
-    .is_ok()
+/// A run group, as the one kill path takes it.
+#[derive(Clone, Copy)]
+pub(crate) struct RunRef<'a> {
+    /// The managed root.
+    pub root: &'a CgroupRoot,
+    /// The run group.
+    pub group: &'a GroupName,
+}
+
+/// Kills every process of the run group ([`control::kill_processes`]:
+/// `cgroup.kill`, by hand before Linux 5.14); true when it was done.
+pub(crate) fn kill_run_group(run: RunRef<'_>) -> bool {
+    control::kill_processes(run.root, run.group).is_ok()
 }

@@ -30,5 +30,18 @@ run_cgmgr 0 kill f
 expect_eq "$(key_of $CG/f/cgroup.events populated)" 0 "the frozen group is empty"
 expect_eq "$(cat $CG/f/cgroup.freeze)" 1 "and still asked to be frozen, as it was"
 rmdir $CG/f || fail "f cannot be removed"
+step "a run that ignores SIGTERM, without a pid namespace, is killed after the grace period"
+mkdir -p $CG/s
+cgmgr exec --group s --ns user -- sh -c 'trap "" TERM; touch /tmp/s-ready; while :; do sleep 1; done' > /tmp/s.out 2>&1 &
+spid=$!
+for i in $(seq 100); do [ -e /tmp/s-ready ] && break; sleep 0.1; done
+kill -TERM $spid
+for i in $(seq 300); do kill -0 $spid 2>/dev/null || break; sleep 0.1; done
+kill -0 $spid 2>/dev/null && fail "cgmgr exec still runs 30 s after SIGTERM"
+wait $spid; rc=$?
+cat /tmp/s.out
+expect_contains "$(cat /tmp/s.out)" "did not stop within 10s of the signal: killed" "killed after the grace period"
+expect_eq "$(key_of $CG/s/cgroup.events populated)" 0 "nothing of the run is left"
+echo "ok: exit $rc"
 kill $calm
 echo PASS

@@ -43,6 +43,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ExecError, sys};
+use super::supervise::RunRef;
 use super::workload::{self, Workload};
 use super::{ExecFlags, ExecSpec, Namespace, Supervision, init, report};
 use super::{

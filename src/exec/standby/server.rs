@@ -268,7 +268,8 @@ pub(super) fn serve_in(
     send_json(job_here.as_fd(), &job, &raw).map_err(sys("handing the command to init"))?;
     drop(stdio);
     let _ = Word::Started.send(ctl.as_fd());
-    let code = follow_run(&mut supervision, &started.group_dir, &sfd, &conn);
+    let group = RunRef { root, group: run };
+    let code = follow_run(&mut supervision, group, &sfd, &conn);
     let stderr = account.finish(root, run, code);
     // The run is over before its caller learns the status: nothing it
     // started outlives `cgmgr exec`. The empty group is removed after.
@@ -446,7 +447,7 @@ impl BuiltFrom {
 /// closes (the caller died) ends the run at once.
 pub(super) fn follow_run(
     supervision: &mut Supervision,
-    run_dir: &OwnedFd,
+    run: RunRef<'_>,
     sfd: &SignalFd,
     conn: &OwnedFd,
 ) -> i32 {
@@ -467,18 +468,18 @@ pub(super) fn follow_run(
             Ok(revents) => revents,
             Err(e) => {
                 eprintln!("cgmgr: standby: waiting on the run: poll: {e}; ending the run");
-                supervision.kill_now(run_dir);
+                supervision.kill_now(run);
                 return wait_exit(supervision);
             }
         };
         let Some(revents) = revents else {
-            supervision.on_timeout(run_dir);
+            supervision.on_timeout(run);
             continue;
         };
         if ready(revents[0])
             && let Some(sig) = take_signal(sfd)
         {
-            supervision.on_signal(sig, run_dir);
+            supervision.on_signal(sig, run);
         }
         if !caller_gone && revents.get(1).copied().is_some_and(ready) {
             match recv(conn.as_fd(), MsgFlags::MSG_DONTWAIT) {
@@ -487,7 +488,7 @@ pub(super) fn follow_run(
                         && let Ok(sig) = Signal::try_from(n)
                         && init::FORWARDED.contains(&sig)
                     {
-                        supervision.on_signal(sig, run_dir);
+                        supervision.on_signal(sig, run);
                     }
                 }
                 Err(Errno::EAGAIN) => {}
@@ -495,7 +496,7 @@ pub(super) fn follow_run(
                     // As `cgmgr exec`'s death ends its run (init's
                     // parent-death signal), the caller's ends this one.
                     caller_gone = true;
-                    supervision.kill_now(run_dir);
+                    supervision.kill_now(run);
                 }
             }
         }
