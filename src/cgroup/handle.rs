@@ -128,11 +128,7 @@ impl RawHandle {
 /// mountinfo).
 fn cgroup2_mount_point() -> Option<PathBuf> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    mountinfo.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        (right.split_whitespace().next()? == "cgroup2").then_some(())?;
-        left.split_whitespace().nth(4).map(PathBuf::from)
-    })
+    super::locate::cgroup2_mount(&mountinfo).map(|(_, point)| PathBuf::from(point))
 }
 
 #[cfg(test)]

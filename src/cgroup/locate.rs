@@ -16,15 +16,7 @@ pub fn own_cgroup_dir(proc_self_cgroup: &str, mountinfo: &str) -> Result<PathBuf
     if path.ends_with(" (deleted)") {
         return Err(LocateError::Removed(path.into()));
     }
-    let (mount_root, mount_point) = mountinfo
-        .lines()
-        .find_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            (right.split_whitespace().next()? == "cgroup2").then_some(())?;
-            let mut f = left.split_whitespace();
-            Some((f.nth(3)?.to_string(), f.next()?.to_string()))
-        })
-        .ok_or(LocateError::NoMount)?;
+    let (mount_root, mount_point) = cgroup2_mount(mountinfo).ok_or(LocateError::NoMount)?;
     // Inside a cgroup namespace the mount's root is "/" and the path is
     // relative to the namespace; otherwise strip the mount's own root.
     let relative = path
@@ -49,6 +41,17 @@ pub fn own_cgroup_dir(proc_self_cgroup: &str, mountinfo: &str) -> Result<PathBuf
         dir
     } else {
         dir.join(relative)
+    })
+}
+
+/// The first cgroup2 mount in mountinfo's text: its root within the
+/// hierarchy and its mount point.
+pub fn cgroup2_mount(mountinfo: &str) -> Option<(String, String)> {
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        (right.split_whitespace().next()? == "cgroup2").then_some(())?;
+        let mut f = left.split_whitespace();
+        Some((f.nth(3)?.to_string(), f.next()?.to_string()))
     })
 }
 

@@ -636,7 +636,7 @@ fn start_standbys(
     shared: &Shared,
 ) -> Result<standby::Standbys, standby::StartError> {
     let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let socket = crate::exec::standby::socket_path();
+    let socket = crate::runtime::exec_socket_path();
     let metrics = standby::Counters {
         requests: shared.own.standby_requests.clone(),
         ready: shared.own.standby_ready.clone(),

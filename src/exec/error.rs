@@ -20,14 +20,6 @@ pub enum ExecError {
         /// The managed root.
         root: PathBuf,
     },
-    /// Opening the group directory for CLONE_INTO_CGROUP failed.
-    #[error("opening group directory {path}: {errno}")]
-    OpenGroup {
-        /// The directory.
-        path: PathBuf,
-        /// Why.
-        errno: Errno,
-    },
     /// clone3 failed.
     #[error("clone3 (flags {flags:#x}): {errno}{hint}")]
     Clone {

@@ -22,9 +22,9 @@
 //!   namespaces. The owner still carries the kernel's per-user counts apart
 //!   for each slot.
 //! - **Ranges rotate.** A cursor (`/run/cgmgr-ids/cursor`) hands out slots
-//!   in turn, so a released range comes back only after every other one has
-//!   been leased: a run's leftovers (files in a place the next run can
-//!   reach) meet another run's ids only after 4,095 other leases.
+//!   in turn, so a released range comes back only once the cursor has gone
+//!   round all 4,096 slots (held ones are passed over): a run's leftovers
+//!   (files in a place the next run can reach) meet its ids again only then.
 //! - **A range whose last run still has processes is skipped.** The lease
 //!   file records the run's group; a free lock whose recorded group is
 //!   still populated (a survivor of a `cgmgr exec` killed by SIGKILL,

@@ -118,7 +118,6 @@ pub(crate) fn start_child(
             "cgmgr exec must clone from a single-threaded process; this one has {threads} other thread(s)"
         )));
     }
-    let group_dir = run_group_dir(root, run)?;
     let ids = run.ids.as_ref().map(|ids| (ids.base, ids.owner()));
     let (go_read, go_write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"))?;
@@ -133,17 +132,14 @@ pub(crate) fn start_child(
         None,
     )
     .map_err(sys("sigprocmask"))?;
-    match spawn::clone_into(
-        spec.clone_flags(),
-        group_dir.as_fd(),
-        ids.map(|(_, owner)| owner),
-    )? {
+    // Born in the run group, through the descriptor that holds its lock.
+    match spawn::clone_into(spec.clone_flags(), run.dir(), ids.map(|(_, owner)| owner))? {
         spawn::Forked::Child => {
             // The id lease and the run group's lock (owned by `run`) are
             // never dropped here, as the child leaves by exit(): they are
             // on file descriptions the parent shares, and init closes its
             // copies with every fd.
-            drop((go_write, group_dir));
+            drop(go_write);
             std::process::exit(child::child_main(spec, go_read, job));
         }
         spawn::Forked::Parent { pid, pidfd, placed } => {
@@ -183,21 +179,6 @@ fn other_threads() -> Option<usize> {
         .parse()
         .ok()?;
     (threads > 1).then(|| threads - 1)
-}
-
-/// A second descriptor of the run group's directory, for the clone
-/// (`CLONE_INTO_CGROUP`).
-fn run_group_dir(root: &CgroupRoot, run: &run_group::Run) -> Result<OwnedFd, ExecError> {
-    let fd = nix::fcntl::openat(
-        run.dir(),
-        ".",
-        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    );
-    fd.map_err(|errno| ExecError::OpenGroup {
-        path: root.group_path(&run.group),
-        errno,
-    })
 }
 
 /// Puts SIGCHLD back to its default action before the child is made. A

@@ -63,9 +63,10 @@ pub const FORCE_FALLBACK_ENV: &str = "CGMGR_EXEC_NO_CLONE_INTO_CGROUP";
 /// carry, and the kernel counts the namespace, and every user namespace or
 /// inotify instance made inside it, against that id's quotas instead of
 /// root's: a sandbox cannot exhaust what the host's root needs; the child
-/// is still born in the group (see [`clone_as`]). Without `CLONE_INTO_CGROUP` the child is
-/// placed by the parent before it runs (it waits on the go pipe). Where the
-/// kernel refuses unprivileged user namespaces, the clone is made as root.
+/// is still born in the group (see [`clone_as`]). Without
+/// `CLONE_INTO_CGROUP` the child is placed by the parent before it runs (it
+/// waits on the go pipe). Where the kernel refuses unprivileged user
+/// namespaces, the clone is made as root.
 pub fn clone_into(
     ns_flags: u64,
     group_dir: BorrowedFd<'_>,

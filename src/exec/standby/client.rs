@@ -77,7 +77,11 @@ pub(super) fn connect_to_daemon() -> Option<OwnedFd> {
         None,
     )
     .ok()?;
-    connect(sock.as_raw_fd(), &UnixAddr::new(&socket_path()).ok()?).ok()?;
+    connect(
+        sock.as_raw_fd(),
+        &UnixAddr::new(&crate::runtime::exec_socket_path()).ok()?,
+    )
+    .ok()?;
     let flags = nix::fcntl::fcntl(&sock, nix::fcntl::FcntlArg::F_GETFL).ok()?;
     let blocking = nix::fcntl::OFlag::from_bits_truncate(flags) & !nix::fcntl::OFlag::O_NONBLOCK;
     nix::fcntl::fcntl(&sock, nix::fcntl::FcntlArg::F_SETFL(blocking)).ok()?;

@@ -62,11 +62,6 @@ pub(super) const MAX_MESSAGE: usize = 256 * 1024;
 /// How long `cgmgr exec` waits for the daemon's first answer.
 pub(super) const FIRST_ANSWER: Duration = Duration::from_secs(10);
 
-/// The daemon's socket for prepared sandboxes: `exec.sock` beside its record.
-pub fn socket_path() -> PathBuf {
-    crate::runtime::exec_socket_path()
-}
-
 /// What `cgmgr exec` asks for: everything of a run that is not the sandbox.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Request {
