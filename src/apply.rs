@@ -16,7 +16,6 @@ use std::collections::BTreeSet;
 use crate::cgroup::ancestors::{self, Ancestor};
 use crate::cgroup::stat::{CgroupEvents, StatFile};
 use crate::cgroup::{CgroupError, CgroupRoot, Controller, GroupName, tree};
-use crate::policy::model::MemoryKnob;
 use crate::policy::{PolicySet, Setting};
 
 /// What the user asked for on the command line.
@@ -345,12 +344,11 @@ fn memory_risk(
     group: &GroupName,
     setting: &Setting,
 ) -> Result<Option<String>, ApplyError> {
-    let Setting::Memory(MemoryKnob::Max, crate::cgroup::values::Limit::Value(limit)) = setting
-    else {
+    let Some(limit) = setting.memory_max() else {
         return Ok(None);
     };
     let current: Bytes = root.read_value(group, "memory.current")?;
-    Ok((current > *limit).then(|| {
+    Ok((current > limit).then(|| {
         format!(
             "memory.current is {} ({}), above the new memory.max of {}: the kernel will reclaim and may OOM-kill processes",
             current.human(),

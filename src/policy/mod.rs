@@ -5,6 +5,7 @@
 //! sees an unchecked name or value.
 
 pub mod error;
+pub mod knobs;
 pub mod model;
 pub mod parse;
 pub mod seccomp;

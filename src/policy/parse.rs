@@ -13,34 +13,13 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::error::PolicyError;
+use super::knobs::{self, GROUP_KEYS, Kind, Knob, KnobValue, Setting};
 use super::model::{
-    ExecConfig, Group, MemoryKnob, Namespace, Origin, PressureAction, PressureRule, PsiKind,
-    PsiResource, Setting,
+    ExecConfig, Group, Namespace, Origin, PressureAction, PressureRule, PsiKind, PsiResource,
 };
 use super::units::{parse_count, parse_cpu_max, parse_duration, parse_percent, parse_size};
 use crate::cgroup::GroupName;
-use crate::cgroup::values::{Bytes, CpuSet, DevNum, IoLimits, IoMaxLine, Limit, MAX_CPU_QUOTA_US};
-
-/// Every key a group table accepts: the kernel's interface file names, plus
-/// `description`, the `exec` table and the `pressure` rules.
-pub const GROUP_KEYS: [&str; 16] = [
-    "description",
-    "cpu.max",
-    "cpu.max.burst",
-    "cpu.weight",
-    "cpuset.cpus",
-    "memory.max",
-    "memory.high",
-    "memory.low",
-    "memory.min",
-    "memory.swap.max",
-    "memory.oom.group",
-    "pids.max",
-    "io.weight",
-    "io.max",
-    "exec",
-    "pressure",
-];
+use crate::cgroup::values::{Bytes, CpuSet, DevNum, IoLimits, IoMaxLine, Limit};
 
 /// Keys of one `[[group.NAME.pressure]]` rule.
 pub const PRESSURE_KEYS: [&str; 7] = [
@@ -89,9 +68,6 @@ pub const MAX_STANDBY: u32 = 16;
 /// Keys of one `io.max` entry.
 pub const IO_MAX_KEYS: [&str; 5] = ["device", "rbps", "wbps", "riops", "wiops"];
 
-/// The kernel's `pids.max` ceiling (`PID_MAX_LIMIT`).
-pub const PIDS_MAX_LIMIT: u64 = 4 * 1024 * 1024;
-
 type Value<'i> = Spanned<DeValue<'i>>;
 
 /// Parses one policy file. All problems are reported, not only the first.
@@ -132,6 +108,35 @@ struct Parser<'t> {
     /// binary search, not a scan from the top (10,000 groups took seconds).
     line_starts: Vec<usize>,
     errors: Vec<PolicyError>,
+}
+
+/// A key of a group table, once its dotted name is known.
+#[derive(Debug, Clone, Copy)]
+enum Entry {
+    Description,
+    Exec,
+    Pressure,
+    Knob(&'static Knob),
+}
+
+impl Entry {
+    fn of(key: &str) -> Option<Entry> {
+        match key {
+            "description" => Some(Entry::Description),
+            "exec" => Some(Entry::Exec),
+            "pressure" => Some(Entry::Pressure),
+            _ => knobs::find(key).map(Entry::Knob),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Entry::Description => "description",
+            Entry::Exec => "exec",
+            Entry::Pressure => "pressure",
+            Entry::Knob(k) => k.key,
+        }
+    }
 }
 
 /// The byte offsets at which the lines of `text` start.
@@ -223,27 +228,16 @@ impl Parser<'_> {
         };
         let mut io_devices = BTreeMap::new();
         for (key, value) in entries {
-            let ctx = format!("`{key}` in group `{label}`");
-            match key.as_str() {
-                "description" => group.description = self.string(value, &ctx).map(str::to_string),
-                "exec" => group.exec = self.exec(value, &label),
-                "pressure" => group.pressure = self.pressure(value, &label),
-                "io.max" => {
-                    for line in self.io_max(value, &ctx) {
-                        match io_devices.insert(line.0.device, line.1.clone()) {
-                            Some(_) => self.error(
-                                line.1,
-                                format!("{ctx}: device {} is listed twice", line.0.device),
-                                None,
-                            ),
-                            None => group.settings.push(Setting::IoMax(line.0)),
-                        }
-                    }
+            let ctx = format!("`{}` in group `{label}`", key.name());
+            match key {
+                Entry::Description => {
+                    group.description = self.string(value, &ctx).map(str::to_string)
                 }
-                _ => {
-                    if let Some(setting) = self.setting(&key, value, &ctx) {
-                        group.settings.push(setting);
-                    }
+                Entry::Exec => group.exec = self.exec(value, &label),
+                Entry::Pressure => group.pressure = self.pressure(value, &label),
+                Entry::Knob(knob) => {
+                    let settings = self.knob_settings(knob, value, &ctx, &mut io_devices);
+                    group.settings.extend(settings);
                 }
             }
         }
@@ -258,7 +252,7 @@ impl Parser<'_> {
         group: &str,
         prefix: &str,
         table: &'v DeTable<'i>,
-        out: &mut Vec<(String, &'v Value<'i>)>,
+        out: &mut Vec<(Entry, &'v Value<'i>)>,
     ) {
         for (key, value) in table {
             let full = if prefix.is_empty() {
@@ -277,8 +271,8 @@ impl Parser<'_> {
                 self.flatten(group, &full, inner, out);
                 continue;
             }
-            if GROUP_KEYS.contains(&full.as_str()) {
-                out.push((full, value));
+            if let Some(entry) = Entry::of(&full) {
+                out.push((entry, value));
                 continue;
             }
             // `memroy.max = 1` arrives as a table `memroy`: judge it by its
@@ -365,55 +359,74 @@ impl Parser<'_> {
         }
     }
 
-    fn setting(&mut self, key: &str, value: &Value<'_>, what: &str) -> Option<Setting> {
-        let memory = |knob| move |l| Setting::Memory(knob, l);
-        match key {
-            "cpu.max" => {
-                let s = self.string(value, what)?;
+    /// The settings `value` makes of `knob`, checked against the knob's
+    /// kind and range: one, or one per device for [`Kind::DeviceLimits`]
+    /// (`devices` holds where each device was first listed).
+    fn knob_settings(
+        &mut self,
+        knob: &'static Knob,
+        value: &Value<'_>,
+        what: &str,
+        devices: &mut BTreeMap<DevNum, Range<usize>>,
+    ) -> Vec<Setting> {
+        let parsed = match knob.kind {
+            Kind::DeviceLimits => return self.device_settings(knob, value, what, devices),
+            Kind::CpuMax => self.string(value, what).and_then(|s| {
                 parse_cpu_max(s)
-                    .map(Setting::CpuMax)
-                    .map_err(|e| self.invalid(value, what, e))
+                    .map(KnobValue::CpuMax)
+                    .map_err(|e| self.invalid(value, what, e.to_string()))
                     .ok()
-            }
-            "cpu.max.burst" => self
-                .int(
-                    value,
-                    what,
-                    0..MAX_CPU_QUOTA_US + 1,
-                    "an integer number of microseconds",
-                )
-                .map(Setting::CpuMaxBurst),
-            "cpu.weight" => self
-                .int(value, what, 1..10_001, "an integer from 1 to 10000")
-                .and_then(|w| u32::try_from(w).ok())
-                .map(Setting::CpuWeight),
-            "io.weight" => self
-                .int(value, what, 1..10_001, "an integer from 1 to 10000")
-                .and_then(|w| u32::try_from(w).ok())
-                .map(Setting::IoWeight),
-            "cpuset.cpus" => {
-                let s = self.string(value, what)?;
+            }),
+            Kind::Integer { min, max, expected } => self
+                .int(value, what, min..max + 1, expected)
+                .map(KnobValue::Integer),
+            Kind::Size => self.size(value, what).map(KnobValue::Size),
+            Kind::Count { max } => self.count(value, what, max).map(KnobValue::Count),
+            Kind::Flag => self.flag(value, what).map(KnobValue::Flag),
+            Kind::CpuList => self.string(value, what).and_then(|s| {
                 s.parse::<CpuSet>()
-                    .map(Setting::CpusetCpus)
+                    .map(KnobValue::CpuList)
                     .map_err(|e| self.invalid(value, what, e.0))
                     .ok()
+            }),
+        };
+        parsed
+            .map(|value| Setting { knob, value })
+            .into_iter()
+            .collect()
+    }
+
+    /// One setting per device of an `io.max` array; a device listed twice
+    /// is an error.
+    fn device_settings(
+        &mut self,
+        knob: &'static Knob,
+        value: &Value<'_>,
+        what: &str,
+        devices: &mut BTreeMap<DevNum, Range<usize>>,
+    ) -> Vec<Setting> {
+        let mut settings = Vec::new();
+        for (line, span) in self.io_max(value, what) {
+            if devices.insert(line.device, span.clone()).is_some() {
+                let message = format!("{what}: device {} is listed twice", line.device);
+                self.error(span, message, None);
+                continue;
             }
-            "memory.max" => self.size(value, what).map(memory(MemoryKnob::Max)),
-            "memory.high" => self.size(value, what).map(memory(MemoryKnob::High)),
-            "memory.low" => self.size(value, what).map(memory(MemoryKnob::Low)),
-            "memory.min" => self.size(value, what).map(memory(MemoryKnob::Min)),
-            "memory.swap.max" => self.size(value, what).map(memory(MemoryKnob::SwapMax)),
-            "memory.oom.group" => match value.get_ref() {
-                DeValue::Boolean(b) => Some(Setting::MemoryOomGroup(*b)),
-                _ => {
-                    self.wrong_type(value, what, "true or false");
-                    None
-                }
-            },
-            "pids.max" => self
-                .count(value, what, PIDS_MAX_LIMIT)
-                .map(Setting::PidsMax),
-            other => unreachable!("key {other} is listed in GROUP_KEYS but not handled"),
+            settings.push(Setting {
+                knob,
+                value: KnobValue::Device(line),
+            });
+        }
+        settings
+    }
+
+    fn flag(&mut self, value: &Value<'_>, what: &str) -> Option<bool> {
+        match value.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            _ => {
+                self.wrong_type(value, what, "true or false");
+                None
+            }
         }
     }
 
@@ -457,6 +470,7 @@ impl Parser<'_> {
         Some(parsed)
     }
 
+    /// The entries of an `io.max` array, each with its span.
     fn io_max(&mut self, value: &Value<'_>, what: &str) -> Vec<(IoMaxLine, Range<usize>)> {
         let DeValue::Array(items) = value.get_ref() else {
             self.wrong_type(
@@ -562,14 +576,8 @@ impl Parser<'_> {
                 "namespaces" => exec.namespaces = self.namespaces(value, &ctx),
                 "env" => exec.env = self.env(value, &ctx),
                 "seccomp" => exec.seccomp = self.seccomp(value, &ctx),
-                "nested_userns" => match value.get_ref() {
-                    DeValue::Boolean(b) => exec.nested_userns = Some(*b),
-                    _ => self.wrong_type(value, &ctx, "true or false"),
-                },
-                "readonly_root" => match value.get_ref() {
-                    DeValue::Boolean(b) => exec.readonly_root = Some(*b),
-                    _ => self.wrong_type(value, &ctx, "true or false"),
-                },
+                "nested_userns" => exec.nested_userns = self.flag(value, &ctx),
+                "readonly_root" => exec.readonly_root = self.flag(value, &ctx),
                 "standby" => {
                     exec.standby = self
                         .int(
@@ -654,10 +662,7 @@ impl Parser<'_> {
                 "window" => window = self.window(value, &ctx),
                 "for" => sustain = self.duration(value, &ctx).map(|d| (d, value.span())),
                 "action" => action = self.choice(value, &ctx, &PressureAction::ALL),
-                "dry_run" => match value.get_ref() {
-                    DeValue::Boolean(b) => dry_run = *b,
-                    _ => self.wrong_type(value, &ctx, "true or false"),
-                },
+                "dry_run" => dry_run = self.flag(value, &ctx).unwrap_or(dry_run),
                 _ => {
                     self.unknown_key(key, &format!("in {what}"), &PRESSURE_KEYS);
                     ok = false;
