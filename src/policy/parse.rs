@@ -33,16 +33,24 @@ pub const PSI_WINDOW_MAX: Duration = Duration::from_secs(10);
 /// The longest `for` a pressure rule may ask.
 pub const PRESSURE_FOR_MAX: Duration = Duration::from_secs(3600);
 
+/// A hostname that [`check_hostname`] refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{hostname:?} is not a hostname: 1 to 64 letters, digits, `-` and `.`, not starting with `-`"
+)]
+pub struct HostnameError {
+    /// What was asked.
+    pub hostname: String,
+}
+
 /// A hostname the sandbox may get: 1 to 64 letters, digits, `-` and `.`,
 /// not starting with `-` (the kernel takes any 64 bytes; resolvers do not).
-pub fn check_hostname(s: &str) -> Result<(), String> {
+pub fn check_hostname(s: &str) -> Result<(), HostnameError> {
     let valid_chars = s
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
     if s.is_empty() || s.len() > 64 || !valid_chars || s.starts_with('-') {
-        return Err(format!(
-            "{s:?} is not a hostname: 1 to 64 letters, digits, `-` and `.`, not starting with `-`"
-        ));
+        return Err(HostnameError { hostname: s.into() });
     }
     Ok(())
 }
@@ -317,7 +325,7 @@ impl Parser<'_> {
         );
     }
 
-    fn invalid(&mut self, value: &Value<'_>, what: &str, why: String) {
+    fn invalid(&mut self, value: &Value<'_>, what: &str, why: impl std::fmt::Display) {
         self.error(value.span(), format!("{what}: {why}"), None);
     }
 
@@ -374,7 +382,7 @@ impl Parser<'_> {
             Kind::CpuMax => self.string(value, what).and_then(|s| {
                 parse_cpu_max(s)
                     .map(KnobValue::CpuMax)
-                    .map_err(|e| self.invalid(value, what, e.to_string()))
+                    .map_err(|e| self.invalid(value, what, e))
                     .ok()
             }),
             Kind::Integer { min, max, expected } => self
@@ -869,7 +877,7 @@ impl Parser<'_> {
             }
             if let Some(s) = self.string(v, &format!("{what}: `{k}`")) {
                 if s.contains('\0') {
-                    self.invalid(v, what, "values cannot contain NUL".into());
+                    self.invalid(v, what, "values cannot contain NUL");
                     continue;
                 }
                 env.insert(k.to_string(), s.to_string());
@@ -925,12 +933,26 @@ fn first_header_line(text: &str, dup_offset: usize) -> Option<usize> {
 }
 
 /// The device number of a block device path.
-fn block_device_number(path: &Path) -> Result<DevNum, String> {
+/// A block device path of `io.max` that names no block device.
+#[derive(Debug, thiserror::Error)]
+enum DeviceError {
+    #[error("cannot stat {}: {source}", path.display())]
+    Stat {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is not a block device", path.display())]
+    NotBlock { path: PathBuf },
+}
+
+fn block_device_number(path: &Path) -> Result<DevNum, DeviceError> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("cannot stat {}: {e}", path.display()))?;
+    let meta = std::fs::metadata(path).map_err(|source| DeviceError::Stat {
+        path: path.into(),
+        source,
+    })?;
     if !meta.file_type().is_block_device() {
-        return Err(format!("{} is not a block device", path.display()));
+        return Err(DeviceError::NotBlock { path: path.into() });
     }
     let rdev = meta.rdev();
     Ok(DevNum {

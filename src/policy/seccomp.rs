@@ -112,9 +112,72 @@ pub enum OciOp {
     SCMP_CMP_MASKED_EQ,
 }
 
+/// Why a `seccomp` value or an OCI profile was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// Neither a name nor an absolute path.
+    #[error(
+        "{value:?} is not a seccomp setting: \"default\", \"unconfined\" or the absolute path of an OCI JSON profile"
+    )]
+    NotASetting {
+        /// What was written.
+        value: String,
+    },
+    /// The profile cannot be read.
+    #[error("seccomp profile {}: {source}", path.display())]
+    Read {
+        /// The profile.
+        path: PathBuf,
+        /// The error of `stat`, `open` or `read`.
+        source: std::io::Error,
+    },
+    /// The path is not a regular file.
+    #[error("seccomp profile {}: not a regular file", path.display())]
+    NotAFile {
+        /// The profile.
+        path: PathBuf,
+    },
+    /// Larger than [`MAX_PROFILE_BYTES`].
+    #[error("seccomp profile {}: larger than {MAX_PROFILE_BYTES} bytes", path.display())]
+    TooLarge {
+        /// The profile.
+        path: PathBuf,
+    },
+    /// Not JSON of the OCI format.
+    #[error("seccomp profile {}:{line}:{column}: {message}{hint}", path.display())]
+    Json {
+        /// The profile.
+        path: PathBuf,
+        /// Where parsing stopped.
+        line: usize,
+        /// See `line`.
+        column: usize,
+        /// The JSON parser's words.
+        message: String,
+        /// What to do about a Docker (moby) profile, or nothing.
+        hint: &'static str,
+    },
+    /// A rule on an argument syscalls do not have.
+    #[error("seccomp profile {}: rule for {names:?}: argument index {index} (syscalls have arguments 0 to 5)", path.display())]
+    ArgumentIndex {
+        /// The profile.
+        path: PathBuf,
+        /// The rule's syscalls.
+        names: Vec<String>,
+        /// The index asked.
+        index: u32,
+    },
+    /// A rule that names no syscall.
+    #[error("seccomp profile {}: a rule with no `names`", path.display())]
+    NoNames {
+        /// The profile.
+        path: PathBuf,
+    },
+}
+
 /// Parses the `seccomp` value: `"default"`, `"unconfined"` or an absolute
 /// path to a profile.
-pub fn parse_setting(value: &str) -> Result<Seccomp, String> {
+pub fn parse_setting(value: &str) -> Result<Seccomp, ProfileError> {
     match value {
         "default" => Ok(Seccomp::Default),
         "unconfined" => Ok(Seccomp::Unconfined),
@@ -123,51 +186,57 @@ pub fn parse_setting(value: &str) -> Result<Seccomp, String> {
             let profile = read_profile(&path)?;
             Ok(Seccomp::Profile { path, profile })
         }
-        other => Err(format!(
-            "{other:?} is not a seccomp setting: \"default\", \"unconfined\" or the absolute path of an OCI JSON profile"
-        )),
+        other => Err(ProfileError::NotASetting {
+            value: other.into(),
+        }),
     }
 }
 
 /// Reads and checks an OCI profile; the error names the profile's line and
 /// column where JSON parsing stopped.
-pub fn read_profile(path: &Path) -> Result<OciProfile, String> {
+pub fn read_profile(path: &Path) -> Result<OciProfile, ProfileError> {
     use std::io::Read;
-    let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| format!("seccomp profile {shown}: {e}"))?;
+    let owned = || path.to_path_buf();
+    let read = |source| ProfileError::Read {
+        path: owned(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(read)?;
     if !meta.is_file() {
-        return Err(format!("seccomp profile {shown}: not a regular file"));
+        return Err(ProfileError::NotAFile { path: owned() });
     }
     let mut text = String::new();
     std::fs::File::open(path)
         .and_then(|f| f.take(MAX_PROFILE_BYTES + 1).read_to_string(&mut text))
-        .map_err(|e| format!("seccomp profile {shown}: {e}"))?;
+        .map_err(read)?;
     if text.len() as u64 > MAX_PROFILE_BYTES {
-        return Err(format!(
-            "seccomp profile {shown}: larger than {MAX_PROFILE_BYTES} bytes"
-        ));
+        return Err(ProfileError::TooLarge { path: owned() });
     }
     let profile: OciProfile = serde_json::from_str(&text).map_err(|e| {
-        let hint = if e.to_string().contains("archMap") || e.to_string().contains("includes") {
+        let message = e.to_string();
+        let hint = if message.contains("archMap") || message.contains("includes") {
             " (moby's `archMap`/`includes`/`excludes` are not part of the OCI format: keep `defaultAction`, `architectures` and `syscalls` with `names`, `action`, `errnoRet`, `args`)"
         } else {
             ""
         };
-        format!(
-            "seccomp profile {shown}:{}:{}: {e}{hint}",
-            e.line(),
-            e.column()
-        )
+        ProfileError::Json {
+            path: owned(),
+            line: e.line(),
+            column: e.column(),
+            message,
+            hint,
+        }
     })?;
     for rule in &profile.syscalls {
         if let Some(arg) = rule.args.iter().find(|a| a.index > 5) {
-            return Err(format!(
-                "seccomp profile {shown}: rule for {:?}: argument index {} (syscalls have arguments 0 to 5)",
-                rule.names, arg.index
-            ));
+            return Err(ProfileError::ArgumentIndex {
+                path: owned(),
+                names: rule.names.clone(),
+                index: arg.index,
+            });
         }
         if rule.names.is_empty() {
-            return Err(format!("seccomp profile {shown}: a rule with no `names`"));
+            return Err(ProfileError::NoNames { path: owned() });
         }
     }
     Ok(profile)
@@ -181,9 +250,9 @@ mod tests {
     fn settings() {
         assert_eq!(parse_setting("default").unwrap(), Seccomp::Default);
         assert_eq!(parse_setting("unconfined").unwrap(), Seccomp::Unconfined);
-        let e = parse_setting("strict").unwrap_err();
+        let e = parse_setting("strict").unwrap_err().to_string();
         assert!(e.contains("\"default\", \"unconfined\""), "{e}");
-        let e = parse_setting("/nonexistent.json").unwrap_err();
+        let e = parse_setting("/nonexistent.json").unwrap_err().to_string();
         assert!(e.contains("/nonexistent.json"), "{e}");
     }
 
@@ -214,7 +283,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("p.json");
         std::fs::write(&p, "{\"defaultAction\": \"SCMP_ACT_ALLOW\",\n \"syscalls\": [{\"names\": [\"read\"], \"action\": \"SCMP_ACT_NOPE\"}]}").unwrap();
-        let e = read_profile(&p).unwrap_err();
+        let e = read_profile(&p).unwrap_err().to_string();
         assert!(
             e.contains("p.json:2:") && e.contains("SCMP_ACT_NOPE"),
             "{e}"
@@ -224,14 +293,15 @@ mod tests {
             "{\"defaultAction\": \"SCMP_ACT_ALLOW\", \"archMap\": []}",
         )
         .unwrap();
-        let e = read_profile(&p).unwrap_err();
+        let e = read_profile(&p).unwrap_err().to_string();
         assert!(e.contains("not part of the OCI format"), "{e}");
         std::fs::write(&p, r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 6, "value": 0, "op": "SCMP_CMP_EQ"}]}]}"#).unwrap();
-        let e = read_profile(&p).unwrap_err();
+        let e = read_profile(&p).unwrap_err().to_string();
         assert!(e.contains("argument index 6"), "{e}");
         assert!(
             read_profile(tmp.path())
                 .unwrap_err()
+                .to_string()
                 .contains("not a regular file")
         );
     }
