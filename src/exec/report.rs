@@ -27,14 +27,24 @@ pub enum ReportFormat {
     Json,
 }
 
-impl FromStr for ReportFormat {
-    type Err = String;
+/// A `--report` value that is neither `text` nor `json`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not a report format: use text or json")]
+pub struct UnknownReportFormat {
+    /// The value given.
+    pub value: String,
+}
 
-    fn from_str(s: &str) -> Result<ReportFormat, String> {
+impl FromStr for ReportFormat {
+    type Err = UnknownReportFormat;
+
+    fn from_str(s: &str) -> Result<ReportFormat, UnknownReportFormat> {
         match s {
             "text" => Ok(ReportFormat::Text),
             "json" => Ok(ReportFormat::Json),
-            _ => Err(format!("{s:?} is not a report format: use text or json")),
+            _ => Err(UnknownReportFormat {
+                value: s.to_string(),
+            }),
         }
     }
 }
@@ -386,5 +396,16 @@ mod tests {
         assert_eq!("json".parse(), Ok(ReportFormat::Json));
         assert_eq!("text".parse(), Ok(ReportFormat::Text));
         assert!("yaml".parse::<ReportFormat>().is_err());
+    }
+
+    /// The message clap and the standby server see is the one it always was.
+    #[test]
+    fn an_unknown_format_names_the_value_and_the_choices() {
+        let e = "yaml".parse::<ReportFormat>().unwrap_err();
+        assert_eq!(e.value, "yaml");
+        assert_eq!(
+            e.to_string(),
+            "\"yaml\" is not a report format: use text or json"
+        );
     }
 }

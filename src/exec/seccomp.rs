@@ -39,6 +39,32 @@ pub use super::seccomp_rules::{
     CLONE_NAMESPACE_FLAGS, DEFAULT_ALLOW, PERSONALITIES, SOCKET_FAMILIES_REFUSED, TTY_INJECTION,
 };
 
+/// Why libseccomp refused to compile an OCI profile.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// Creating the filter with the profile's default action failed.
+    #[error("{error}")]
+    Create {
+        /// libseccomp's answer.
+        error: libseccomp::error::SeccompError,
+    },
+    /// Setting the action for calls through another architecture's ABI
+    /// failed.
+    #[error("{error}")]
+    BadArch {
+        /// libseccomp's answer.
+        error: libseccomp::error::SeccompError,
+    },
+    /// Adding the profile's rule for a system call failed.
+    #[error("rule for {name}: {error}")]
+    Rule {
+        /// The call's name, as the profile spells it.
+        name: String,
+        /// libseccomp's answer.
+        error: libseccomp::error::SeccompError,
+    },
+}
+
 /// BPF programs to load, in order.
 #[derive(Debug, Clone, Default)]
 pub struct Filters {
@@ -156,7 +182,7 @@ fn lib_err(what: &str) -> impl FnOnce(libseccomp::error::SeccompError) -> ExecEr
     move |e| ExecError::Invalid(format!("seccomp: {what}: {e}"))
 }
 
-fn profile_filter(p: &OciProfile) -> Result<ScmpFilterContext, String> {
+fn profile_filter(p: &OciProfile) -> Result<ScmpFilterContext, ProfileError> {
     let errno = |ret: Option<u32>| i32::try_from(ret.unwrap_or(1)).unwrap_or(libc::EPERM);
     let action = |a: OciAction, ret: Option<u32>| match a {
         OciAction::SCMP_ACT_KILL | OciAction::SCMP_ACT_KILL_THREAD => ScmpAction::KillThread,
@@ -168,9 +194,9 @@ fn profile_filter(p: &OciProfile) -> Result<ScmpFilterContext, String> {
         OciAction::SCMP_ACT_LOG => ScmpAction::Log,
     };
     let default = action(p.default_action, p.default_errno_ret);
-    let mut f = ScmpFilterContext::new(default).map_err(|e| e.to_string())?;
+    let mut f = ScmpFilterContext::new(default).map_err(|error| ProfileError::Create { error })?;
     f.set_act_badarch(ScmpAction::KillProcess)
-        .map_err(|e| e.to_string())?;
+        .map_err(|error| ProfileError::BadArch { error })?;
     // Left a linear chain, unlike the default filter (built as a binary
     // tree at build time): a profile is compiled on every run, and building
     // the tree costs libseccomp more than the shorter walk saves the kernel
@@ -207,7 +233,10 @@ fn profile_filter(p: &OciProfile) -> Result<ScmpFilterContext, String> {
                 continue; // not a syscall of this architecture, as runc does
             };
             f.add_rule_conditional(act, nr, &conditions)
-                .map_err(|e| format!("rule for {name}: {e}"))?;
+                .map_err(|error| ProfileError::Rule {
+                    name: name.clone(),
+                    error,
+                })?;
         }
     }
     Ok(f)
@@ -245,7 +274,9 @@ mod tests {
     #[test]
     fn precompiled_programs_match_the_rules() {
         use super::super::seccomp_rules;
-        let fresh = |ctx: Result<ScmpFilterContext, String>| export(&ctx.unwrap()).unwrap();
+        let fresh = |ctx: Result<ScmpFilterContext, seccomp_rules::RuleError>| {
+            export(&ctx.unwrap()).unwrap()
+        };
         let same = |a: &[libc::sock_filter], b: &[libc::sock_filter]| {
             a.len() == b.len()
                 && a.iter()

@@ -2,7 +2,7 @@
 //! script (which compiles them once into BPF, so that `cgmgr exec` does not
 //! spend milliseconds in libseccomp on every run) and by the tests that check
 //! the compiled programs against a fresh compilation. Depends only on
-//! `libseccomp` and `libc`.
+//! `libseccomp`, `libc` and `thiserror`.
 
 use libseccomp::{ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
 
@@ -411,7 +411,7 @@ pub const IO_URING: [(i32, &str); 3] = [
 ];
 
 /// The first default filter: the allow-list.
-pub fn default_filter(nested_userns: bool) -> Result<ScmpFilterContext, String> {
+pub fn default_filter(nested_userns: bool) -> Result<ScmpFilterContext, RuleError> {
     let mut f = ScmpFilterContext::new(ScmpAction::Errno(libc::EPERM))
         .map_err(lib_err("creating the default filter"))?;
     f.set_act_badarch(ScmpAction::KillProcess)
@@ -460,7 +460,7 @@ pub fn default_filter(nested_userns: bool) -> Result<ScmpFilterContext, String> 
 /// Allows everything except the argument values the default refuses,
 /// compared on the low 32 bits (the kernel reads these arguments as `int`:
 /// a value with high bits set must not slip past a 64-bit comparison).
-pub fn argument_filter() -> Result<ScmpFilterContext, String> {
+pub fn argument_filter() -> Result<ScmpFilterContext, RuleError> {
     let mut f = ScmpFilterContext::new(ScmpAction::Allow)
         .map_err(lib_err("creating the argument filter"))?;
     let low32 = ScmpCompareOp::MaskedEqual(0xffff_ffff);
@@ -512,10 +512,39 @@ pub fn argument_filter() -> Result<ScmpFilterContext, String> {
     Ok(f)
 }
 
-fn lib_err(what: &str) -> impl FnOnce(libseccomp::error::SeccompError) -> String + '_ {
-    move |e| format!("seccomp: {what}: {e}")
+/// Why libseccomp refused one of the default filters' rules.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    /// A step of building a filter (creating it, setting an attribute,
+    /// adding a rule) failed.
+    #[error("seccomp: {what}: {error}")]
+    Rule {
+        /// The step, with the call and value it concerns.
+        what: String,
+        /// libseccomp's answer.
+        error: libseccomp::error::SeccompError,
+    },
+    /// A system call the rules name is unknown to libseccomp on this
+    /// architecture.
+    #[error("seccomp: {name}: {error}")]
+    Syscall {
+        /// The call's name.
+        name: String,
+        /// libseccomp's answer.
+        error: libseccomp::error::SeccompError,
+    },
 }
 
-fn syscall(name: &str) -> Result<ScmpSyscall, String> {
-    ScmpSyscall::from_name(name).map_err(lib_err(name))
+fn lib_err(what: &str) -> impl FnOnce(libseccomp::error::SeccompError) -> RuleError + '_ {
+    move |error| RuleError::Rule {
+        what: what.to_string(),
+        error,
+    }
+}
+
+fn syscall(name: &str) -> Result<ScmpSyscall, RuleError> {
+    ScmpSyscall::from_name(name).map_err(|error| RuleError::Syscall {
+        name: name.to_string(),
+        error,
+    })
 }
