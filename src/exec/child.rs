@@ -6,10 +6,11 @@
 use std::os::fd::{AsFd, OwnedFd};
 
 use nix::errno::Errno;
-use nix::sys::signal::Signal;
-use nix::unistd::{ForkResult, Gid, Uid};
+use nix::sched::CloneFlags;
+use nix::unistd::ForkResult;
 
 use super::error::{ExecError, sys};
+use super::kernel::{Host, Kernel};
 use super::{ExecSpec, init, rootfs, standby, workload};
 use crate::policy::Namespace;
 
@@ -25,63 +26,9 @@ pub(crate) fn child_main(spec: &ExecSpec, go: OwnedFd, job: Option<OwnedFd>) -> 
 }
 
 fn child_setup(spec: &ExecSpec, go: OwnedFd, job: Option<OwnedFd>) -> Result<i32, ExecError> {
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(sys("prctl(PR_SET_PDEATHSIG)"))?;
-    let mut byte = [0u8; 1];
-    if nix::unistd::read(&go, &mut byte) != Ok(1) {
+    let Some(job) = build(&mut Host, spec, go, job)? else {
         return Ok(125); // the parent died before letting us go
-    }
-    if spec.has(Namespace::User) {
-        let (uid, gid) = (Uid::from_raw(0), Gid::from_raw(0));
-        nix::unistd::setresgid(gid, gid, gid).map_err(sys("setresgid(0) in the user namespace"))?;
-        nix::unistd::setresuid(uid, uid, uid).map_err(sys("setresuid(0) in the user namespace"))?;
-        // A credential change clears the parent-death signal: arm it again,
-        // then make sure the parent did not die in between.
-        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(sys("prctl(PR_SET_PDEATHSIG)"))?;
-        if parent_gone(&go) {
-            return Ok(125);
-        }
-    }
-    drop(go);
-    // Whatever the caller left open (a cgroupfs directory, a policy file,
-    // an inherited socket) is closed before the sandbox is built, not only
-    // in the workload: init lives as long as the workload does. A prepared
-    // sandbox keeps the socket its command comes on.
-    let job = match job {
-        Some(fd) => Some(workload::close_fds_but(fd)?),
-        None => {
-            workload::close_fds_from(3)?;
-            None
-        }
     };
-    new_session_keyring()?;
-    if spec.has(Namespace::Cgroup) {
-        // Now, not at clone: the parent may have placed us only after the
-        // clone (kernels without CLONE_INTO_CGROUP), and the namespace's
-        // root is the cgroup we are in when it is made: the group.
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-            .map_err(sys("unshare(CLONE_NEWCGROUP)"))?;
-    }
-    // After the last namespace of our own is made.
-    if spec.has(Namespace::User) {
-        cap_namespace_quotas(spec.workload.nested_userns)?;
-    }
-    if spec.has(Namespace::Uts) {
-        nix::unistd::sethostname(&spec.hostname)
-            .map_err(sys(format!("sethostname({:?})", spec.hostname)))?;
-    }
-    if spec.has(Namespace::Net) {
-        loopback_up()?;
-    }
-    match &spec.rootfs {
-        Some(rootfs) => rootfs::enter(rootfs, spec.switch, spec.readonly_root)?,
-        None if spec.has(Namespace::Mount) && spec.has(Namespace::Pid) => rootfs::remount_proc()?,
-        None => {}
-    }
-    if !spec.has(Namespace::Pid) {
-        // Not PID 1: become the reaper of the workload's orphans anyway.
-        nix::sys::prctl::set_child_subreaper(true).map_err(sys("prctl(PR_SET_CHILD_SUBREAPER)"))?;
-    }
-    init::block_signals().map_err(sys("sigprocmask"))?;
     // SAFETY: this process is single-threaded (a fresh clone of a
     // single-threaded parent), so the forked child may run any code.
     match unsafe { nix::unistd::fork() }.map_err(sys("fork"))? {
@@ -98,13 +45,97 @@ fn child_setup(spec: &ExecSpec, go: OwnedFd, job: Option<OwnedFd>) -> Result<i32
     }
 }
 
+/// The sandbox's construction, in order, through `k`:
+/// 1. die with the parent, and wait for its go (the id maps are written);
+/// 2. become root of the user namespace, and arm the death signal again;
+/// 3. close every inherited descriptor (a prepared sandbox keeps its socket);
+/// 4. a new session keyring;
+/// 5. the cgroup namespace, rooted at the run's group;
+/// 6. the user namespace's quotas;
+/// 7. the hostname, 8. loopback up;
+/// 9. the root ([`rootfs`]'s steps), or a fresh `/proc`;
+/// 10. subreaper without a pid namespace; 11. init's signals blocked.
+///
+/// `Ok(None)` when the parent went away before the go: nothing was built.
+/// Otherwise the descriptor a prepared sandbox keeps, if any.
+pub(crate) fn build(
+    k: &mut dyn Kernel,
+    spec: &ExecSpec,
+    go: OwnedFd,
+    job: Option<OwnedFd>,
+) -> Result<Option<Option<OwnedFd>>, ExecError> {
+    k.set_pdeathsig().map_err(sys("prctl(PR_SET_PDEATHSIG)"))?;
+    let mut byte = [0u8; 1];
+    if nix::unistd::read(&go, &mut byte) != Ok(1) {
+        return Ok(None);
+    }
+    if spec.has(Namespace::User) {
+        k.setresgid(0)
+            .map_err(sys("setresgid(0) in the user namespace"))?;
+        k.setresuid(0)
+            .map_err(sys("setresuid(0) in the user namespace"))?;
+        // A credential change clears the parent-death signal: arm it again,
+        // then make sure the parent did not die in between.
+        k.set_pdeathsig().map_err(sys("prctl(PR_SET_PDEATHSIG)"))?;
+        if parent_gone(&go) {
+            return Ok(None);
+        }
+    }
+    drop(go);
+    // Whatever the caller left open (a cgroupfs directory, a policy file,
+    // an inherited socket) is closed before the sandbox is built, not only
+    // in the workload: init lives as long as the workload does. A prepared
+    // sandbox keeps the socket its command comes on.
+    let job = match job {
+        Some(fd) => Some(workload::close_fds_but(k, fd)?),
+        None => {
+            workload::close_fds_from(k, 3)?;
+            None
+        }
+    };
+    k.join_session_keyring()
+        .map_err(sys("keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)"))?;
+    if spec.has(Namespace::Cgroup) {
+        // Now, not at clone: the parent may have placed us only after the
+        // clone (kernels without CLONE_INTO_CGROUP), and the namespace's
+        // root is the cgroup we are in when it is made: the group.
+        k.unshare(CloneFlags::CLONE_NEWCGROUP)
+            .map_err(sys("unshare(CLONE_NEWCGROUP)"))?;
+    }
+    // After the last namespace of our own is made.
+    if spec.has(Namespace::User) {
+        cap_namespace_quotas(k, spec.workload.nested_userns)?;
+    }
+    if spec.has(Namespace::Uts) {
+        k.sethostname(&spec.hostname)
+            .map_err(sys(format!("sethostname({:?})", spec.hostname)))?;
+    }
+    if spec.has(Namespace::Net) {
+        k.loopback_up()?;
+    }
+    match &spec.rootfs {
+        Some(rootfs) => rootfs::enter_with(k, rootfs, spec.switch, spec.readonly_root)?,
+        None if spec.has(Namespace::Mount) && spec.has(Namespace::Pid) => {
+            rootfs::remount_proc_with(k)?
+        }
+        None => {}
+    }
+    if !spec.has(Namespace::Pid) {
+        // Not PID 1: become the reaper of the workload's orphans anyway.
+        k.set_child_subreaper()
+            .map_err(sys("prctl(PR_SET_CHILD_SUBREAPER)"))?;
+    }
+    k.block_signals().map_err(sys("sigprocmask"))?;
+    Ok(Some(job))
+}
+
 /// Caps what the sandbox may take of kernel quotas that count against the
 /// user who created its user namespace (root), so that one run cannot
 /// exhaust them for the host: the limits of the sandbox's own user
 /// namespace, which its root may set (CAP_SYS_RESOURCE there) and which
 /// every nested namespace also obeys. No nested namespaces at all unless
 /// `nested_userns = true`.
-fn cap_namespace_quotas(nested_userns: bool) -> Result<(), ExecError> {
+fn cap_namespace_quotas(k: &mut dyn Kernel, nested_userns: bool) -> Result<(), ExecError> {
     let namespaces = if nested_userns { "16" } else { "0" };
     let limits = [
         ("max_user_namespaces", namespaces),
@@ -122,7 +153,7 @@ fn cap_namespace_quotas(nested_userns: bool) -> Result<(), ExecError> {
     ];
     for (name, value) in limits {
         let path = format!("/proc/sys/user/{name}");
-        match std::fs::write(&path, value) {
+        match k.write_sysctl(&path, value) {
             Ok(()) => {}
             // A kernel without this limit (time namespaces, older kernels).
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -137,28 +168,6 @@ fn cap_namespace_quotas(nested_userns: bool) -> Result<(), ExecError> {
     Ok(())
 }
 
-/// Joins a new anonymous session keyring: the caller's keys (kept in its
-/// session keyring) are out of the workload's reach.
-fn new_session_keyring() -> Result<(), ExecError> {
-    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
-    // SAFETY: a NULL name asks for a new anonymous keyring; no other
-    // pointer is passed.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_keyctl,
-            KEYCTL_JOIN_SESSION_KEYRING,
-            std::ptr::null::<libc::c_char>(),
-        )
-    };
-    if rc < 0 {
-        return Err(ExecError::Sys {
-            what: "keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)".into(),
-            errno: Errno::last(),
-        });
-    }
-    Ok(())
-}
-
 /// True when the parent closed its end of the go pipe (it exited).
 fn parent_gone(go: &OwnedFd) -> bool {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -169,41 +178,268 @@ fn parent_gone(go: &OwnedFd) -> bool {
             .is_some_and(|r| r.contains(PollFlags::POLLHUP))
 }
 
-/// Brings up `lo` in the new network namespace.
-fn loopback_up() -> Result<(), ExecError> {
-    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
-    use std::os::fd::AsRawFd;
-    let sock = socket(
-        AddressFamily::Inet,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map_err(sys("socket for SIOCSIFFLAGS"))?;
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = src.cast_signed();
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cgroup::GroupName;
+    use crate::exec::kernel::recorder::Recorder;
+    use crate::exec::rootfs::RootSwitch;
+    use crate::exec::workload::Workload;
+    use crate::policy::seccomp::Seccomp;
+    use std::path::{Path, PathBuf};
+
+    /// A rootfs with what `check` asks, plus a masked file, a masked
+    /// directory and a read-only directory in its `proc`.
+    fn rootfs() -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(tmp.path()).unwrap();
+        for dir in ["proc", "dev", "tmp", "proc/acpi", "proc/sys"] {
+            std::fs::create_dir(root.join(dir)).unwrap();
+        }
+        std::fs::write(root.join("proc/kcore"), "").unwrap();
+        (tmp, root)
     }
-    // SAFETY: req is a live ifreq naming "lo"; SIOCGIFFLAGS fills ifru_flags.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } != 0 {
-        return Err(ExecError::Sys {
-            what: "SIOCGIFFLAGS lo".into(),
-            errno: Errno::last(),
-        });
+
+    fn spec(namespaces: &[Namespace], rootfs: Option<&Path>) -> ExecSpec {
+        ExecSpec {
+            group: GroupName::parse("box").unwrap(),
+            namespaces: namespaces.iter().copied().collect(),
+            rootfs: rootfs.map(Path::to_path_buf),
+            switch: RootSwitch::PivotRoot,
+            readonly_root: true,
+            hostname: "box".into(),
+            workload: Workload {
+                argv: vec!["/bin/true".into()],
+                env: Vec::new(),
+                cwd: "/".into(),
+                uid: 0,
+                gid: 0,
+                in_user_ns: namespaces.contains(&Namespace::User),
+                seccomp: crate::exec::seccomp::compile(&Seccomp::Unconfined, false).unwrap(),
+                nested_userns: false,
+            },
+            report: None,
+        }
     }
-    // IFF_UP is 0x1: it fits the short flags field.
-    let up = libc::c_short::try_from(libc::IFF_UP).unwrap_or(1);
-    // SAFETY: SIOCGIFFLAGS just initialised the flags member of the union.
-    unsafe {
-        req.ifr_ifru.ifru_flags |= up;
+
+    /// The go pipe with the parent's byte in it; the write end stays open
+    /// (the parent is alive) while the returned guard lives.
+    fn go_pipe() -> (OwnedFd, OwnedFd) {
+        let (read, write) = nix::unistd::pipe().unwrap();
+        nix::unistd::write(&write, &[1]).unwrap();
+        (read, write)
     }
-    // SAFETY: req is a live ifreq naming "lo" with the new flags.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } != 0 {
-        return Err(ExecError::Sys {
-            what: "SIOCSIFFLAGS lo up".into(),
-            errno: Errno::last(),
-        });
+
+    const ALL: [Namespace; 7] = [
+        Namespace::Mount,
+        Namespace::Uts,
+        Namespace::Ipc,
+        Namespace::Net,
+        Namespace::Pid,
+        Namespace::User,
+        Namespace::Cgroup,
+    ];
+
+    /// Every step of a full sandbox, in order, with its arguments: ids
+    /// before anything else, descriptors closed before the sandbox is
+    /// built, the namespace quotas after the last namespace, the rootfs
+    /// read-only before /proc, /dev and /tmp are mounted into it, the old
+    /// root detached, signals blocked last.
+    #[test]
+    fn a_full_sandbox_is_built_step_by_step_in_order() {
+        let (_tmp, root) = rootfs();
+        let spec = spec(&ALL, Some(&root));
+        let (go, _parent) = go_pipe();
+        let mut k = Recorder::default();
+        let job = build(&mut k, &spec, go, None).unwrap();
+        assert!(matches!(job, Some(None)));
+        let r = root.display();
+        let mut expected: Vec<String> = [
+            "set_pdeathsig(SIGKILL)",
+            "setresgid(0)",
+            "setresuid(0)",
+            "set_pdeathsig(SIGKILL)",
+            "close_range(3, ~0)",
+            "keyctl(JOIN_SESSION_KEYRING)",
+            "unshare(CLONE_NEWCGROUP)",
+        ]
+        .map(String::from)
+        .to_vec();
+        for name in [
+            "max_user_namespaces",
+            "max_mnt_namespaces",
+            "max_net_namespaces",
+            "max_pid_namespaces",
+            "max_ipc_namespaces",
+            "max_uts_namespaces",
+            "max_cgroup_namespaces",
+            "max_time_namespaces",
+        ] {
+            expected.push(format!("write(/proc/sys/user/{name}, 0)"));
+        }
+        expected.extend([
+            "write(/proc/sys/user/max_fanotify_groups, 16)".to_string(),
+            "write(/proc/sys/user/max_fanotify_marks, 8192)".into(),
+            "write(/proc/sys/user/max_inotify_instances, 32)".into(),
+            "write(/proc/sys/user/max_inotify_watches, 65536)".into(),
+            "sethostname(box)".into(),
+            "loopback_up".into(),
+            "mount(-, /, -, MS_REC | MS_SLAVE, -)".into(),
+            format!("mount({r}, {r}, -, MS_BIND | MS_REC, -)"),
+            format!("mount(-, {r}, -, MS_REC | MS_PRIVATE, -)"),
+            format!("mount_setattr({r}, 0x7)"),
+            format!("mount(proc, {r}/proc, proc, MS_NOSUID | MS_NODEV | MS_NOEXEC, -)"),
+            format!("mount(tmpfs, {r}/proc/acpi, tmpfs, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, size=0,mode=555)"),
+            format!("mount(/dev/null, {r}/proc/kcore, -, MS_BIND, -)"),
+            format!("mount({r}/proc/sys, {r}/proc/sys, -, MS_BIND | MS_REC, -)"),
+            format!("mount(-, {r}/proc/sys, -, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_REMOUNT | MS_BIND, -)"),
+            format!("mount(tmpfs, {r}/dev, tmpfs, MS_NOSUID | MS_NOEXEC, mode=755,size=64k)"),
+        ]);
+        for dev in crate::exec::rootfs::DEVICES {
+            expected.push(format!("mount(/dev/{dev}, {r}/dev/{dev}, -, MS_BIND, -)"));
+        }
+        expected.extend([
+            format!("mount(devpts, {r}/dev/pts, devpts, MS_NOSUID | MS_NOEXEC, newinstance,ptmxmode=0666,mode=620)"),
+            format!("mount(tmpfs, {r}/tmp, tmpfs, MS_NOSUID | MS_NODEV, mode=1777)"),
+            format!("chdir({r})"),
+            "pivot_root(., .)".into(),
+            "umount2(., MNT_DETACH)".into(),
+            "chdir(/)".into(),
+            "block_signals".into(),
+        ]);
+        assert_eq!(k.calls, expected);
     }
-    Ok(())
+
+    /// A step that fails ends the construction there, and the error names
+    /// the step, its target and the errno.
+    #[test]
+    fn a_failed_step_stops_the_construction_and_is_named() {
+        let (_tmp, root) = rootfs();
+        let spec = spec(&ALL, Some(&root));
+        let (go, _parent) = go_pipe();
+        let mut k = Recorder::failing("mount(proc", Errno::EPERM);
+        let err = build(&mut k, &spec, go, None).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "step 3 (mount a fresh /proc) on {}/proc: EPERM: Operation not permitted",
+                root.display()
+            )
+        );
+        assert!(k.calls.last().unwrap().starts_with("mount(proc"));
+        assert_eq!(k.position("block_signals"), None);
+
+        let (go, _parent) = go_pipe();
+        let mut k = Recorder::failing("setresuid", Errno::EPERM);
+        let err = build(&mut k, &spec, go, None).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "setresuid(0) in the user namespace: EPERM: Operation not permitted"
+        );
+        assert_eq!(k.calls.len(), 3, "{:?}", k.calls);
+    }
+
+    /// A parent gone before its go: nothing is built.
+    #[test]
+    fn nothing_is_built_when_the_parent_is_gone() {
+        let spec = spec(&ALL, None);
+        let (read, write) = nix::unistd::pipe().unwrap();
+        drop(write);
+        let mut k = Recorder::default();
+        assert!(build(&mut k, &spec, read, None).unwrap().is_none());
+        assert_eq!(k.calls, ["set_pdeathsig(SIGKILL)"]);
+    }
+
+    /// Without mount_setattr (before 5.12), every mount at or below the
+    /// rootfs in mountinfo is remounted read-only with the flags the
+    /// kernel locks on it; mounts elsewhere are left alone.
+    #[test]
+    fn without_mount_setattr_each_mount_of_the_rootfs_is_remounted() {
+        let (_tmp, root) = rootfs();
+        let r = root.display();
+        let spec = spec(&ALL, Some(&root));
+        let (go, _parent) = go_pipe();
+        let mut k = Recorder::failing("mount_setattr", Errno::ENOSYS);
+        k.mountinfo = format!(
+            "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n\
+             90 22 8:1 /srv/r {r} rw,relatime - ext4 /dev/sda1 rw\n\
+             91 90 0:5 / {r}/data rw - tmpfs tmpfs rw\n\
+             92 22 0:6 / /elsewhere rw - tmpfs tmpfs rw\n"
+        );
+        build(&mut k, &spec, go, None).unwrap();
+        let remount = "MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_REMOUNT | MS_BIND";
+        let at = k.position("mount_setattr").unwrap();
+        assert_eq!(
+            k.calls[at + 1..at + 3],
+            [
+                format!("mount(-, {r}, -, {remount}, -)"),
+                format!("mount(-, {r}/data, -, {remount}, -)"),
+            ]
+        );
+        assert!(k.calls[at + 3].starts_with("mount(proc"));
+        assert!(!k.calls.iter().any(|c| c.contains("/elsewhere")));
+
+        // The rootfs's own bind missing from mountinfo: refused, not skipped.
+        let (go, _parent) = go_pipe();
+        let mut k = Recorder::failing("mount_setattr", Errno::ENOSYS);
+        k.mountinfo = "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n".into();
+        let err = build(&mut k, &spec, go, None).unwrap_err().to_string();
+        assert!(err.contains("find the rootfs's bind in mountinfo"), "{err}");
+    }
+
+    /// On the initial ramfs, which pivot_root refuses, the rootfs is moved
+    /// over `/` and chrooted into.
+    #[test]
+    fn on_the_initial_ramfs_the_rootfs_is_moved_over_it() {
+        let (_tmp, root) = rootfs();
+        let spec = spec(&ALL, Some(&root));
+        let (go, _parent) = go_pipe();
+        let mut k = Recorder::failing("pivot_root", Errno::EINVAL);
+        k.mountinfo = "1 1 0:2 / / rw - rootfs rootfs rw\n".into();
+        build(&mut k, &spec, go, None).unwrap();
+        let at = k.position("pivot_root").unwrap();
+        assert_eq!(
+            k.calls[at + 1..],
+            [
+                "mount(., /, -, MS_MOVE, -)",
+                "chroot(.)",
+                "chdir(/)",
+                "block_signals"
+            ]
+        );
+    }
+
+    /// Without a pid namespace cgmgr's child becomes a subreaper; with a
+    /// mount and pid namespace but no rootfs, /proc is mounted afresh;
+    /// with neither user nor uts nor net namespace, no ids, hostname or lo.
+    #[test]
+    fn the_steps_follow_the_namespaces_asked() {
+        let (go, _parent) = go_pipe();
+        let mut k = Recorder::default();
+        build(&mut k, &spec(&[], None), go, None).unwrap();
+        assert_eq!(
+            k.calls,
+            [
+                "set_pdeathsig(SIGKILL)",
+                "close_range(3, ~0)",
+                "keyctl(JOIN_SESSION_KEYRING)",
+                "set_child_subreaper",
+                "block_signals"
+            ]
+        );
+        let (go, _parent) = go_pipe();
+        let mut k = Recorder::default();
+        build(
+            &mut k,
+            &spec(&[Namespace::Mount, Namespace::Pid], None),
+            go,
+            None,
+        )
+        .unwrap();
+        assert!(k.calls.contains(
+            &"mount(proc, /proc, proc, MS_NOSUID | MS_NODEV | MS_NOEXEC, -)".to_string()
+        ));
+        assert_eq!(k.position("set_child_subreaper"), None);
+        assert_eq!(k.position("setresuid"), None);
+    }
 }

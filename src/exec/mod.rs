@@ -20,6 +20,7 @@ pub mod build;
 pub mod error;
 pub mod idmap;
 pub mod init;
+pub mod kernel;
 pub mod prepare;
 pub mod report;
 pub mod rootfs;

@@ -21,10 +21,11 @@
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
-use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::mount::MsFlags;
 use nix::sys::stat::Mode;
 
 use super::error::{ExecError, sys};
+use super::kernel::{Host, Kernel};
 
 /// Device nodes bound from the host into the sandbox's `/dev`.
 pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
@@ -105,56 +106,54 @@ fn mount_err(
 
 /// Runs steps 1-6 in the current (new) mount namespace.
 pub fn enter(rootfs: &Path, switch: RootSwitch, read_only: bool) -> Result<(), ExecError> {
+    enter_with(&mut Host, rootfs, switch, read_only)
+}
+
+/// [`enter`] through `k`.
+pub(crate) fn enter_with(
+    k: &mut dyn Kernel,
+    rootfs: &Path,
+    switch: RootSwitch,
+    read_only: bool,
+) -> Result<(), ExecError> {
     // Every step names the rootfs as mountinfo does: a symlink in the path
     // as written would hide its mounts from step 2's fallback.
     let real = std::fs::canonicalize(rootfs)
         .map_err(|e| io_err(format!("resolving the rootfs {}", rootfs.display()), e))?;
     let rootfs = real.as_path();
     check(rootfs)?;
-    let none: Option<&str> = None;
     // 1.
-    mount(none, "/", none, MsFlags::MS_SLAVE | MsFlags::MS_REC, none).map_err(mount_err(
-        1,
-        "make / a recursive slave",
-        Path::new("/"),
-    ))?;
+    make_slave(k)?;
     // 2.
-    mount(
+    k.mount(
         Some(rootfs),
         rootfs,
-        none,
+        None,
         MsFlags::MS_BIND | MsFlags::MS_REC,
-        none,
+        None,
     )
     .map_err(mount_err(2, "bind the rootfs onto itself", rootfs))?;
     // Private: a mount the host makes below the rootfs later (it is often
     // on a shared mount) does not appear in the sandbox, writable.
-    mount(
-        none,
+    k.mount(
+        None,
         rootfs,
-        none,
+        None,
         MsFlags::MS_PRIVATE | MsFlags::MS_REC,
-        none,
+        None,
     )
     .map_err(mount_err(2, "make the rootfs's mounts private", rootfs))?;
     if read_only {
-        make_read_only(rootfs)?;
+        make_read_only(k, rootfs)?;
     }
     // 3.
-    let proc_dir = rootfs.join("proc");
-    let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
-    mount(Some("proc"), &proc_dir, Some("proc"), hardened, none).map_err(mount_err(
-        3,
-        "mount a fresh /proc",
-        &proc_dir,
-    ))?;
-    mask_proc(&proc_dir)?;
+    mount_proc(k, &rootfs.join("proc"))?;
     // 4.
-    populate_dev(&rootfs.join("dev"))?;
+    populate_dev(k, &rootfs.join("dev"))?;
     // 5.
     let tmp = rootfs.join("tmp");
-    mount(
-        Some("tmpfs"),
+    k.mount(
+        Some(Path::new("tmpfs")),
         &tmp,
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
@@ -162,7 +161,28 @@ pub fn enter(rootfs: &Path, switch: RootSwitch, read_only: bool) -> Result<(), E
     )
     .map_err(mount_err(5, "mount a tmpfs /tmp", &tmp))?;
     // 6.
-    switch_root(rootfs, switch)
+    switch_root(k, rootfs, switch)
+}
+
+/// Step 1: nothing mounted from here on propagates to the host.
+fn make_slave(k: &mut dyn Kernel) -> Result<(), ExecError> {
+    let root = Path::new("/");
+    k.mount(None, root, None, MsFlags::MS_SLAVE | MsFlags::MS_REC, None)
+        .map_err(mount_err(1, "make / a recursive slave", root))
+}
+
+/// Step 3: a fresh `/proc` at `proc_dir`, masked.
+fn mount_proc(k: &mut dyn Kernel, proc_dir: &Path) -> Result<(), ExecError> {
+    let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+    k.mount(
+        Some(Path::new("proc")),
+        proc_dir,
+        Some("proc"),
+        hardened,
+        None,
+    )
+    .map_err(mount_err(3, "mount a fresh /proc", proc_dir))?;
+    mask_proc(k, proc_dir)
 }
 
 /// What step 2 adds to the rootfs's mounts when they are made read-only.
@@ -171,47 +191,20 @@ const MOUNT_ATTR_RDONLY: u64 = 0x1;
 const MOUNT_ATTR_NOSUID: u64 = 0x2;
 const MOUNT_ATTR_NODEV: u64 = 0x4;
 
-/// The kernel's `struct mount_attr` (version 0, 32 bytes).
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
 /// Step 2's second half: the rootfs's bind mount and every submount it
 /// brought along read-only, nosuid, nodev. One `mount_setattr` with
 /// `AT_RECURSIVE` (Linux 5.12); before it, one remount per mount, read from
 /// mountinfo, each repeating the flags the kernel locks on a mount that
 /// came from the host (or it refuses the remount).
-fn make_read_only(rootfs: &Path) -> Result<(), ExecError> {
-    let attr = MountAttr {
-        attr_set: READ_ONLY,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    let path = std::ffi::CString::new(rootfs.as_os_str().as_encoded_bytes())
-        .map_err(|_| sys("the rootfs path")(nix::errno::Errno::EINVAL))?;
-    // SAFETY: a valid C string, and a live mount_attr of the size passed.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            libc::AT_RECURSIVE,
-            std::ptr::from_ref(&attr),
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    match nix::errno::Errno::result(rc) {
-        Ok(_) => return Ok(()),
+fn make_read_only(k: &mut dyn Kernel, rootfs: &Path) -> Result<(), ExecError> {
+    match k.mount_setattr_recursive(rootfs, READ_ONLY) {
+        Ok(()) => return Ok(()),
         // Before 5.12, or a seccomp filter of the caller's that refuses it.
         Err(nix::errno::Errno::ENOSYS | nix::errno::Errno::EPERM) => {}
         Err(e) => return Err(mount_err(2, "make the rootfs read-only", rootfs)(e)),
     }
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+    let mountinfo = k
+        .mountinfo()
         .map_err(|e| io_err("reading /proc/self/mountinfo".into(), e))?;
     let points = mounts_at_or_below(&mountinfo, rootfs);
     if !points.iter().any(|p| p == rootfs) {
@@ -222,39 +215,20 @@ fn make_read_only(rootfs: &Path) -> Result<(), ExecError> {
         ));
     }
     for point in points {
-        let kept = locked_flags(&point);
+        let kept = k.locked_flags(&point);
         let flags = MsFlags::MS_REMOUNT
             | MsFlags::MS_BIND
             | MsFlags::MS_RDONLY
             | MsFlags::MS_NOSUID
             | MsFlags::MS_NODEV
             | kept;
-        let none: Option<&str> = None;
-        mount(none, &point, none, flags, none).map_err(mount_err(
+        k.mount(None, &point, None, flags, None).map_err(mount_err(
             2,
             "remount a mount of the rootfs read-only",
             &point,
         ))?;
     }
     Ok(())
-}
-
-/// The per-mount flags of the mount at `point` that a remount must repeat.
-fn locked_flags(point: &Path) -> MsFlags {
-    use nix::sys::statvfs::FsFlags;
-    let Ok(st) = nix::sys::statvfs::statvfs(point) else {
-        return MsFlags::empty();
-    };
-    let f = st.flags();
-    [
-        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
-        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
-        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
-    ]
-    .into_iter()
-    .filter(|(st, _)| f.contains(*st))
-    .fold(MsFlags::empty(), |acc, (_, ms)| acc | ms)
 }
 
 /// The mount points of mountinfo's text that are `dir` or below it, with
@@ -291,10 +265,10 @@ fn unescape_mountinfo(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn populate_dev(dev: &Path) -> Result<(), ExecError> {
-    let none: Option<&str> = None;
-    mount(
-        Some("tmpfs"),
+/// Step 4: `/dev` as a tmpfs with the host's harmless nodes bound in.
+fn populate_dev(k: &mut dyn Kernel, dev: &Path) -> Result<(), ExecError> {
+    k.mount(
+        Some(Path::new("tmpfs")),
         dev,
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
@@ -306,17 +280,14 @@ fn populate_dev(dev: &Path) -> Result<(), ExecError> {
         std::fs::File::create(&target)
             .map_err(|e| io_err(format!("creating {}", target.display()), e))?;
         let source = PathBuf::from("/dev").join(name);
-        mount(Some(&source), &target, none, MsFlags::MS_BIND, none).map_err(mount_err(
-            4,
-            "bind a device node from the host",
-            &target,
-        ))?;
+        k.mount(Some(&source), &target, None, MsFlags::MS_BIND, None)
+            .map_err(mount_err(4, "bind a device node from the host", &target))?;
     }
     let pts = dev.join("pts");
     nix::unistd::mkdir(&pts, Mode::from_bits_truncate(0o755))
         .map_err(sys(format!("mkdir {}", pts.display())))?;
-    mount(
-        Some("devpts"),
+    k.mount(
+        Some(Path::new("devpts")),
         &pts,
         Some("devpts"),
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
@@ -336,28 +307,25 @@ fn populate_dev(dev: &Path) -> Result<(), ExecError> {
     Ok(())
 }
 
-fn switch_root(rootfs: &Path, switch: RootSwitch) -> Result<(), ExecError> {
-    nix::unistd::chdir(rootfs).map_err(sys(format!("chdir {}", rootfs.display())))?;
+/// Step 6.
+fn switch_root(k: &mut dyn Kernel, rootfs: &Path, switch: RootSwitch) -> Result<(), ExecError> {
+    k.chdir(rootfs)
+        .map_err(sys(format!("chdir {}", rootfs.display())))?;
     match switch {
-        RootSwitch::PivotRoot => match nix::unistd::pivot_root(".", ".") {
+        RootSwitch::PivotRoot => match k.pivot_root_here() {
             // pivot_root(".", ".") stacks the old root under the new one at
             // "/"; detaching it leaves no mount that leads back to the host.
             Ok(()) => {
-                umount2(".", MntFlags::MNT_DETACH).map_err(mount_err(
-                    6,
-                    "detach the old root",
-                    rootfs,
-                ))?;
+                k.detach(Path::new("."))
+                    .map_err(mount_err(6, "detach the old root", rootfs))?
             }
             // The initial ramfs can never be pivoted away from.
-            Err(nix::errno::Errno::EINVAL) if root_is_initramfs() => move_root(rootfs)?,
+            Err(nix::errno::Errno::EINVAL) if root_is_initramfs(k) => move_root(k, rootfs)?,
             Err(e) => return Err(mount_err(6, "pivot_root", rootfs)(e)),
         },
-        RootSwitch::Chroot => {
-            nix::unistd::chroot(".").map_err(mount_err(6, "chroot", rootfs))?;
-        }
+        RootSwitch::Chroot => k.chroot_here().map_err(mount_err(6, "chroot", rootfs))?,
     }
-    nix::unistd::chdir("/").map_err(sys("chdir /"))
+    k.chdir(Path::new("/")).map_err(sys("chdir /"))
 }
 
 /// Step 6 where `/` is the initial ramfs (diskless and PXE boots, minimal
@@ -365,19 +333,26 @@ fn switch_root(rootfs: &Path, switch: RootSwitch) -> Result<(), ExecError> {
 /// without pivot_root. The old root stays underneath, unreachable: no
 /// descriptor leads to it, and the workload has neither CAP_SYS_CHROOT (to
 /// walk out of a chroot) nor CAP_SYS_ADMIN (to unmount what covers it).
-fn move_root(rootfs: &Path) -> Result<(), ExecError> {
-    let none: Option<&str> = None;
-    mount(Some("."), "/", none, MsFlags::MS_MOVE, none).map_err(mount_err(
+fn move_root(k: &mut dyn Kernel, rootfs: &Path) -> Result<(), ExecError> {
+    k.mount(
+        Some(Path::new(".")),
+        Path::new("/"),
+        None,
+        MsFlags::MS_MOVE,
+        None,
+    )
+    .map_err(mount_err(
         6,
         "move the rootfs over the initial ramfs",
         rootfs,
     ))?;
-    nix::unistd::chroot(".").map_err(mount_err(6, "chroot into the moved rootfs", rootfs))
+    k.chroot_here()
+        .map_err(mount_err(6, "chroot into the moved rootfs", rootfs))
 }
 
 /// True when `/` is the kernel's initial ramfs (`rootfs` in mountinfo).
-fn root_is_initramfs() -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|m| initramfs_in(&m))
+fn root_is_initramfs(k: &mut dyn Kernel) -> bool {
+    k.mountinfo().is_ok_and(|m| initramfs_in(&m))
 }
 
 /// The pure part of [`root_is_initramfs`], over mountinfo's text.
@@ -401,27 +376,20 @@ fn io_err(what: String, e: std::io::Error) -> ExecError {
 
 /// Mounts a fresh `/proc` over the host's, for a PID namespace without a rootfs.
 pub fn remount_proc() -> Result<(), ExecError> {
-    let none: Option<&str> = None;
-    mount(none, "/", none, MsFlags::MS_SLAVE | MsFlags::MS_REC, none).map_err(mount_err(
-        1,
-        "make / a recursive slave",
-        Path::new("/"),
-    ))?;
-    let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
-    mount(Some("proc"), "/proc", Some("proc"), hardened, none).map_err(mount_err(
-        3,
-        "mount a fresh /proc",
-        Path::new("/proc"),
-    ))?;
-    mask_proc(Path::new("/proc"))
+    remount_proc_with(&mut Host)
+}
+
+/// [`remount_proc`] through `k`: steps 1 and 3.
+pub(crate) fn remount_proc_with(k: &mut dyn Kernel) -> Result<(), ExecError> {
+    make_slave(k)?;
+    mount_proc(k, Path::new("/proc"))
 }
 
 /// Step 3's masks over a fresh `/proc` at `proc_dir`. Entries this kernel
 /// does not have are skipped. The read-only remounts repeat the flags the
 /// kernel locks on a mount made in a user namespace (nosuid, noexec, nodev),
 /// or it refuses them.
-fn mask_proc(proc_dir: &Path) -> Result<(), ExecError> {
-    let none: Option<&str> = None;
+fn mask_proc(k: &mut dyn Kernel, proc_dir: &Path) -> Result<(), ExecError> {
     let locked = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
     for name in MASKED_PROC {
         let target = proc_dir.join(name);
@@ -429,8 +397,8 @@ fn mask_proc(proc_dir: &Path) -> Result<(), ExecError> {
             continue;
         };
         if meta.is_dir() {
-            mount(
-                Some("tmpfs"),
+            k.mount(
+                Some(Path::new("tmpfs")),
                 &target,
                 Some("tmpfs"),
                 locked | MsFlags::MS_RDONLY,
@@ -438,11 +406,14 @@ fn mask_proc(proc_dir: &Path) -> Result<(), ExecError> {
             )
             .map_err(mount_err(3, "mask a /proc directory", &target))?;
         } else {
-            mount(Some("/dev/null"), &target, none, MsFlags::MS_BIND, none).map_err(mount_err(
-                3,
-                "mask a /proc file with /dev/null",
+            k.mount(
+                Some(Path::new("/dev/null")),
                 &target,
-            ))?;
+                None,
+                MsFlags::MS_BIND,
+                None,
+            )
+            .map_err(mount_err(3, "mask a /proc file with /dev/null", &target))?;
         }
     }
     for name in READ_ONLY_PROC {
@@ -450,26 +421,21 @@ fn mask_proc(proc_dir: &Path) -> Result<(), ExecError> {
         if std::fs::symlink_metadata(&target).is_err() {
             continue;
         }
-        mount(
+        k.mount(
             Some(&target),
             &target,
-            none,
+            None,
             MsFlags::MS_BIND | MsFlags::MS_REC,
-            none,
+            None,
         )
         .map_err(mount_err(
             3,
             "bind a /proc entry to make it read-only",
             &target,
         ))?;
-        mount(
-            none,
-            &target,
-            none,
-            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | locked,
-            none,
-        )
-        .map_err(mount_err(3, "remount a /proc entry read-only", &target))?;
+        let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | locked;
+        k.mount(None, &target, None, flags, None)
+            .map_err(mount_err(3, "remount a /proc entry read-only", &target))?;
     }
     Ok(())
 }

@@ -4,18 +4,17 @@
 //! and last the seccomp filters.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
-use nix::sys::stat::{Mode, umask};
-use nix::unistd::{Gid, Uid};
+use nix::sys::stat::Mode;
 
-use caps::{CapSet, Capability, CapsHashSet};
+use caps::{CapSet, Capability};
 
 use super::error::{ExecError, sys};
+use super::kernel::{Host, Kernel};
 
 /// Capabilities the workload keeps (when it runs as uid 0 inside): enough
 /// for a root shell to manage its own files and processes; no CAP_SYS_ADMIN,
@@ -73,28 +72,41 @@ pub struct Workload {
 /// with the exit status to use: 127 command not found, 126 not executable,
 /// 125 a setup step failed.
 pub fn exec(w: &Workload) -> i32 {
-    if let Err(e) = prepare(w, None) {
+    exec_with(&mut Host, w)
+}
+
+/// [`exec`] through `k`.
+pub(crate) fn exec_with(k: &mut dyn Kernel, w: &Workload) -> i32 {
+    if let Err(e) = prepare_with(k, w, None) {
         eprintln!("cgmgr: exec: {e}");
         return 125;
     }
-    finish(w)
+    finish_with(k, w)
 }
 
 /// The last steps, once [`prepare`]d: loads the seccomp filters and
 /// executes; returns only on failure, with the exit status to use.
 pub fn finish(w: &Workload) -> i32 {
+    finish_with(&mut Host, w)
+}
+
+fn finish_with(k: &mut dyn Kernel, w: &Workload) -> i32 {
     // Last: from here on only what the filters allow works.
-    if let Err(e) = w.seccomp.load() {
+    if let Err(e) = k.load_seccomp(&w.seccomp) {
         eprintln!("cgmgr: exec: {e}");
         return 125;
     }
-    execute(w)
+    execute_with(k, w)
 }
 
 /// Executes the command (the filters already loaded); returns only on
 /// failure, with the exit status to use: 127 not found, 126 not executable.
 pub fn execute(w: &Workload) -> i32 {
-    let err = execvpe(w);
+    execute_with(&mut Host, w)
+}
+
+fn execute_with(k: &mut dyn Kernel, w: &Workload) -> i32 {
+    let err = execvpe(k, w);
     let cmd = &w.argv[0];
     eprintln!("cgmgr: exec: {cmd}: {}", err.desc());
     match err {
@@ -107,32 +119,42 @@ pub fn execute(w: &Workload) -> i32 {
 /// ids, capabilities, no new privileges, and only fds 0-2 left open (and
 /// `keep`, moved to fd 3, which is returned).
 pub(crate) fn prepare(w: &Workload, keep: Option<OwnedFd>) -> Result<Option<OwnedFd>, ExecError> {
-    // Signals blocked by init for sigwait would stay blocked across execve.
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
-        .map_err(sys("sigprocmask"))?;
-    // The Rust runtime ignores SIGPIPE in cgmgr, and an ignored signal stays
-    // ignored across execve: the workload gets the default back, as
-    // std::process::Command gives its children (else `yes | head -1` has
-    // `yes` fail on EPIPE instead of dying of SIGPIPE).
-    super::init::restore_default_action(Signal::SIGPIPE).map_err(sys("sigaction(SIGPIPE)"))?;
-    nix::unistd::setsid().map_err(sys("setsid"))?;
-    umask(Mode::from_bits_truncate(0o022));
-    nix::unistd::chdir(&w.cwd).map_err(sys(format!("working directory {}", w.cwd.display())))?;
-    drop_bounding_set(keep_for(w))?;
+    prepare_with(&mut Host, w, keep)
+}
+
+/// [`prepare`] through `k`, in this order: 1. signals back to their
+/// defaults, 2. a new session, 3. umask and working directory, 4. the
+/// bounding and ambient sets cut, 5. supplementary groups (without a user
+/// namespace), gid, uid, 6. the parent-death signal again (the id change
+/// cleared it), 7. the capability sets, 8. no new privileges, 9. only fds
+/// 0-2 (and `keep`) left open.
+pub(crate) fn prepare_with(
+    k: &mut dyn Kernel,
+    w: &Workload,
+    keep: Option<OwnedFd>,
+) -> Result<Option<OwnedFd>, ExecError> {
+    k.reset_signals()
+        .map_err(sys("resetting the signal mask and SIGPIPE"))?;
+    k.setsid().map_err(sys("setsid"))?;
+    k.umask(Mode::from_bits_truncate(0o022));
+    k.chdir(&w.cwd)
+        .map_err(sys(format!("working directory {}", w.cwd.display())))?;
+    drop_bounding_set(k, keep_for(w))?;
     if !w.in_user_ns {
-        nix::unistd::setgroups(&[]).map_err(sys("setgroups([])"))?;
+        k.clear_groups().map_err(sys("setgroups([])"))?;
     }
-    let gid = Gid::from_raw(w.gid);
-    let uid = Uid::from_raw(w.uid);
-    nix::unistd::setresgid(gid, gid, gid).map_err(sys(format!("setresgid({})", w.gid)))?;
-    nix::unistd::setresuid(uid, uid, uid).map_err(sys(format!("setresuid({})", w.uid)))?;
+    k.setresgid(w.gid)
+        .map_err(sys(format!("setresgid({})", w.gid)))?;
+    k.setresuid(w.uid)
+        .map_err(sys(format!("setresuid({})", w.uid)))?;
     // After the id change, which clears it: die with init.
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(sys("prctl(PR_SET_PDEATHSIG)"))?;
-    set_caps(keep_for(w))?;
-    nix::sys::prctl::set_no_new_privs().map_err(sys("prctl(PR_SET_NO_NEW_PRIVS)"))?;
+    k.set_pdeathsig().map_err(sys("prctl(PR_SET_PDEATHSIG)"))?;
+    set_caps(k, keep_for(w))?;
+    k.set_no_new_privs()
+        .map_err(sys("prctl(PR_SET_NO_NEW_PRIVS)"))?;
     match keep {
-        Some(fd) => close_fds_but(fd).map(Some),
-        None => close_fds_from(3).map(|()| None),
+        Some(fd) => close_fds_but(k, fd).map(Some),
+        None => close_fds_from(k, 3).map(|()| None),
     }
 }
 
@@ -151,27 +173,18 @@ fn keep_for(w: &Workload) -> &'static [Capability] {
 /// The bounding set is walked by number up to the kernel's last capability
 /// (PR_CAPBSET_DROP answers EINVAL past it) rather than over the `caps`
 /// crate's list: a capability newer than the crate would otherwise survive.
-fn drop_bounding_set(keep: &[Capability]) -> Result<(), ExecError> {
-    caps::clear(None, CapSet::Ambient).map_err(|e| ExecError::Sys {
-        what: format!("clearing the ambient capabilities: {e}"),
-        errno: Errno::last(),
-    })?;
+fn drop_bounding_set(k: &mut dyn Kernel, keep: &[Capability]) -> Result<(), ExecError> {
+    k.clear_ambient_caps()?;
     for cap in 0..64u8 {
-        if keep.iter().any(|k| k.index() == cap) {
+        if keep.iter().any(|c| c.index() == cap) {
             continue;
         }
-        // SAFETY: PR_CAPBSET_DROP takes a capability number, no pointers.
-        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
-        // EINVAL: past the kernel's last capability (they are numbered
-        // without gaps), so nothing higher exists either.
-        if rc != 0 && Errno::last() == Errno::EINVAL {
-            break;
-        }
-        if rc != 0 {
-            return Err(ExecError::Sys {
-                what: format!("prctl(PR_CAPBSET_DROP, {cap})"),
-                errno: Errno::last(),
-            });
+        match k.drop_bounding_cap(cap) {
+            Ok(()) => {}
+            // Past the kernel's last capability (they are numbered without
+            // gaps), so nothing higher exists either.
+            Err(Errno::EINVAL) => break,
+            Err(e) => return Err(sys(format!("prctl(PR_CAPBSET_DROP, {cap})"))(e)),
         }
     }
     Ok(())
@@ -179,53 +192,24 @@ fn drop_bounding_set(keep: &[Capability]) -> Result<(), ExecError> {
 
 /// Sets effective = permitted = `keep`, inheritable = none (effective
 /// first: it must stay within permitted at every step).
-fn set_caps(keep: &[Capability]) -> Result<(), ExecError> {
-    let kept: CapsHashSet = keep.iter().copied().collect();
-    for (set, value) in [
-        (CapSet::Effective, &kept),
-        (CapSet::Permitted, &kept),
-        (CapSet::Inheritable, &CapsHashSet::new()),
-    ] {
-        caps::set(None, set, value).map_err(|e| ExecError::Sys {
-            what: format!("setting the {set:?} capabilities to {keep:?}: {e}"),
-            errno: Errno::last(),
-        })?;
-    }
-    Ok(())
+fn set_caps(k: &mut dyn Kernel, keep: &[Capability]) -> Result<(), ExecError> {
+    k.set_caps(CapSet::Effective, keep)?;
+    k.set_caps(CapSet::Permitted, keep)?;
+    k.set_caps(CapSet::Inheritable, &[])
 }
 
 /// Closes every descriptor from `first` up, whatever its CLOEXEC flag:
 /// nothing cgmgr or its caller opened (a cgroupfs directory, a policy file)
 /// reaches the workload.
-pub(crate) fn close_fds_from(first: u32) -> Result<(), ExecError> {
-    // SAFETY: close_range takes two integers and flags; it only closes
-    // descriptors, and nothing in this process uses them after this point.
-    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) };
-    if rc != 0 {
-        return Err(ExecError::Sys {
-            what: "close_range(3, ~0)".into(),
-            errno: Errno::last(),
-        });
-    }
-    Ok(())
+pub(crate) fn close_fds_from(k: &mut dyn Kernel, first: u32) -> Result<(), ExecError> {
+    k.close_fds_from(first)
+        .map_err(sys(format!("close_range({first}, ~0)")))
 }
 
 /// Closes every descriptor but `keep`, which becomes fd 3 (close-on-exec).
-pub(crate) fn close_fds_but(keep: OwnedFd) -> Result<OwnedFd, ExecError> {
-    let kept = if keep.as_raw_fd() == 3 {
-        keep
-    } else {
-        // SAFETY: dup3 onto fd 3 closes whatever fd 3 was, which is about
-        // to be closed anyway; the new descriptor is owned from here on.
-        let rc = unsafe { libc::dup3(keep.as_raw_fd(), 3, libc::O_CLOEXEC) };
-        if rc != 3 {
-            return Err(sys("dup3(.., 3)")(Errno::last()));
-        }
-        drop(keep);
-        // SAFETY: fd 3 was just made by dup3 and nothing else owns it.
-        unsafe { OwnedFd::from_raw_fd(3) }
-    };
-    close_fds_from(4)?;
+pub(crate) fn close_fds_but(k: &mut dyn Kernel, keep: OwnedFd) -> Result<OwnedFd, ExecError> {
+    let kept = k.move_to_fd3(keep).map_err(sys("dup3(.., 3)"))?;
+    close_fds_from(k, 4)?;
     Ok(kept)
 }
 
@@ -277,7 +261,7 @@ pub fn check_stdio(fds: [Option<BorrowedFd<'_>>; 3]) -> Result<(), ExecError> {
 }
 
 /// Searches PATH (from the workload's environment) like execvp and executes.
-fn execvpe(w: &Workload) -> Errno {
+fn execvpe(k: &mut dyn Kernel, w: &Workload) -> Errno {
     let Ok(args) = w
         .argv
         .iter()
@@ -296,7 +280,7 @@ fn execvpe(w: &Workload) -> Errno {
     };
     let cmd = &w.argv[0];
     if cmd.contains('/') {
-        return exec_path(Path::new(cmd), &args, &env);
+        return exec_path(k, Path::new(cmd), &args, &env);
     }
     let path = w
         .env
@@ -305,7 +289,7 @@ fn execvpe(w: &Workload) -> Errno {
         .map_or(DEFAULT_PATH, |(_, v)| v.as_str());
     let mut result = Errno::ENOENT;
     for dir in path.split(':').filter(|d| !d.is_empty()) {
-        match exec_path(&Path::new(dir).join(cmd), &args, &env) {
+        match exec_path(k, &Path::new(dir).join(cmd), &args, &env) {
             Errno::ENOENT | Errno::ENOTDIR => {}
             // Remember "found but not executable", keep looking (as execvp).
             e => result = e,
@@ -314,12 +298,146 @@ fn execvpe(w: &Workload) -> Errno {
     result
 }
 
-fn exec_path(path: &Path, args: &[CString], env: &[CString]) -> Errno {
+fn exec_path(k: &mut dyn Kernel, path: &Path, args: &[CString], env: &[CString]) -> Errno {
     let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
         return Errno::EINVAL;
     };
-    match nix::unistd::execve(&c_path, args, env) {
-        Err(e) => e,
-        Ok(never) => match never {},
+    k.execve(&c_path, args, env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::kernel::recorder::Recorder;
+    use crate::policy::seccomp::Seccomp;
+
+    fn workload(uid: u32, in_user_ns: bool) -> Workload {
+        Workload {
+            argv: vec!["job".into(), "--fast".into()],
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            cwd: "/work".into(),
+            uid,
+            gid: uid + 1,
+            in_user_ns,
+            seccomp: crate::exec::seccomp::compile(&Seccomp::Default, false).unwrap(),
+            nested_userns: false,
+        }
+    }
+
+    fn caps(names: &[&str]) -> String {
+        let mut names: Vec<&str> = names.to_vec();
+        names.sort_unstable();
+        names.join(",")
+    }
+
+    /// The workload's last steps, in order: the bounding set cut before
+    /// the id change, the capability sets after it (the id change clears
+    /// them for a non-zero uid), no_new_privs before the filters, the
+    /// filters right before execve, nothing but fds 0-2 left.
+    #[test]
+    fn the_workload_s_steps_run_in_order_up_to_execve() {
+        let mut k = Recorder::default();
+        let w = workload(0, true);
+        assert_eq!(exec_with(&mut k, &w), 126, "the recorder's execve returns");
+        let kept: Vec<u8> = KEPT_CAPS.iter().map(|c| c.index()).collect();
+        let mut expected: Vec<String> = [
+            "reset_signals",
+            "setsid",
+            "umask(22)",
+            "chdir(/work)",
+            "clear_ambient_caps",
+        ]
+        .map(String::from)
+        .to_vec();
+        expected.extend(
+            (0..=40u8)
+                .filter(|c| !kept.contains(c))
+                .map(|c| format!("capbset_drop({c})")),
+        );
+        let names: Vec<String> = KEPT_CAPS.iter().map(ToString::to_string).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        expected.extend([
+            "setresgid(1)".to_string(),
+            "setresuid(0)".into(),
+            "set_pdeathsig(SIGKILL)".into(),
+            format!("set_caps(Effective, [{}])", caps(&names)),
+            format!("set_caps(Permitted, [{}])", caps(&names)),
+            "set_caps(Inheritable, [])".into(),
+            "no_new_privs".into(),
+            "close_range(3, ~0)".into(),
+            "seccomp(2 filters)".into(),
+            "execve(/usr/bin/job, [\"job\", \"--fast\"])".into(),
+            "execve(/bin/job, [\"job\", \"--fast\"])".into(),
+        ]);
+        assert_eq!(k.calls, expected);
+    }
+
+    /// A non-zero uid keeps no capability; uid 0 without a user namespace
+    /// (the host's root) loses its supplementary groups and CAP_KILL.
+    #[test]
+    fn what_the_workload_keeps_follows_its_uid_and_namespace() {
+        let mut k = Recorder::default();
+        prepare_with(&mut k, &workload(1000, true), None).unwrap();
+        assert!(k.calls.contains(&"set_caps(Effective, [])".to_string()));
+        assert_eq!(k.position("setgroups"), None);
+        let dropped = k
+            .calls
+            .iter()
+            .filter(|c| c.starts_with("capbset_drop"))
+            .count();
+        assert_eq!(dropped, 41, "every capability up to the kernel's last");
+
+        let mut k = Recorder::default();
+        prepare_with(&mut k, &workload(0, false), None).unwrap();
+        let groups = k.position("setgroups([])").unwrap();
+        assert!(groups < k.position("setresgid").unwrap());
+        assert!(k.calls.contains(&"capbset_drop(5)".to_string()));
+        let effective = &k.calls[k.position("set_caps(Effective").unwrap()];
+        assert!(
+            !effective.contains("CAP_KILL") && effective.contains("CAP_CHOWN"),
+            "{effective}"
+        );
+    }
+
+    /// A failed step is the last call: no capability is set after a failed
+    /// setresuid, and no command runs after failed filters (exit 125).
+    #[test]
+    fn a_failed_step_runs_nothing_after_it() {
+        let mut k = Recorder::failing("setresuid", Errno::EPERM);
+        let err = prepare_with(&mut k, &workload(7, true), None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "setresuid(7): EPERM: Operation not permitted"
+        );
+        assert!(k.calls.last().unwrap().starts_with("setresuid"));
+
+        let mut k = Recorder::failing("seccomp", Errno::EINVAL);
+        assert_eq!(exec_with(&mut k, &workload(0, true)), 125);
+        assert!(k.calls.last().unwrap().starts_with("seccomp"));
+    }
+
+    /// PATH is searched like execvp: not found anywhere is 127; found but
+    /// not executable is 126, even when a later directory lacks it; a
+    /// command with a `/` is not searched.
+    #[test]
+    fn the_command_is_searched_in_path_like_execvp() {
+        let mut k = Recorder::failing("execve", Errno::ENOENT);
+        assert_eq!(execute_with(&mut k, &workload(0, true)), 127);
+        assert_eq!(k.calls.len(), 2);
+
+        let mut k = Recorder {
+            fail: vec![
+                ("execve(/usr/bin".into(), Errno::EACCES),
+                ("execve(/bin".into(), Errno::ENOENT),
+            ],
+            ..Recorder::default()
+        };
+        assert_eq!(execute_with(&mut k, &workload(0, true)), 126);
+
+        let mut k = Recorder::failing("execve", Errno::ENOENT);
+        let mut w = workload(0, true);
+        w.argv[0] = "./job".into();
+        assert_eq!(execute_with(&mut k, &w), 127);
+        assert_eq!(k.calls, ["execve(./job, [\"./job\", \"--fast\"])"]);
     }
 }
