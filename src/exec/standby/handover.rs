@@ -191,3 +191,340 @@ pub(super) fn caller_event(conn: BorrowedFd<'_>) -> CallerEvent {
         Ok(None) | Err(RecvError::Sys(_)) => CallerEvent::Gone,
     }
 }
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    /// A sandbox without root: it records what the hand-over asked of it;
+    /// its "run" ends with 143 on the caller's SIGTERM, or 137 when the
+    /// caller goes away (as the real one kills the run then).
+    #[derive(Default)]
+    pub(in super::super) struct Fake {
+        pub refuse: Option<String>,
+        pub started: Option<(Job, usize)>,
+        pub signals: Vec<Signal>,
+        pub caller_gone: bool,
+        pub discarded: bool,
+    }
+
+    impl Sandbox for Fake {
+        fn accept(&mut self, request: &Request) -> Result<Job, String> {
+            match self.refuse.clone() {
+                Some(why) => Err(why),
+                None => Ok(Job {
+                    argv: request.argv.clone(),
+                    env: Vec::new(),
+                    stdio: [false; 3],
+                    ignored: request.ignored.clone(),
+                    rlimits: Vec::new(),
+                }),
+            }
+        }
+
+        fn start(&mut self, _: &Request, job: &Job, stdio: Vec<OwnedFd>) -> Result<(), ExecError> {
+            self.started = Some((job.clone(), stdio.len()));
+            Ok(())
+        }
+
+        fn follow(&mut self, conn: &OwnedFd) -> (i32, String) {
+            loop {
+                let waited = wait_any(&[conn.as_fd()], Some(Duration::from_secs(5)));
+                assert!(matches!(waited, Ok(Some(_))), "the caller said nothing");
+                match caller_event(conn.as_fd()) {
+                    CallerEvent::Signal(Signal::SIGTERM) => return (143, "terminated\n".into()),
+                    CallerEvent::Signal(sig) => self.signals.push(sig),
+                    CallerEvent::Nothing => {}
+                    CallerEvent::Gone => {
+                        self.caller_gone = true;
+                        return (137, String::new());
+                    }
+                }
+            }
+        }
+
+        fn discard(&mut self) {
+            self.discarded = true;
+        }
+    }
+
+    pub(in super::super) fn request() -> Request {
+        Request {
+            v: PROTOCOL,
+            group: "sb".into(),
+            argv: vec!["/bin/true".into()],
+            env: Vec::new(),
+            report: None,
+            ignored: Vec::new(),
+            attrs: Attributes::default(),
+        }
+    }
+
+    /// A pipe (close-on-exec, non-blocking): a descriptor to pass around
+    /// whose read end tells whether any copy of the write end is still
+    /// open anywhere (a leak), robust against the other tests' descriptors.
+    pub(in super::super) fn pipe() -> (OwnedFd, OwnedFd) {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK).unwrap()
+    }
+
+    /// True once every copy of the pipe's write end is closed.
+    pub(in super::super) fn all_closed(read: &OwnedFd) -> bool {
+        matches!(nix::unistd::read(read, &mut [0u8; 8]), Ok(0))
+    }
+
+    /// The sockets of one hand-over: the daemon's and the sandbox's ends
+    /// of the control socket, the caller's and the sandbox's of the
+    /// connection.
+    struct Sockets {
+        daemon: OwnedFd,
+        ctl: OwnedFd,
+        caller: OwnedFd,
+        conn: OwnedFd,
+    }
+
+    fn sockets() -> Sockets {
+        let (daemon, ctl) = seqpacket_pair().unwrap();
+        let (caller, conn) = seqpacket_pair().unwrap();
+        Sockets {
+            daemon,
+            ctl,
+            caller,
+            conn,
+        }
+    }
+
+    fn serve(s: &Sockets, fake: &mut Fake) {
+        hand_over(s.ctl.as_fd(), &s.conn, &request(), fake).unwrap();
+    }
+
+    fn replies(caller: &OwnedFd) -> Vec<Reply> {
+        std::iter::from_fn(
+            || match recv::<Reply>(caller.as_fd(), MsgFlags::MSG_DONTWAIT) {
+                Ok(Some((reply, fds))) => {
+                    assert!(fds.is_empty());
+                    Some(reply)
+                }
+                _ => None,
+            },
+        )
+        .collect()
+    }
+
+    fn words(daemon: &OwnedFd) -> Vec<Word> {
+        std::iter::from_fn(|| {
+            recv_without_fds::<Word>(daemon.as_fd(), MsgFlags::MSG_DONTWAIT).ok()?
+        })
+        .collect()
+    }
+
+    fn stdio_message(open: [bool; 3]) -> ClientMessage {
+        ClientMessage::Stdio { open }
+    }
+
+    /// The whole conversation: `started`, the stdio (two descriptors),
+    /// a forwarded signal, the status and stderr; the daemon hears
+    /// `started`; the stdio passed is closed once the run has it.
+    #[test]
+    fn a_hand_over_starts_the_run_and_tells_its_status_and_stderr() {
+        let s = sockets();
+        let (read, write) = pipe();
+        let fds = [write.as_fd(), write.as_fd()];
+        send(s.caller.as_fd(), &stdio_message([true, false, true]), &fds).unwrap();
+        drop(write);
+        let signal = Signal::SIGINT as i32;
+        send(s.caller.as_fd(), &ClientMessage::Signal { signal }, &[]).unwrap();
+        let signal = Signal::SIGTERM as i32;
+        send(s.caller.as_fd(), &ClientMessage::Signal { signal }, &[]).unwrap();
+        let mut fake = Fake::default();
+        serve(&s, &mut fake);
+        let exit = Reply::Exit {
+            code: 143,
+            stderr: "terminated\n".into(),
+        };
+        assert_eq!(replies(&s.caller), [Reply::Started, exit]);
+        assert_eq!(words(&s.daemon), [Word::Started]);
+        let (job, passed) = fake.started.unwrap();
+        assert_eq!((job.stdio, passed), ([true, false, true], 2));
+        assert_eq!(fake.signals, [Signal::SIGINT]);
+        assert!(!fake.discarded && !fake.caller_gone);
+        assert!(all_closed(&read), "a stdio descriptor was kept");
+    }
+
+    /// A sandbox that does not take the request says `none` (first and
+    /// only), tells the daemon `declined`, and starts nothing.
+    #[test]
+    fn a_declined_request_is_answered_none_and_starts_nothing() {
+        let s = sockets();
+        let mut fake = Fake {
+            refuse: Some("stale".into()),
+            ..Fake::default()
+        };
+        serve(&s, &mut fake);
+        let none = Reply::None {
+            why: "stale".into(),
+        };
+        assert_eq!(replies(&s.caller), [none]);
+        assert_eq!(words(&s.daemon), [Word::Declined]);
+        assert!(fake.started.is_none() && fake.discarded);
+    }
+
+    /// A caller gone before the sandbox answered (after its request, which
+    /// the daemon passed on) starts nothing: `declined`.
+    #[test]
+    fn a_caller_gone_after_its_request_starts_nothing() {
+        let s = sockets();
+        drop(s.caller);
+        let mut fake = Fake::default();
+        hand_over(s.ctl.as_fd(), &s.conn, &request(), &mut fake).unwrap();
+        assert_eq!(words(&s.daemon), [Word::Declined]);
+        assert!(fake.started.is_none() && fake.discarded);
+    }
+
+    /// A caller gone after `started`, before its stdio, starts nothing.
+    #[test]
+    fn a_caller_gone_after_started_starts_nothing() {
+        let s = sockets();
+        let caller = s.caller;
+        let client = std::thread::spawn(move || {
+            let got = recv::<Reply>(caller.as_fd(), MsgFlags::empty()).unwrap();
+            assert_eq!(got.map(|(r, _)| r), Some(Reply::Started));
+            drop(caller);
+        });
+        let mut fake = Fake::default();
+        hand_over(s.ctl.as_fd(), &s.conn, &request(), &mut fake).unwrap();
+        client.join().unwrap();
+        assert_eq!(words(&s.daemon), [Word::Declined]);
+        assert!(fake.started.is_none() && fake.discarded);
+    }
+
+    /// A caller gone right after its stdio: the run starts (the stdio
+    /// came) and ends at once for the caller's going; its stdio is closed.
+    #[test]
+    fn a_caller_gone_after_its_stdio_ends_the_run() {
+        let s = sockets();
+        let (read, write) = pipe();
+        send(
+            s.caller.as_fd(),
+            &stdio_message([true; 3]),
+            &[write.as_fd(); 3],
+        )
+        .unwrap();
+        drop((write, s.caller));
+        let mut fake = Fake::default();
+        hand_over(s.ctl.as_fd(), &s.conn, &request(), &mut fake).unwrap();
+        assert_eq!(words(&s.daemon), [Word::Started]);
+        assert_eq!(fake.started.map(|(_, n)| n), Some(3));
+        assert!(fake.caller_gone);
+        assert!(all_closed(&read));
+    }
+
+    /// A caller gone during the run (after passing a signal) ends it.
+    #[test]
+    fn a_caller_gone_during_the_run_ends_it() {
+        let s = sockets();
+        let caller = s.caller;
+        let client = std::thread::spawn(move || {
+            let got = recv::<Reply>(caller.as_fd(), MsgFlags::empty()).unwrap();
+            assert_eq!(got.map(|(r, _)| r), Some(Reply::Started));
+            send(caller.as_fd(), &stdio_message([false; 3]), &[]).unwrap();
+            let signal = Signal::SIGHUP as i32;
+            send(caller.as_fd(), &ClientMessage::Signal { signal }, &[]).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            drop(caller);
+        });
+        let mut fake = Fake::default();
+        hand_over(s.ctl.as_fd(), &s.conn, &request(), &mut fake).unwrap();
+        client.join().unwrap();
+        assert_eq!(words(&s.daemon), [Word::Started]);
+        assert_eq!(fake.signals, [Signal::SIGHUP]);
+        assert!(fake.caller_gone && fake.started.is_some());
+    }
+
+    /// Stdio that is not what it announces, or no stdio message at all,
+    /// fails the run before it starts (exit 125 for the caller), and the
+    /// descriptors that came are closed.
+    #[test]
+    fn stdio_that_does_not_match_its_announcement_fails_the_run() {
+        let cases: [(&[u8], usize, &str); 3] = [
+            (
+                br#"{"v":3,"type":"stdio","open":[true,true,true]}"#,
+                1,
+                "3 standard descriptors announced, 1 received",
+            ),
+            (
+                br#"{"v":3,"type":"signal","signal":15}"#,
+                0,
+                "expected the caller's stdio",
+            ),
+            (b"garbage", 2, "expected the caller's stdio"),
+        ];
+        for (bytes, n, message) in cases {
+            let s = sockets();
+            let (read, write) = pipe();
+            send_bytes(s.caller.as_fd(), bytes, &vec![write.as_fd(); n]).unwrap();
+            drop(write);
+            let mut fake = Fake::default();
+            serve(&s, &mut fake);
+            let failed = Reply::Failed {
+                message: message.into(),
+            };
+            assert_eq!(replies(&s.caller), [Reply::Started, failed]);
+            assert!(fake.started.is_none() && fake.discarded);
+            assert!(all_closed(&read), "{message}: a descriptor was kept");
+        }
+    }
+
+    /// On the control socket: a request with its one connection is taken;
+    /// with no descriptor, with two, of another version, or garbage it is
+    /// ignored and whatever came with it closed; the daemon gone ends it.
+    #[test]
+    fn only_a_request_with_exactly_one_connection_is_taken() {
+        let (daemon, ctl) = seqpacket_pair().unwrap();
+        let good = encode(&request()).unwrap();
+        let old = serde_json::to_vec(&Request { v: 2, ..request() }).unwrap();
+        let (read, write) = pipe();
+        for (bytes, n) in [(&good, 0), (&good, 2), (&old, 1), (&b"{".to_vec(), 1)] {
+            send_bytes(daemon.as_fd(), bytes, &vec![write.as_fd(); n]).unwrap();
+            assert!(matches!(take_handed(ctl.as_fd()), Handing::Ignored));
+        }
+        send_bytes(daemon.as_fd(), &good, &[write.as_fd()]).unwrap();
+        drop(write);
+        assert!(!all_closed(&read), "a copy travels");
+        let Handing::Handed(handed) = take_handed(ctl.as_fd()) else {
+            panic!("not taken");
+        };
+        assert_eq!(handed.0, request());
+        drop(handed);
+        assert!(
+            all_closed(&read),
+            "a descriptor of an ignored message was kept"
+        );
+        drop(daemon);
+        assert!(matches!(take_handed(ctl.as_fd()), Handing::Gone));
+    }
+
+    /// What the caller says during the run: forwarded signals only; a
+    /// closed connection is its going away.
+    #[test]
+    fn only_forwarded_signals_and_the_caller_s_going_count_during_the_run() {
+        let (caller, conn) = seqpacket_pair().unwrap();
+        assert_eq!(caller_event(conn.as_fd()), CallerEvent::Nothing);
+        for (signal, event) in [
+            (Signal::SIGTERM as i32, CallerEvent::Signal(Signal::SIGTERM)),
+            (Signal::SIGKILL as i32, CallerEvent::Nothing),
+            (9999, CallerEvent::Nothing),
+        ] {
+            send(caller.as_fd(), &ClientMessage::Signal { signal }, &[]).unwrap();
+            assert_eq!(caller_event(conn.as_fd()), event, "{signal}");
+        }
+        send_bytes(
+            caller.as_fd(),
+            br#"{"v":2,"type":"signal","signal":15}"#,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(caller_event(conn.as_fd()), CallerEvent::Nothing);
+        drop(caller);
+        assert_eq!(caller_event(conn.as_fd()), CallerEvent::Gone);
+    }
+}
