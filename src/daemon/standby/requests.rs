@@ -204,3 +204,238 @@ impl Pool {
         Err(HandOverError::NoneReady(group.clone()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::pool::Slot;
+    use super::*;
+    use crate::exec::standby::{Attributes, ClientMessage, RecvError, recv};
+
+    fn pool() -> Pool {
+        let (listener, _) = seqpacket_pair().unwrap();
+        let (wake, _) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let metrics = Counters {
+            requests: prometheus::IntCounterVec::new(
+                prometheus::Opts::new("requests", "requests"),
+                &["group", "result"],
+            )
+            .unwrap(),
+            ready: prometheus::IntGaugeVec::new(
+                prometheus::Opts::new("ready", "ready"),
+                &["group"],
+            )
+            .unwrap(),
+        };
+        Pool {
+            root: PathBuf::new(),
+            policies: PathBuf::new(),
+            listener,
+            wake,
+            desired: Arc::default(),
+            slots: BTreeMap::new(),
+            leaving: Vec::new(),
+            pending: Vec::new(),
+            waiting: Vec::new(),
+            builder: None,
+            stopped: Vec::new(),
+            metrics,
+            listen_paused: None,
+        }
+    }
+
+    fn sb() -> GroupName {
+        GroupName::parse("sb").unwrap()
+    }
+
+    /// Gives the pool a ready standby of `sb`; the standby's end of its
+    /// control socket.
+    fn ready_standby(pool: &mut Pool) -> OwnedFd {
+        let (ctl, theirs) = seqpacket_pair().unwrap();
+        let slot = pool.slots.entry(sb()).or_insert_with(|| Slot {
+            config: ExecConfig::default(),
+            want: 1,
+            members: Vec::new(),
+            owed: Vec::new(),
+            failures: 0,
+            retry_at: None,
+        });
+        slot.members.push(Member { ctl, ready: true });
+        theirs
+    }
+
+    fn request(v: u32) -> Vec<u8> {
+        serde_json::to_vec(&Request {
+            v,
+            group: "sb".into(),
+            argv: vec!["/bin/true".into()],
+            env: Vec::new(),
+            report: None,
+            ignored: Vec::new(),
+            attrs: Attributes::default(),
+        })
+        .unwrap()
+    }
+
+    fn pipe() -> (OwnedFd, OwnedFd) {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK).unwrap()
+    }
+
+    /// True once every copy of the pipe's write end is closed.
+    fn all_closed(read: &OwnedFd) -> bool {
+        matches!(nix::unistd::read(read, &mut [0u8; 8]), Ok(0))
+    }
+
+    /// The client's `bytes` (with `fds`) dispatched: the client's socket.
+    fn ask(pool: &mut Pool, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> OwnedFd {
+        let (client, conn) = seqpacket_pair().unwrap();
+        send_bytes(client.as_fd(), bytes, fds).unwrap();
+        pool.dispatch(conn);
+        client
+    }
+
+    fn answer(client: &OwnedFd) -> Option<Reply> {
+        match recv::<Reply>(client.as_fd(), MsgFlags::MSG_DONTWAIT) {
+            Ok(Some((reply, fds))) => {
+                assert!(fds.is_empty());
+                Some(reply)
+            }
+            Err(RecvError::Sys(Errno::EAGAIN)) => None,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn none(why: &str) -> Option<Reply> {
+        Some(Reply::None { why: why.into() })
+    }
+
+    fn count(pool: &Pool, result: &str) -> u64 {
+        pool.metrics
+            .requests
+            .with_label_values(&["sb", result])
+            .get()
+    }
+
+    /// The request, as it came, and its connection reach a ready standby;
+    /// the daemon answers nothing itself and keeps the standby as leaving.
+    #[test]
+    fn a_request_is_handed_to_a_ready_standby_with_its_connection() {
+        let mut pool = pool();
+        let standby = ready_standby(&mut pool);
+        let client = ask(&mut pool, &request(PROTOCOL), &[]);
+        assert_eq!(answer(&client), None);
+        let (got, mut fds) = recv::<Request>(standby.as_fd(), MsgFlags::MSG_DONTWAIT)
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.argv, ["/bin/true"]);
+        assert_eq!(fds.len(), 1);
+        // The descriptor is the connection: the sandbox answers on it.
+        send(fds.remove(0).as_fd(), &Reply::Started, &[]).unwrap();
+        assert_eq!(answer(&client), Some(Reply::Started));
+        assert!(pool.slots[&sb()].members.is_empty());
+        assert_eq!(pool.leaving.len(), 1);
+        assert_eq!(pool.slots[&sb()].owed.len(), 1);
+    }
+
+    /// Without a standby, or without a ready one, the answer is `none`
+    /// and counted.
+    #[test]
+    fn without_a_ready_standby_the_answer_is_none() {
+        let mut pool = pool();
+        let client = ask(&mut pool, &request(PROTOCOL), &[]);
+        assert_eq!(answer(&client), none("no standby for group sb"));
+        let standby = ready_standby(&mut pool);
+        drop(standby); // it died meanwhile
+        let client = ask(&mut pool, &request(PROTOCOL), &[]);
+        assert_eq!(answer(&client), none("no standby of group sb is ready"));
+        assert_eq!(count(&pool, "none"), 2);
+    }
+
+    /// A request of another version, an unversioned one, garbage and a
+    /// bad group name are refused with their reason; the standby stays
+    /// ready and hears nothing.
+    #[test]
+    fn requests_it_cannot_serve_are_refused_with_why() {
+        let mut pool = pool();
+        let standby = ready_standby(&mut pool);
+        let bad_group = String::from_utf8(request(PROTOCOL))
+            .unwrap()
+            .replace("\"sb\"", "\"../x\"");
+        let cases: [(&[u8], String); 4] = [
+            (
+                &request(2),
+                format!("protocol 2 (the daemon speaks {PROTOCOL})"),
+            ),
+            (
+                br#"{"group":"sb"}"#,
+                format!("protocol unknown (the daemon speaks {PROTOCOL})"),
+            ),
+            (b"garbage", "a request that does not parse".into()),
+            (bad_group.as_bytes(), "not a group name".into()),
+        ];
+        for (bytes, why) in cases {
+            let client = ask(&mut pool, bytes, &[]);
+            assert_eq!(answer(&client), none(&why));
+        }
+        assert!(pool.slots[&sb()].members[0].ready);
+        let heard = recv_plain(standby.as_fd(), MsgFlags::MSG_DONTWAIT);
+        assert_eq!(heard, Err(Errno::EAGAIN));
+    }
+
+    /// A request larger than [`MAX_MESSAGE`] is refused (`EMSGSIZE`, so
+    /// `none`), and the descriptors sent with it are never installed.
+    #[test]
+    fn an_oversized_request_is_refused_and_its_descriptors_not_kept() {
+        let mut pool = pool();
+        let _standby = ready_standby(&mut pool);
+        let (read, write) = pipe();
+        let big = vec![b' '; 256 * 1024 + 1];
+        let client = ask(&mut pool, &big, &[write.as_fd(), write.as_fd()]);
+        drop(write);
+        let why = "a request larger than a prepared sandbox takes";
+        assert_eq!(answer(&client), none(why));
+        assert!(all_closed(&read), "a descriptor sent along was kept");
+        assert!(pool.slots[&sb()].members[0].ready);
+    }
+
+    /// Descriptors sent along with a good request are dropped by the
+    /// kernel: the standby gets the connection alone.
+    #[test]
+    fn descriptors_sent_with_a_request_never_reach_the_standby() {
+        let mut pool = pool();
+        let standby = ready_standby(&mut pool);
+        let (read, write) = pipe();
+        let _client = ask(&mut pool, &request(PROTOCOL), &[write.as_fd(); 9]);
+        drop(write);
+        let (_, fds) = recv::<Request>(standby.as_fd(), MsgFlags::MSG_DONTWAIT)
+            .unwrap()
+            .unwrap();
+        assert_eq!(fds.len(), 1);
+        assert!(all_closed(&read), "a descriptor sent along was kept");
+    }
+
+    /// A client gone before asking gets nothing and takes no standby; one
+    /// gone after asking is still handed over (its sandbox then finds the
+    /// connection closed and starts nothing).
+    #[test]
+    fn a_client_gone_before_asking_takes_nothing() {
+        let mut pool = pool();
+        let standby = ready_standby(&mut pool);
+        let (client, conn) = seqpacket_pair().unwrap();
+        drop(client);
+        pool.dispatch(conn);
+        assert!(pool.slots[&sb()].members[0].ready);
+        assert!(pool.leaving.is_empty());
+        let heard = recv_plain(standby.as_fd(), MsgFlags::MSG_DONTWAIT);
+        assert_eq!(heard, Err(Errno::EAGAIN));
+        let (client, conn) = seqpacket_pair().unwrap();
+        send_bytes(client.as_fd(), &request(PROTOCOL), &[]).unwrap();
+        drop(client);
+        pool.dispatch(conn);
+        let (_, fds) = recv::<Request>(standby.as_fd(), MsgFlags::MSG_DONTWAIT)
+            .unwrap()
+            .unwrap();
+        let conn = fds.into_iter().next().unwrap();
+        let said = recv::<ClientMessage>(conn.as_fd(), MsgFlags::MSG_DONTWAIT);
+        assert!(matches!(said, Ok(None)), "{said:?}");
+    }
+}
