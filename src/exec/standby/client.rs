@@ -178,3 +178,160 @@ pub(super) fn fail(why: &str) -> i32 {
     eprintln!("cgmgr: exec: {why}");
     125
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::handover::tests::{Fake, all_closed, pipe, request};
+    use super::*;
+
+    /// A signalfd that never reads (no signal in its set): the client's
+    /// loops without touching this process's signals.
+    fn no_signals() -> SignalFd {
+        SignalFd::new(&nix::sys::signal::SigSet::empty()).unwrap()
+    }
+
+    /// The daemon's or sandbox's side as a thread: it takes the request
+    /// and then does `then` with its socket.
+    fn peer(then: impl FnOnce(OwnedFd) + Send + 'static) -> (OwnedFd, std::thread::JoinHandle<()>) {
+        let (client, theirs) = seqpacket_pair().unwrap();
+        let handle = std::thread::spawn(move || {
+            let got = recv::<Request>(theirs.as_fd(), MsgFlags::empty()).unwrap();
+            assert_eq!(got.map(|(r, _)| r), Some(request()));
+            then(theirs);
+        });
+        (client, handle)
+    }
+
+    fn ask_peer(then: impl FnOnce(OwnedFd) + Send + 'static) -> bool {
+        let (client, handle) = peer(then);
+        let asked = ask(client.as_fd(), &request(), &no_signals(), &mut Vec::new());
+        handle.join().unwrap();
+        asked
+    }
+
+    /// Only `started` of this protocol is a hand-over: `none`, a peer gone
+    /// after the request, a `started` of protocol 2 or another version and
+    /// garbage all send `cgmgr exec` to build its own sandbox.
+    #[test]
+    fn only_a_started_of_this_protocol_is_a_hand_over() {
+        let answer = |bytes: Vec<u8>| move |s: OwnedFd| send_bytes(s.as_fd(), &bytes, &[]).unwrap();
+        assert!(ask_peer(answer(encode(&Reply::Started).unwrap())));
+        let none = Reply::None { why: "x".into() };
+        assert!(!ask_peer(answer(encode(&none).unwrap())));
+        assert!(!ask_peer(drop));
+        assert!(!ask_peer(answer(b"\"started\"".to_vec())));
+        assert!(!ask_peer(answer(br#"{"v":4,"type":"started"}"#.to_vec())));
+        assert!(!ask_peer(answer(b"garbage".to_vec())));
+    }
+
+    /// A peer gone before the request is even sent: no hand-over.
+    #[test]
+    fn a_daemon_gone_before_the_request_is_no_hand_over() {
+        let (client, theirs) = seqpacket_pair().unwrap();
+        drop(theirs);
+        assert!(!ask(
+            client.as_fd(),
+            &request(),
+            &no_signals(),
+            &mut Vec::new()
+        ));
+    }
+
+    /// The end of a run as the caller sees it: the status and stderr, a
+    /// failure's message, or a sandbox that ended without telling.
+    #[test]
+    fn the_end_of_a_run_is_its_status_or_a_failure() {
+        let end = |reply: Option<Reply>| {
+            let (client, theirs) = seqpacket_pair().unwrap();
+            if let Some(reply) = reply {
+                send(theirs.as_fd(), &reply, &[]).unwrap();
+            }
+            drop(theirs);
+            follow(client.as_fd(), &no_signals())
+        };
+        let exit = Reply::Exit {
+            code: 3,
+            stderr: "note\n".into(),
+        };
+        let ended = Ending::Exit {
+            code: 3,
+            stderr: "note\n".into(),
+        };
+        assert_eq!(end(Some(exit)), ended);
+        let failed = Reply::Failed {
+            message: "no".into(),
+        };
+        assert_eq!(end(Some(failed)), Ending::Failed("no".into()));
+        let odd = Ending::Failed("the prepared sandbox's answer is not understood".into());
+        assert_eq!(end(Some(Reply::Started)), odd);
+        let gone = "the prepared sandbox ended without telling the workload's exit status";
+        assert_eq!(end(None), Ending::Failed(gone.into()));
+    }
+
+    /// The whole protocol between the real client functions and the real
+    /// hand-over (its sandbox a fake): asked, started, the stdio passed,
+    /// a signal forwarded, the status and stderr returned; the daemon's
+    /// end hears `started`, and no stdio descriptor stays open.
+    #[test]
+    fn a_client_and_a_sandbox_hand_over_a_run_end_to_end() {
+        let (client, conn) = seqpacket_pair().unwrap();
+        let (daemon, ctl) = seqpacket_pair().unwrap();
+        let sandbox = std::thread::spawn(move || {
+            let (request, _) = recv::<Request>(conn.as_fd(), MsgFlags::empty())
+                .unwrap()
+                .unwrap();
+            let mut fake = Fake::default();
+            hand_over(ctl.as_fd(), &conn, &request, &mut fake).unwrap();
+            fake
+        });
+        let sfd = no_signals();
+        assert!(ask(client.as_fd(), &request(), &sfd, &mut Vec::new()));
+        let (read, write) = pipe();
+        send_stdio(
+            client.as_fd(),
+            [Some(write.as_fd()), None, Some(write.as_fd())],
+        )
+        .unwrap();
+        drop(write);
+        let signal = Signal::SIGTERM as i32;
+        send(client.as_fd(), &ClientMessage::Signal { signal }, &[]).unwrap();
+        let ended = Ending::Exit {
+            code: 143,
+            stderr: "terminated\n".into(),
+        };
+        assert_eq!(follow(client.as_fd(), &sfd), ended);
+        let fake = sandbox.join().unwrap();
+        let (job, passed) = fake.started.unwrap();
+        assert_eq!((job.stdio, passed), ([true, false, true], 2));
+        let word = recv_without_fds::<Word>(daemon.as_fd(), MsgFlags::MSG_DONTWAIT);
+        assert_eq!(word.unwrap(), Some(Word::Started));
+        assert!(all_closed(&read));
+    }
+
+    /// A decline end to end: the client's `ask` is false (it builds its
+    /// own sandbox) and nothing started.
+    #[test]
+    fn a_declined_request_sends_the_client_to_build_its_own() {
+        let (client, conn) = seqpacket_pair().unwrap();
+        let (_daemon, ctl) = seqpacket_pair().unwrap();
+        let sandbox = std::thread::spawn(move || {
+            let (request, _) = recv::<Request>(conn.as_fd(), MsgFlags::empty())
+                .unwrap()
+                .unwrap();
+            let mut fake = Fake {
+                refuse: Some("stale".into()),
+                ..Fake::default()
+            };
+            hand_over(ctl.as_fd(), &conn, &request, &mut fake).unwrap();
+            fake
+        });
+        assert!(!ask(
+            client.as_fd(),
+            &request(),
+            &no_signals(),
+            &mut Vec::new()
+        ));
+        let fake = sandbox.join().unwrap();
+        assert!(fake.started.is_none() && fake.discarded);
+    }
+}
