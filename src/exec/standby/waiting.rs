@@ -41,15 +41,17 @@ pub(super) struct ReadyJob {
 /// Says `ready` on `socket` and waits for the command. Everything about
 /// the sandbox stays `base`'s.
 pub(super) fn await_job(socket: &OwnedFd, base: &Workload) -> Result<ReadyJob, ExecError> {
-    Word::Ready
-        .send(socket.as_fd())
-        .map_err(sys("telling the standby process"))?;
-    let Some((bytes, fds)) = recv(socket.as_fd(), MsgFlags::empty()).map_err(sys("recvmsg"))?
-    else {
-        return Err(ExecError::Invalid("the standby process went away".into()));
+    send(socket.as_fd(), &Word::Ready, &[]).map_err(sys("telling the standby process"))?;
+    let (job, fds) = match recv::<Job>(socket.as_fd(), MsgFlags::empty()) {
+        Ok(Some(message)) => message,
+        Ok(None) => return Err(ExecError::Invalid("the standby process went away".into())),
+        Err(RecvError::Sys(e)) => return Err(sys("recvmsg")(e)),
+        Err(RecvError::Decode(e)) => {
+            return Err(ExecError::Invalid(format!(
+                "a job that does not parse: {e}"
+            )));
+        }
     };
-    let job: Job = serde_json::from_slice(&bytes)
-        .map_err(|e| ExecError::Invalid(format!("a job that does not parse: {e}")))?;
     let mut fds = fds.into_iter();
     let stdio = job.stdio.map(|open| if open { fds.next() } else { None });
     Ok(ReadyJob {

@@ -1,20 +1,18 @@
-//! The wire: one JSON object (or a bare word) per `SOCK_SEQPACKET` message,
-//! descriptors as `SCM_RIGHTS`, and the waits on several descriptors.
+//! The wire: one message per `SOCK_SEQPACKET` packet, descriptors as
+//! `SCM_RIGHTS` (attached in [`send_bytes`] and taken in [`recv_bytes`],
+//! nowhere else), the sockets' options, and the waits on several
+//! descriptors. What the bytes say is [`super::protocol`]'s.
 
 use super::*;
 
-/// Sends one message with `fds` attached.
-pub fn send(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[RawFd]) -> Result<(), Errno> {
+/// Sends one message with `fds` attached (a peer that is gone is `EPIPE`,
+/// never SIGPIPE).
+pub fn send_bytes(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), Errno> {
     let iov = [IoSlice::new(bytes)];
-    let rights = [ControlMessage::ScmRights(fds)];
-    let cmsgs: &[ControlMessage<'_>] = if fds.is_empty() { &[] } else { &rights };
+    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    let rights = [ControlMessage::ScmRights(&raw)];
+    let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &rights };
     sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None).map(|_| ())
-}
-
-/// Sends one JSON message.
-pub fn send_json(sock: BorrowedFd<'_>, value: &impl Serialize, fds: &[RawFd]) -> Result<(), Errno> {
-    let bytes = serde_json::to_vec(value).map_err(|_| Errno::EINVAL)?;
-    send(sock, &bytes, fds)
 }
 
 /// The size of the next message, without taking it (a peek with
@@ -28,11 +26,11 @@ pub(super) fn next_size(sock: BorrowedFd<'_>, flags: MsgFlags) -> Result<usize, 
 }
 
 /// One message: its bytes and the descriptors that came with it.
-pub type Message = (Vec<u8>, Vec<OwnedFd>);
+pub type Packet = (Vec<u8>, Vec<OwnedFd>);
 
 /// One message (its descriptors close-on-exec); `None` at the end of the
 /// stream. A message larger than [`MAX_MESSAGE`] is `EMSGSIZE`.
-pub fn recv(sock: BorrowedFd<'_>, flags: MsgFlags) -> Result<Option<Message>, Errno> {
+pub fn recv_bytes(sock: BorrowedFd<'_>, flags: MsgFlags) -> Result<Option<Packet>, Errno> {
     let size = next_size(sock, flags)?;
     if size > MAX_MESSAGE {
         return Err(Errno::EMSGSIZE);
@@ -95,6 +93,69 @@ pub fn recv_plain(sock: BorrowedFd<'_>, flags: MsgFlags) -> Result<Option<Vec<u8
     }
     buf.truncate(len);
     Ok(Some(buf))
+}
+
+/// A connection to the daemon's socket, or `None` (no socket, a full
+/// backlog: `connect` would wait).
+pub(super) fn connect_to_daemon() -> Option<OwnedFd> {
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )
+    .ok()?;
+    connect(
+        sock.as_raw_fd(),
+        &UnixAddr::new(&crate::runtime::exec_socket_path()).ok()?,
+    )
+    .ok()?;
+    let flags = nix::fcntl::fcntl(&sock, nix::fcntl::FcntlArg::F_GETFL).ok()?;
+    let blocking = nix::fcntl::OFlag::from_bits_truncate(flags) & !nix::fcntl::OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(&sock, nix::fcntl::FcntlArg::F_SETFL(blocking)).ok()?;
+    allow_large_messages(sock.as_fd());
+    Some(sock)
+}
+
+/// A connected pair of `SOCK_SEQPACKET` sockets (close-on-exec) that
+/// carry messages of up to [`MAX_MESSAGE`] bytes both ways.
+pub fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd), Errno> {
+    let (a, b) = nix::sys::socket::socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    allow_large_messages(a.as_fd());
+    allow_large_messages(b.as_fd());
+    Ok((a, b))
+}
+
+/// `SO_PASSRIGHTS` (Linux 6.16): whether the socket accepts `SCM_RIGHTS`.
+pub(super) const SO_PASSRIGHTS: libc::c_int = 83;
+
+/// Lets `sock` receive descriptors, or refuses them (the sender's
+/// `sendmsg` fails). Without the option (kernels before 6.16) nothing
+/// changes: descriptors are then received and dropped unread.
+pub fn set_pass_rights(sock: BorrowedFd<'_>, pass: bool) {
+    let value = libc::c_int::from(pass);
+    let len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4);
+    // SAFETY: value is a live c_int of the given size for the call.
+    let _ = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_PASSRIGHTS,
+            (&raw const value).cast(),
+            len,
+        )
+    };
+}
+
+/// Lets a message of up to [`MAX_MESSAGE`] bytes through `sock` (a
+/// `SOCK_SEQPACKET` message must fit in its sender's buffer).
+pub fn allow_large_messages(sock: BorrowedFd<'_>) {
+    let _ = nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::SndBuf, &MAX_MESSAGE);
 }
 
 /// Waits until one of `fds` is ready; their `revents`, or `None` at the
