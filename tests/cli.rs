@@ -1685,7 +1685,7 @@ fn host_exec_through_a_prepared_sandbox() {
         .find_map(|l| l.strip_prefix("listen "))
         .unwrap()
         .to_string();
-    let metrics = {
+    let scrape = || {
         use std::io::Read;
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
         s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -1694,15 +1694,22 @@ fn host_exec_through_a_prepared_sandbox() {
         let _ = s.read_to_string(&mut out);
         out
     };
-    let served: u64 = metrics
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("cgmgr_exec_standby_requests_total{group=\"sb\",result=\"served\"} ")
-        })
-        .unwrap_or_else(|| panic!("no served count in:\n{metrics}"))
-        .parse()
-        .unwrap();
-    assert!(served >= 5, "{served} runs served, expected at least 5");
+    let served = |metrics: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("cgmgr_exec_standby_requests_total{group=\"sb\",result=\"served\"} ")
+            })
+            .unwrap_or_else(|| panic!("no served count in:\n{metrics}"))
+            .parse()
+            .unwrap()
+    };
+    // The daemon counts a run when it reads the sandbox's word, which may
+    // come after the sandbox process is gone.
+    wait_for("the daemon to count 5 runs served", 10, || {
+        served(&scrape()) >= 5
+    });
+    let metrics = scrape();
     assert!(
         metrics.contains("cgmgr_exec_standby_ready{group=\"sb\"}"),
         "{metrics}"

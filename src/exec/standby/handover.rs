@@ -34,11 +34,22 @@ pub(super) fn take_handed(ctl: BorrowedFd<'_>) -> Handing {
     }
 }
 
+/// Why a sandbox does not take a request (the caller builds its own).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Declined {
+    /// What the sandbox was built from is no longer what the policy says.
+    #[error("the rootfs or seccomp profile changed since this sandbox was built")]
+    Changed,
+    /// The request does not fit the sandbox (group, protocol, command).
+    #[error(transparent)]
+    Request(#[from] ExecError),
+}
+
 /// The steps of a hand-over that are the sandbox's own (privileged).
 pub(super) trait Sandbox {
     /// The job for `request`, or why this sandbox does not take it (the
     /// caller is then told `none` and builds its own).
-    fn accept(&mut self, request: &Request) -> Result<Job, String>;
+    fn accept(&mut self, request: &Request) -> Result<Job, Declined>;
     /// Starts `job` with the caller's `stdio` and attributes.
     fn start(&mut self, request: &Request, job: &Job, stdio: Vec<OwnedFd>)
     -> Result<(), ExecError>;
@@ -61,7 +72,10 @@ pub(super) fn hand_over(
 ) -> Result<(), ExecError> {
     let mut job = match sandbox.accept(request) {
         Ok(job) => job,
-        Err(why) => return end_unrun(ctl, conn, Reply::None { why }, sandbox),
+        Err(why) => {
+            let why = why.to_string();
+            return end_unrun(ctl, conn, Reply::None { why }, sandbox);
+        }
     };
     // The daemon's listener refuses descriptors (see `set_pass_rights`);
     // this connection takes the caller's stdio.
@@ -209,9 +223,9 @@ pub(super) mod tests {
     }
 
     impl Sandbox for Fake {
-        fn accept(&mut self, request: &Request) -> Result<Job, String> {
+        fn accept(&mut self, request: &Request) -> Result<Job, Declined> {
             match self.refuse.clone() {
-                Some(why) => Err(why),
+                Some(why) => Err(Declined::Request(ExecError::Invalid(why))),
                 None => Ok(Job {
                     argv: request.argv.clone(),
                     env: Vec::new(),

@@ -93,13 +93,12 @@ struct Standby<'a> {
 }
 
 impl Sandbox for Standby<'_> {
-    fn accept(&mut self, request: &Request) -> Result<Job, String> {
+    fn accept(&mut self, request: &Request) -> Result<Job, Declined> {
         // `none` sends the caller to build its own sandbox, as it would have.
         if self.built.changed() {
-            let why = "the rootfs or seccomp profile changed since this sandbox was built";
-            return Err(why.into());
+            return Err(Declined::Changed);
         }
-        check_request(self.spec, request).map_err(|e| e.to_string())
+        Ok(check_request(self.spec, request)?)
     }
 
     fn start(
