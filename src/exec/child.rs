@@ -9,7 +9,7 @@ use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use nix::unistd::ForkResult;
 
-use super::error::{ExecError, sys};
+use super::error::{ExecError, Step, step, sys};
 use super::kernel::{Host, Kernel};
 use super::{ExecSpec, init, rootfs, standby, workload};
 use crate::policy::Namespace;
@@ -64,19 +64,17 @@ pub(crate) fn build(
     go: OwnedFd,
     job: Option<OwnedFd>,
 ) -> Result<Option<Option<OwnedFd>>, ExecError> {
-    k.set_pdeathsig().map_err(sys("prctl(PR_SET_PDEATHSIG)"))?;
+    k.set_pdeathsig().map_err(step(Step::DeathSignal))?;
     let mut byte = [0u8; 1];
     if nix::unistd::read(&go, &mut byte) != Ok(1) {
         return Ok(None);
     }
     if spec.has(Namespace::User) {
-        k.setresgid(0)
-            .map_err(sys("setresgid(0) in the user namespace"))?;
-        k.setresuid(0)
-            .map_err(sys("setresuid(0) in the user namespace"))?;
+        k.setresgid(0).map_err(step(Step::RootGid))?;
+        k.setresuid(0).map_err(step(Step::RootUid))?;
         // A credential change clears the parent-death signal: arm it again,
         // then make sure the parent did not die in between.
-        k.set_pdeathsig().map_err(sys("prctl(PR_SET_PDEATHSIG)"))?;
+        k.set_pdeathsig().map_err(step(Step::DeathSignal))?;
         if parent_gone(&go) {
             return Ok(None);
         }
@@ -94,13 +92,13 @@ pub(crate) fn build(
         }
     };
     k.join_session_keyring()
-        .map_err(sys("keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)"))?;
+        .map_err(step(Step::SessionKeyring))?;
     if spec.has(Namespace::Cgroup) {
         // Now, not at clone: the parent may have placed us only after the
         // clone (kernels without CLONE_INTO_CGROUP), and the namespace's
         // root is the cgroup we are in when it is made: the group.
         k.unshare(CloneFlags::CLONE_NEWCGROUP)
-            .map_err(sys("unshare(CLONE_NEWCGROUP)"))?;
+            .map_err(step(Step::CgroupNamespace))?;
     }
     // After the last namespace of our own is made.
     if spec.has(Namespace::User) {
@@ -108,7 +106,7 @@ pub(crate) fn build(
     }
     if spec.has(Namespace::Uts) {
         k.sethostname(&spec.hostname)
-            .map_err(sys(format!("sethostname({:?})", spec.hostname)))?;
+            .map_err(step(Step::Hostname(spec.hostname.clone())))?;
     }
     if spec.has(Namespace::Net) {
         k.loopback_up()?;
@@ -122,10 +120,9 @@ pub(crate) fn build(
     }
     if !spec.has(Namespace::Pid) {
         // Not PID 1: become the reaper of the workload's orphans anyway.
-        k.set_child_subreaper()
-            .map_err(sys("prctl(PR_SET_CHILD_SUBREAPER)"))?;
+        k.set_child_subreaper().map_err(step(Step::Subreaper))?;
     }
-    k.block_signals().map_err(sys("sigprocmask"))?;
+    k.block_signals().map_err(step(Step::BlockSignals))?;
     Ok(Some(job))
 }
 
@@ -158,10 +155,8 @@ fn cap_namespace_quotas(k: &mut dyn Kernel, nested_userns: bool) -> Result<(), E
             // A kernel without this limit (time namespaces, older kernels).
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                return Err(ExecError::Sys {
-                    what: format!("limiting {path} to {value} in the sandbox's user namespace"),
-                    errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-                });
+                let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+                return Err(step(Step::NamespaceQuota { path, value })(errno));
             }
         }
     }
@@ -441,5 +436,28 @@ mod tests {
         ));
         assert_eq!(k.position("set_child_subreaper"), None);
         assert_eq!(k.position("setresuid"), None);
+    }
+
+    /// A quota this kernel lacks (no time namespaces) is skipped; one it
+    /// refuses ends the construction, named.
+    #[test]
+    fn a_missing_quota_is_skipped_and_a_refused_one_named() {
+        let spec = spec(&[Namespace::User], None);
+        let (go, _parent) = go_pipe();
+        let mut k = Recorder::failing("write(/proc/sys/user/max_time", Errno::ENOENT);
+        build(&mut k, &spec, go, None).unwrap();
+        assert!(
+            k.position("write(/proc/sys/user/max_inotify_watches")
+                .is_some()
+        );
+
+        let (go, _parent) = go_pipe();
+        let mut k = Recorder::failing("write(/proc/sys/user/max_net", Errno::EACCES);
+        let err = build(&mut k, &spec, go, None).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "limiting /proc/sys/user/max_net_namespaces to 0 in the sandbox's user namespace: EACCES: Permission denied"
+        );
+        assert!(k.calls.last().unwrap().contains("max_net_namespaces"));
     }
 }

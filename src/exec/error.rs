@@ -64,6 +64,15 @@ pub enum ExecError {
         /// Why.
         errno: Errno,
     },
+    /// A step of the sandbox's construction or of the workload's last
+    /// steps failed.
+    #[error("{step}: {errno}")]
+    Step {
+        /// The step, with its argument.
+        step: Step,
+        /// Why.
+        errno: Errno,
+    },
     /// Any other system call in the setup failed.
     #[error("{what}: {errno}")]
     Sys {
@@ -121,6 +130,101 @@ pub enum ExecError {
     /// An invalid flag value.
     #[error("{0}")]
     Invalid(String),
+}
+
+/// The steps of a sandbox's construction (in the child) and of the
+/// workload's last steps before `execve`, besides the mounts (which are
+/// [`ExecError::Mount`]'s numbered steps).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// `prctl(PR_SET_PDEATHSIG)`.
+    DeathSignal,
+    /// `setresgid(0)` in the user namespace.
+    RootGid,
+    /// `setresuid(0)` in the user namespace.
+    RootUid,
+    /// `close_range(first, ~0)`.
+    CloseFrom(u32),
+    /// `dup3` of the kept descriptor onto fd 3.
+    KeepAsFd3,
+    /// A new session keyring.
+    SessionKeyring,
+    /// `unshare(CLONE_NEWCGROUP)`.
+    CgroupNamespace,
+    /// One `/proc/sys/user` quota of the sandbox's user namespace.
+    NamespaceQuota {
+        /// The file.
+        path: String,
+        /// The limit.
+        value: &'static str,
+    },
+    /// `sethostname`.
+    Hostname(String),
+    /// `prctl(PR_SET_CHILD_SUBREAPER)`.
+    Subreaper,
+    /// Init's signals blocked.
+    BlockSignals,
+    /// The workload's signal mask and SIGPIPE back to their defaults.
+    ResetSignals,
+    /// `setsid`.
+    NewSession,
+    /// The workload's working directory.
+    WorkingDirectory(PathBuf),
+    /// `prctl(PR_CAPBSET_DROP, cap)`.
+    DropBoundingCap(u8),
+    /// `setgroups([])`.
+    ClearGroups,
+    /// The workload's `setresgid`.
+    Gid(u32),
+    /// The workload's `setresuid`.
+    Uid(u32),
+    /// `prctl(PR_SET_NO_NEW_PRIVS)`.
+    NoNewPrivs,
+    /// `chdir` into the rootfs before the root switch.
+    IntoRootfs(PathBuf),
+    /// `chdir /` after the root switch.
+    IntoNewRoot,
+    /// The directory of the private devpts.
+    DevptsDir(PathBuf),
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::DeathSignal => f.write_str("prctl(PR_SET_PDEATHSIG)"),
+            Step::RootGid => f.write_str("setresgid(0) in the user namespace"),
+            Step::RootUid => f.write_str("setresuid(0) in the user namespace"),
+            Step::CloseFrom(first) => write!(f, "close_range({first}, ~0)"),
+            Step::KeepAsFd3 => f.write_str("dup3(.., 3)"),
+            Step::SessionKeyring => f.write_str("keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)"),
+            Step::CgroupNamespace => f.write_str("unshare(CLONE_NEWCGROUP)"),
+            Step::NamespaceQuota { path, value } => {
+                write!(
+                    f,
+                    "limiting {path} to {value} in the sandbox's user namespace"
+                )
+            }
+            Step::Hostname(h) => write!(f, "sethostname({h:?})"),
+            Step::Subreaper => f.write_str("prctl(PR_SET_CHILD_SUBREAPER)"),
+            Step::BlockSignals => f.write_str("sigprocmask"),
+            Step::ResetSignals => f.write_str("resetting the signal mask and SIGPIPE"),
+            Step::NewSession => f.write_str("setsid"),
+            Step::WorkingDirectory(d) => write!(f, "working directory {}", d.display()),
+            Step::DropBoundingCap(cap) => write!(f, "prctl(PR_CAPBSET_DROP, {cap})"),
+            Step::ClearGroups => f.write_str("setgroups([])"),
+            Step::Gid(gid) => write!(f, "setresgid({gid})"),
+            Step::Uid(uid) => write!(f, "setresuid({uid})"),
+            Step::NoNewPrivs => f.write_str("prctl(PR_SET_NO_NEW_PRIVS)"),
+            Step::IntoRootfs(r) => write!(f, "chdir {}", r.display()),
+            Step::IntoNewRoot => f.write_str("chdir /"),
+            Step::DevptsDir(d) => write!(f, "mkdir {}", d.display()),
+        }
+    }
+}
+
+/// Shorthand for a failed [`Step`].
+pub fn step(step: Step) -> impl FnOnce(Errno) -> ExecError {
+    move |errno| ExecError::Step { step, errno }
 }
 
 /// Shorthand for a failed system call described by `what`.

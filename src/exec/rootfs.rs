@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::MsFlags;
 use nix::sys::stat::Mode;
 
-use super::error::{ExecError, sys};
+use super::error::{ExecError, Step, step};
 use super::kernel::{Host, Kernel};
 
 /// Device nodes bound from the host into the sandbox's `/dev`.
@@ -285,7 +285,7 @@ fn populate_dev(k: &mut dyn Kernel, dev: &Path) -> Result<(), ExecError> {
     }
     let pts = dev.join("pts");
     nix::unistd::mkdir(&pts, Mode::from_bits_truncate(0o755))
-        .map_err(sys(format!("mkdir {}", pts.display())))?;
+        .map_err(step(Step::DevptsDir(pts.clone())))?;
     k.mount(
         Some(Path::new("devpts")),
         &pts,
@@ -310,7 +310,7 @@ fn populate_dev(k: &mut dyn Kernel, dev: &Path) -> Result<(), ExecError> {
 /// Step 6.
 fn switch_root(k: &mut dyn Kernel, rootfs: &Path, switch: RootSwitch) -> Result<(), ExecError> {
     k.chdir(rootfs)
-        .map_err(sys(format!("chdir {}", rootfs.display())))?;
+        .map_err(step(Step::IntoRootfs(rootfs.to_path_buf())))?;
     match switch {
         RootSwitch::PivotRoot => match k.pivot_root_here() {
             // pivot_root(".", ".") stacks the old root under the new one at
@@ -325,7 +325,7 @@ fn switch_root(k: &mut dyn Kernel, rootfs: &Path, switch: RootSwitch) -> Result<
         },
         RootSwitch::Chroot => k.chroot_here().map_err(mount_err(6, "chroot", rootfs))?,
     }
-    k.chdir(Path::new("/")).map_err(sys("chdir /"))
+    k.chdir(Path::new("/")).map_err(step(Step::IntoNewRoot))
 }
 
 /// Step 6 where `/` is the initial ramfs (diskless and PXE boots, minimal

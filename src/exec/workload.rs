@@ -13,7 +13,7 @@ use nix::sys::stat::Mode;
 
 use caps::{CapSet, Capability};
 
-use super::error::{ExecError, sys};
+use super::error::{ExecError, Step, step, sys};
 use super::kernel::{Host, Kernel};
 
 /// Capabilities the workload keeps (when it runs as uid 0 inside): enough
@@ -133,25 +133,21 @@ pub(crate) fn prepare_with(
     w: &Workload,
     keep: Option<OwnedFd>,
 ) -> Result<Option<OwnedFd>, ExecError> {
-    k.reset_signals()
-        .map_err(sys("resetting the signal mask and SIGPIPE"))?;
-    k.setsid().map_err(sys("setsid"))?;
+    k.reset_signals().map_err(step(Step::ResetSignals))?;
+    k.setsid().map_err(step(Step::NewSession))?;
     k.umask(Mode::from_bits_truncate(0o022));
     k.chdir(&w.cwd)
-        .map_err(sys(format!("working directory {}", w.cwd.display())))?;
+        .map_err(step(Step::WorkingDirectory(w.cwd.clone())))?;
     drop_bounding_set(k, keep_for(w))?;
     if !w.in_user_ns {
-        k.clear_groups().map_err(sys("setgroups([])"))?;
+        k.clear_groups().map_err(step(Step::ClearGroups))?;
     }
-    k.setresgid(w.gid)
-        .map_err(sys(format!("setresgid({})", w.gid)))?;
-    k.setresuid(w.uid)
-        .map_err(sys(format!("setresuid({})", w.uid)))?;
+    k.setresgid(w.gid).map_err(step(Step::Gid(w.gid)))?;
+    k.setresuid(w.uid).map_err(step(Step::Uid(w.uid)))?;
     // After the id change, which clears it: die with init.
-    k.set_pdeathsig().map_err(sys("prctl(PR_SET_PDEATHSIG)"))?;
+    k.set_pdeathsig().map_err(step(Step::DeathSignal))?;
     set_caps(k, keep_for(w))?;
-    k.set_no_new_privs()
-        .map_err(sys("prctl(PR_SET_NO_NEW_PRIVS)"))?;
+    k.set_no_new_privs().map_err(step(Step::NoNewPrivs))?;
     match keep {
         Some(fd) => close_fds_but(k, fd).map(Some),
         None => close_fds_from(k, 3).map(|()| None),
@@ -184,7 +180,7 @@ fn drop_bounding_set(k: &mut dyn Kernel, keep: &[Capability]) -> Result<(), Exec
             // Past the kernel's last capability (they are numbered without
             // gaps), so nothing higher exists either.
             Err(Errno::EINVAL) => break,
-            Err(e) => return Err(sys(format!("prctl(PR_CAPBSET_DROP, {cap})"))(e)),
+            Err(e) => return Err(step(Step::DropBoundingCap(cap))(e)),
         }
     }
     Ok(())
@@ -203,12 +199,12 @@ fn set_caps(k: &mut dyn Kernel, keep: &[Capability]) -> Result<(), ExecError> {
 /// reaches the workload.
 pub(crate) fn close_fds_from(k: &mut dyn Kernel, first: u32) -> Result<(), ExecError> {
     k.close_fds_from(first)
-        .map_err(sys(format!("close_range({first}, ~0)")))
+        .map_err(step(Step::CloseFrom(first)))
 }
 
 /// Closes every descriptor but `keep`, which becomes fd 3 (close-on-exec).
 pub(crate) fn close_fds_but(k: &mut dyn Kernel, keep: OwnedFd) -> Result<OwnedFd, ExecError> {
-    let kept = k.move_to_fd3(keep).map_err(sys("dup3(.., 3)"))?;
+    let kept = k.move_to_fd3(keep).map_err(step(Step::KeepAsFd3))?;
     close_fds_from(k, 4)?;
     Ok(kept)
 }
