@@ -44,7 +44,7 @@ pub enum Command {
     /// override it. Exit status: the command's (128+N if killed by signal N);
     /// 125 if cgmgr failed before the command ran, 126 if the command cannot
     /// be executed, 127 if it is not found.
-    Exec(ExecArgs),
+    Exec(Box<ExecArgs>),
     /// Apply, then keep enforcing: hot reload, drift correction, limit events, /metrics and /healthz.
     Daemon(DaemonArgs),
     /// A table of managed groups: usage against limits, throttling, OOM kills.
@@ -118,6 +118,37 @@ pub struct ExecArgs {
         ),
     )]
     pub report: Option<cgmgr::exec::report::ReportFormat>,
+    /// Write the run's JSON report (with its verdict, `status`) to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub report_file: Option<PathBuf>,
+    /// Bind a host path read-write at DST (repeatable; after the policy's
+    /// `mounts`). nosuid, nodev; SRC is never followed through a symlink.
+    #[arg(long = "bind", value_name = "SRC:DST")]
+    pub binds: Vec<String>,
+    /// Bind a host path read-only at DST, its submounts too (repeatable).
+    #[arg(long = "ro-bind", value_name = "SRC:DST")]
+    pub ro_binds: Vec<String>,
+    /// Mount a tmpfs at DST, of at most SIZE (repeatable).
+    #[arg(long = "tmpfs", value_name = "DST[:SIZE]")]
+    pub tmpfs: Vec<String>,
+    /// `none`: a network namespace of its own, loopback up (the default);
+    /// `host`: the host's network.
+    #[arg(long, value_name = "none|host")]
+    pub network: Option<String>,
+    /// CPU time (user + system) of the whole run, e.g. `2s`: killed past it
+    /// (and `--extra-time`), exit 137.
+    #[arg(long, value_name = "DURATION")]
+    pub time_limit: Option<String>,
+    /// Wall-clock time of the run, e.g. `10s`: killed past it, exit 137.
+    #[arg(long, value_name = "DURATION")]
+    pub wall_limit: Option<String>,
+    /// Grace after `--time-limit` before the kill, e.g. `0.5s`.
+    #[arg(long, value_name = "DURATION")]
+    pub extra_time: Option<String>,
+    /// A resource limit of the workload, soft and hard (repeatable): fsize,
+    /// nofile, stack, core, as, memlock, nproc; e.g. `nofile=64`, `fsize=1M`.
+    #[arg(long = "rlimit", value_name = "NAME=VALUE")]
+    pub rlimits: Vec<String>,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub cmd: Vec<String>,

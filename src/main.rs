@@ -19,7 +19,7 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(&e),
     };
     let cli = match cli.command {
-        Command::Exec(args) => return exec(cli.root, args),
+        Command::Exec(args) => return exec(cli.root, *args),
         Command::Standby(args) => return standby(cli.root, args),
         _ => cli,
     };
@@ -67,12 +67,22 @@ fn exec(root: Option<String>, args: ExecArgs) -> ExitCode {
             env: args.env,
             chroot: args.chroot,
             report: args.report,
+            report_file: args.report_file,
+            binds: args.binds,
+            ro_binds: args.ro_binds,
+            tmpfs: args.tmpfs,
+            network: args.network,
+            time_limit: args.time_limit,
+            wall_limit: args.wall_limit,
+            extra_time: args.extra_time,
+            rlimits: args.rlimits,
             argv: args.cmd,
         },
     };
     if let Some(code) = through_standby(&request) {
         return ExitCode::from(u8::try_from(code).unwrap_or(EXIT_EXEC_FAILED));
     }
+    let (group, report_file) = (request.group.clone(), request.flags.report_file.clone());
     let ran = prepare::prepare(request)
         .map_err(anyhow::Error::from)
         .and_then(|(root, spec)| Ok(cgmgr::exec::run(&root, &spec)?));
@@ -80,6 +90,13 @@ fn exec(root: Option<String>, args: ExecArgs) -> ExitCode {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(EXIT_EXEC_FAILED)),
         Err(e) => {
             eprintln!("cgmgr: exec: {e:#}");
+            // A judge reads the verdict from the file, not from stderr.
+            if let Some(path) = report_file {
+                let report = cgmgr::exec::report::RunReport::internal(&group);
+                if let Err(e) = cgmgr::exec::write_report_file(&path, &report) {
+                    eprintln!("cgmgr: exec: {e}");
+                }
+            }
             ExitCode::from(EXIT_EXEC_FAILED)
         }
     }
@@ -94,7 +111,8 @@ fn through_standby(request: &ExecRequest) -> Option<i32> {
         && f.rootfs.is_none()
         && f.ns.is_none()
         && f.hostname.is_none()
-        && !f.chroot;
+        && !f.chroot
+        && !f.shape_the_sandbox();
     if !as_policy {
         return None;
     }

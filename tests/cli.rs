@@ -1740,6 +1740,7 @@ fn host_standby_socket_refuses_other_users() {
         argv: vec!["/bin/true".into()],
         env: Vec::new(),
         report: None,
+        report_file: false,
         ignored: Vec::new(),
         attrs: cgmgr::exec::standby::Attributes::default(),
     })
@@ -1844,6 +1845,7 @@ fn standby_request(argv: &[&str]) -> Vec<u8> {
         argv: argv.iter().map(|a| a.to_string()).collect(),
         env: Vec::new(),
         report: None,
+        report_file: false,
         ignored: Vec::new(),
         attrs: cgmgr::exec::standby::Attributes::default(),
     })

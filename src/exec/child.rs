@@ -112,7 +112,9 @@ pub(crate) fn build(
         k.loopback_up()?;
     }
     match &spec.rootfs {
-        Some(rootfs) => rootfs::enter_with(k, rootfs, spec.switch, spec.readonly_root)?,
+        Some(rootfs) => {
+            rootfs::enter_with(k, rootfs, spec.switch, spec.readonly_root, &spec.mounts)?
+        }
         None if spec.has(Namespace::Mount) && spec.has(Namespace::Pid) => {
             rootfs::remount_proc_with(k)?
         }
@@ -212,8 +214,12 @@ mod tests {
                 in_user_ns: namespaces.contains(&Namespace::User),
                 seccomp: crate::exec::seccomp::compile(&Seccomp::Unconfined, false).unwrap(),
                 nested_userns: false,
+                rlimits: Vec::new(),
             },
             report: None,
+            report_file: None,
+            mounts: Vec::new(),
+            limits: Default::default(),
         }
     }
 
@@ -459,5 +465,80 @@ mod tests {
             "limiting /proc/sys/user/max_net_namespaces to 0 in the sandbox's user namespace: EACCES: Permission denied"
         );
         assert!(k.calls.last().unwrap().contains("max_net_namespaces"));
+    }
+
+    /// The run's mounts come after /tmp and before the root switch, each
+    /// from and onto a descriptor opened without following symlinks; a
+    /// tmpfs first, its mount points created in it, a bind restricted
+    /// (nosuid, nodev, read-only) with its submounts.
+    #[test]
+    fn the_run_s_mounts_are_made_by_descriptor_after_tmp() {
+        use crate::policy::run::Mount;
+        let (_tmp, root) = rootfs();
+        std::fs::create_dir(root.join("task")).unwrap();
+        let mut spec = spec(&ALL, Some(&root));
+        spec.mounts = vec![
+            Mount::Tmpfs {
+                at: "/box".into(),
+                size: Some(crate::cgroup::values::Bytes(1 << 20)),
+            },
+            Mount::Bind {
+                source: "/srv/in".into(),
+                at: "/task".into(),
+                readonly: true,
+            },
+            Mount::Bind {
+                source: "/srv/out".into(),
+                at: "/box/out".into(),
+                readonly: false,
+            },
+        ];
+        let (go, _parent) = go_pipe();
+        let mut k = Recorder::default();
+        build(&mut k, &spec, go, None).unwrap();
+        let r = root.display();
+        let from = k.position(&format!("mount(tmpfs, {r}/tmp")).unwrap() + 1;
+        let to = k.position(&format!("chdir({r})")).unwrap();
+        let fd = |line: &str| line.rsplit(" = ").next().unwrap().to_string();
+        let calls = &k.calls[from..to];
+        assert!(
+            !calls
+                .iter()
+                .any(|c| c.starts_with("create") && c.contains("/task")),
+            "{calls:?}"
+        );
+        let box_fd = fd(&calls[0]);
+        assert_eq!(calls[0], format!("open({r}/box) = {box_fd}"));
+        assert_eq!(
+            calls[1],
+            format!(
+                "mount(tmpfs, /proc/self/fd/{box_fd}, tmpfs, MS_NOSUID | MS_NODEV, mode=755,size=1048576)"
+            )
+        );
+        let (src, dst) = (fd(&calls[2]), fd(&calls[3]));
+        assert_eq!(calls[2], format!("open(/srv/in) = {src}"));
+        assert_eq!(calls[3], format!("open({r}/task) = {dst}"));
+        assert_eq!(
+            calls[4],
+            format!("mount(/proc/self/fd/{src}, /proc/self/fd/{dst}, -, MS_BIND | MS_REC, -)")
+        );
+        let mounted = fd(&calls[5]);
+        assert_eq!(
+            calls[6],
+            format!("mount_setattr(/proc/self/fd/{mounted}, 0x7)")
+        );
+        assert!(calls[7].starts_with("open(/srv/out)"));
+        assert_eq!(
+            calls[8],
+            format!("create dir {r}/box/out"),
+            "inside the run's tmpfs"
+        );
+        let last = fd(&calls[11]);
+        assert_eq!(
+            calls[12],
+            format!("mount_setattr(/proc/self/fd/{last}, 0x6)"),
+            "read-write: nosuid, nodev"
+        );
+        assert_eq!(calls.len(), 13, "{calls:?}");
     }
 }

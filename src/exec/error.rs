@@ -186,6 +186,13 @@ pub enum Step {
     IntoNewRoot,
     /// The directory of the private devpts.
     DevptsDir(PathBuf),
+    /// One resource limit of the run.
+    Rlimit {
+        /// `RLIMIT_*`.
+        resource: u32,
+        /// Soft and hard.
+        value: u64,
+    },
 }
 
 impl std::fmt::Display for Step {
@@ -218,6 +225,13 @@ impl std::fmt::Display for Step {
             Step::IntoRootfs(r) => write!(f, "chdir {}", r.display()),
             Step::IntoNewRoot => f.write_str("chdir /"),
             Step::DevptsDir(d) => write!(f, "mkdir {}", d.display()),
+            Step::Rlimit { resource, value } => {
+                let name = crate::policy::run::RLIMITS
+                    .iter()
+                    .find(|r| r.resource == *resource)
+                    .map_or("?", |r| r.name);
+                write!(f, "setting the resource limit {name} to {value}")
+            }
         }
     }
 }

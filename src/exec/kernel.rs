@@ -74,6 +74,19 @@ pub trait Kernel {
     fn chdir(&mut self, dir: &Path) -> Result<(), Errno>;
     /// The text of `/proc/self/mountinfo`.
     fn mountinfo(&mut self) -> std::io::Result<String>;
+    /// An `O_PATH` descriptor of `relative` below `dir`, no symlink
+    /// followed on the way or at the end.
+    fn open_no_symlinks(&mut self, dir: &Path, relative: &Path) -> Result<OwnedFd, Errno>;
+    /// Creates `relative` below `dir` (its missing parents as directories):
+    /// a directory, or an empty file when `dir_point` is false.
+    fn make_mount_point(
+        &mut self,
+        dir: &Path,
+        relative: &Path,
+        dir_point: bool,
+    ) -> Result<(), Errno>;
+    /// Whether the descriptor is a directory's.
+    fn is_dir(&mut self, fd: &OwnedFd) -> bool;
     /// The flags of the mount at `point` that the kernel locks and a
     /// remount must repeat (`statvfs`).
     fn locked_flags(&mut self, point: &Path) -> MsFlags;
@@ -92,6 +105,8 @@ pub trait Kernel {
     fn set_caps(&mut self, set: CapSet, caps: &[Capability]) -> Result<(), ExecError>;
     /// `prctl(PR_SET_NO_NEW_PRIVS, 1)`.
     fn set_no_new_privs(&mut self) -> Result<(), Errno>;
+    /// `prlimit(0, resource, {value, value})`: soft and hard.
+    fn set_rlimit(&mut self, resource: u32, value: u64) -> Result<(), Errno>;
     /// Loads the seccomp filters.
     fn load_seccomp(&mut self, filters: &Filters) -> Result<(), ExecError>;
     /// `execve(path, args, env)`; returns only on failure.
@@ -235,6 +250,40 @@ impl Kernel for Host {
         std::fs::read_to_string("/proc/self/mountinfo")
     }
 
+    fn open_no_symlinks(&mut self, dir: &Path, relative: &Path) -> Result<OwnedFd, Errno> {
+        open_no_symlinks(dir, relative)
+    }
+
+    fn make_mount_point(
+        &mut self,
+        dir: &Path,
+        relative: &Path,
+        dir_point: bool,
+    ) -> Result<(), Errno> {
+        let path = dir.join(relative);
+        let io = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+        let parent = if dir_point {
+            Some(path.as_path())
+        } else {
+            path.parent()
+        };
+        if let Some(p) = parent {
+            std::fs::create_dir_all(p).map_err(io)?;
+        }
+        if !dir_point && std::fs::symlink_metadata(&path).is_err() {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(io)?;
+        }
+        Ok(())
+    }
+
+    fn is_dir(&mut self, fd: &OwnedFd) -> bool {
+        nix::sys::stat::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+    }
+
     fn locked_flags(&mut self, point: &Path) -> MsFlags {
         use nix::sys::statvfs::FsFlags;
         let Ok(st) = nix::sys::statvfs::statvfs(point) else {
@@ -296,6 +345,17 @@ impl Kernel for Host {
         nix::sys::prctl::set_no_new_privs()
     }
 
+    fn set_rlimit(&mut self, resource: u32, value: u64) -> Result<(), Errno> {
+        let limit = libc::rlimit64 {
+            rlim_cur: value,
+            rlim_max: value,
+        };
+        // SAFETY: a live rlimit64 for the new value, a null old value;
+        // pid 0 is this process.
+        let rc = unsafe { libc::prlimit64(0, resource, &limit, std::ptr::null_mut()) };
+        Errno::result(rc).map(drop)
+    }
+
     fn load_seccomp(&mut self, filters: &Filters) -> Result<(), ExecError> {
         filters.load()
     }
@@ -306,6 +366,38 @@ impl Kernel for Host {
             Ok(never) => match never {},
         }
     }
+}
+
+/// `relative` below `dir` as `O_PATH`, no symlink followed: `openat2`
+/// with `RESOLVE_NO_SYMLINKS`, else (before 5.6) one `O_NOFOLLOW` open per
+/// component, each refused if it is a symlink.
+fn open_no_symlinks(dir: &Path, relative: &Path) -> Result<OwnedFd, Errno> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, open, openat, openat2};
+    let path_flags = OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+    let base = open(dir, path_flags | OFlag::O_DIRECTORY, Mode::empty())?;
+    if relative.as_os_str().is_empty() {
+        return Ok(base);
+    }
+    let how = OpenHow::new()
+        .flags(path_flags)
+        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    match openat2(&base, relative, how) {
+        Err(Errno::ENOSYS) => {}
+        other => return other,
+    }
+    let mut fd = base;
+    for part in relative.components() {
+        let std::path::Component::Normal(name) = part else {
+            return Err(Errno::EXDEV);
+        };
+        let next = openat(&fd, name, path_flags, Mode::empty())?;
+        let st = nix::sys::stat::fstat(&next)?;
+        if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            return Err(Errno::ELOOP);
+        }
+        fd = next;
+    }
+    Ok(fd)
 }
 
 /// The kernel's `struct mount_attr` (version 0, 32 bytes).
@@ -373,6 +465,8 @@ pub mod recorder {
         pub fail: Vec<(String, Errno)>,
         /// What [`Kernel::mountinfo`] answers.
         pub mountinfo: String,
+        /// Whether every opened source is a file (else a directory).
+        pub files: bool,
     }
 
     impl Recorder {
@@ -490,6 +584,34 @@ pub mod recorder {
         fn mountinfo(&mut self) -> std::io::Result<String> {
             Ok(self.mountinfo.clone())
         }
+        fn open_no_symlinks(&mut self, dir: &Path, relative: &Path) -> Result<OwnedFd, Errno> {
+            let line = format!("open({})", dir.join(relative).display());
+            self.call(line)?;
+            // A real descriptor, so that its number stands for it.
+            let fd = nix::fcntl::open(
+                "/",
+                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )?;
+            let n = std::os::fd::AsRawFd::as_raw_fd(&fd);
+            self.calls
+                .last_mut()
+                .expect("just pushed")
+                .push_str(&format!(" = {n}"));
+            Ok(fd)
+        }
+        fn make_mount_point(
+            &mut self,
+            dir: &Path,
+            relative: &Path,
+            dir_point: bool,
+        ) -> Result<(), Errno> {
+            let kind = if dir_point { "dir" } else { "file" };
+            self.call(format!("create {kind} {}", dir.join(relative).display()))
+        }
+        fn is_dir(&mut self, _fd: &OwnedFd) -> bool {
+            !self.files
+        }
         fn locked_flags(&mut self, _point: &Path) -> MsFlags {
             MsFlags::MS_NOEXEC
         }
@@ -523,6 +645,9 @@ pub mod recorder {
         }
         fn set_no_new_privs(&mut self) -> Result<(), Errno> {
             self.call("no_new_privs".into())
+        }
+        fn set_rlimit(&mut self, resource: u32, value: u64) -> Result<(), Errno> {
+            self.call(format!("prlimit({resource}, {value})"))
         }
         fn load_seccomp(&mut self, filters: &Filters) -> Result<(), ExecError> {
             self.call(format!("seccomp({} filters)", filters.len()))

@@ -21,6 +21,8 @@ pub mod error;
 pub mod idmap;
 pub mod init;
 pub mod kernel;
+pub mod limits;
+pub mod mounts;
 pub mod prepare;
 pub mod report;
 pub mod rootfs;
@@ -62,32 +64,60 @@ pub fn run(root: &CgroupRoot, spec: &ExecSpec) -> Result<i32, ExecError> {
     let run = run_group::Run::begin(root, &spec.group, spec.has(Namespace::User))?;
     // After `begin`, which may first end abandoned runs: their time is not
     // this run's.
-    let account = report::Accounting::start(root, &spec.group, spec.report);
+    let account = report::Accounting::start(
+        root,
+        &spec.group,
+        &run.group,
+        spec.report,
+        spec.report_file.is_some(),
+        spec.limits,
+    );
     let result = run_in(root, spec, &run);
     // Read while the run group still exists.
     let told = result
         .as_ref()
         .ok()
-        .map(|&code| account.finish(root, &run.group, code));
+        .map(|end| account.finish(root, &run.group, end));
     if let Err(e) = run.end(root) {
         eprintln!("cgmgr: exec: ending the run: {e}");
     }
-    let code = result?;
-    eprint!("{}", told.unwrap_or_default());
-    Ok(code)
+    let end = result?;
+    let told = told.unwrap_or_default();
+    eprint!("{}", told.stderr);
+    if let (Some(path), Some(report)) = (&spec.report_file, &told.report) {
+        write_report_file(path, report)?;
+    }
+    Ok(end.code)
 }
 
-fn run_in(root: &CgroupRoot, spec: &ExecSpec, run: &run_group::Run) -> Result<i32, ExecError> {
+/// Writes `--report-file`'s JSON report.
+pub fn write_report_file(
+    path: &std::path::Path,
+    report: &report::RunReport,
+) -> Result<(), ExecError> {
+    std::fs::write(path, format!("{}\n", report.json())).map_err(|e| ExecError::Sys {
+        what: format!("writing the report to {}", path.display()),
+        errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+    })
+}
+
+fn run_in(
+    root: &CgroupRoot,
+    spec: &ExecSpec,
+    run: &run_group::Run,
+) -> Result<supervise::RunEnd, ExecError> {
     let started = start_child(root, spec, run, None)?;
     let group = supervise::RunRef {
         root,
         group: &run.group,
     };
-    let code = supervise::supervise(started.pid, group, &started.signals);
+    let mut supervision = Supervision::new(started.pid);
+    supervision.limit(spec.limits, group);
+    let end = supervise::supervise(supervision, group, &started.signals);
     // Held open until now: the child polls it to learn whether we died
     // before its death signal was armed.
     drop(started.go);
-    Ok(code)
+    Ok(end)
 }
 
 /// A child (init) cloned into its run group and let go.

@@ -14,6 +14,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::limits::{Exceeded, RunLimits};
+use super::supervise::RunEnd;
 use crate::cgroup::stat::{CpuStat, IoStat, MemoryEvents, MemoryEventsLocal, PidsEvents};
 use crate::cgroup::values::{Bytes, Limit};
 use crate::cgroup::{CgroupRoot, GroupName};
@@ -57,12 +59,15 @@ pub struct Baseline {
     /// up to the managed root.
     oom_local: Vec<(GroupName, u64)>,
     group_throttled_us: Option<u64>,
+    /// The run group's CPU time at the start (a prepared sandbox's build).
+    run_cpu_us: u64,
 }
 
 impl Baseline {
     /// Reads the counters the report compares against.
-    pub fn read(root: &CgroupRoot, group: &GroupName) -> Baseline {
+    pub fn read(root: &CgroupRoot, group: &GroupName, run: &GroupName) -> Baseline {
         Baseline {
+            run_cpu_us: root.stat::<CpuStat>(run).map_or(0, |c| c.usage_usec),
             oom_local: limit_holders(group)
                 .into_iter()
                 .map(|g| {
@@ -76,13 +81,86 @@ impl Baseline {
     }
 }
 
+impl Status {
+    /// The name in the JSON report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Exit => "exit",
+            Status::Signal => "signal",
+            Status::Time => "time",
+            Status::Wall => "wall",
+            Status::Memory => "memory",
+            Status::Output => "output",
+            Status::Internal => "internal",
+        }
+    }
+}
+
+/// A run's verdict, as a judge reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Exited 0.
+    Ok,
+    /// Exited with another status.
+    Exit,
+    /// Killed by a signal (not one of the limits below).
+    Signal,
+    /// Killed past its CPU time limit.
+    Time,
+    /// Killed past its wall-clock limit.
+    Wall,
+    /// Killed by the OOM killer, under any memory limit.
+    Memory,
+    /// Killed by SIGXFSZ: it wrote past its `fsize` limit.
+    Output,
+    /// cgmgr itself failed (exit 125), the workload may not have run.
+    Internal,
+}
+
+impl Status {
+    /// The verdict of a run that ended as `end`, with `oom_kills` OOM kills.
+    pub fn of(end: &RunEnd, oom_kills: u64) -> Status {
+        match (end.exceeded, signal_of(end.code)) {
+            (Some(Exceeded::Time(_)), _) => Status::Time,
+            (Some(Exceeded::Wall(_)), _) => Status::Wall,
+            (None, _) if oom_kills > 0 && end.code != 0 => Status::Memory,
+            (None, Some(sig)) if sig == libc::SIGXFSZ => Status::Output,
+            (None, Some(_)) => Status::Signal,
+            (None, None) if end.code == 0 => Status::Ok,
+            // cgmgr's own status for a failure before the workload ran.
+            (None, None) if end.code == 125 => Status::Internal,
+            (None, None) => Status::Exit,
+        }
+    }
+}
+
+/// The signal a status of 128+N stands for, as shells read it (init passes
+/// the workload's death by signal N on as 128+N).
+fn signal_of(code: i32) -> Option<i32> {
+    (129..=128 + 64).contains(&code).then(|| code - 128)
+}
+
 /// The report of one run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunReport {
     /// The policy group the run belonged to.
     pub group: String,
+    /// The verdict.
+    pub status: Status,
     /// The workload's exit status (128+N when killed by signal N).
     pub exit_code: i32,
+    /// N when the status is 128+N (the workload was killed by signal N).
+    pub exit_signal: Option<i32>,
+    /// CPU time, user + system, of every process of the run (`cpu.stat`).
+    pub cpu_seconds: Option<f64>,
+    /// The largest resident set of any process of the run (`wait4`).
+    pub max_rss_bytes: Option<u64>,
+    /// Voluntary context switches of the run's processes (`wait4`).
+    pub csw_voluntary: Option<u64>,
+    /// Involuntary context switches (`wait4`).
+    pub csw_involuntary: Option<u64>,
     /// From before the run group was made to after the workload's end.
     pub wall_seconds: f64,
     /// CPU time in user mode (`cpu.stat` user_usec of the run group).
@@ -140,7 +218,13 @@ pub fn collect(
         .flatten();
     RunReport {
         group: group.to_string(),
+        status: Status::Ok,
         exit_code: 0,
+        exit_signal: None,
+        cpu_seconds: cpu.map(|c| seconds(c.usage_usec.saturating_sub(baseline.run_cpu_us))),
+        max_rss_bytes: None,
+        csw_voluntary: None,
+        csw_involuntary: None,
         wall_seconds: baseline.started.elapsed().as_secs_f64(),
         cpu_user_seconds: cpu.map(|c| seconds(c.user_usec)),
         cpu_system_seconds: cpu.map(|c| seconds(c.system_usec)),
@@ -160,6 +244,45 @@ pub fn collect(
 }
 
 impl RunReport {
+    /// The report of a run cgmgr failed to start: status `internal`, exit
+    /// 125, nothing measured.
+    pub fn internal(group: &str) -> RunReport {
+        RunReport {
+            group: group.into(),
+            status: Status::Internal,
+            exit_code: 125,
+            exit_signal: None,
+            cpu_seconds: None,
+            max_rss_bytes: None,
+            csw_voluntary: None,
+            csw_involuntary: None,
+            wall_seconds: 0.0,
+            cpu_user_seconds: None,
+            cpu_system_seconds: None,
+            memory_peak_bytes: None,
+            io_read_bytes: None,
+            io_write_bytes: None,
+            oom_kills: 0,
+            oom_limit_group: None,
+            pids_max_refusals: 0,
+            group_throttled_seconds: None,
+        }
+    }
+
+    /// Fills in how the run ended: its status, verdict and `wait4` figures.
+    pub fn ended(&mut self, end: &RunEnd) {
+        self.exit_code = end.code;
+        self.exit_signal = signal_of(end.code);
+        self.status = Status::of(end, self.oom_kills);
+        if let Some(u) = end.rusage {
+            let count = |n: libc::c_long| u64::try_from(n).ok();
+            // ru_maxrss is in KiB.
+            self.max_rss_bytes = count(u.ru_maxrss).map(|kib| kib * 1024);
+            self.csw_voluntary = count(u.ru_nvcsw);
+            self.csw_involuntary = count(u.ru_nivcsw);
+        }
+    }
+
     /// One JSON object (serde_json: every value is finite or null).
     pub fn json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
@@ -169,7 +292,12 @@ impl RunReport {
     pub fn text(&self) -> String {
         let secs = |v: Option<f64>| v.map_or("?".to_string(), |s| format!("{s:.3}s"));
         let mut lines = vec![
-            format!("run report: group {}, exit {}", self.group, self.exit_code),
+            format!(
+                "run report: group {}, exit {}, status {}",
+                self.group,
+                self.exit_code,
+                self.status.name()
+            ),
             format!(
                 "  wall {:.3}s, cpu {} user + {} system",
                 self.wall_seconds,
@@ -242,45 +370,69 @@ fn throttled_usec(root: &CgroupRoot, group: &GroupName) -> Option<u64> {
 }
 
 /// What a run is measured against from its start (the group's counters
-/// and, for `--report`, its usage), and what the run tells on stderr at its
-/// end: the one finish of direct and prepared runs alike.
+/// and, for a report, its usage), and what the run tells at its end: the
+/// one finish of direct and prepared runs alike.
 #[derive(Debug)]
 pub struct Accounting {
     group: GroupName,
     before: LimitCounters,
     baseline: Option<Baseline>,
     format: Option<ReportFormat>,
+    limits: RunLimits,
+}
+
+/// What a finished run tells: its stderr lines, and its report when one
+/// was asked for (`--report`, `--report-file`).
+#[derive(Debug, Default)]
+pub struct Finished {
+    /// What `cgmgr exec` prints on stderr.
+    pub stderr: String,
+    /// The report, for `--report-file`.
+    pub report: Option<RunReport>,
 }
 
 impl Accounting {
     /// Taken as the run starts (its command handed over, for a prepared
-    /// sandbox).
-    pub fn start(root: &CgroupRoot, group: &GroupName, format: Option<ReportFormat>) -> Accounting {
+    /// sandbox) in run group `run`; `report`: a report is wanted even
+    /// without `format` (for `--report-file`).
+    pub fn start(
+        root: &CgroupRoot,
+        group: &GroupName,
+        run: &GroupName,
+        format: Option<ReportFormat>,
+        report: bool,
+        limits: RunLimits,
+    ) -> Accounting {
         Accounting {
             group: group.clone(),
             before: LimitCounters::read(root, group),
-            baseline: format.map(|_| Baseline::read(root, group)),
+            baseline: (format.is_some() || report).then(|| Baseline::read(root, group, run)),
             format,
+            limits,
         }
     }
 
-    /// The run's stderr text once it exited with `code`, read from its run
-    /// group `run` (which must still exist): the report with `--report`,
-    /// else one line per limit the kernel enforced on it.
-    pub fn finish(self, root: &CgroupRoot, run: &GroupName, code: i32) -> String {
+    /// What the run tells once it ended as `end`, read from its run group
+    /// `run` (which must still exist): the limit that killed it; the report
+    /// with `--report`, else one line per limit the kernel enforced on it.
+    pub fn finish(self, root: &CgroupRoot, run: &GroupName, end: &RunEnd) -> Finished {
         let own = LimitCounters::read_own(root, run);
         let refused = refusals(root, &self.group, &self.before, own);
-        match (self.baseline, self.format) {
-            (Some(b), Some(format)) => {
-                let mut r = collect(root, &self.group, run, &b, refused);
-                r.exit_code = code;
-                match format {
-                    ReportFormat::Text => r.text(),
-                    ReportFormat::Json => format!("{}\n", r.json()),
-                }
-            }
+        let mut stderr = end
+            .exceeded
+            .map(|e| e.line(&self.limits))
+            .unwrap_or_default();
+        let report = self.baseline.map(|b| {
+            let mut r = collect(root, &self.group, run, &b, refused);
+            r.ended(end);
+            r
+        });
+        stderr += &match (&report, self.format) {
+            (Some(r), Some(ReportFormat::Text)) => r.text(),
+            (Some(r), Some(ReportFormat::Json)) => format!("{}\n", r.json()),
             _ => refusal_lines(root, &self.group, refused),
-        }
+        };
+        Finished { stderr, report }
     }
 }
 
@@ -366,7 +518,13 @@ mod tests {
     fn json_has_every_field_and_nulls_for_the_unknown() {
         let r = RunReport {
             group: "batch".into(),
+            status: Status::Memory,
             exit_code: 137,
+            exit_signal: Some(9),
+            cpu_seconds: Some(0.5),
+            max_rss_bytes: Some(1 << 20),
+            csw_voluntary: Some(3),
+            csw_involuntary: None,
             wall_seconds: 1.5,
             cpu_user_seconds: Some(0.25),
             cpu_system_seconds: None,
@@ -382,7 +540,8 @@ mod tests {
         assert_eq!(v["exit_code"], 137);
         assert_eq!(v["cpu_system_seconds"], serde_json::Value::Null);
         assert_eq!(v["oom_limit_group"], "batch");
-        assert_eq!(v.as_object().unwrap().len(), 12);
+        assert_eq!(v["status"], "memory");
+        assert_eq!(v.as_object().unwrap().len(), 18);
         let text = r.text();
         assert!(
             text.contains("cgmgr:   OOM kills 1 (the memory limit of batch)"),
@@ -407,5 +566,37 @@ mod tests {
             e.to_string(),
             "\"yaml\" is not a report format: use text or json"
         );
+    }
+
+    fn end(code: i32, exceeded: Option<Exceeded>) -> RunEnd {
+        RunEnd {
+            code,
+            exceeded,
+            rusage: None,
+        }
+    }
+
+    /// Every verdict from how a run ended: the limit that killed it first,
+    /// then an OOM kill, then the signal, then the status.
+    #[test]
+    fn the_verdict_follows_how_the_run_ended() {
+        let second = std::time::Duration::from_secs(1);
+        let cases = [
+            (end(137, Some(Exceeded::Time(second))), 0, Status::Time),
+            (end(137, Some(Exceeded::Wall(second))), 1, Status::Wall),
+            (end(137, None), 1, Status::Memory),
+            (end(0, None), 1, Status::Ok),
+            (end(153, None), 0, Status::Output),
+            (end(139, None), 0, Status::Signal),
+            (end(137, None), 0, Status::Signal),
+            (end(1, None), 0, Status::Exit),
+            (end(127, None), 0, Status::Exit),
+            (end(125, None), 0, Status::Internal),
+        ];
+        for (e, ooms, want) in cases {
+            assert_eq!(Status::of(&e, ooms), want, "{e:?} with {ooms} OOM kills");
+        }
+        assert_eq!(signal_of(139), Some(11));
+        assert_eq!(signal_of(128), None);
     }
 }

@@ -12,7 +12,8 @@
 //!    `/proc/sysrq-trigger` and the other kernel knobs read-only;
 //! 4. a minimal `/dev`: tmpfs with null, zero, full, random, urandom, tty
 //!    bound from the host, a private devpts instance, the usual symlinks;
-//! 5. a tmpfs `/tmp`;
+//! 5. a tmpfs `/tmp`, then the run's own mounts (binds and tmpfs, see
+//!    [`super::mounts`]);
 //! 6. `pivot_root` and detach the old root, so no path leads back to the
 //!    host (or `chroot`, only when asked: not a security boundary).
 //!
@@ -104,17 +105,13 @@ fn mount_err(
     }
 }
 
-/// Runs steps 1-6 in the current (new) mount namespace.
-pub fn enter(rootfs: &Path, switch: RootSwitch, read_only: bool) -> Result<(), ExecError> {
-    enter_with(&mut Host, rootfs, switch, read_only)
-}
-
-/// [`enter`] through `k`.
+/// Runs steps 1-6 in the current (new) mount namespace, through `k`.
 pub(crate) fn enter_with(
     k: &mut dyn Kernel,
     rootfs: &Path,
     switch: RootSwitch,
     read_only: bool,
+    mounts: &[crate::policy::run::Mount],
 ) -> Result<(), ExecError> {
     // Every step names the rootfs as mountinfo does: a symlink in the path
     // as written would hide its mounts from step 2's fallback.
@@ -160,6 +157,8 @@ pub(crate) fn enter_with(
         Some("mode=1777"),
     )
     .map_err(mount_err(5, "mount a tmpfs /tmp", &tmp))?;
+    // 5b.
+    super::mounts::mount_all(k, rootfs, mounts)?;
     // 6.
     switch_root(k, rootfs, switch)
 }
@@ -186,47 +185,75 @@ fn mount_proc(k: &mut dyn Kernel, proc_dir: &Path) -> Result<(), ExecError> {
 }
 
 /// What step 2 adds to the rootfs's mounts when they are made read-only.
-const READ_ONLY: u64 = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-const MOUNT_ATTR_NOSUID: u64 = 0x2;
-const MOUNT_ATTR_NODEV: u64 = 0x4;
+const READ_ONLY: u64 = super::mounts::MOUNT_ATTR_RDONLY
+    | super::mounts::MOUNT_ATTR_NOSUID
+    | super::mounts::MOUNT_ATTR_NODEV;
 
 /// Step 2's second half: the rootfs's bind mount and every submount it
-/// brought along read-only, nosuid, nodev. One `mount_setattr` with
-/// `AT_RECURSIVE` (Linux 5.12); before it, one remount per mount, read from
-/// mountinfo, each repeating the flags the kernel locks on a mount that
-/// came from the host (or it refuses the remount).
+/// brought along read-only, nosuid, nodev.
 fn make_read_only(k: &mut dyn Kernel, rootfs: &Path) -> Result<(), ExecError> {
-    match k.mount_setattr_recursive(rootfs, READ_ONLY) {
+    let words = Words {
+        setattr: "make the rootfs read-only",
+        find: "find the rootfs's bind in mountinfo",
+        remount: "remount a mount of the rootfs read-only",
+    };
+    restrict_recursively(k, rootfs, rootfs, READ_ONLY, 2, &words)
+}
+
+/// What a [`restrict_recursively`] step says it was doing when it failed.
+pub(crate) struct Words {
+    /// `mount_setattr`.
+    pub setattr: &'static str,
+    /// Looking the mount up in mountinfo (the fallback).
+    pub find: &'static str,
+    /// One remount of the fallback.
+    pub remount: &'static str,
+}
+
+/// Adds `attrs` (`MOUNT_ATTR_RDONLY`, `_NOSUID`, `_NODEV`) to the mount at
+/// `target` and every mount below it: one `mount_setattr` with
+/// `AT_RECURSIVE` (Linux 5.12); before it, one remount per mount at or
+/// below `point` in mountinfo, each repeating the flags the kernel locks on
+/// a mount that came from the host (or it refuses the remount).
+pub(crate) fn restrict_recursively(
+    k: &mut dyn Kernel,
+    target: &Path,
+    point: &Path,
+    attrs: u64,
+    step: u8,
+    words: &Words,
+) -> Result<(), ExecError> {
+    match k.mount_setattr_recursive(target, attrs) {
         Ok(()) => return Ok(()),
         // Before 5.12, or a seccomp filter of the caller's that refuses it.
         Err(nix::errno::Errno::ENOSYS | nix::errno::Errno::EPERM) => {}
-        Err(e) => return Err(mount_err(2, "make the rootfs read-only", rootfs)(e)),
+        Err(e) => return Err(mount_err(step, words.setattr, point)(e)),
     }
     let mountinfo = k
         .mountinfo()
         .map_err(|e| io_err("reading /proc/self/mountinfo".into(), e))?;
-    let points = mounts_at_or_below(&mountinfo, rootfs);
-    if !points.iter().any(|p| p == rootfs) {
-        // Its own bind must be listed: anything else means the paths do
-        // not match, and nothing would be made read-only.
-        return Err(mount_err(2, "find the rootfs's bind in mountinfo", rootfs)(
+    let points = mounts_at_or_below(&mountinfo, point);
+    if !points.iter().any(|p| p == point) {
+        // Its own mount must be listed: anything else means the paths do
+        // not match, and nothing would be restricted.
+        return Err(mount_err(step, words.find, point)(
             nix::errno::Errno::ENOENT,
         ));
     }
-    for point in points {
-        let kept = k.locked_flags(&point);
-        let flags = MsFlags::MS_REMOUNT
-            | MsFlags::MS_BIND
-            | MsFlags::MS_RDONLY
-            | MsFlags::MS_NOSUID
-            | MsFlags::MS_NODEV
-            | kept;
-        k.mount(None, &point, None, flags, None).map_err(mount_err(
-            2,
-            "remount a mount of the rootfs read-only",
-            &point,
-        ))?;
+    let mut flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND;
+    for (attr, flag) in [
+        (super::mounts::MOUNT_ATTR_RDONLY, MsFlags::MS_RDONLY),
+        (super::mounts::MOUNT_ATTR_NOSUID, MsFlags::MS_NOSUID),
+        (super::mounts::MOUNT_ATTR_NODEV, MsFlags::MS_NODEV),
+    ] {
+        if attrs & attr != 0 {
+            flags |= flag;
+        }
+    }
+    for p in points {
+        let kept = k.locked_flags(&p);
+        k.mount(None, &p, None, flags | kept, None)
+            .map_err(mount_err(step, words.remount, &p))?;
     }
     Ok(())
 }

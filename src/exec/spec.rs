@@ -7,10 +7,13 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use super::error::ExecError;
+use super::limits::{self, RunLimits};
+use super::mounts;
 use super::rootfs::{self, RootSwitch};
 use super::workload::{self, Workload};
 use super::{idmap, report, seccomp};
 use crate::cgroup::GroupName;
+use crate::policy::run::{Mount, Network};
 use crate::policy::{ExecConfig, Namespace};
 
 /// Namespaces used when neither the policy nor `--ns` names any.
@@ -43,6 +46,12 @@ pub struct ExecSpec {
     pub workload: Workload,
     /// `--report`: the run's report at its end, in this format.
     pub report: Option<report::ReportFormat>,
+    /// `--report-file`: the JSON report written there at the end.
+    pub report_file: Option<PathBuf>,
+    /// Mounts made after `/tmp`, parents first.
+    pub mounts: Vec<Mount>,
+    /// The run's CPU and wall time limits.
+    pub limits: RunLimits,
 }
 
 /// Command-line overrides of the `[exec]` policy table.
@@ -60,8 +69,40 @@ pub struct ExecFlags {
     pub chroot: bool,
     /// `--report[=json]`
     pub report: Option<report::ReportFormat>,
+    /// `--report-file PATH`
+    pub report_file: Option<PathBuf>,
+    /// `--bind SRC:DST`, as typed.
+    pub binds: Vec<String>,
+    /// `--ro-bind SRC:DST`, as typed.
+    pub ro_binds: Vec<String>,
+    /// `--tmpfs DST[:SIZE]`, as typed.
+    pub tmpfs: Vec<String>,
+    /// `--network none|host`
+    pub network: Option<String>,
+    /// `--time-limit`, as typed.
+    pub time_limit: Option<String>,
+    /// `--wall-limit`, as typed.
+    pub wall_limit: Option<String>,
+    /// `--extra-time`, as typed.
+    pub extra_time: Option<String>,
+    /// `--rlimit NAME=VALUE`, as typed.
+    pub rlimits: Vec<String>,
     /// The command.
     pub argv: Vec<String>,
+}
+
+impl ExecFlags {
+    /// Whether a flag asks for what only a sandbox built for this run can
+    /// give (mounts, a network, limits of its own): a prepared sandbox is
+    /// built from the policy alone.
+    pub fn shape_the_sandbox(&self) -> bool {
+        !(self.binds.is_empty() && self.ro_binds.is_empty() && self.tmpfs.is_empty())
+            || self.network.is_some()
+            || self.time_limit.is_some()
+            || self.wall_limit.is_some()
+            || self.extra_time.is_some()
+            || !self.rlimits.is_empty()
+    }
 }
 
 impl ExecSpec {
@@ -72,13 +113,21 @@ impl ExecSpec {
         flags: ExecFlags,
     ) -> Result<ExecSpec, ExecError> {
         let policy = policy.cloned().unwrap_or_default();
-        let namespaces = match &flags.ns {
+        let mut namespaces = match &flags.ns {
             Some(names) => parse_namespaces(names)?,
             None => policy
                 .namespaces
                 .clone()
                 .unwrap_or_else(|| DEFAULT_NAMESPACES.into_iter().collect()),
         };
+        match limits::network(&policy, &flags)? {
+            Some(Network::Host) => namespaces.remove(&Namespace::Net),
+            Some(Network::None) => namespaces.insert(Namespace::Net),
+            None => false,
+        };
+        let mounts = mounts::resolve(&policy, &flags)?;
+        let run_limits = limits::resolve(&policy, &flags)?;
+        let rlimits = limits::rlimits(&policy, &flags)?;
         if let Some(r) = &flags.rootfs
             && !r.is_absolute()
         {
@@ -88,6 +137,11 @@ impl ExecSpec {
             )));
         }
         let rootfs = flags.rootfs.or(policy.rootfs.clone());
+        if rootfs.is_none() && !mounts.is_empty() {
+            return Err(ExecError::Invalid(
+                "mounts need a rootfs to be made in: set `rootfs` in the policy or --rootfs".into(),
+            ));
+        }
         if rootfs.is_some() && !namespaces.contains(&Namespace::Mount) {
             return Err(ExecError::Invalid(
                 "a rootfs needs the mount namespace: add `mount` to --ns or to the policy's namespaces".into(),
@@ -137,6 +191,7 @@ impl ExecSpec {
         let cwd = policy.cwd.unwrap_or_else(|| PathBuf::from("/"));
         if let Some(r) = &rootfs {
             check_rootfs(r, &cwd)?;
+            mounts::check_destinations(r, &mounts)?;
             if in_user_ns {
                 check_reachable_by_others(r)?;
             }
@@ -155,6 +210,9 @@ impl ExecSpec {
             rootfs,
             readonly_root: policy.readonly_root.unwrap_or(true),
             report: flags.report,
+            report_file: flags.report_file,
+            mounts,
+            limits: run_limits,
             switch: if flags.chroot {
                 RootSwitch::Chroot
             } else {
@@ -170,6 +228,7 @@ impl ExecSpec {
                 in_user_ns,
                 seccomp: filters,
                 nested_userns: policy.nested_userns.unwrap_or(false),
+                rlimits,
             },
         })
     }

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
 use super::init;
+use super::limits::{self, Exceeded, RunLimits, Watch};
 use crate::cgroup::{CgroupRoot, GroupName, control};
 
 /// How long a run may take to stop after SIGINT, SIGTERM, SIGHUP or
@@ -45,62 +45,135 @@ pub(crate) fn ignored(n: libc::c_int) -> bool {
     read == 0 && old.sa_sigaction == libc::SIG_IGN
 }
 
-/// Waits for init to exit and returns its status, forwarding `signals` to
-/// it meanwhile (they are blocked, and taken with `sigtimedwait` as init
-/// takes its own: no thread); after a stop signal, kills the run group if
-/// the run is still there `STOP_GRACE` later.
-pub(crate) fn supervise(pid: Pid, group: RunRef<'_>, signals: &nix::sys::signal::SigSet) -> i32 {
-    let mut run = Supervision::new(pid);
+/// Waits for init to exit and returns how the run ended, forwarding
+/// `signals` to it meanwhile (they are blocked, and taken with
+/// `sigtimedwait` as init takes its own: no thread); after a stop signal,
+/// kills the run group if the run is still there `STOP_GRACE` later; kills
+/// it at once past its time limits.
+pub(crate) fn supervise(
+    mut run: Supervision,
+    group: RunRef<'_>,
+    signals: &nix::sys::signal::SigSet,
+) -> RunEnd {
     loop {
         if let Some(code) = run.exited() {
-            return code;
+            return run.end(code);
         }
-        match wait_signal(signals, run.time_left()) {
+        match wait_signal(signals, run.time_left(group)) {
             Some(sig) => run.on_signal(sig, group),
             None => run.on_timeout(group),
         }
     }
 }
 
-/// What the parent knows of a run it supervises: init's pid and the grace
-/// period a stop signal started.
+/// How a run ended: its status, the limit that killed it, and what the
+/// kernel counted for init and every process it waited for.
+#[derive(Debug, Clone, Copy)]
+pub struct RunEnd {
+    /// The exit status (128+N when killed by signal N).
+    pub code: i32,
+    /// The run's time limit that killed it, if one did.
+    pub exceeded: Option<Exceeded>,
+    /// `wait4`'s resource usage of init (its waited-for descendants included).
+    pub rusage: Option<libc::rusage>,
+}
+
+impl RunEnd {
+    /// A run that ended with `code` and nothing else known.
+    pub fn code(code: i32) -> RunEnd {
+        RunEnd {
+            code,
+            exceeded: None,
+            rusage: None,
+        }
+    }
+}
+
+/// What the parent knows of a run it supervises: init's pid, the grace
+/// period a stop signal started, the run's time limits.
 pub(crate) struct Supervision {
     pid: Pid,
     grace_until: Option<std::time::Instant>,
     killed: bool,
+    watch: Option<Watch>,
+    cpus: u32,
+    exceeded: Option<Exceeded>,
+    rusage: std::cell::Cell<Option<libc::rusage>>,
 }
 
 impl Supervision {
-    /// A run whose init is `pid`.
+    /// A run whose init is `pid`, without time limits (yet).
     pub(crate) fn new(pid: Pid) -> Supervision {
         Supervision {
             pid,
             grace_until: None,
             killed: false,
+            watch: None,
+            cpus: limits::usable_cpus(),
+            exceeded: None,
+            rusage: std::cell::Cell::new(None),
         }
+    }
+
+    /// Starts watching `limits` from now, the run's CPU time counted from
+    /// what `run` has used so far (a prepared sandbox's build is not the
+    /// run's).
+    pub(crate) fn limit(&mut self, limits: RunLimits, run: RunRef<'_>) {
+        let watch = Watch::start(limits, limits::cpu_used(run.root, run.group));
+        self.watch = watch.is_active().then_some(watch);
     }
 
     /// init's exit status once it has exited (checked before each wait:
     /// init may exit before the wait begins).
     pub(crate) fn exited(&self) -> Option<i32> {
         loop {
-            match waitpid(self.pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
-                Ok(nix::sys::wait::WaitStatus::StillAlive) => return None,
-                Ok(status) => {
-                    if let Some(code) = init::exit_code(status) {
+            let mut status = 0;
+            // SAFETY: a live rusage to fill and a live int for the status;
+            // WNOHANG makes this a check.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: as above; the pointers outlive the call.
+            let rc =
+                unsafe { libc::wait4(self.pid.as_raw(), &mut status, libc::WNOHANG, &mut usage) };
+            match rc {
+                0 => return None,
+                n if n == self.pid.as_raw() => {
+                    let Ok(ws) = nix::sys::wait::WaitStatus::from_raw(self.pid, status) else {
+                        return Some(125);
+                    };
+                    if let Some(code) = init::exit_code(ws) {
+                        self.rusage.set(Some(usage));
                         return Some(code);
                     }
                 }
-                Err(Errno::EINTR) => {}
-                Err(_) => return Some(125),
+                _ if Errno::last() == Errno::EINTR => {}
+                _ => return Some(125),
             }
         }
     }
 
-    /// How long until the grace period ends (`None`: no deadline).
-    pub(crate) fn time_left(&self) -> Option<Duration> {
-        self.grace_until
-            .map(|t| t.saturating_duration_since(std::time::Instant::now()))
+    /// The end of a run that exited with `code`.
+    pub(crate) fn end(&self, code: i32) -> RunEnd {
+        RunEnd {
+            code,
+            exceeded: self.exceeded,
+            rusage: self.rusage.get(),
+        }
+    }
+
+    /// How long until the next thing to do: the grace period's end, a
+    /// time limit's check (`None`: nothing, wait for ever).
+    pub(crate) fn time_left(&self, run: RunRef<'_>) -> Option<Duration> {
+        let grace = self
+            .grace_until
+            .map(|t| t.saturating_duration_since(std::time::Instant::now()));
+        let limit = self
+            .watch
+            .as_ref()
+            .and_then(|w| w.next_check(limits::cpu_used(run.root, run.group), self.cpus));
+        match (grace, limit) {
+            (Some(g), Some(l)) => Some(g.min(l)),
+            (g, l) => g.or(l),
+        }
     }
 
     /// Passes `sig` on to init (SIGCHLD: nothing, `exited` tells); a stop
@@ -129,8 +202,17 @@ impl Supervision {
         self.killed = true;
     }
 
-    /// Kills the run group once the grace period is over.
+    /// Kills the run past a time limit, or once the grace period is over.
     pub(crate) fn on_timeout(&mut self, run: RunRef<'_>) {
+        if !self.killed
+            && let Some(watch) = &self.watch
+            && let Some(exceeded) = watch.exceeded(limits::cpu_used(run.root, run.group))
+        {
+            self.exceeded = Some(exceeded);
+            self.watch = None;
+            self.kill_now(run);
+            return;
+        }
         if self
             .grace_until
             .is_some_and(|t| std::time::Instant::now() >= t)

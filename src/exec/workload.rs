@@ -66,6 +66,8 @@ pub struct Workload {
     pub seccomp: super::seccomp::Filters,
     /// Whether it may create user namespaces of its own.
     pub nested_userns: bool,
+    /// Resource limits set before `execve`, soft = hard: `(RLIMIT_*, value)`.
+    pub rlimits: Vec<(u32, u64)>,
 }
 
 /// Prepares the process and executes the workload; returns only on failure,
@@ -146,12 +148,24 @@ pub(crate) fn prepare_with(
     k.setresuid(w.uid).map_err(step(Step::Uid(w.uid)))?;
     // After the id change, which clears it: die with init.
     k.set_pdeathsig().map_err(step(Step::DeathSignal))?;
+    set_rlimits(k, &w.rlimits)?;
     set_caps(k, keep_for(w))?;
     k.set_no_new_privs().map_err(step(Step::NoNewPrivs))?;
     match keep {
         Some(fd) => close_fds_but(k, fd).map(Some),
         None => close_fds_from(k, 3).map(|()| None),
     }
+}
+
+/// Sets each of the run's resource limits, soft and hard. A limit above the
+/// hard one cgmgr was given is refused by the kernel (raising it takes
+/// CAP_SYS_RESOURCE of the host), named.
+pub(crate) fn set_rlimits(k: &mut dyn Kernel, limits: &[(u32, u64)]) -> Result<(), ExecError> {
+    for &(resource, value) in limits {
+        k.set_rlimit(resource, value)
+            .map_err(step(Step::Rlimit { resource, value }))?;
+    }
+    Ok(())
 }
 
 /// The capabilities the workload keeps: none for a non-zero uid.
@@ -317,6 +331,7 @@ mod tests {
             in_user_ns,
             seccomp: crate::exec::seccomp::compile(&Seccomp::Default, false).unwrap(),
             nested_userns: false,
+            rlimits: vec![(libc::RLIMIT_CORE, 0)],
         }
     }
 
@@ -356,6 +371,7 @@ mod tests {
             "setresgid(1)".to_string(),
             "setresuid(0)".into(),
             "set_pdeathsig(SIGKILL)".into(),
+            "prlimit(4, 0)".into(),
             format!("set_caps(Effective, [{}])", caps(&names)),
             format!("set_caps(Permitted, [{}])", caps(&names)),
             "set_caps(Inheritable, [])".into(),

@@ -8,6 +8,7 @@ pub mod error;
 pub mod knobs;
 pub mod model;
 pub mod parse;
+pub mod run;
 pub mod seccomp;
 pub mod units;
 

@@ -91,6 +91,18 @@ pub struct ExecConfig {
     /// How many sandboxes the daemon keeps built ahead for this group
     /// (`None`: none).
     pub standby: Option<u32>,
+    /// Mounts made into the sandbox after its `/tmp`, in order.
+    pub mounts: Vec<super::run::Mount>,
+    /// The network (`None`: its own namespace, loopback only).
+    pub network: Option<super::run::Network>,
+    /// CPU time (user + system) of the whole run.
+    pub time_limit: Option<std::time::Duration>,
+    /// Wall-clock time of the run.
+    pub wall_limit: Option<std::time::Duration>,
+    /// Grace after `time_limit` before the kill.
+    pub extra_time: Option<std::time::Duration>,
+    /// Resource limits of the workload, each at most once.
+    pub rlimits: Vec<(super::run::Rlimit, u64)>,
 }
 
 /// The resource a pressure rule watches: its `<resource>.pressure` file.

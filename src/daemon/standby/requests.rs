@@ -270,6 +270,7 @@ mod tests {
             argv: vec!["/bin/true".into()],
             env: Vec::new(),
             report: None,
+            report_file: false,
             ignored: Vec::new(),
             attrs: Attributes::default(),
         })

@@ -43,9 +43,19 @@ pub fn try_run(group: &str, flags: &ExecFlags) -> Option<i32> {
         let _ = send(sock.as_fd(), &ClientMessage::Signal { signal }, &[]);
     }
     Some(match follow(sock.as_fd(), &sfd) {
-        Ending::Exit { code, stderr } => {
+        Ending::Exit {
+            code,
+            stderr,
+            report,
+        } => {
             eprint!("{stderr}");
-            code
+            match (&flags.report_file, report) {
+                (Some(path), Some(json)) => match std::fs::write(path, format!("{json}\n")) {
+                    Ok(()) => code,
+                    Err(e) => fail(&format!("writing the report to {}: {e}", path.display())),
+                },
+                _ => code,
+            }
         }
         Ending::Failed(why) => fail(&why),
     })
@@ -63,6 +73,7 @@ fn request_for(group: &str, flags: &ExecFlags) -> Request {
             report::ReportFormat::Text => "text".to_string(),
             report::ReportFormat::Json => "json".to_string(),
         }),
+        report_file: flags.report_file.is_some(),
         ignored: ignored_signals(),
         attrs: own_attributes(),
     }
@@ -135,6 +146,8 @@ pub(super) enum Ending {
         code: i32,
         /// The report or the limit notes.
         stderr: String,
+        /// The JSON report, when asked for.
+        report: Option<String>,
     },
     /// `cgmgr exec` fails (exit 125) with this.
     Failed(String),
@@ -152,7 +165,18 @@ pub(super) fn follow(sock: BorrowedFd<'_>, sfd: &SignalFd) -> Ending {
         };
         if ready(revents[0]) {
             return match recv::<Reply>(sock, MsgFlags::empty()) {
-                Ok(Some((Reply::Exit { code, stderr }, _))) => Ending::Exit { code, stderr },
+                Ok(Some((
+                    Reply::Exit {
+                        code,
+                        stderr,
+                        report,
+                    },
+                    _,
+                ))) => Ending::Exit {
+                    code,
+                    stderr,
+                    report,
+                },
                 Ok(Some((Reply::Failed { message }, _))) => Ending::Failed(message),
                 Ok(Some(_)) | Err(RecvError::Decode(_)) => {
                     failed("the prepared sandbox's answer is not understood")
@@ -252,10 +276,12 @@ mod tests {
         let exit = Reply::Exit {
             code: 3,
             stderr: "note\n".into(),
+            report: Some("{}".into()),
         };
         let ended = Ending::Exit {
             code: 3,
             stderr: "note\n".into(),
+            report: Some("{}".into()),
         };
         assert_eq!(end(Some(exit)), ended);
         let failed = Reply::Failed {
@@ -298,6 +324,7 @@ mod tests {
         let ended = Ending::Exit {
             code: 143,
             stderr: "terminated\n".into(),
+            report: None,
         };
         assert_eq!(follow(client.as_fd(), &sfd), ended);
         let fake = sandbox.join().unwrap();

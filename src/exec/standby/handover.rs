@@ -45,6 +45,17 @@ pub(super) enum Declined {
     Request(#[from] ExecError),
 }
 
+/// How a served run ended, as its caller learns it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(super) struct Ended {
+    /// The exit status.
+    pub code: i32,
+    /// What the caller prints on stderr.
+    pub stderr: String,
+    /// The JSON report, when asked for (`--report-file`).
+    pub report: Option<String>,
+}
+
 /// The steps of a hand-over that are the sandbox's own (privileged).
 pub(super) trait Sandbox {
     /// The job for `request`, or why this sandbox does not take it (the
@@ -55,7 +66,7 @@ pub(super) trait Sandbox {
     -> Result<(), ExecError>;
     /// Follows the run to its end (the caller's signals passed on, its
     /// going away ending the run): the status and what the caller prints.
-    fn follow(&mut self, conn: &OwnedFd) -> (i32, String);
+    fn follow(&mut self, conn: &OwnedFd) -> Ended;
     /// Ends the sandbox without a run.
     fn discard(&mut self);
 }
@@ -95,8 +106,20 @@ pub(super) fn hand_over(
     job.stdio = open;
     sandbox.start(request, &job, stdio)?;
     let _ = send(ctl, &Word::Started, &[]);
-    let (code, stderr) = sandbox.follow(conn);
-    let _ = send(conn.as_fd(), &Reply::Exit { code, stderr }, &[]);
+    let Ended {
+        code,
+        stderr,
+        report,
+    } = sandbox.follow(conn);
+    let _ = send(
+        conn.as_fd(),
+        &Reply::Exit {
+            code,
+            stderr,
+            report,
+        },
+        &[],
+    );
     Ok(())
 }
 
@@ -241,17 +264,22 @@ pub(super) mod tests {
             Ok(())
         }
 
-        fn follow(&mut self, conn: &OwnedFd) -> (i32, String) {
+        fn follow(&mut self, conn: &OwnedFd) -> Ended {
+            let ended = |code, stderr: &str| Ended {
+                code,
+                stderr: stderr.into(),
+                report: None,
+            };
             loop {
                 let waited = wait_any(&[conn.as_fd()], Some(Duration::from_secs(5)));
                 assert!(matches!(waited, Ok(Some(_))), "the caller said nothing");
                 match caller_event(conn.as_fd()) {
-                    CallerEvent::Signal(Signal::SIGTERM) => return (143, "terminated\n".into()),
+                    CallerEvent::Signal(Signal::SIGTERM) => return ended(143, "terminated\n"),
                     CallerEvent::Signal(sig) => self.signals.push(sig),
                     CallerEvent::Nothing => {}
                     CallerEvent::Gone => {
                         self.caller_gone = true;
-                        return (137, String::new());
+                        return ended(137, "");
                     }
                 }
             }
@@ -269,6 +297,7 @@ pub(super) mod tests {
             argv: vec!["/bin/true".into()],
             env: Vec::new(),
             report: None,
+            report_file: false,
             ignored: Vec::new(),
             attrs: Attributes::default(),
         }
@@ -354,6 +383,7 @@ pub(super) mod tests {
         let exit = Reply::Exit {
             code: 143,
             stderr: "terminated\n".into(),
+            report: None,
         };
         assert_eq!(replies(&s.caller), [Reply::Started, exit]);
         assert_eq!(words(&s.daemon), [Word::Started]);

@@ -41,6 +41,9 @@ pub struct Request {
     pub env: Vec<String>,
     /// `--report`: "text" or "json".
     pub report: Option<String>,
+    /// `--report-file`: the JSON report comes back with the status.
+    #[serde(default)]
+    pub report_file: bool,
     /// The signals the caller ignores (the workload ignores them too).
     pub ignored: Vec<i32>,
     /// The caller's process attributes the workload inherits.
@@ -94,6 +97,9 @@ pub enum Reply {
         code: i32,
         /// The report or the limit notes.
         stderr: String,
+        /// The JSON report, when the request asked for `report_file`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        report: Option<String>,
     },
     /// The request was refused before the workload ran (exit 125).
     Failed {
@@ -256,6 +262,7 @@ mod tests {
             argv: vec!["/bin/true".into()],
             env: vec!["A=1".into()],
             report: Some("json".into()),
+            report_file: true,
             ignored: vec![1],
             attrs: Attributes::default(),
         }
@@ -279,6 +286,7 @@ mod tests {
         check(Reply::Exit {
             code: 3,
             stderr: "e".into(),
+            report: Some("{\"status\":\"ok\"}".into()),
         });
         check(Reply::Failed {
             message: "m".into(),

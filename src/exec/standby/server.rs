@@ -116,32 +116,45 @@ impl Sandbox for Standby<'_> {
             apply_attributes(pid, &request.attrs);
         }
         let format = request.report.as_deref().and_then(|r| r.parse().ok());
+        let run = RunRef {
+            root: self.root,
+            group: self.run,
+        };
         self.account = Some(report::Accounting::start(
             self.root,
             &self.spec.group,
+            self.run,
             format,
+            request.report_file,
+            self.spec.limits,
         ));
+        self.supervision.limit(self.spec.limits, run);
         let fds: Vec<BorrowedFd<'_>> = stdio.iter().map(AsFd::as_fd).collect();
         send(self.job.as_fd(), job, &fds).map_err(sys("handing the command to init"))
     }
 
-    fn follow(&mut self, conn: &OwnedFd) -> (i32, String) {
+    fn follow(&mut self, conn: &OwnedFd) -> Ended {
         let group = RunRef {
             root: self.root,
             group: self.run,
         };
-        let code = follow_run(&mut self.supervision, group, &self.sfd, conn);
-        let stderr = match self.account.take() {
-            Some(account) => account.finish(self.root, self.run, code),
-            None => String::new(),
+        let end = follow_run(&mut self.supervision, group, &self.sfd, conn);
+        let told = match self.account.take() {
+            Some(account) => account.finish(self.root, self.run, &end),
+            None => report::Finished::default(),
         };
+        let (code, stderr, report) = (end.code, told.stderr, told.report.map(|r| r.json()));
         // The run is over before its caller learns the status: nothing it
         // started outlives `cgmgr exec`. The empty group is removed after.
         let stderr = match run_group::kill_all(self.root, self.run) {
             Ok(()) => stderr,
             Err(e) => format!("{stderr}cgmgr: exec: ending the run: {e}\n"),
         };
-        (code, stderr)
+        Ended {
+            code,
+            stderr,
+            report,
+        }
     }
 
     fn discard(&mut self) {
@@ -188,11 +201,11 @@ pub(super) fn follow_run(
     run: RunRef<'_>,
     sfd: &SignalFd,
     conn: &OwnedFd,
-) -> i32 {
+) -> crate::exec::supervise::RunEnd {
     let mut caller_gone = false;
     loop {
         if let Some(code) = supervision.exited() {
-            return code;
+            return supervision.end(code);
         }
         let watched: Vec<BorrowedFd<'_>> = if caller_gone {
             vec![sfd.as_fd()]
@@ -202,12 +215,13 @@ pub(super) fn follow_run(
         // EINTR comes back as no event. Any other error of a poll on these
         // descriptors would come back at once every time: rather than spin
         // on it, the run is ended, and init's exit waited for.
-        let revents = match wait_any(&watched, supervision.time_left()) {
+        let revents = match wait_any(&watched, supervision.time_left(run)) {
             Ok(revents) => revents,
             Err(e) => {
                 eprintln!("cgmgr: standby: waiting on the run: poll: {e}; ending the run");
                 supervision.kill_now(run);
-                return wait_exit(supervision);
+                let code = wait_exit(supervision);
+                return supervision.end(code);
             }
         };
         let Some(revents) = revents else {

@@ -123,6 +123,7 @@ impl ReadyJob {
         for &(resource, soft, hard) in &self.rlimits {
             set_rlimit(Pid::from_raw(0), resource, soft, hard);
         }
-        Ok(())
+        // Then the run's own, as a direct run sets them over the caller's.
+        workload::set_rlimits(&mut crate::exec::kernel::Host, &self.workload.rlimits)
     }
 }

@@ -157,7 +157,7 @@ impl Parser<'_> {
     }
 
     /// One of `choices` by name, with a did-you-mean for a near miss.
-    fn choice<T: Copy>(
+    pub(super) fn choice<T: Copy>(
         &mut self,
         value: &Value<'_>,
         what: &str,
@@ -178,7 +178,7 @@ impl Parser<'_> {
         None
     }
 
-    fn duration(&mut self, value: &Value<'_>, what: &str) -> Option<Duration> {
+    pub(super) fn duration(&mut self, value: &Value<'_>, what: &str) -> Option<Duration> {
         let s = self.string(value, what)?;
         parse_duration(s)
             .map_err(|e| self.invalid(value, what, e))
