@@ -414,6 +414,23 @@ fn vm_root_self_in_a_delegated_cgroup() {
     run_in_vm("delegate.sh");
 }
 
+/// `cgmgr exec` for real work: a judge's verdicts (accepted, wrong, time,
+/// wall, memory, output, a fork bomb, a crash) from --report-file, direct
+/// and through prepared sandboxes, CPU at the time-limit kill within
+/// 1.0-1.6 s; mounts (read-only and read-write binds, sized tmpfs), a CI
+/// job that writes artifacts only to its bind; bad mounts refused. On 6.1
+/// (mount_setattr) and 5.10 (a remount per mount).
+#[test]
+fn vm_exec_for_real_work() {
+    for (suite, lane) in [(None, "6.1"), (Some("bullseye"), "5.10")] {
+        let env: Vec<(&str, &str)> = suite.map(|s| ("CGMGR_VM_SUITE", s)).into_iter().collect();
+        let log = run_with_env("run.sh", "judge.sh", &env);
+        for line in log.lines().filter(|l| l.starts_with("MEASURE ")) {
+            println!("{lane}: {line}");
+        }
+    }
+}
+
 /// Prepared sandboxes (`standby = N`): runs that take one are enforced as
 /// any run (OOM kill, pids.max, own host ids, nothing outlives them).
 #[test]

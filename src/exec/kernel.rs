@@ -372,7 +372,7 @@ impl Kernel for Host {
 /// with `RESOLVE_NO_SYMLINKS`, else (before 5.6) one `O_NOFOLLOW` open per
 /// component, each refused if it is a symlink.
 fn open_no_symlinks(dir: &Path, relative: &Path) -> Result<OwnedFd, Errno> {
-    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, open, openat, openat2};
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, open, openat2};
     let path_flags = OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
     let base = open(dir, path_flags | OFlag::O_DIRECTORY, Mode::empty())?;
     if relative.as_os_str().is_empty() {
@@ -381,21 +381,34 @@ fn open_no_symlinks(dir: &Path, relative: &Path) -> Result<OwnedFd, Errno> {
     let how = OpenHow::new()
         .flags(path_flags)
         .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    // With O_PATH | O_NOFOLLOW a symlink at the end is opened, not refused.
     match openat2(&base, relative, how) {
-        Err(Errno::ENOSYS) => {}
-        other => return other,
+        Err(Errno::ENOSYS) => walk_no_symlinks(base, relative),
+        Ok(fd) => refuse_symlink(fd),
+        Err(e) => Err(e),
     }
+}
+
+/// `fd` unless it is a symlink's (`ELOOP`).
+fn refuse_symlink(fd: OwnedFd) -> Result<OwnedFd, Errno> {
+    let st = nix::sys::stat::fstat(&fd)?;
+    if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        return Err(Errno::ELOOP);
+    }
+    Ok(fd)
+}
+
+/// [`open_no_symlinks`] without `openat2`: one `O_NOFOLLOW` step per
+/// component from `base`, a symlink refused with `ELOOP`.
+fn walk_no_symlinks(base: OwnedFd, relative: &Path) -> Result<OwnedFd, Errno> {
+    use nix::fcntl::{OFlag, openat};
+    let path_flags = OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
     let mut fd = base;
     for part in relative.components() {
         let std::path::Component::Normal(name) = part else {
             return Err(Errno::EXDEV);
         };
-        let next = openat(&fd, name, path_flags, Mode::empty())?;
-        let st = nix::sys::stat::fstat(&next)?;
-        if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
-            return Err(Errno::ELOOP);
-        }
-        fd = next;
+        fd = refuse_symlink(openat(&fd, name, path_flags, Mode::empty())?)?;
     }
     Ok(fd)
 }
@@ -446,6 +459,48 @@ fn loopback_up() -> Result<(), ExecError> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A symlink anywhere on the way, or at the end, is refused by both
+    /// ways of opening: a path swapped for a symlink cannot redirect a mount.
+    #[test]
+    fn no_symlink_is_followed_on_the_way_to_a_mount() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("a/link")).unwrap();
+        std::os::unix::fs::symlink("b", root.join("a/last")).unwrap();
+        let base = || {
+            nix::fcntl::open(
+                root,
+                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY,
+                Mode::empty(),
+            )
+            .unwrap()
+        };
+        assert!(open_no_symlinks(root, Path::new("a/b")).is_ok());
+        assert!(walk_no_symlinks(base(), Path::new("a/b")).is_ok());
+        for bad in ["a/link/passwd", "a/last"] {
+            assert_eq!(
+                open_no_symlinks(root, Path::new(bad)).unwrap_err(),
+                Errno::ELOOP,
+                "{bad}"
+            );
+            assert_eq!(
+                walk_no_symlinks(base(), Path::new(bad)).unwrap_err(),
+                Errno::ELOOP,
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            walk_no_symlinks(base(), Path::new("a/../a")).unwrap_err(),
+            Errno::EXDEV
+        );
+    }
 }
 
 #[cfg(test)]

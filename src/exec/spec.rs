@@ -573,4 +573,54 @@ mod tests {
         mode(&rootfs.join("tmp"), 0o1777);
         check_reachable_by_others(&rootfs).unwrap();
     }
+
+    /// The flags of real work: each bad one named with its value, before
+    /// anything is created; `--network host` drops the network namespace;
+    /// mounts need a rootfs.
+    #[test]
+    fn real_work_flags_are_checked_and_named() {
+        let none = ExecConfig::default();
+        let with = |edit: fn(&mut ExecFlags)| {
+            let mut f = flags(&["true"]);
+            edit(&mut f);
+            f
+        };
+        type Edit = fn(&mut ExecFlags);
+        let cases: [(Edit, &str); 6] = [
+            (
+                |f| f.tmpfs = vec!["box".into()],
+                "--tmpfs box: \"box\" must be an absolute path",
+            ),
+            (
+                |f| f.binds = vec!["/srv:/dev/x".into()],
+                "--bind /srv:/dev/x: \"/dev/x\" lies on /dev",
+            ),
+            (
+                |f| f.network = Some("bridge".into()),
+                "--network bridge: use none or host",
+            ),
+            (
+                |f| f.time_limit = Some("2".into()),
+                "--time-limit 2: \"2\" has no unit",
+            ),
+            (
+                |f| f.rlimits = vec!["files=1".into()],
+                "--rlimit files=1: unknown resource limit \"files\"",
+            ),
+            (|f| f.tmpfs = vec!["/box".into()], "mounts need a rootfs"),
+        ];
+        for (edit, want) in cases {
+            let e = err("g", &none, with(edit));
+            assert!(e.starts_with(want), "{e}");
+        }
+        let host =
+            ExecSpec::resolve(group("g"), None, with(|f| f.network = Some("host".into()))).unwrap();
+        assert!(!host.has(Namespace::Net));
+        let own = ExecSpec::resolve(group("g"), None, with(|f| f.time_limit = Some("1s".into())))
+            .unwrap();
+        assert!(own.has(Namespace::Net));
+        assert_eq!(own.limits.time, Some(std::time::Duration::from_secs(1)));
+        assert!(with(|f| f.rlimits = vec!["nofile=8".into()]).shape_the_sandbox());
+        assert!(!with(|f| f.report_file = Some("/r.json".into())).shape_the_sandbox());
+    }
 }

@@ -224,8 +224,10 @@ pub fn check_source(path: &str) -> Result<PathBuf, RunError> {
     let mut walked = PathBuf::from("/");
     for part in normal.components().skip(1) {
         walked.push(part);
-        let meta = std::fs::symlink_metadata(&walked)
-            .map_err(|e| source(format!("{}: {e}", walked.display())))?;
+        let meta = std::fs::symlink_metadata(&walked).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => source(format!("{} does not exist", walked.display())),
+            _ => source(format!("{}: {e}", walked.display())),
+        })?;
         if meta.file_type().is_symlink() {
             return Err(source(format!(
                 "{} is a symlink: name the real path (sources are never followed through a symlink)",
@@ -363,7 +365,7 @@ mod tests {
         let err = check_source(gone.to_str().unwrap())
             .unwrap_err()
             .to_string();
-        assert!(err.contains("No such file"), "{err}");
+        assert!(err.ends_with("gone does not exist"), "{err}");
         assert!(check_source("rel/dir").is_err());
     }
 
