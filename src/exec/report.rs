@@ -147,20 +147,8 @@ fn signal_of(code: i32) -> Option<i32> {
 pub struct RunReport {
     /// The policy group the run belonged to.
     pub group: String,
-    /// The verdict.
-    pub status: Status,
     /// The workload's exit status (128+N when killed by signal N).
     pub exit_code: i32,
-    /// N when the status is 128+N (the workload was killed by signal N).
-    pub exit_signal: Option<i32>,
-    /// CPU time, user + system, of every process of the run (`cpu.stat`).
-    pub cpu_seconds: Option<f64>,
-    /// The largest resident set of any process of the run (`wait4`).
-    pub max_rss_bytes: Option<u64>,
-    /// Voluntary context switches of the run's processes (`wait4`).
-    pub csw_voluntary: Option<u64>,
-    /// Involuntary context switches (`wait4`).
-    pub csw_involuntary: Option<u64>,
     /// From before the run group was made to after the workload's end.
     pub wall_seconds: f64,
     /// CPU time in user mode (`cpu.stat` user_usec of the run group).
@@ -182,6 +170,18 @@ pub struct RunReport {
     /// Time the group was throttled by its `cpu.max` during this run
     /// (shared by every concurrent run of the group).
     pub group_throttled_seconds: Option<f64>,
+    /// The verdict (after the fields above, which keep their order).
+    pub status: Status,
+    /// N when the status is 128+N (the workload was killed by signal N).
+    pub exit_signal: Option<i32>,
+    /// CPU time, user + system, of every process of the run (`cpu.stat`).
+    pub cpu_seconds: Option<f64>,
+    /// The largest resident set of any process of the run (`wait4`).
+    pub max_rss_bytes: Option<u64>,
+    /// Voluntary context switches of the run's processes (`wait4`).
+    pub csw_voluntary: Option<u64>,
+    /// Involuntary context switches (`wait4`).
+    pub csw_involuntary: Option<u64>,
 }
 
 /// The limit counters the run already reports (shared with the plain

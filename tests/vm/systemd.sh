@@ -230,6 +230,38 @@ expect_contains "$(cat $U/quick/memory.events)" "oom_kill 1" "the kernel counted
 wait_for 20 "a new prepared sandbox" has_prepared
 expect_not_contains "$(journal)" "could not be prepared" "no standby failed"
 
+step "a judge's runs under the unit: verdicts from the report file, direct and prepared"
+mkdir -p /srv/sub /var/lib/cgmgr/rootfs/sandbox/sub /var/lib/cgmgr/rootfs/sandbox/work
+echo 'while :; do :; done' > /srv/sub/spin.sh
+cat > /etc/cgmgr/judge.toml <<'TOML'
+[group.judge]
+memory.max = "32M"
+pids.max = 16
+[group.judge.exec]
+rootfs = "/var/lib/cgmgr/rootfs/sandbox"
+time_limit = "1s"
+wall_limit = "5s"
+mounts = [{ bind = "/srv/sub", at = "/sub", readonly = true }, { tmpfs = "/work", size = "1M" }]
+standby = 1
+TOML
+systemctl reload cgmgr || fail "systemctl reload"
+has_judge() { [ -n "$(prepared_in $U/judge)" ]; }
+wait_for 20 "a prepared judge sandbox under the unit" has_judge
+ready=$(prepared_in $U/judge)
+cgmgr exec --group judge --report-file /tmp/r.json -- sh /sub/spin.sh 2>/tmp/judge.err
+expect_eq "$?" 137 "the spinning submission is killed"
+expect_contains "$(cat /tmp/r.json)" '"status":"time"' "its verdict, through the prepared sandbox"
+expect_contains "$(cat /tmp/judge.err)" "killed: time limit 1.000s exceeded" "the line that names the limit"
+wait_for 5 "the run took the prepared sandbox" sh -c "! [ -d $ready ]"
+cgmgr exec --group judge --wall-limit 1s --report-file /tmp/r.json -- sleep 10 2>/dev/null
+expect_eq "$?" 137 "a direct run (its own flag) killed at its wall limit"
+expect_contains "$(cat /tmp/r.json)" '"status":"wall"' "its verdict"
+out=$(cgmgr exec --group judge -- sh -c 'touch /sub/x 2>&1; echo hi > /work/y && cat /work/y')
+expect_contains "$out" "Read-only file system" "the submission's bind is read-only"
+expect_contains "$out" "hi" "the tmpfs is writable"
+rm /etc/cgmgr/judge.toml
+systemctl reload cgmgr || fail "systemctl reload"
+
 step "systemctl stop is clean within the unit's timeout"
 t0=$(now)
 systemctl stop cgmgr
