@@ -142,9 +142,14 @@ fn create_locked(
         let made = root
             .mkdir_with_mode(&run, 0o700)
             .map_err(|e| ExecError::Invalid(e.to_string()))?;
-        let dir = root
-            .open_dir(&run)
-            .map_err(|errno| run_err(root, &run, "opening", errno))?;
+        let dir = match root.open_dir(&run) {
+            Ok(dir) => dir,
+            // Removed between our mkdir and this open by another run's
+            // reaper, which listed an abandoned run of the same name (this
+            // pid's earlier owner) before we made ours: make it again.
+            Err(Errno::ENOENT) => continue,
+            Err(errno) => return Err(run_err(root, &run, "opening", errno)),
+        };
         let lock = match Flock::lock(dir, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => lock,
             // A live run of this pid from another pid namespace, or a
