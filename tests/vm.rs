@@ -431,6 +431,28 @@ fn vm_exec_for_real_work() {
     }
 }
 
+/// A CI job in a real distribution's root (Debian 12 minbase, made once by
+/// tests/vm/distro-root.sh): source bound read-only, a sized tmpfs,
+/// artifacts to a read-write bind, nothing written anywhere else.
+#[test]
+fn vm_a_ci_job_in_a_debian_root() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let made = Command::new(repo.join("tests/vm/distro-root.sh"))
+        .output()
+        .expect("running tests/vm/distro-root.sh");
+    assert!(
+        made.status.success(),
+        "the Debian root could not be made: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let tree = String::from_utf8_lossy(&made.stdout).trim().to_string();
+    run_with_env(
+        "run.sh",
+        "distro.sh",
+        &[("CGMGR_VM_TREE", tree.as_str()), ("CGMGR_VM_MEM", "2048")],
+    );
+}
+
 /// Prepared sandboxes (`standby = N`): runs that take one are enforced as
 /// any run (OOM kill, pids.max, own host ids, nothing outlives them).
 #[test]

@@ -18,6 +18,10 @@ binary=${2:?usage: run.sh SCRIPT CGMGR_BINARY [EXTRA_FILE...]}
 shift 2
 cache=${CGMGR_VM_CACHE:-$repo/target/vm-cache}
 timeout_secs=${CGMGR_VM_TIMEOUT:-300}
+# CGMGR_VM_TREE=DIR: a directory tree shipped into the VM at /distro (a
+# Debian root for tests that run real distributions); CGMGR_VM_MEM: MiB.
+tree=${CGMGR_VM_TREE:-}
+mem=${CGMGR_VM_MEM:-1024}
 
 die() { echo "vm: $*" >&2; exit 1; }
 for tool in qemu-system-x86_64 cpio ldd apt-get dpkg-deb flock; do
@@ -56,6 +60,10 @@ cp "$kernel_cache"/modules/* "$root/lib/modules/" 2>/dev/null || true
 cp "$here/lib.sh" "$root/lib.sh"
 # Policies to ship into the VM at /etc/cgmgr (the demo applies policies/).
 if [ -n "${CGMGR_VM_POLICIES:-}" ]; then mkdir -p "$root/etc/cgmgr"; cp "$CGMGR_VM_POLICIES"/*.toml "$root/etc/cgmgr/"; fi
+if [ -n "$tree" ]; then
+  [ -d "$tree" ] || die "CGMGR_VM_TREE $tree is not a directory"
+  cp -a "$tree" "$root/distro"
+fi
 cp "$script" "$root/test.sh"
 echo "root:x:0:0:root:/root:/bin/sh" > "$root/etc/passwd"
 # Stage 1 moves / from the initramfs onto a tmpfs: pivot_root (cgmgr exec)
@@ -66,6 +74,7 @@ cat > "$root/init" <<'INIT'
 mount -t tmpfs -o mode=755 root /newroot
 cp -a /bin /etc /lib* /usr /root /init2 /lib.sh /test.sh /newroot/ 2>/dev/null
 cp -a /lib /newroot/ 2>/dev/null
+[ -d /distro ] && cp -a /distro /newroot/
 mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/tmp
 exec switch_root /newroot /init2
 INIT
@@ -99,7 +108,7 @@ trap 'rm -rf "$root" "$root.cpio.gz"' EXIT
 log=$(mktemp)
 take_vm_slot "$cache"
 set +e
-timeout "$timeout_secs" qemu-system-x86_64 -accel tcg,thread=multi -cpu max -m 1024 -smp 2 \
+timeout "$timeout_secs" qemu-system-x86_64 -accel tcg,thread=multi -cpu max -m "$mem" -smp 2 \
   -nographic -no-reboot -kernel "$kernel_cache/vmlinuz" -initrd "$root.cpio.gz" \
   -append "console=ttyS0 quiet panic=-1 oops=panic" ${CGMGR_VM_QEMU_ARGS:-} </dev/null >"$log" 2>&1
 qemu_rc=$?
