@@ -2,6 +2,7 @@
 //! errors to cgmgr's exit codes (0 ok, 1 runtime failure, 2 invalid input;
 //! `exec`: the workload's status, 125 when cgmgr failed first).
 
+use cgmgr::exec::report::{ReportFile, RunReport};
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
@@ -79,32 +80,43 @@ fn exec(root: Option<String>, args: ExecArgs) -> ExitCode {
             argv: args.cmd,
         },
     };
-    if let Some(code) = through_standby(&request) {
-        return ExitCode::from(u8::try_from(code).unwrap_or(EXIT_EXEC_FAILED));
-    }
-    let (group, report_file) = (request.group.clone(), request.flags.report_file.clone());
-    let ran = prepare::prepare(request)
-        .map_err(anyhow::Error::from)
-        .and_then(|(root, spec)| Ok(cgmgr::exec::run(&root, &spec)?));
-    match ran {
-        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(EXIT_EXEC_FAILED)),
-        Err(e) => {
-            eprintln!("cgmgr: exec: {e:#}");
-            // A judge reads the verdict from the file, not from stderr.
-            if let Some(path) = report_file {
-                let report = cgmgr::exec::report::RunReport::internal(&group);
-                if let Err(e) = cgmgr::exec::write_report_file(&path, &report) {
-                    eprintln!("cgmgr: exec: {e}");
-                }
+    // Opened before anything runs: the run cannot plant what it points to.
+    let report_file = match request.flags.report_file.as_deref().map(ReportFile::open) {
+        Some(Err(e)) => {
+            eprintln!("cgmgr: exec: {e}");
+            return ExitCode::from(EXIT_EXEC_FAILED);
+        }
+        opened => opened.and_then(Result::ok),
+    };
+    let group = request.group.clone();
+    let (code, report) = match through_standby(&request) {
+        Some(served) => served,
+        None => match prepare::prepare(request)
+            .map_err(anyhow::Error::from)
+            .and_then(|(root, spec)| Ok(cgmgr::exec::run(&root, &spec)?))
+        {
+            Ok((code, report)) => (code, report.map(|r| r.json())),
+            Err(e) => {
+                eprintln!("cgmgr: exec: {e:#}");
+                (i32::from(EXIT_EXEC_FAILED), None)
             }
-            ExitCode::from(EXIT_EXEC_FAILED)
+        },
+    };
+    if let Some(file) = &report_file {
+        // A run that failed before it could report still gets a verdict: a
+        // judge reads the file, not stderr.
+        let json = report.unwrap_or_else(|| RunReport::internal(&group).json());
+        if let Err(e) = file.write_json(&json) {
+            eprintln!("cgmgr: exec: {e}");
+            return ExitCode::from(EXIT_EXEC_FAILED);
         }
     }
+    ExitCode::from(u8::try_from(code).unwrap_or(EXIT_EXEC_FAILED))
 }
 
 /// A run that takes the daemon's policies as they are may be served by one
 /// of its prepared sandboxes (`standby` in the group's `[exec]` table).
-fn through_standby(request: &ExecRequest) -> Option<i32> {
+fn through_standby(request: &ExecRequest) -> Option<(i32, Option<String>)> {
     let f = &request.flags;
     let as_policy = request.root.is_none()
         && request.policies.is_none()

@@ -84,9 +84,14 @@ pub trait Kernel {
         dir: &Path,
         relative: &Path,
         dir_point: bool,
+        devs: &[u64],
     ) -> Result<(), Errno>;
     /// Whether the descriptor is a directory's.
     fn is_dir(&mut self, fd: &OwnedFd) -> bool;
+    /// `(st_dev, st_ino)` of the descriptor.
+    fn identity(&mut self, fd: &OwnedFd) -> Option<(u64, u64)>;
+    /// `fstatfs`'s `f_type` of the descriptor's file system.
+    fn fs_type(&mut self, fd: &OwnedFd) -> Option<i64>;
     /// The flags of the mount at `point` that the kernel locks and a
     /// remount must repeat (`statvfs`).
     fn locked_flags(&mut self, point: &Path) -> MsFlags;
@@ -259,25 +264,21 @@ impl Kernel for Host {
         dir: &Path,
         relative: &Path,
         dir_point: bool,
+        devs: &[u64],
     ) -> Result<(), Errno> {
-        let path = dir.join(relative);
-        let io = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-        let parent = if dir_point {
-            Some(path.as_path())
-        } else {
-            path.parent()
-        };
-        if let Some(p) = parent {
-            std::fs::create_dir_all(p).map_err(io)?;
-        }
-        if !dir_point && std::fs::symlink_metadata(&path).is_err() {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .map_err(io)?;
-        }
-        Ok(())
+        make_mount_point(dir, relative, dir_point, devs)
+    }
+
+    fn identity(&mut self, fd: &OwnedFd) -> Option<(u64, u64)> {
+        nix::sys::stat::fstat(fd)
+            .ok()
+            .map(|st| (st.st_dev, st.st_ino))
+    }
+
+    fn fs_type(&mut self, fd: &OwnedFd) -> Option<i64> {
+        nix::sys::statfs::fstatfs(fd)
+            .ok()
+            .map(|s| s.filesystem_type().0)
     }
 
     fn is_dir(&mut self, fd: &OwnedFd) -> bool {
@@ -291,6 +292,8 @@ impl Kernel for Host {
         };
         let f = st.flags();
         [
+            // A read-only file system stays read-only in a read-write bind.
+            (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
             (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
             (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
             (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
@@ -398,6 +401,59 @@ fn refuse_symlink(fd: OwnedFd) -> Result<OwnedFd, Errno> {
     Ok(fd)
 }
 
+/// Creates `relative` below `dir` one component at a time from descriptors,
+/// never through a symlink (`O_NOFOLLOW`), and only in a directory on one
+/// of `devs` (the run's own tmpfs mounts): a symlink or a rename in the
+/// rootfs or in a bind's content cannot have it create anything elsewhere.
+/// A directory, or an empty file at the end when `dir_point` is false.
+fn make_mount_point(
+    dir: &Path,
+    relative: &Path,
+    dir_point: bool,
+    devs: &[u64],
+) -> Result<(), Errno> {
+    use nix::fcntl::{OFlag, open, openat};
+    let dir_flags = OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_DIRECTORY;
+    let mut fd = open(dir, dir_flags, Mode::empty())?;
+    let parts: Vec<_> = relative.components().collect();
+    for (i, part) in parts.iter().enumerate() {
+        let std::path::Component::Normal(name) = part else {
+            return Err(Errno::EXDEV);
+        };
+        let on_run_tmpfs =
+            |fd: &OwnedFd| nix::sys::stat::fstat(fd).is_ok_and(|st| devs.contains(&st.st_dev));
+        if i + 1 == parts.len() && !dir_point {
+            if !on_run_tmpfs(&fd) {
+                return Err(Errno::EXDEV);
+            }
+            let flags = OFlag::O_WRONLY
+                | OFlag::O_CREAT
+                | OFlag::O_EXCL
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_CLOEXEC;
+            return match openat(&fd, *name, flags, Mode::from_bits_truncate(0o644)) {
+                Ok(_) | Err(Errno::EEXIST) => Ok(()),
+                Err(e) => Err(e),
+            };
+        }
+        fd = match openat(&fd, *name, dir_flags, Mode::empty()) {
+            Ok(next) => next,
+            Err(Errno::ENOENT) => {
+                if !on_run_tmpfs(&fd) {
+                    return Err(Errno::EXDEV);
+                }
+                match nix::sys::stat::mkdirat(&fd, *name, Mode::from_bits_truncate(0o755)) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(e),
+                }
+                openat(&fd, *name, dir_flags, Mode::empty())?
+            }
+            Err(e) => return Err(e),
+        };
+    }
+    Ok(())
+}
+
 /// [`open_no_symlinks`] without `openat2`: one `O_NOFOLLOW` step per
 /// component from `base`, a symlink refused with `ELOOP`.
 fn walk_no_symlinks(base: OwnedFd, relative: &Path) -> Result<OwnedFd, Errno> {
@@ -499,6 +555,36 @@ mod tests {
         assert_eq!(
             walk_no_symlinks(base(), Path::new("a/../a")).unwrap_err(),
             Errno::EXDEV
+        );
+    }
+
+    /// Mount points are made only on the run's tmpfs devices and never
+    /// through a symlink: the attack that made files outside the run with
+    /// `create_dir_all` (a symlink in a bind's content) fails here.
+    #[test]
+    fn mount_points_are_made_only_on_the_run_s_tmpfs_and_never_through_a_symlink() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.join("tmp")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("tmp/link")).unwrap();
+        let dev = nix::sys::stat::stat(root).unwrap().st_dev;
+        make_mount_point(root, Path::new("tmp/a/b"), true, &[dev]).unwrap();
+        make_mount_point(root, Path::new("tmp/a/f"), false, &[dev]).unwrap();
+        assert!(root.join("tmp/a/b").is_dir() && root.join("tmp/a/f").is_file());
+        for dir_point in [true, false] {
+            let made = make_mount_point(root, Path::new("tmp/link/x"), dir_point, &[dev]);
+            assert!(
+                matches!(made, Err(Errno::ENOTDIR | Errno::ELOOP)),
+                "{made:?}"
+            );
+        }
+        let elsewhere = make_mount_point(root, Path::new("tmp/c"), true, &[dev + 1]);
+        assert_eq!(elsewhere, Err(Errno::EXDEV));
+        assert_eq!(
+            std::fs::read_dir(outside.path()).unwrap().count(),
+            0,
+            "nothing outside"
         );
     }
 }
@@ -660,9 +746,16 @@ pub mod recorder {
             dir: &Path,
             relative: &Path,
             dir_point: bool,
+            _devs: &[u64],
         ) -> Result<(), Errno> {
             let kind = if dir_point { "dir" } else { "file" };
             self.call(format!("create {kind} {}", dir.join(relative).display()))
+        }
+        fn identity(&mut self, _fd: &OwnedFd) -> Option<(u64, u64)> {
+            Some((1, 1))
+        }
+        fn fs_type(&mut self, _fd: &OwnedFd) -> Option<i64> {
+            Some(0xef53)
         }
         fn is_dir(&mut self, _fd: &OwnedFd) -> bool {
             !self.files

@@ -128,12 +128,12 @@ pub fn cpu_used(root: &CgroupRoot, run: &GroupName) -> Option<Duration> {
         .map(|s| Duration::from_micros(s.usage_usec))
 }
 
-/// The CPUs this process may run on: how fast a run can spend its budget.
+/// The CPUs a run could spend its budget on: every online CPU (not this
+/// process's affinity or quota, which a run need not share).
 pub fn usable_cpus() -> u32 {
-    std::thread::available_parallelism()
-        .ok()
-        .and_then(|n| u32::try_from(n.get()).ok())
-        .unwrap_or(1)
+    // SAFETY: sysconf takes an integer and touches no memory.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    u32::try_from(online).ok().filter(|&n| n > 0).unwrap_or(1)
 }
 
 fn flag_err(flag: &str, value: &str, e: RunError) -> ExecError {

@@ -57,7 +57,10 @@ use crate::policy::Namespace;
 /// returns its exit status (128+N when killed by N). Whatever the workload
 /// left running is killed before this returns. The process must have a
 /// single thread: checked before the clone, an error otherwise.
-pub fn run(root: &CgroupRoot, spec: &ExecSpec) -> Result<i32, ExecError> {
+pub fn run(
+    root: &CgroupRoot,
+    spec: &ExecSpec,
+) -> Result<(i32, Option<report::RunReport>), ExecError> {
     // The run's own host ids come with it, held until its group is ended
     // (below): no process of this run keeps them once another run may
     // lease them.
@@ -84,21 +87,7 @@ pub fn run(root: &CgroupRoot, spec: &ExecSpec) -> Result<i32, ExecError> {
     let end = result?;
     let told = told.unwrap_or_default();
     eprint!("{}", told.stderr);
-    if let (Some(path), Some(report)) = (&spec.report_file, &told.report) {
-        write_report_file(path, report)?;
-    }
-    Ok(end.code)
-}
-
-/// Writes `--report-file`'s JSON report.
-pub fn write_report_file(
-    path: &std::path::Path,
-    report: &report::RunReport,
-) -> Result<(), ExecError> {
-    std::fs::write(path, format!("{}\n", report.json())).map_err(|e| ExecError::Sys {
-        what: format!("writing the report to {}", path.display()),
-        errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-    })
+    Ok((end.code, told.report))
 }
 
 fn run_in(

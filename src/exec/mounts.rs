@@ -50,13 +50,21 @@ pub fn resolve(policy: &ExecConfig, flags: &ExecFlags) -> Result<Vec<Mount>, Exe
     Ok(mounts)
 }
 
-/// Whether `at` lies inside a tmpfs this run mounts before it: its `/tmp`
-/// or a `tmpfs` entry above it in `mounts`.
+/// Whether `at` lies directly inside a tmpfs this run mounts before it:
+/// the deepest of the run's mounts above it (its `/tmp` counting as one) is
+/// a tmpfs, not a bind, whose content is the host's.
 fn in_run_tmpfs(at: &Path, mounts: &[Mount]) -> bool {
-    at.starts_with("/tmp")
-        || mounts
-            .iter()
-            .any(|m| matches!(m, Mount::Tmpfs { at: t, .. } if at != t && at.starts_with(t)))
+    let tmp = Path::new("/tmp");
+    let deepest = mounts
+        .iter()
+        .filter(|m| at != m.at() && at.starts_with(m.at()))
+        .max_by_key(|m| m.at().components().count());
+    match deepest {
+        Some(m) if m.at().components().count() >= 2 || !at.starts_with(tmp) => {
+            matches!(m, Mount::Tmpfs { .. })
+        }
+        _ => at != tmp && at.starts_with(tmp),
+    }
 }
 
 /// The destinations that must exist in the rootfs (those not inside a
@@ -99,17 +107,42 @@ pub(crate) fn mount_all(
     rootfs: &Path,
     mounts: &[Mount],
 ) -> Result<(), ExecError> {
+    // The devices of the run's own tmpfs mounts: the only places where a
+    // mount point is created.
+    let mut devs = Vec::new();
+    if !mounts.is_empty() {
+        devs.extend(mount_dev(k, rootfs, Path::new("/tmp")));
+    }
     for m in mounts {
+        let creatable = in_run_tmpfs(m.at(), mounts);
         match m {
             Mount::Bind {
                 source,
                 at,
                 readonly,
-            } => bind(k, rootfs, source, at, *readonly, in_run_tmpfs(at, mounts))?,
-            Mount::Tmpfs { at, size } => tmpfs(k, rootfs, at, *size, in_run_tmpfs(at, mounts))?,
+            } => bind(
+                k,
+                rootfs,
+                source,
+                at,
+                *readonly,
+                creatable.then_some(&devs[..]),
+            )?,
+            Mount::Tmpfs { at, size } => {
+                tmpfs(k, rootfs, at, *size, creatable.then_some(&devs[..]))?;
+                devs.extend(mount_dev(k, rootfs, at));
+            }
         }
     }
     Ok(())
+}
+
+/// The device of the mount at `at` below `rootfs`.
+fn mount_dev(k: &mut dyn Kernel, rootfs: &Path, at: &Path) -> Option<u64> {
+    let fd = k
+        .open_no_symlinks(rootfs, at.strip_prefix("/").unwrap_or(at))
+        .ok()?;
+    k.identity(&fd).map(|(dev, _)| dev)
 }
 
 fn err(what: &'static str, at: &Path) -> impl FnOnce(nix::errno::Errno) -> ExecError {
@@ -133,11 +166,11 @@ fn destination(
     rootfs: &Path,
     at: &Path,
     dir: bool,
-    creatable: bool,
+    creatable: Option<&[u64]>,
 ) -> Result<OwnedFd, ExecError> {
     let relative = at.strip_prefix("/").unwrap_or(at);
-    if creatable {
-        k.make_mount_point(rootfs, relative, dir)
+    if let Some(devs) = creatable {
+        k.make_mount_point(rootfs, relative, dir, devs)
             .map_err(err("create the mount point in the run's tmpfs", at))?;
     }
     k.open_no_symlinks(rootfs, relative)
@@ -150,13 +183,21 @@ fn bind(
     source: &Path,
     at: &Path,
     readonly: bool,
-    creatable: bool,
+    creatable: Option<&[u64]>,
 ) -> Result<(), ExecError> {
     let relative = source.strip_prefix("/").unwrap_or(source);
     let src = k.open_no_symlinks(Path::new("/"), relative).map_err(err(
         "open the bind's source without following symlinks",
         source,
     ))?;
+    if k.fs_type(&src)
+        .is_some_and(|t| run::KERNEL_FILESYSTEMS.contains(&t))
+    {
+        return Err(err(
+            "bind a source on a kernel file system (proc, sys, cgroup...)",
+            source,
+        )(nix::errno::Errno::EACCES));
+    }
     let dir = k.is_dir(&src);
     let dst = destination(k, rootfs, at, dir, creatable)?;
     let (src_path, dst_path) = (fd_path(&src), fd_path(&dst));
@@ -169,11 +210,29 @@ fn bind(
     )
     .map_err(err("bind", at))?;
     drop(dst);
-    // The new mount, by descriptor again: the path could have changed.
+    // The new mount, by descriptor again, and it must be the bind (its
+    // root is the source's inode): a rename in the rootfs since would
+    // otherwise have the flags below land on another mount.
     let relative_at = at.strip_prefix("/").unwrap_or(at);
     let mounted = k
         .open_no_symlinks(rootfs, relative_at)
         .map_err(err("open the bind after mounting it", at))?;
+    if k.identity(&mounted) != k.identity(&src) {
+        return Err(err(
+            "find the bind where it was made (the path changed)",
+            at,
+        )(nix::errno::Errno::ESTALE));
+    }
+    // Private: a mount the host makes below the source later does not
+    // appear in the bind, without its flags.
+    k.mount(
+        None,
+        &fd_path(&mounted),
+        None,
+        MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        None,
+    )
+    .map_err(err("make the bind's mounts private", at))?;
     let attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | if readonly { MOUNT_ATTR_RDONLY } else { 0 };
     let words = super::rootfs::Words {
         setattr: "make the bind nosuid, nodev (and read-only if asked), submounts too",
@@ -189,7 +248,7 @@ fn tmpfs(
     rootfs: &Path,
     at: &Path,
     size: Option<crate::cgroup::values::Bytes>,
-    creatable: bool,
+    creatable: Option<&[u64]>,
 ) -> Result<(), ExecError> {
     let dst = destination(k, rootfs, at, true, creatable)?;
     let data = match size {
@@ -250,6 +309,22 @@ mod tests {
         assert!(in_run_tmpfs(Path::new("/box/in"), &m));
         assert!(!in_run_tmpfs(Path::new("/box"), &m));
         assert!(in_run_tmpfs(Path::new("/tmp/x"), &m));
+        // A bind between: its content is the host's, nothing is made in it.
+        let between = [
+            bind("/srv/evil", "/tmp/e", false),
+            bind("/srv/f", "/tmp/e/link/x", true),
+        ];
+        assert!(in_run_tmpfs(Path::new("/tmp/e"), &between));
+        assert!(!in_run_tmpfs(Path::new("/tmp/e/link/x"), &between));
+        let deeper = [
+            Mount::Tmpfs {
+                at: "/work".into(),
+                size: None,
+            },
+            bind("/srv", "/work/in", false),
+        ];
+        assert!(!in_run_tmpfs(Path::new("/work/in/deep"), &deeper));
+        assert!(!in_run_tmpfs(Path::new("/tmp"), &m), "/tmp itself is there");
         let twice = ExecFlags {
             tmpfs: vec!["/box".into(), "/box:2M".into()],
             ..ExecFlags::default()

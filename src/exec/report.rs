@@ -425,6 +425,17 @@ impl Accounting {
         let report = self.baseline.map(|b| {
             let mut r = collect(root, &self.group, run, &b, refused);
             r.ended(end);
+            // A run that used its CPU budget between two checks and ended
+            // on its own is over the limit all the same.
+            let budget = self
+                .limits
+                .time
+                .map(|t| (t + self.limits.extra).as_secs_f64());
+            if let (Some(budget), Some(used), None) = (budget, r.cpu_seconds, end.exceeded)
+                && used >= budget
+            {
+                r.status = Status::Time;
+            }
             r
         });
         stderr += &match (&report, self.format) {
@@ -508,6 +519,72 @@ fn refusal_lines(root: &CgroupRoot, group: &GroupName, refusals: Refusals) -> St
         text += &format!("cgmgr: {group}: pids.max ({max}) was reached: {n} fork(s) refused\n");
     }
     text
+}
+
+/// `--report-file`: opened before the run starts, written through that
+/// descriptor at its end. A file the run could have planted is refused: the
+/// path's last component must not be a symlink (`O_NOFOLLOW`), and the file
+/// must be a regular file with one link, owned by this process's user. The
+/// run then cannot redirect or forge it (write it where the run cannot).
+#[derive(Debug)]
+pub struct ReportFile {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+}
+
+/// A `--report-file` that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("--report-file {}: {why}", path.display())]
+pub struct ReportFileError {
+    /// The path given.
+    pub path: std::path::PathBuf,
+    /// What is wrong.
+    pub why: String,
+}
+
+impl ReportFile {
+    /// Opens (or creates, 0644) `path` for the report.
+    pub fn open(path: &std::path::Path) -> Result<ReportFile, ReportFileError> {
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let refuse = |why: String| ReportFileError {
+            path: path.to_path_buf(),
+            why,
+        };
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| refuse(e.to_string()))?;
+        let meta = file.metadata().map_err(|e| refuse(e.to_string()))?;
+        // SAFETY: geteuid takes nothing and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if !meta.file_type().is_file() || meta.nlink() != 1 || meta.uid() != me {
+            return Err(refuse(format!(
+                "must be a regular file of yours with one link (it is uid {}, {} link(s)): a file someone else made there could redirect or forge the report",
+                meta.uid(),
+                meta.nlink()
+            )));
+        }
+        Ok(ReportFile {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Replaces the file's content with `json` and a newline.
+    pub fn write_json(&self, json: &str) -> Result<(), ReportFileError> {
+        use std::os::unix::fs::FileExt;
+        let fail = |e: std::io::Error| ReportFileError {
+            path: self.path.clone(),
+            why: format!("writing the report: {e}"),
+        };
+        self.file.set_len(0).map_err(fail)?;
+        self.file
+            .write_all_at(format!("{json}\n").as_bytes(), 0)
+            .map_err(fail)
+    }
 }
 
 #[cfg(test)]

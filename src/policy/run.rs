@@ -125,6 +125,22 @@ pub fn rlimit_names() -> Vec<&'static str> {
     RLIMITS.iter().map(|r| r.name).collect()
 }
 
+/// File systems whose files are kernel knobs or other runs' controls, not
+/// data: never a bind's source (procfs, sysfs, cgroupfs, debugfs, tracefs,
+/// securityfs, bpffs, configfs, fusectl).
+pub const KERNEL_FILESYSTEMS: [i64; 10] = [
+    0x9fa0,      // proc
+    0x6265_6572, // sysfs
+    0x0027_e0eb, // cgroup
+    0x6367_7270, // cgroup2
+    0x6462_6720, // debugfs
+    0x7472_6163, // tracefs
+    0x7363_6673, // securityfs
+    0xcafe_4a11, // bpf
+    0x6265_6570, // configfs
+    0x6573_5546, // fusectl
+];
+
 /// The longest time limit a run may ask (a day): longer ones are typos.
 pub const MAX_RUN_TIME: Duration = Duration::from_secs(86_400);
 
@@ -234,6 +250,13 @@ pub fn check_source(path: &str) -> Result<PathBuf, RunError> {
                 walked.display()
             )));
         }
+    }
+    let kernel_fs = nix::sys::statfs::statfs(&normal)
+        .is_ok_and(|s| KERNEL_FILESYSTEMS.contains(&s.filesystem_type().0));
+    if kernel_fs {
+        return Err(source(
+            "is on a kernel file system (proc, sys, cgroup, debug...): its files are the host's knobs, never a bind's source".into(),
+        ));
     }
     Ok(normal)
 }

@@ -21,7 +21,7 @@ field_status_of_forks() { echo held; }
 field() { sed -n "s/.*\"$2\":\\([^,}]*\\).*/\\1/p" "$1" | tr -d '"'; }
 
 cgmgr rootfs build /rootfs --bin /bin/busybox >/dev/null || fail "rootfs build"
-for a in sh cat echo sleep dd head kill tar gzip sort wc seq touch; do ln -sf busybox /rootfs/bin/$a; done
+for a in sh cat echo sleep dd head kill tar gzip sort wc seq touch ln rm; do ln -sf busybox /rootfs/bin/$a; done
 mkdir -p /rootfs/sub /rootfs/work /rootfs/in /rootfs/out /srv/sub /srv/in /srv/out
 cat > /srv/sub/ok.sh <<'EOF'
 read n < /sub/input; echo "answer $((n * 2))"
@@ -134,6 +134,36 @@ echo "ok: the tarball holds the input"
 run_cgmgr 1 exec --group ci --rootfs /rootfs --ro-bind /srv/in:/in -- sh -c 'touch /in/README'
 expect_eq "$(cat /srv/in/README)" source "the read-only input is unchanged"
 run_cgmgr 1 exec --group ci --rootfs /rootfs --bind /srv/out:/out -- sh -c 'touch /bin/x'
+
+step "the report file cannot be redirected by the run, nor planted before it"
+sum=$(md5sum < /etc/passwd)
+run_cgmgr 0 exec --group ci --rootfs /rootfs --bind /srv/out:/out --report-file /srv/out/r.json -- \
+  sh -c 'rm -f /out/r.json; ln -s /etc/passwd /out/r.json'
+expect_eq "$(md5sum < /etc/passwd)" "$sum" "/etc/passwd untouched by a symlink the run put at the report's path"
+ln -s /etc/passwd /srv/out/planted.json
+run_cgmgr 125 exec --group ci --rootfs /rootfs --report-file /srv/out/planted.json -- true
+ln /etc/passwd /srv/out/linked.json
+run_cgmgr 125 exec --group ci --rootfs /rootfs --report-file /srv/out/linked.json -- true
+expect_contains "$OUT" "one link" "a hard link to another file is refused"
+expect_eq "$(md5sum < /etc/passwd)" "$sum" "/etc/passwd untouched by planted links"
+
+step "mount points are made only in the run's own tmpfs, never through a bind's symlink"
+mkdir -p /srv/evil /srv/victim; chmod 1777 /srv/victim
+ln -s /etc /srv/evil/link; ln -s /srv/victim /srv/evil/vlink; echo x > /srv/f
+cat > $P/nouser.toml <<'TOML'
+[group.nouser.exec]
+rootfs = "/rootfs"
+namespaces = ["mount", "pid", "uts", "ipc", "net", "cgroup"]
+uid = 1000
+TOML
+run_cgmgr 125 exec --group nouser --policies $P --bind /srv/evil:/tmp/e --ro-bind /srv/f:/tmp/e/link/nologin -- true
+[ -e /etc/nologin ] && fail "root created /etc/nologin through the bind's symlink"
+echo "ok: nothing made in /etc (no user namespace: the child is the host's root)"
+run_cgmgr 125 exec --group ci --rootfs /rootfs --bind /srv/evil:/tmp/e --ro-bind /srv/f:/tmp/e/vlink/made -- true
+[ -e /srv/victim/made ] && fail "a mount point was made in /srv/victim through the bind's symlink"
+echo "ok: nothing made in /srv/victim (with a user namespace)"
+run_cgmgr 125 exec --group ci --rootfs /rootfs --ro-bind /proc/sys:/in -- true
+expect_contains "$OUT" "kernel file system" "a /proc source is refused"
 
 step "bad mounts are refused before anything is made (125)"
 ln -s /etc /srv/link

@@ -113,7 +113,15 @@ pub(super) fn prepare_group(
         _ => None,
     });
     let rootfs = config.as_ref().and_then(|c| c.rootfs.clone());
-    let built = BuiltFrom::of(rootfs.into_iter().chain(profile));
+    let binds: Vec<PathBuf> = config
+        .iter()
+        .flat_map(|c| &c.mounts)
+        .filter_map(|m| match m {
+            crate::policy::run::Mount::Bind { source, .. } => Some(source.clone()),
+            crate::policy::run::Mount::Tmpfs { .. } => None,
+        })
+        .collect();
+    let built = BuiltFrom::of(rootfs.into_iter().chain(profile)).with_binds(binds);
     if load()?.1.unwrap_or_default().digest() != digest {
         return Err(PrepareGroupError::Changed);
     }
@@ -164,6 +172,17 @@ pub fn build_at_low_priority() {
 #[derive(Debug)]
 pub(super) struct BuiltFrom {
     files: Vec<(PathBuf, Option<FileId>)>,
+    /// Bind sources by device and inode only: their content may change
+    /// (new submissions), but a path renamed to another directory (a
+    /// rotated `current`) is another source.
+    binds: Vec<(PathBuf, Option<(u64, u64)>)>,
+}
+
+fn dev_ino(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 /// Device, inode, size and modification time of a file, and for a regular
@@ -210,12 +229,29 @@ impl BuiltFrom {
                 (p, id)
             })
             .collect();
-        BuiltFrom { files }
+        BuiltFrom {
+            files,
+            binds: Vec::new(),
+        }
     }
 
-    /// True when one of the files is not the one the sandbox was built from.
+    /// With the bind sources `paths`, as they are now.
+    pub(super) fn with_binds(mut self, paths: Vec<PathBuf>) -> BuiltFrom {
+        self.binds = paths
+            .into_iter()
+            .map(|p| {
+                let id = dev_ino(&p);
+                (p, id)
+            })
+            .collect();
+        self
+    }
+
+    /// True when one of the files or bind sources is not the one the
+    /// sandbox was built from.
     pub(super) fn changed(&self) -> bool {
         self.files.iter().any(|(path, id)| file_id(path) != *id)
+            || self.binds.iter().any(|(path, id)| dev_ino(path) != *id)
     }
 }
 
@@ -258,5 +294,20 @@ mod tests {
             "the same inode, size and mtime"
         );
         assert!(built.changed(), "the content changed");
+    }
+
+    /// A bind source renamed away and replaced (a judge's rotated
+    /// `current`) is another source; new files in it are not.
+    #[test]
+    fn a_rotated_bind_source_has_changed_and_new_content_has_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let current = dir.path().join("current");
+        std::fs::create_dir(&current).unwrap();
+        let built = BuiltFrom::of(std::iter::empty()).with_binds(vec![current.clone()]);
+        std::fs::write(current.join("sol"), "1").unwrap();
+        assert!(!built.changed(), "new content, same source");
+        std::fs::rename(&current, dir.path().join("old")).unwrap();
+        std::fs::create_dir(&current).unwrap();
+        assert!(built.changed(), "a rotated source");
     }
 }

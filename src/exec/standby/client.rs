@@ -11,7 +11,7 @@ use super::*;
 /// daemon's policies without changing the sandbox (no `--policies`,
 /// `--root`, `--rootfs`, `--ns`, `--hostname`, `--chroot`); the caller
 /// checks that.
-pub fn try_run(group: &str, flags: &ExecFlags) -> Option<i32> {
+pub fn try_run(group: &str, flags: &ExecFlags) -> Option<(i32, Option<String>)> {
     GroupName::parse(group).ok()?;
     merge_env(Vec::new(), &flags.env).ok()?;
     crate::runtime::record::running_daemon().ok()??;
@@ -49,15 +49,9 @@ pub fn try_run(group: &str, flags: &ExecFlags) -> Option<i32> {
             report,
         } => {
             eprint!("{stderr}");
-            match (&flags.report_file, report) {
-                (Some(path), Some(json)) => match std::fs::write(path, format!("{json}\n")) {
-                    Ok(()) => code,
-                    Err(e) => fail(&format!("writing the report to {}: {e}", path.display())),
-                },
-                _ => code,
-            }
+            (code, report)
         }
-        Ending::Failed(why) => fail(&why),
+        Ending::Failed(why) => (fail(&why), None),
     })
 }
 
