@@ -137,7 +137,10 @@ run_cgmgr 1 exec --group ci --rootfs /rootfs --bind /srv/out:/out -- sh -c 'touc
 
 step "the report file cannot be redirected by the run, nor planted before it"
 sum=$(md5sum < /etc/passwd)
-run_cgmgr 0 exec --group ci --rootfs /rootfs --bind /srv/out:/out --report-file /srv/out/r.json -- \
+# A directory the run may change entries of (not sticky): it swaps the
+# report's name for a symlink to /etc/passwd while it runs.
+mkdir -p /srv/open; chmod 777 /srv/open
+run_cgmgr 0 exec --group ci --rootfs /rootfs --bind /srv/open:/out --report-file /srv/open/r.json -- \
   sh -c 'rm -f /out/r.json; ln -s /etc/passwd /out/r.json'
 expect_eq "$(md5sum < /etc/passwd)" "$sum" "/etc/passwd untouched by a symlink the run put at the report's path"
 ln -s /etc/passwd /srv/out/planted.json
