@@ -372,8 +372,9 @@ impl Kernel for Host {
 }
 
 /// `relative` below `dir` as `O_PATH`, no symlink followed: `openat2`
-/// with `RESOLVE_NO_SYMLINKS`, else (before 5.6) one `O_NOFOLLOW` open per
-/// component, each refused if it is a symlink.
+/// with `RESOLVE_NO_SYMLINKS`, else (before 5.6, or where a seccomp filter
+/// refuses it) one `O_NOFOLLOW` open per component, each refused if it is a
+/// symlink.
 fn open_no_symlinks(dir: &Path, relative: &Path) -> Result<OwnedFd, Errno> {
     use nix::fcntl::{OFlag, OpenHow, ResolveFlag, open, openat2};
     let path_flags = OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
@@ -386,7 +387,9 @@ fn open_no_symlinks(dir: &Path, relative: &Path) -> Result<OwnedFd, Errno> {
         .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     // With O_PATH | O_NOFOLLOW a symlink at the end is opened, not refused.
     match openat2(&base, relative, how) {
-        Err(Errno::ENOSYS) => walk_no_symlinks(base, relative),
+        // EPERM: seccomp filters that cannot inspect openat2's flags
+        // (systemd before 248 under RestrictSUIDSGID=) refuse it so.
+        Err(Errno::ENOSYS | Errno::EPERM) => walk_no_symlinks(base, relative),
         Ok(fd) => refuse_symlink(fd),
         Err(e) => Err(e),
     }
