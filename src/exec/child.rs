@@ -5,11 +5,10 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 
-use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use nix::unistd::ForkResult;
 
-use super::error::{ExecError, Step, step, sys};
+use super::error::{ExecError, Step, io_errno, step, sys};
 use super::kernel::{Host, Kernel};
 use super::{ExecSpec, init, rootfs, standby, workload};
 use crate::policy::Namespace;
@@ -157,8 +156,7 @@ fn cap_namespace_quotas(k: &mut dyn Kernel, nested_userns: bool) -> Result<(), E
             // A kernel without this limit (time namespaces, older kernels).
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-                return Err(step(Step::NamespaceQuota { path, value })(errno));
+                return Err(step(Step::NamespaceQuota { path, value })(io_errno(&e)));
             }
         }
     }
@@ -183,6 +181,7 @@ mod tests {
     use crate::exec::rootfs::RootSwitch;
     use crate::exec::workload::Workload;
     use crate::policy::seccomp::Seccomp;
+    use nix::errno::Errno;
     use std::path::{Path, PathBuf};
 
     /// A rootfs with what `check` asks, plus a masked file, a masked
@@ -231,15 +230,8 @@ mod tests {
         (read, write)
     }
 
-    const ALL: [Namespace; 7] = [
-        Namespace::Mount,
-        Namespace::Uts,
-        Namespace::Ipc,
-        Namespace::Net,
-        Namespace::Pid,
-        Namespace::User,
-        Namespace::Cgroup,
-    ];
+    /// Every namespace: the default set.
+    const ALL: [Namespace; 7] = crate::exec::DEFAULT_NAMESPACES;
 
     /// Every step of a full sandbox, in order, with its arguments: ids
     /// before anything else, descriptors closed before the sandbox is

@@ -236,6 +236,11 @@ impl std::fmt::Display for Step {
     }
 }
 
+/// The errno of an I/O error (EIO when it carries none).
+pub(crate) fn io_errno(e: &std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
 /// Shorthand for a failed [`Step`].
 pub fn step(step: Step) -> impl FnOnce(Errno) -> ExecError {
     move |errno| ExecError::Step { step, errno }

@@ -40,6 +40,7 @@ use nix::sys::stat::Mode;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use super::error::ExecError;
+use super::error::io_errno;
 use crate::cgroup::handle::CgroupHandle;
 use crate::cgroup::stat::{CgroupEvents, StatFile};
 
@@ -260,10 +261,6 @@ fn populated_in(dir: &std::os::fd::OwnedFd) -> Option<bool> {
     let n = nix::sys::uio::pread(&fd, &mut buf, 0).ok()?;
     let text = std::str::from_utf8(&buf[..n]).ok()?;
     Some(CgroupEvents::parse(text).ok()?.is_populated())
-}
-
-fn io_errno(e: &std::io::Error) -> Errno {
-    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 /// The content of `uid_map` and `gid_map`.

@@ -3,7 +3,6 @@
 //! wall-clock time, and the workload's resource limits. The policy's
 //! `[exec]` table gives them, flags override them.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::error::ExecError;
@@ -187,11 +186,6 @@ pub fn rlimits(policy: &ExecConfig, flags: &ExecFlags) -> Result<Vec<(u32, u64)>
         set(limit, value);
     }
     Ok(limits.into_iter().map(|(l, v)| (l.resource, v)).collect())
-}
-
-/// Writes the JSON report to `path` (created 0644, replaced if there).
-pub fn write_report_file(path: &Path, json: &str) -> std::io::Result<()> {
-    std::fs::write(path, format!("{json}\n"))
 }
 
 #[cfg(test)]

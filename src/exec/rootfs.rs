@@ -397,7 +397,7 @@ pub fn initramfs_in(mountinfo: &str) -> bool {
 fn io_err(what: String, e: std::io::Error) -> ExecError {
     ExecError::Sys {
         what,
-        errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        errno: super::error::io_errno(&e),
     }
 }
 
