@@ -8,14 +8,6 @@ fail() { echo "FAIL: $*"; echo "--- daemon log"; cat /tmp/daemon.log; exit 1; }
 URL=http://127.0.0.1:9765
 scrape() { wget -q -O - $URL/metrics; }
 metric() { scrape | grep -v '^#' | grep -F "$1 " | awk '{ print $2 }'; }
-wait_for() { # wait_for SECONDS WHAT 'COMMAND': until COMMAND (evaluated anew each time) succeeds
-  secs=$1; what=$2; shift 2; i=0
-  while ! eval "$@" >/dev/null 2>&1; do
-    i=$((i + 1)); [ $i -gt $((secs * 5)) ] && fail "$what: not within ${secs}s"
-    sleep 0.2
-  done
-  echo "ok: $what"
-}
 # A Kubernetes ConfigMap mount: files are symlinks into ..data, which is a
 # symlink to a timestamped directory, swapped by an atomic rename.
 P=/etc/cm

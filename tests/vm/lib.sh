@@ -14,6 +14,16 @@ expect_contains() {
 expect_not_contains() {
   case "$1" in *"$2"*) fail "$3: '$2' unexpectedly found in: $1";; *) echo "ok: $3";; esac
 }
+# wait_for SECONDS WHAT 'COMMAND': until COMMAND (evaluated anew each time)
+# succeeds, else fail (the script's own `fail`, if it defines one)
+wait_for() {
+  secs=$1; what=$2; shift 2; i=0
+  while ! eval "$@" >/dev/null 2>&1; do
+    i=$((i + 1)); [ $i -gt $((secs * 10)) ] && fail "$what: not within ${secs}s"
+    sleep 0.1
+  done
+  echo "ok: $what"
+}
 # key_of FILE KEY: the value of KEY in a flat-keyed cgroup file
 key_of() { awk -v k="$2" '$1 == k { print $2 }' "$1"; }
 # run_cgmgr EXPECTED_EXIT ARGS...: runs cgmgr, keeps output in $OUT

@@ -5,14 +5,6 @@
 # killed.
 . /lib.sh
 fail() { echo "FAIL: $*"; echo "--- daemon log"; cat /tmp/daemon.log; exit 1; }
-wait_for() { # wait_for SECONDS WHAT 'COMMAND'
-  secs=$1; what=$2; shift 2; i=0
-  while ! eval "$@" >/dev/null 2>&1; do
-    i=$((i + 1)); [ $i -gt $((secs * 10)) ] && fail "$what: not within ${secs}s"
-    sleep 0.1
-  done
-  echo "ok: $what"
-}
 prepared() { prepared_in $CG/box; }
 
 cgmgr rootfs build /rootfs --bin /bin/busybox >/dev/null || fail "rootfs build"
