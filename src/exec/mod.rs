@@ -191,7 +191,11 @@ pub(crate) fn start_child(
 /// `/proc/self/status` cannot tell, as where /proc is not mounted, which
 /// the id maps would fail on anyway).
 fn other_threads() -> Option<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    other_threads_in(&std::fs::read_to_string("/proc/self/status").ok()?)
+}
+
+/// [`other_threads`] of a `/proc/PID/status` text.
+fn other_threads_in(status: &str) -> Option<usize> {
     let threads: usize = status
         .lines()
         .find_map(|l| l.strip_prefix("Threads:"))?
@@ -238,15 +242,31 @@ fn release_child(
 mod tests {
     use super::*;
 
-    /// The test harness runs each test on a thread of its own: this
-    /// process is never single-threaded here, and a second thread shows.
+    /// The count is the status file's `Threads:` less this one; a lone
+    /// thread has none besides it. Real `/proc/self/status` lines.
     #[test]
     fn other_threads_are_counted() {
-        let before = other_threads().unwrap_or(0);
-        assert!(before >= 1, "the harness's main thread is another thread");
+        let status = "Name:\tcgmgr\nUmask:\t0022\nState:\tR (running)\nTgid:\t4242\nThreads:\t3\nSigQ:\t0/7823\n";
+        assert_eq!(other_threads_in(status), Some(2));
+        assert_eq!(
+            other_threads_in(&status.replace("Threads:\t3", "Threads:\t1")),
+            None
+        );
+        assert_eq!(other_threads_in("Name:\tcgmgr\n"), None, "no Threads: line");
+    }
+
+    /// Live: the harness runs each test on a thread of its own, so this
+    /// process is never single-threaded here, and a thread spawned here is
+    /// among those counted. (The exact count is the parser's test: other
+    /// tests' threads come and go meanwhile.)
+    #[test]
+    fn a_live_second_thread_is_seen() {
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let t = std::thread::spawn(move || rx.recv());
-        assert_eq!(other_threads(), Some(before + 1));
+        assert!(
+            other_threads().is_some_and(|n| n >= 2),
+            "this test's thread and the spawned one"
+        );
         drop(tx);
         let _ = t.join();
     }
