@@ -223,7 +223,11 @@ pub fn plan(root: &CgroupRoot, set: &PolicySet, opts: Options) -> Result<Plan, A
         };
         let before = plan.steps.len();
         for setting in &policy.settings {
-            plan_write(root, &group, setting, exists, page, &mut plan)?;
+            // A group made by hand below a parent that does not enable the
+            // setting's controller yet has no such file until this plan's
+            // Enable step makes it: there is no old value to read.
+            let file_exists = exists && !enables_above(&plan, &group, setting.controller());
+            plan_write(root, &group, setting, file_exists, page, &mut plan)?;
         }
         if exists && plan.steps.len() == before {
             plan.unchanged_groups += 1;
@@ -248,6 +252,14 @@ pub fn plan(root: &CgroupRoot, set: &PolicySet, opts: Options) -> Result<Plan, A
             }));
     }
     Ok(plan)
+}
+
+/// True when `plan` enables `controller` in the parent of `group`.
+fn enables_above(plan: &Plan, group: &GroupName, controller: Controller) -> bool {
+    let parent = group.parent().unwrap_or_else(GroupName::root);
+    plan.steps.iter().any(|s| {
+        matches!(s, Step::Enable { group: g, controller: c } if *g == parent && *c == controller)
+    })
 }
 
 /// True when no manager claims the tree (no systemd), so that the groups
@@ -625,6 +637,28 @@ mod tests {
         let plan = plan(&root, &set, Options::default()).unwrap();
         assert_eq!(plan.steps, Vec::new());
         assert_eq!(plan.unchanged_groups, 1);
+    }
+
+    /// A group made with mkdir before its parent enables the controller has
+    /// no `io.weight` yet: the plan enables io above it and writes the value,
+    /// instead of failing to read a file the kernel has not made.
+    #[test]
+    fn an_existing_group_gets_a_controller_its_parent_does_not_enable_yet() {
+        let (_tmp, root) = fake_root(&[("cgroup.subtree_control", "")]);
+        let set = policy("[group.web]\nio.weight = 100\n");
+        let plan = plan(&root, &set, Options::default()).unwrap();
+        let web = GroupName::parse("web").unwrap();
+        assert!(
+            matches!(
+                &plan.steps[..],
+                [
+                    Step::Enable { group: g, controller: Controller::Io },
+                    Step::Write { group: w, old: None, .. },
+                ] if g.is_root() && *w == web
+            ),
+            "{:?}",
+            plan.steps
+        );
     }
 
     #[test]

@@ -5,9 +5,10 @@
 //! name, symlink or concurrently renamed directory can lead a read or a write
 //! outside the managed subtree.
 //!
-//! Where `openat2` is refused with `ENOSYS` (kernels before 5.6, and seccomp
-//! filters that cannot inspect its flags: systemd's `RestrictSUIDSGID=`
-//! refuses it that way), the same guarantee comes from a walk: one `openat`
+//! Where `openat2` is refused ([`openat2_refused`]: `ENOSYS` on kernels
+//! before 5.6 and under seccomp filters that cannot inspect its flags, as
+//! systemd's `RestrictSUIDSGID=` from 248; `EPERM` under that filter in
+//! systemd 247), the same guarantee comes from a walk: one `openat`
 //! per path component with `O_NOFOLLOW`, starting at the root descriptor,
 //! refusing `.`/`..`/empty components and any component on another device.
 
@@ -27,6 +28,15 @@ use super::name::GroupName;
 use super::stat::StatFile;
 use super::values::ValueError;
 
+/// True when `openat2` answered as a kernel or seccomp filter that refuses
+/// the call itself does: `ENOSYS` (before 5.6; systemd 248 and later's
+/// filters) or `EPERM` (systemd 247's `RestrictSUIDSGID=` filter). A walk
+/// of `O_NOFOLLOW` opens then takes its place; a real permission problem
+/// shows up there again, as `EACCES` or `EPERM` of the walk's own opens.
+pub(crate) fn openat2_refused(errno: Errno) -> bool {
+    matches!(errno, Errno::ENOSYS | Errno::EPERM)
+}
+
 /// Extended attribute that marks a group as created by cgmgr (used by `--prune`).
 const MANAGED_XATTR: &std::ffi::CStr = c"user.cgmgr.managed";
 
@@ -35,7 +45,7 @@ const MANAGED_XATTR: &std::ffi::CStr = c"user.cgmgr.managed";
 pub struct CgroupRoot {
     path: PathBuf,
     dir: OwnedFd,
-    /// False once `openat2` answered `ENOSYS`: later opens walk instead.
+    /// False once `openat2` was refused: later opens walk instead.
     openat2: AtomicBool,
 }
 
@@ -100,7 +110,7 @@ impl CgroupRoot {
                     | ResolveFlag::RESOLVE_NO_XDEV,
             );
             match openat2(self.dir.as_fd(), rel, how) {
-                Err(Errno::ENOSYS) => self.openat2.store(false, Ordering::Relaxed),
+                Err(e) if openat2_refused(e) => self.openat2.store(false, Ordering::Relaxed),
                 other => return other,
             }
         }

@@ -387,10 +387,8 @@ fn open_no_symlinks(dir: &Path, relative: &Path) -> Result<OwnedFd, Errno> {
         .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     // With O_PATH | O_NOFOLLOW a symlink at the end is opened, not refused.
     match openat2(&base, relative, how) {
-        // EPERM: seccomp filters that cannot inspect openat2's flags
-        // (systemd before 248 under RestrictSUIDSGID=) refuse it so.
-        Err(Errno::ENOSYS | Errno::EPERM) => walk_no_symlinks(base, relative),
         Ok(fd) => refuse_symlink(fd),
+        Err(e) if crate::cgroup::fs::openat2_refused(e) => walk_no_symlinks(base, relative),
         Err(e) => Err(e),
     }
 }

@@ -32,5 +32,25 @@ echo "$out"
 expect_contains "$out" "apply exit 1" "the walk fails"
 expect_contains "$out" "EXDEV" "with EXDEV, as openat2"
 check_outside "walk"
+
+step "openat2 answered with EPERM (systemd 247's filter): the walk again"
+# systemd before 248 answers openat2 with EPERM under RestrictSUIDSGID=;
+# the shipped unit then could not open its own cgroup.
+out=$(no_openat2 --eperm sh -c 'cgmgr --root /sys/fs/cgroup/managed apply /etc/p.toml; echo "apply exit $?"' 2>&1)
+echo "$out"
+expect_contains "$out" "apply exit 1" "the walk fails"
+expect_contains "$out" "EXDEV" "with EXDEV, as openat2, not EPERM"
+check_outside "walk after EPERM"
 umount $CG/managed/g
+mkdir -p $CG/managed/h
+cat > /etc/q.toml <<'TOML'
+[group.h]
+pids.max = 7
+[group."h/child"]
+pids.max = 3
+TOML
+out=$(no_openat2 --eperm sh -c 'cgmgr --root /sys/fs/cgroup/managed apply /etc/q.toml; echo "apply exit $?"' 2>&1)
+echo "$out"
+expect_contains "$out" "apply exit 0" "a plain apply works where openat2 is EPERM"
+expect_eq "$(cat $CG/managed/h/child/pids.max)" 3 "h/child/pids.max written through the walk"
 echo PASS
