@@ -18,22 +18,114 @@ fn helper(name: &str) -> std::path::PathBuf {
     path
 }
 
-fn run_in_vm(script: &str) -> String {
+/// One Debian release whose kernel (busybox VM) or whole system (systemd
+/// VM) a test boots: `suite` is tests/vm/kernel.sh's `CGMGR_VM_SUITE`.
+#[derive(Clone, Copy, Debug)]
+struct Lane {
+    suite: &'static str,
+    kernel: &'static str,
+}
+
+/// Debian 11, 12 and 13: Linux 5.10, 6.1 and 6.12, systemd 247, 252, 257.
+const LANES: [Lane; 3] = [
+    Lane {
+        suite: "bullseye",
+        kernel: "5.10",
+    },
+    Lane {
+        suite: "bookworm",
+        kernel: "6.1",
+    },
+    Lane {
+        suite: "trixie",
+        kernel: "6.12",
+    },
+];
+
+/// The lanes every VM test runs in: all of [`LANES`], or those whose suite
+/// `CGMGR_VM_LANES` lists (comma-separated), to rerun one lane by hand.
+fn lanes() -> Vec<Lane> {
+    let Ok(only) = std::env::var("CGMGR_VM_LANES") else {
+        return LANES.to_vec();
+    };
+    let picked: Vec<Lane> = only
+        .split(',')
+        .map(|s| {
+            *LANES
+                .iter()
+                .find(|l| l.suite == s.trim())
+                .unwrap_or_else(|| {
+                    panic!("CGMGR_VM_LANES: {s:?} is not one of bullseye, bookworm, trixie")
+                })
+        })
+        .collect();
+    assert!(!picked.is_empty(), "CGMGR_VM_LANES names no lane");
+    picked
+}
+
+/// Runs `script` in the busybox VM (tests/vm/run.sh) in every lane.
+fn run_in_vm(script: &str) -> Vec<(Lane, String)> {
     run_with_harness("run.sh", script)
 }
 
-/// Runs `script` under a harness of tests/vm: `run.sh` (busybox init,
-/// cgmgr the only manager) or `run-systemd.sh` (systemd 252 as PID 1).
-fn run_with_harness(harness: &str, script: &str) -> String {
+/// Runs `script` under a harness of tests/vm in every lane: `run.sh`
+/// (busybox init, cgmgr the only manager, the lane's kernel) or
+/// `run-systemd.sh` (the lane's whole Debian system, its systemd as PID 1).
+fn run_with_harness(harness: &str, script: &str) -> Vec<(Lane, String)> {
     run_with_env(harness, script, &[])
 }
 
-fn run_with_env(harness: &str, script: &str, env: &[(&str, &str)]) -> String {
+fn run_with_env(harness: &str, script: &str, env: &[(&str, &str)]) -> Vec<(Lane, String)> {
     run_with_extras(harness, script, env, &[])
 }
 
-/// Like [`run_with_env`], with more host programs copied into the VM.
-fn run_with_extras(harness: &str, script: &str, env: &[(&str, &str)], extras: &[&str]) -> String {
+/// Like [`run_with_env`], with more host programs copied into the VM. Every
+/// lane runs even when one fails; the test then fails naming each failed
+/// lane with its log. Returns each lane's serial log.
+fn run_with_extras(
+    harness: &str,
+    script: &str,
+    env: &[(&str, &str)],
+    extras: &[&str],
+) -> Vec<(Lane, String)> {
+    let mut logs = Vec::new();
+    let mut failed = Vec::new();
+    for lane in lanes() {
+        match run_one(harness, script, lane, env, extras) {
+            Ok(log) => logs.push((lane, log)),
+            Err(why) => failed.push(format!(
+                "=== lane {} (Linux {}) ===\n{why}",
+                lane.suite, lane.kernel
+            )),
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{script} failed in {} of {} lanes:\n{}",
+        failed.len(),
+        failed.len() + logs.len(),
+        failed.join("\n")
+    );
+    logs
+}
+
+/// Prints the `MEASURE` lines of each lane's log, with the lane.
+fn print_measures(logs: &[(Lane, String)]) {
+    for (lane, log) in logs {
+        for line in log.lines().filter(|l| l.starts_with("MEASURE ")) {
+            println!("{} (Linux {}): {line}", lane.suite, lane.kernel);
+        }
+    }
+}
+
+/// One boot of `script` in `lane`: its serial log, or why it failed.
+fn run_one(
+    harness: &str,
+    script: &str,
+    lane: Lane,
+    env: &[(&str, &str)],
+    extras: &[&str],
+) -> Result<String, String> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     for extra in extras {
         assert!(
@@ -42,6 +134,7 @@ fn run_with_extras(harness: &str, script: &str, env: &[(&str, &str)], extras: &[
         );
     }
     let output = Command::new(repo.join("tests/vm").join(harness))
+        .env("CGMGR_VM_SUITE", lane.suite)
         .envs(env.iter().copied())
         .arg(repo.join("tests/vm").join(script))
         .arg(env!("CARGO_BIN_EXE_cgmgr"))
@@ -55,15 +148,15 @@ fn run_with_extras(harness: &str, script: &str, env: &[(&str, &str)], extras: &[
         .expect("running tests/vm/run.sh");
     let log = String::from_utf8_lossy(&output.stdout).replace('\r', "");
     let err = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "{script} failed in the VM\n--- serial console ---\n{log}\n--- harness ---\n{err}"
-    );
-    assert!(
-        log.contains("\nPASS\n"),
-        "{script} did not reach its end:\n{log}"
-    );
-    log
+    if !output.status.success() {
+        return Err(format!(
+            "{script} failed in the VM\n--- serial console ---\n{log}\n--- harness ---\n{err}"
+        ));
+    }
+    if !log.contains("\nPASS\n") {
+        return Err(format!("{script} did not reach its end:\n{log}"));
+    }
+    Ok(log)
 }
 
 /// A host whose PID 1 is systemd, the unit installed unchanged: ownership
@@ -74,10 +167,7 @@ fn run_with_extras(harness: &str, script: &str, env: &[(&str, &str)], extras: &[
 /// exec with no daemon in a transient delegated scope.
 #[test]
 fn vm_systemd_host() {
-    let log = run_with_harness("run-systemd.sh", "systemd.sh");
-    for line in log.lines().filter(|l| l.starts_with("MEASURE ")) {
-        println!("{line}");
-    }
+    print_measures(&run_with_harness("run-systemd.sh", "systemd.sh"));
 }
 
 /// Sandbox depth: host root without a user namespace, the caller's keyring,
@@ -87,29 +177,18 @@ fn vm_exec_sandbox_depth() {
     run_in_vm("sandbox.sh");
 }
 
-/// Runs apart from each other and from host users (Debian 12, Linux 6.1):
+/// Runs apart from each other and from host users:
 /// a setuid file a run left gives a host user no way into the run, the
 /// default filter refuses setuid bits, consecutive runs get distinct host
 /// ids, a survivor's range is not leased again, a `cgmgr exec` in another
 /// pid namespace leaves live runs and its own process group alone, the
 /// rootfs is read-only, `/proc/cmdline` masked, an unreachable rootfs
-/// refused before anything is made.
+/// refused before anything is made. On 5.10: no `cgroup.kill` (abandoned
+/// runs are ended by hand, through pidfds, never pid 0), no
+/// `mount_setattr` (the read-only root is one remount per mount).
 #[test]
 fn vm_runs_are_isolated_from_each_other_and_host_users() {
     run_with_extras("run.sh", "isolation.sh", &[], &["/usr/bin/setpriv"]);
-}
-
-/// The same on Debian 11's Linux 5.10: no `cgroup.kill` (abandoned runs
-/// are ended by hand, through pidfds, never pid 0), no `mount_setattr`
-/// (the read-only root is one remount per mount).
-#[test]
-fn vm_runs_are_isolated_on_linux_5_10() {
-    run_with_extras(
-        "run.sh",
-        "isolation.sh",
-        &[("CGMGR_VM_SUITE", "bullseye")],
-        &["/usr/bin/setpriv"],
-    );
 }
 
 /// `cgmgr kill` of a group with a fork loop below it, and of a frozen
@@ -119,7 +198,6 @@ fn vm_runs_are_isolated_on_linux_5_10() {
 #[test]
 fn vm_kill_on_kernels_with_and_without_cgroup_kill() {
     run_in_vm("kill.sh");
-    run_with_env("run.sh", "kill.sh", &[("CGMGR_VM_SUITE", "bullseye")]);
 }
 
 /// inotify watches exhausted: said loudly, limit events read on the tick.
@@ -207,16 +285,22 @@ fn vm_exec_isolates_the_workload() {
 /// the scraped text passes `promtool check metrics` without a warning.
 #[test]
 fn vm_daemon_enforces_and_exports() {
-    let log = run_in_vm("daemon.sh");
-    let begin = log
-        .find("---METRICS-BEGIN---\n")
-        .expect("metrics start marker")
-        + "---METRICS-BEGIN---\n".len();
-    let end = log.find("---METRICS-END---").expect("metrics end marker");
-    let metrics = &log[begin..end];
+    for (lane, log) in run_in_vm("daemon.sh") {
+        let begin = log
+            .find("---METRICS-BEGIN---\n")
+            .expect("metrics start marker")
+            + "---METRICS-BEGIN---\n".len();
+        let end = log.find("---METRICS-END---").expect("metrics end marker");
+        check_exposition(lane, &log[begin..end]);
+    }
+}
+
+/// The daemon's scraped text in `lane`: the sandbox's OOM kill, and no
+/// error or warning from `promtool check metrics`.
+fn check_exposition(lane: Lane, metrics: &str) {
     assert!(
         metrics.contains("cgmgr_memory_events_total{group=\"sandbox\",event=\"oom_kill\"} 1"),
-        "{metrics}"
+        "{lane:?}: {metrics}"
     );
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
@@ -240,7 +324,7 @@ fn vm_daemon_enforces_and_exports() {
     );
     assert!(
         out.status.success() && said.trim().is_empty(),
-        "promtool check metrics:\n{said}\n{metrics}"
+        "{lane:?}: promtool check metrics:\n{said}\n{metrics}"
     );
 }
 
@@ -334,6 +418,13 @@ fn has_data(answer: &str) -> bool {
 /// limit, and every expression of the Grafana dashboard parses and returns data.
 #[test]
 fn vm_real_prometheus_scrapes_the_daemon() {
+    for lane in lanes() {
+        scrape_in(lane);
+    }
+}
+
+/// [`vm_real_prometheus_scrapes_the_daemon`] in one lane.
+fn scrape_in(lane: Lane) {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let (metrics_port, release_port, prom_port) = (free_port(), free_port(), free_port());
     let qemu_net = format!(
@@ -342,6 +433,7 @@ fn vm_real_prometheus_scrapes_the_daemon() {
     let vm = Command::new(repo.join("tests/vm/run.sh"))
         .arg(repo.join("tests/vm/prometheus.sh"))
         .arg(env!("CARGO_BIN_EXE_cgmgr"))
+        .env("CGMGR_VM_SUITE", lane.suite)
         .env("CGMGR_VM_QEMU_ARGS", qemu_net)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -397,14 +489,17 @@ fn vm_real_prometheus_scrapes_the_daemon() {
     let log = String::from_utf8_lossy(&output.stdout);
     assert!(
         limit_answer.contains("\"status\":\"success\"") && limit_answer.contains("\"67108864\""),
-        "Prometheus did not return the sandbox's memory limit; last answer: {limit_answer}\n--- VM ---\n{log}"
+        "{lane:?}: Prometheus did not return the sandbox's memory limit; last answer: {limit_answer}\n--- VM ---\n{log}"
     );
     assert!(
         missing.is_empty(),
-        "dashboard expressions without data:\n{}\n--- VM ---\n{log}",
+        "{lane:?}: dashboard expressions without data:\n{}\n--- VM ---\n{log}",
         answers.join("\n")
     );
-    assert!(output.status.success(), "the VM side failed:\n{log}");
+    assert!(
+        output.status.success(),
+        "{lane:?}: the VM side failed:\n{log}"
+    );
 }
 
 /// The systemd unit's layout: the daemon started in the unit's cgroup with
@@ -422,13 +517,7 @@ fn vm_root_self_in_a_delegated_cgroup() {
 /// (mount_setattr) and 5.10 (a remount per mount).
 #[test]
 fn vm_exec_for_real_work() {
-    for (suite, lane) in [(None, "6.1"), (Some("bullseye"), "5.10")] {
-        let env: Vec<(&str, &str)> = suite.map(|s| ("CGMGR_VM_SUITE", s)).into_iter().collect();
-        let log = run_with_env("run.sh", "judge.sh", &env);
-        for line in log.lines().filter(|l| l.starts_with("MEASURE ")) {
-            println!("{lane}: {line}");
-        }
-    }
+    print_measures(&run_in_vm("judge.sh"));
 }
 
 /// A CI job in a real distribution's root (Debian 12 minbase, made once by
@@ -457,8 +546,5 @@ fn vm_a_ci_job_in_a_debian_root() {
 /// any run (OOM kill, pids.max, own host ids, nothing outlives them).
 #[test]
 fn vm_exec_through_prepared_sandboxes() {
-    let log = run_in_vm("standby.sh");
-    for line in log.lines().filter(|l| l.starts_with("MEASURE ")) {
-        println!("{line}");
-    }
+    print_measures(&run_in_vm("standby.sh"));
 }

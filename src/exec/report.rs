@@ -182,6 +182,10 @@ pub struct RunReport {
     pub csw_voluntary: Option<u64>,
     /// Involuntary context switches (`wait4`).
     pub csw_involuntary: Option<u64>,
+    /// Interface files this kernel does not have at all (as opposed to a
+    /// controller not enabled for the group), so that a missing figure
+    /// says why: `memory.peak` before Linux 5.19.
+    pub kernel_lacks: Vec<&'static str>,
 }
 
 /// The limit counters the run already reports (shared with the plain
@@ -203,6 +207,18 @@ pub fn collect(
     refusals: Refusals,
 ) -> RunReport {
     let cpu: Option<CpuStat> = root.stat(run);
+    let memory_peak = root
+        .read(run, "memory.peak")
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    // memory.current is there whenever the controller is enabled: its
+    // presence without memory.peak means the kernel has none.
+    let kernel_lacks = match memory_peak {
+        None if matches!(root.read_optional(run, "memory.current"), Ok(Some(_))) => {
+            vec!["memory.peak"]
+        }
+        _ => Vec::new(),
+    };
     let seconds = |us: u64| us as f64 / 1e6;
     let io = root.stat::<IoStat>(run).map(|s| s.total_bytes());
     // Only for this run's own kills: a concurrent run's OOM also raises the
@@ -228,10 +244,7 @@ pub fn collect(
         wall_seconds: baseline.started.elapsed().as_secs_f64(),
         cpu_user_seconds: cpu.map(|c| seconds(c.user_usec)),
         cpu_system_seconds: cpu.map(|c| seconds(c.system_usec)),
-        memory_peak_bytes: root
-            .read(run, "memory.peak")
-            .ok()
-            .and_then(|s| s.trim().parse().ok()),
+        memory_peak_bytes: memory_peak,
         io_read_bytes: io.map(|(r, _)| r),
         io_write_bytes: io.map(|(_, w)| w),
         oom_kills: refusals.oom_kills,
@@ -240,6 +253,7 @@ pub fn collect(
         group_throttled_seconds: baseline.group_throttled_us.and_then(|before| {
             throttled_usec(root, group).map(|now| seconds(now.saturating_sub(before)))
         }),
+        kernel_lacks,
     }
 }
 
@@ -266,6 +280,7 @@ impl RunReport {
             oom_limit_group: None,
             pids_max_refusals: 0,
             group_throttled_seconds: None,
+            kernel_lacks: Vec::new(),
         }
     }
 
@@ -307,8 +322,12 @@ impl RunReport {
         ];
         lines.push(match self.memory_peak_bytes {
             Some(b) => format!("  memory peak {}", Bytes(b).human()),
+            None if self.kernel_lacks.contains(&"memory.peak") => {
+                "  memory peak not counted: this kernel has no memory.peak (Linux 5.19 adds it)"
+                    .to_string()
+            }
             None => format!(
-                "  memory peak not counted: the memory controller is not enabled for {} (or Linux before 5.19)",
+                "  memory peak not counted: the memory controller is not enabled for {}",
                 self.group
             ),
         });
@@ -612,19 +631,33 @@ mod tests {
             oom_limit_group: Some("batch".into()),
             pids_max_refusals: 0,
             group_throttled_seconds: Some(0.0),
+            kernel_lacks: Vec::new(),
         };
         let v: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
         assert_eq!(v["exit_code"], 137);
         assert_eq!(v["cpu_system_seconds"], serde_json::Value::Null);
         assert_eq!(v["oom_limit_group"], "batch");
         assert_eq!(v["status"], "memory");
-        assert_eq!(v.as_object().unwrap().len(), 18);
+        assert_eq!(v.as_object().unwrap().len(), 19);
+        assert_eq!(v["kernel_lacks"], serde_json::json!([]));
         let text = r.text();
         assert!(
             text.contains("cgmgr:   OOM kills 1 (the memory limit of batch)"),
             "{text}"
         );
         assert!(text.contains("cgmgr:   memory peak 64 MiB"), "{text}");
+        let old_kernel = RunReport {
+            memory_peak_bytes: None,
+            kernel_lacks: vec!["memory.peak"],
+            ..r
+        };
+        assert!(
+            old_kernel.text().contains(
+                "memory peak not counted: this kernel has no memory.peak (Linux 5.19 adds it)"
+            ),
+            "{}",
+            old_kernel.text()
+        );
     }
 
     #[test]

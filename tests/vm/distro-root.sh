@@ -1,21 +1,38 @@
 #!/usr/bin/env bash
-# Makes (once) a minimal Debian 12 root with debootstrap's minbase variant,
-# cached in $CGMGR_VM_CACHE/distro-bookworm, for the VM test of a CI job in
-# a real distribution's root; prints its path. Documentation, manuals and
-# apt's lists are left out (the VM holds the tree in RAM).
-#   tests/vm/distro-root.sh
+# Makes (once) a Debian root with debootstrap's minbase variant, from the
+# host's own Debian mirror, and prints its path. Documentation, manuals and
+# apt's caches are left out (the VM holds the tree in RAM).
+#
+#   tests/vm/distro-root.sh              Debian 12, for the CI-job VM test:
+#                                        $CGMGR_VM_CACHE/distro-bookworm
+#   tests/vm/distro-root.sh --system S   release S (bullseye, bookworm, trixie)
+#                                        with its own systemd as PID 1, for
+#                                        tests/vm/run-systemd.sh:
+#                                        $CGMGR_VM_CACHE/system-S
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${CGMGR_VM_CACHE:-$here/../../target/vm-cache}
+die() { echo "distro-root: $*" >&2; exit 1; }
+# shellcheck source=tests/vm/kernel.sh
+. "$here/kernel.sh"
+suite=bookworm include=
 dir=$cache/distro-bookworm
+if [ "${1:-}" = --system ]; then
+  suite=${2:?usage: distro-root.sh --system SUITE}
+  case "$suite" in bullseye|bookworm|trixie) ;; *) die "$suite: expected bullseye, bookworm or trixie" ;; esac
+  include=--include=systemd,systemd-sysv,procps
+  dir=$cache/system-$suite
+fi
 mkdir -p "$cache"
 exec 9>"$cache/distro.lock"
 flock 9
 if [ ! -e "$dir/.complete" ]; then
-  command -v debootstrap >/dev/null || { echo "distro-root: missing debootstrap (tests/prereqs.sh installs it)" >&2; exit 1; }
+  command -v debootstrap >/dev/null || die "missing debootstrap (tests/prereqs.sh installs it)"
   rm -rf "$dir"
-  debootstrap --variant=minbase bookworm "$dir" http://deb.debian.org/debian >"$cache/debootstrap.log" 2>&1 \
-    || { tail -20 "$cache/debootstrap.log" >&2; echo "distro-root: debootstrap failed" >&2; exit 1; }
+  log=$cache/debootstrap-$(basename "$dir").log
+  # shellcheck disable=SC2086 # $include is one option or none
+  debootstrap --variant=minbase $include "$suite" "$dir" "$(debian_mirror)" >"$log" 2>&1 \
+    || { tail -20 "$log" >&2; die "debootstrap of $suite failed (log: $log)"; }
   rm -rf "$dir"/usr/share/{doc,man,info,locale} "$dir"/var/cache/apt/* "$dir"/var/lib/apt/lists/*
   touch "$dir/.complete"
 fi

@@ -26,13 +26,19 @@ vm_cache() {
   esac
 }
 
+# The host's own Debian mirror (the URIs of its apt sources).
+debian_mirror() {
+  local mirror
+  mirror=$(sed -n 's/^URIs: *\(http[^ ]*debian\)$/\1/p' /etc/apt/sources.list.d/*.sources /dev/null 2>/dev/null | head -n1)
+  [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $0 !~ /security/ { for (i = 2; i <= NF; i++) if ($i ~ /^http/) { print $i; exit } }' /etc/apt/sources.list 2>/dev/null)
+  echo "${mirror:-http://deb.debian.org/debian}"
+}
+
 # The apt options that read SUITE from the host's Debian mirror into a
 # private state under DIR (created and updated on first use).
 suite_apt() {
   local dir=$1 suite=$2 mirror
-  mirror=$(sed -n 's/^URIs: *\(http[^ ]*debian\)$/\1/p' /etc/apt/sources.list.d/*.sources /dev/null 2>/dev/null | head -n1)
-  [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $0 !~ /security/ { for (i = 2; i <= NF; i++) if ($i ~ /^http/) { print $i; exit } }' /etc/apt/sources.list 2>/dev/null)
-  [ -n "$mirror" ] || mirror=http://deb.debian.org/debian
+  mirror=$(debian_mirror)
   mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial"
   echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $suite main" > "$dir/sources.list"
   APT_OPTS=(-o "Dir::Etc::sourcelist=$dir/sources.list" -o Dir::Etc::sourceparts=- \
@@ -54,7 +60,9 @@ fetch_kernel() {
   # second network interface the sandbox must not see) and loop (a block
   # device whose I/O the io controller counts).
   modules="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net dummy loop"
-  if [ ! -f "$cache/vmlinuz" ] || [ "$(cat "$cache/modules.list" 2>/dev/null)" != "$modules" ]; then
+  # (CACHE/modules/NAME.ko, uncompressed; one a kernel has built in or not
+  # split out yet is left out: the guest loads what is there.)
+  if [ ! -f "$cache/vmlinuz" ] || [ "$(cat "$cache/modules.list" 2>/dev/null)" != "$modules (uncompressed)" ]; then
     APT_OPTS=()
     if [ "${CGMGR_VM_SUITE:-bookworm}" != bookworm ]; then suite_apt "$cache/apt" "$CGMGR_VM_SUITE"; fi
     pkg=$(apt-cache "${APT_OPTS[@]}" depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
@@ -63,7 +71,10 @@ fetch_kernel() {
     (cd "$work" && apt-get "${APT_OPTS[@]}" download "$pkg" >/dev/null 2>&1) || die "apt-get download $pkg failed"
     dpkg-deb -x "$work"/*.deb "$work/x"
     # shellcheck disable=SC2012 # one directory, named by the package's kernel version
-    mods=$(ls -d "$work"/x/lib/modules/* | head -n1)
+    # (6.12's package keeps them under usr/lib/modules)
+    mods=$({ ls -d "$work"/x/lib/modules/* "$work"/x/usr/lib/modules/* 2>/dev/null || true; } | head -n1)
+    [ -n "$mods" ] || die "$pkg has no modules directory"
+    rm -rf "$cache/modules"
     mkdir -p "$cache/modules"
     for m in $modules; do
       f=$(find "$mods" -name "$m.ko*" | head -n1)
@@ -71,9 +82,14 @@ fetch_kernel() {
       # (5.10 has no virtio_pci_modern_dev): a test that loads one fails.
       if [ -z "$f" ] && [ "${CGMGR_VM_SUITE:-bookworm}" != bookworm ]; then continue; fi
       [ -n "$f" ] || die "module $m is not in $pkg"
-      cp "$f" "$cache/modules/"
+      # 6.12 ships modules as .ko.xz; busybox's insmod takes them plain.
+      case "$f" in
+        *.ko.xz) xz -dc "$f" > "$cache/modules/$m.ko" ;;
+        *.ko.zst) zstd -qdc "$f" > "$cache/modules/$m.ko" ;;
+        *) cp "$f" "$cache/modules/$m.ko" ;;
+      esac
     done
-    echo "$modules" > "$cache/modules.list"
+    echo "$modules (uncompressed)" > "$cache/modules.list"
     cp "$work"/x/boot/vmlinuz-* "$cache/vmlinuz.tmp"
     echo "$pkg" > "$cache/kernel-package"
     mv "$cache/vmlinuz.tmp" "$cache/vmlinuz"

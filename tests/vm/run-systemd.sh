@@ -1,22 +1,30 @@
 #!/usr/bin/env bash
-# Boots a throwaway QEMU VM whose PID 1 is the real systemd (the host's own
-# Debian package) and runs one test script inside it, as a systemd service.
+# Boots a throwaway QEMU VM that is a whole Debian system: the release's own
+# root (debootstrap minbase with systemd, tests/vm/distro-root.sh --system),
+# its own kernel, its own systemd as PID 1; runs one test script inside it,
+# as a systemd service.
 #
-#   tests/vm/run-systemd.sh SCRIPT CGMGR_BINARY [EXTRA_FILE...]
+#   CGMGR_VM_SUITE=bullseye|bookworm|trixie tests/vm/run-systemd.sh SCRIPT CGMGR_BINARY [EXTRA_FILE...]
 #
-# Most real hosts are systemd hosts: systemd owns the cgroup tree, delegates
-# subtrees, sandboxes services with seccomp and mount namespaces, and rewrites
-# the root's controllers on daemon-reload. tests/vm/run.sh cannot show any of
-# that (its PID 1 is a shell), so this VM boots systemd and installs cgmgr the
-# way the README tells a user to: /usr/local/bin/cgmgr, systemd/cgmgr.service
-# unchanged in /etc/systemd/system, policies/*.toml in /etc/cgmgr (or
-# $CGMGR_VM_POLICIES/*.toml). The unit is installed, not started: starting it is
-# the test's business. EXTRA_FILEs are host binaries copied to /usr/bin.
+# (Debian 11: Linux 5.10, systemd 247; 12: 6.1, 252; 13: 6.12, 257; unset
+# means bookworm.) Most real hosts are systemd hosts: systemd owns the cgroup
+# tree, delegates subtrees, sandboxes services with seccomp and mount
+# namespaces, and rewrites the root's controllers on daemon-reload.
+# tests/vm/run.sh cannot show any of that (its PID 1 is a shell), so this VM
+# boots systemd and installs cgmgr the way the README tells a user to:
+# /usr/local/bin/cgmgr, systemd/cgmgr.service unchanged in
+# /etc/systemd/system, policies/*.toml in /etc/cgmgr (or
+# $CGMGR_VM_POLICIES/*.toml). The unit is installed, not started: starting it
+# is the test's business. EXTRA_FILEs go to /usr/bin unless the release has a
+# program of that name (its own is kept); they must be static there, as
+# cgmgr is: the host's libraries are not the release's.
 #
-# Conventions are tests/vm/run.sh's: the same cached kernel (tests/vm/kernel.sh),
+# Conventions are tests/vm/run.sh's: the kernel cache (tests/vm/kernel.sh),
 # /lib.sh and /test.sh, the serial log printed, the test's status on a line
 # `CGMGR-VM-EXIT N`, exit 0 only when N is 0, missing prerequisites are
-# failures, the VM bounded by $CGMGR_VM_TIMEOUT seconds (default 300).
+# failures, the VM bounded by $CGMGR_VM_TIMEOUT seconds (default 420). The
+# tests' busybox is /bin/busybox, and its applets the release lacks (wget,
+# nc...) are in /usr/local/bin.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -25,100 +33,66 @@ script=${1:?usage: run-systemd.sh SCRIPT CGMGR_BINARY [EXTRA_FILE...]}
 binary=${2:?usage: run-systemd.sh SCRIPT CGMGR_BINARY [EXTRA_FILE...]}
 shift 2
 cache=${CGMGR_VM_CACHE:-$repo/target/vm-cache}
-timeout_secs=${CGMGR_VM_TIMEOUT:-300}
+timeout_secs=${CGMGR_VM_TIMEOUT:-420}
 policies=${CGMGR_VM_POLICIES:-$repo/policies}
+suite=${CGMGR_VM_SUITE:-bookworm}
 
 die() { echo "vm: $*" >&2; exit 1; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 secs_since() { local ms=$(( $(now_ms) - $1 )); printf '%d.%d' $((ms / 1000)) $((ms % 1000 / 100)); }
-for tool in qemu-system-x86_64 cpio ldd apt-get dpkg-deb flock timeout; do
-  command -v "$tool" >/dev/null || die "missing $tool: run .ci/run or install qemu-system-x86 busybox-static cpio (see README)"
+for tool in qemu-system-x86_64 cpio ldd apt-get dpkg-deb flock timeout debootstrap; do
+  command -v "$tool" >/dev/null || die "missing $tool: run tests/prereqs.sh (see README)"
 done
 busybox=$(command -v busybox || true)
 [ -n "$busybox" ] && file_is_static=$(ldd "$busybox" 2>&1 || true)
 case "${file_is_static:-}" in *"not a dynamic"*) ;; *) die "need a static busybox (apt-get install busybox-static)";; esac
-# The systemd that boots is the host's: Debian 12's systemd 252. Its paths are
-# Debian's (rootlibexecdir /lib/systemd, where PID 1 also looks for
-# systemd-shutdown, without which poweroff freezes).
-systemd_programs="/lib/systemd/systemd /lib/systemd/systemd-shutdown /lib/systemd/systemd-journald /bin/systemctl /bin/journalctl /usr/bin/systemd-run"
-for f in $systemd_programs; do
-  [ -x "$f" ] || die "missing $f: install systemd (apt-get install systemd)"
-done
 [ -f "$repo/systemd/cgmgr.service" ] || die "missing $repo/systemd/cgmgr.service"
 compgen -G "$policies/*.toml" >/dev/null || die "no policies in $policies (the unit needs a non-empty /etc/cgmgr)"
+is_static() { case "$(ldd "$1" 2>&1 || true)" in *"not a dynamic"*|*"statically linked"*) return 0 ;; *) return 1 ;; esac; }
 
-# 1. The kernel: the one tests/vm/run.sh boots, from the same cache.
+# 1. The release's kernel and its whole system, each made once and cached.
 # shellcheck source=tests/vm/kernel.sh
 . "$here/kernel.sh"
 fetch_kernel "$cache"
 kernel_cache=$(vm_cache "$cache")
+system=$(CGMGR_VM_CACHE=$cache "$here/distro-root.sh" --system "$suite") || die "no Debian $suite root"
 
-# 2. The initramfs, laid out as Debian 12's merged /usr (/bin, /sbin, /lib,
-# /lib64 are links into /usr): systemd 252 marks an unmerged system as tainted,
-# and one copy of each library serves ldd's /lib and /usr/lib spellings.
+# 2. The initramfs: the release's root as it is, plus what the test needs.
 build_start=$(now_ms)
 root=$(mktemp -d)
-chmod 755 "$root"  # it becomes the VM's /: mktemp's 0700 would lock out mapped users
 trap 'rm -rf "$root" "$root.cpio"' EXIT
-mkdir -p "$root"/usr/{bin,sbin,lib64,local/bin} "$root"/usr/lib/systemd/system \
-  "$root"/{proc,sys,dev,run,tmp,var/tmp,root,newroot} "$root"/etc/{systemd/system,cgmgr}
-for d in bin sbin lib lib64; do ln -s "usr/$d" "$root/$d"; done
-# PrivateTmp= bind-mounts private directories below both; they must be sticky
-# and world-writable like on any host.
-chmod 1777 "$root/tmp" "$root/var/tmp"
-
+cp -a "$system"/. "$root"/
+rm -f "$root/.complete"
+chmod 755 "$root"  # it becomes the VM's /: mktemp's 0700 would lock out mapped users
+[ -x "$root/lib/systemd/systemd" ] || die "$system has no /lib/systemd/systemd"
+mkdir -p "$root"/usr/local/bin "$root"/etc/cgmgr "$root"/newroot
 cp "$busybox" "$root/bin/busybox"
-for applet in $("$busybox" --list); do [ "$applet" = busybox ] || ln -sf busybox "$root/bin/$applet"; done
-copy_with_libs() { # copy_with_libs BINARY DIR [NAME]: into DIR, never through a busybox symlink
-  local dest
-  dest="$root/$2/${3:-$(basename "$1")}"
-  rm -f "$dest"
-  cp "$1" "$dest"
-  # A static binary (cgmgr is one) has no libraries: ldd says so, no path.
-  { ldd "$1" || true; } | { grep -o '/[^ ]*' || true; } | while read -r lib; do
-    mkdir -p "$root$(dirname "$lib")"
-    cp -L "$lib" "$root$lib"
-  done
-}
-# systemd's own programs replace busybox's applets of the same name: busybox's
-# poweroff/reboot/halt signal PID 1 the way busybox init expects, which
-# systemd reads differently (SIGUSR2 dumps its state). On a systemd host they
-# are systemctl under another name, as here. busybox's kill stays: the unit's
-# ExecReload is /bin/kill.
-for f in $systemd_programs; do copy_with_libs "$f" "$(dirname "$f")"; done
-for f in poweroff reboot halt; do ln -sf systemctl "$root/bin/$f"; done
+for applet in $("$busybox" --list); do
+  [ -e "$root/usr/bin/$applet" ] || [ -e "$root/usr/sbin/$applet" ] || [ -e "$root/bin/$applet" ] \
+    || [ -e "$root/sbin/$applet" ] || ln -s /bin/busybox "$root/usr/local/bin/$applet"
+done
 
 # cgmgr installed as the README says, and on the test's PATH (/usr/local/bin
 # is on systemd's default PATH, which the test unit inherits).
-copy_with_libs "$binary" usr/local/bin cgmgr
+is_static "$binary" || die "$binary is not static: the release's libraries are not the host's"
+cp "$binary" "$root/usr/local/bin/cgmgr"
 cp "$repo/systemd/cgmgr.service" "$root/etc/systemd/system/cgmgr.service"
 # The drop-in for prepared sandboxes, shipped beside the unit, not installed.
 mkdir -p "$root/usr/local/share/cgmgr"
 cp "$repo/systemd/standby.conf" "$root/usr/local/share/cgmgr/standby.conf"
 cp "$policies"/*.toml "$root/etc/cgmgr/"
-# Extra host tools (util-linux unshare...) go to /usr/bin, replacing busybox's.
-for extra in "$@"; do copy_with_libs "$extra" usr/bin; done
+for extra in "$@"; do
+  name=$(basename "$extra")
+  [ -e "$root/usr/bin/$name" ] && continue
+  is_static "$extra" || die "$extra is not static and Debian $suite has no $name"
+  cp "$extra" "$root/usr/bin/$name"
+done
 mkdir -p "$root/lib/modules"
 cp "$kernel_cache"/modules/* "$root/lib/modules/" 2>/dev/null || true
 cp "$here/lib.sh" "$root/lib.sh"
 cp "$script" "$root/test.sh"
-
-# Units: every target (sysinit, basic, multi-user... which cgmgr.service's
-# default dependencies pull in) without their .wants directories, so that
-# nothing but what a test starts runs; and journald with its sockets, so that
-# services log to a journal as on a server. -.slice, system.slice and
-# init.scope are built into systemd 252 (Debian ships no file for them);
-# a systemd that ships them gets them copied.
-cp -P /lib/systemd/system/*.target "$root/lib/systemd/system/"
-for unit in -.slice system.slice init.scope systemd-journald.service systemd-journald.socket systemd-journald-dev-log.socket; do
-  if [ -e "/lib/systemd/system/$unit" ]; then cp -P -- "/lib/systemd/system/$unit" "$root/lib/systemd/system/"; fi
-done
 # An empty machine-id makes systemd generate a transient one (first boot).
 : > "$root/etc/machine-id"
-cp -L /etc/os-release "$root/etc/os-release"
-ln -s ../proc/self/mounts "$root/etc/mtab"
-echo "root:x:0:0:root:/root:/bin/sh" > "$root/etc/passwd"
-echo "root:x:0:" > "$root/etc/group"
 
 # The test as a service, the unit systemd boots into (systemd.unit= on the
 # kernel command line: one given to systemd after switch_root is ignored).
@@ -132,7 +106,7 @@ echo "root:x:0:" > "$root/etc/group"
 # poweroff-force skips stopping units one by one (slow under TCG). The wrapper
 # prints the status line whatever the test does, so the unit itself succeeds.
 # The output goes straight to the serial console (StandardOutput=tty), where
-# systemctl and journalctl would page through busybox's less and hang for
+# systemctl and journalctl would page through less and hang for
 # input: SYSTEMD_PAGER=cat turns paging off, SYSTEMD_COLORS=0 keeps escape
 # sequences out of the log. The host's timeout bounds the test, not systemd.
 cat > "$root/etc/systemd/system/cgmgr-test.service" <<'UNIT'
@@ -154,27 +128,31 @@ TTYPath=/dev/ttyS0
 WorkingDirectory=/
 Environment=HOME=/root SYSTEMD_PAGER=cat SYSTEMD_COLORS=0
 UNIT
+# The scripts are busybox sh scripts (tests/vm/lib.sh), whatever the
+# release's /bin/sh is.
 cat > "$root/run-test.sh" <<'WRAPPER'
 #!/bin/sh
 read -r up _ < /proc/uptime
-echo "vm: kernel $(uname -r), $(systemctl --version | head -n1), cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
+. /etc/os-release
+echo "vm: $PRETTY_NAME, kernel $(uname -r), $(systemctl --version | head -n1), cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
 echo "vm: test unit started ${up}s after the kernel"
-sh /test.sh
+/bin/busybox sh /test.sh
 echo "CGMGR-VM-EXIT $?"
 WRAPPER
 
 # Stage 1 moves / from the initramfs onto a tmpfs: pivot_root (cgmgr exec,
 # systemd's own namespace setup) refuses to move away from the initial rootfs,
 # as on any real system it never has to. systemd mounts /proc, /sys, /dev,
-# /run and cgroup2 itself.
+# /run and cgroup2 itself. busybox does the copy: the release's own tools
+# want /proc, which is not mounted yet.
 cat > "$root/init" <<'INIT'
-#!/bin/sh
-mount -t tmpfs -o mode=755 root /newroot
+#!/bin/busybox sh
+/bin/busybox mount -t tmpfs -o mode=755 root /newroot
 for f in /*; do
-  case "$f" in /init|/newroot|/proc|/sys|/dev|/run) ;; *) cp -a "$f" /newroot/ ;; esac
+  case "$f" in /init|/newroot|/proc|/sys|/dev|/run) ;; *) /bin/busybox cp -a "$f" /newroot/ ;; esac
 done
-mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/run
-exec switch_root /newroot /lib/systemd/systemd
+/bin/busybox mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/run
+exec /bin/busybox switch_root /newroot /lib/systemd/systemd
 INIT
 chmod +x "$root/init"
 (cd "$root" && find . | cpio -o -H newc --quiet) > "$root.cpio"
@@ -194,7 +172,7 @@ take_vm_slot "$cache"
 vm_start=$(now_ms)
 set +e
 # shellcheck disable=SC2086 # CGMGR_VM_QEMU_ARGS is a list of arguments
-timeout "$timeout_secs" qemu-system-x86_64 -accel tcg,thread=multi -cpu max -m 1024 -smp 2 \
+timeout "$timeout_secs" qemu-system-x86_64 -accel tcg,thread=multi -cpu max -m "${CGMGR_VM_MEM:-2048}" -smp 2 \
   -nographic -no-reboot -kernel "$kernel_cache/vmlinuz" -initrd "$root.cpio" \
   -append "console=ttyS0 quiet panic=-1 oops=panic systemd.unit=cgmgr-test.service systemd.crash_reboot=1 TERM=dumb" \
   ${CGMGR_VM_QEMU_ARGS:-} </dev/null >"$log" 2>&1

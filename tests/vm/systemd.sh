@@ -29,9 +29,21 @@ mkdir $CG/foreign
 echo "10000 100000" > $CG/foreign/cpu.max
 expect_eq "$(cat $CG/foreign/cpu.max)" "10000 100000" "a foreign write at systemd's root"
 systemctl daemon-reload
-[ -e $CG/foreign/cpu.max ] && fail "systemd kept the foreign cpu.max: the control does not show the problem"
-echo "ok: after daemon-reload the foreign cpu.max is gone ($(cat $CG/cgroup.subtree_control))"
+# systemd 247 and 252 write the root's controllers back to what their units
+# need; 257 leaves a controller it did not enable alone, but still owns the
+# tree (cgmgr refuses either way, below).
+systemd_version=$(systemctl --version | awk 'NR == 1 { print $2 }')
+if [ "$systemd_version" -lt 257 ]; then
+  [ -e $CG/foreign/cpu.max ] && fail "systemd $systemd_version kept the foreign cpu.max: the control does not show the problem"
+  echo "ok: after daemon-reload the foreign cpu.max is gone ($(cat $CG/cgroup.subtree_control))"
+else
+  [ -e $CG/foreign/cpu.max ] || fail "systemd $systemd_version removed the foreign cpu controller: update this control"
+  echo "ok: systemd $systemd_version keeps a controller it did not enable ($(cat $CG/cgroup.subtree_control))"
+fi
 rmdir $CG/foreign
+# The root as systemd made it, for the steps below, on every release.
+[ "$(cat $CG/cgroup.subtree_control)" = "$root_ctl" ] || echo -cpu > $CG/cgroup.subtree_control \
+  || fail "cannot take back the control's +cpu"
 
 step "apply at systemd's root is refused; nothing is written"
 before=$(snapshot $CG | grep -v -e '^== .*\.scope/' -e '^/.*\.scope')
@@ -81,7 +93,15 @@ expect_eq "$rc" 0 "exec status"
 expect_contains "$out" "0::/system.slice/cgmgr.service/sandbox/cgmgr.run." "the workload runs in the daemon's group"
 cgmgr exec --group sandbox -- dd if=/dev/zero of=/dev/null bs=96M count=1 2>/dev/null
 expect_eq "$?" 137 "dd of 96M under the daemon's memory.max 64M: OOM-killed"
-expect_contains "$(cat $U/sandbox/memory.events)" "oom_group_kill 1" "memory.events: the group was OOM-killed as a whole (memory.oom.group)"
+events=$(cat $U/sandbox/memory.events)
+case "$events" in
+  *oom_group_kill*) expect_contains "$events" "oom_group_kill 1" "memory.events: the group was OOM-killed as a whole (memory.oom.group)" ;;
+  # Before 5.17 memory.events has no oom_group_kill: one OOM event, and
+  # each process the group kill took counted in oom_kill.
+  *) echo "$events" | grep -qx "oom 1" && echo "$events" | grep -qE "^oom_kill [1-9]" \
+       || fail "memory.events (no oom_group_kill on this kernel): not one OOM with kills: $events"
+     echo "ok: memory.events without oom_group_kill: one OOM, $(echo "$events" | grep oom_kill)" ;;
+esac
 out=$(cgmgr exec --group sandbox --report=json -- dd if=/dev/zero of=/dev/null bs=96M count=1 2>&1 | tail -1)
 echo "$out"
 expect_contains "$out" '"group":"sandbox","exit_code":137,' "--report=json under the unit: this run's exit"
