@@ -644,7 +644,7 @@ const KILL_FALLBACK: &str = "cgmgr kill, pressure rules with action = \"kill\" a
 
 const FREEZE_FALLBACK: &str = "none: cgmgr freeze, cgmgr thaw and pressure rules with action = \"freeze\" fail naming cgroup.freeze, and so does a kill where cgroup.kill is missing too (the kill by hand freezes first)";
 
-const PEAK_FALLBACK: &str = "the run report says \"memory peak not counted\" (--report=json: memory_peak_bytes null) and an OOM kill's line leaves the peak out; nothing else reads it";
+const PEAK_FALLBACK: &str = "the run report says \"memory peak not counted: this kernel has no memory.peak\" (--report=json: memory_peak_bytes null, kernel_lacks [\"memory.peak\"]) and an OOM kill's line leaves the peak out; nothing else reads it";
 
 const PIDS_LOCAL_FALLBACK: &str = "cgmgr reads pids.events as the kernel counts it: without hierarchical pids events a refused fork is counted only in the pids.events of the forking task's own group, not in the ancestor whose pids.max refused it, so a run's pids.max refusals and cgmgr_pids_events_total show where the fork happened";
 
@@ -654,7 +654,7 @@ const TRIGGER_FALLBACK: &str = "a pressure rule whose trigger the kernel refuses
 
 const CLONE_FALLBACK: &str = "cgmgr exec makes a plain clone3 instead, and the child waits on a pipe until the parent has written it into its run group's cgroup.procs: it never runs outside the group, at the cost of one migration per run; without clone3 at all (ENOSYS) cgmgr exec fails before the run (exit 125, \"clone3 needs Linux 5.3 or later\")";
 
-const OPENAT2_FALLBACK: &str = "where openat2 answers ENOSYS (a kernel without it, or a seccomp filter that cannot read its flags), every cgroup file is reached by a walk from the root's descriptor, one openat per component with O_NOFOLLOW (no symlink, no empty, . or .. component, every step on the root's mount): the same guarantees; exec's mount sources and destinations are opened the same way. Where it answers EPERM (systemd 247's filters), exec's mounts take that walk too, but cgroup file access does not: its reads and writes fail with EPERM";
+const OPENAT2_FALLBACK: &str = "where openat2 is refused (ENOSYS: a kernel without it, or a seccomp filter that cannot read its flags, as systemd's from 248 on; EPERM: systemd 247's filters), every cgroup file is reached by a walk from the root's descriptor, one openat per component with O_NOFOLLOW (no symlink, no empty, . or .. component, every step on the root's mount), and exec's mount sources and destinations are opened the same way: the same guarantees";
 
 const USERNS_FALLBACK: &str = "a run with a user namespace creates it as the run's owner id (charged to that id's quotas) where the kernel lets an unprivileged id do so, else as root; where none may be created at all (max_user_namespaces 0, a kernel without them) such a run fails before it starts (exit 125, naming max_user_namespaces and kernel.unprivileged_userns_clone); runs without \"user\" in their namespaces are unaffected";
 
