@@ -60,6 +60,14 @@ pub enum Command {
     /// (cgroup.kill; before Linux 5.14 by hand: freeze, SIGKILL each member,
     /// thaw), then wait until the group is empty.
     Kill(ControlArgs),
+    /// What this host offers cgmgr, one row per feature, and what cgmgr
+    /// does where one is missing.
+    ///
+    /// Exit 0 when cgmgr can work here (cgroup2 mounted, the managed root a
+    /// cgroup2 directory this process may write, with the cpu, memory or
+    /// pids controller, delegated where systemd owns the tree); 1 when it
+    /// cannot, with the reason and the fix.
+    Doctor(DoctorArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -211,6 +219,14 @@ pub struct StatusArgs {
 
 fn parse_interval(s: &str) -> Result<f64, String> {
     seconds_within(s, 0.1, 3600.0)
+}
+
+/// `cgmgr doctor`
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print `{"features": [{"name", "available", "detail", "fallback"}, ...]}` instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `cgmgr freeze`, `thaw` and `kill`

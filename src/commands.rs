@@ -1,7 +1,7 @@
 //! Every command but `exec` (run from `main.rs`, whose exit code is the
 //! workload's): resolve the managed root, call the module that does the
 //! work, print its outcome. The work itself lives in the library modules
-//! (`apply`, `status`, `cgroup::control`, `daemon`, `metrics`).
+//! (`apply`, `status`, `cgroup::control`, `daemon`, `metrics`, `doctor`).
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -16,7 +16,8 @@ use cgmgr::root as managed_root;
 use cgmgr::systemd::owner;
 
 use crate::cli::{
-    ApplyArgs, CheckArgs, Cli, Command, ControlArgs, DaemonArgs, RootfsCommand, StatusArgs,
+    ApplyArgs, CheckArgs, Cli, Command, ControlArgs, DaemonArgs, DoctorArgs, RootfsCommand,
+    StatusArgs,
 };
 
 /// Runs every command but `exec` (whose exit code is the workload's).
@@ -44,6 +45,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Freeze(args) => control_cmd(root, &args, Action::Freeze),
         Command::Thaw(args) => control_cmd(root, &args, Action::Thaw),
         Command::Kill(args) => control_cmd(root, &args, Action::Kill),
+        Command::Doctor(args) => doctor_cmd(root, &args),
         Command::Rootfs(RootfsCommand::Build { dir, bins }) => {
             let copied = cgmgr::exec::build::build(&dir, &bins)?;
             writeln!(
@@ -182,4 +184,22 @@ fn control_cmd(root: Option<&str>, args: &ControlArgs, action: Action) -> Result
     let done = control::act(&root, &group, action, Duration::from_secs_f64(args.timeout))?;
     writeln!(std::io::stdout(), "{done}")?;
     Ok(())
+}
+
+/// `cgmgr doctor`: the report on stdout; exit 1 with the reason when
+/// cgmgr cannot work here.
+fn doctor_cmd(root: Option<&str>, args: &DoctorArgs) -> Result<(), Error> {
+    use cgmgr::doctor::{self, DoctorError, Verdict};
+    let root_path = managed_root::resolve(root)?.path;
+    let report = doctor::probe::report(&root_path)?;
+    let text = if args.json {
+        report.json()
+    } else {
+        report.text()
+    };
+    std::io::stdout().write_all(text.as_bytes())?;
+    match report.verdict {
+        Verdict::Works(_) => Ok(()),
+        Verdict::Cannot(reasons) => Err(DoctorError::CannotWork { reasons }.into()),
+    }
 }

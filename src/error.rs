@@ -7,6 +7,7 @@ use crate::apply::ApplyError;
 use crate::cgroup::CgroupError;
 use crate::cgroup::control::ControlError;
 use crate::daemon::DaemonError;
+use crate::doctor::DoctorError;
 use crate::exec::build::BuildError;
 use crate::policy::PolicyErrors;
 use crate::root::RootError;
@@ -54,6 +55,9 @@ pub enum Error {
     /// The daemon could not start.
     #[error(transparent)]
     Daemon(#[from] DaemonError),
+    /// `doctor` could not report, or found that cgmgr cannot work here.
+    #[error(transparent)]
+    Doctor(#[from] DoctorError),
     /// `rootfs build` failed.
     #[error(transparent)]
     Build(#[from] BuildError),

@@ -9,6 +9,7 @@
 //! - [`daemon`]: the enforcing loop, pressure rules, `/metrics`, `/healthz`.
 //! - [`metrics`]: the Prometheus families, read from the kernel per scrape.
 //! - [`status`]: the `cgmgr status` table and JSON.
+//! - [`doctor`]: what this host offers cgmgr, and what it does without it.
 //! - [`root`]: which managed root a command works on.
 //! - [`runtime`]: what cgmgr's processes share on a host: the daemon's
 //!   record, the prepared-sandbox socket, the HTTP descriptor budget.
@@ -18,6 +19,7 @@
 pub mod apply;
 pub mod cgroup;
 pub mod daemon;
+pub mod doctor;
 pub mod error;
 pub mod exec;
 pub mod metrics;

@@ -2110,3 +2110,240 @@ fn host_exec_init_is_out_of_the_callers_process_group() {
     assert_eq!(rest, ["INT"], "the workload's output after ^C");
     assert_eq!(status.code(), Some(3), "the workload's trap status");
 }
+
+/// The rows of `cgmgr doctor --json` by name, after checking the contract:
+/// exactly the thirteen names in order, each with the four fields name,
+/// available, detail, fallback in that order (checked in the text).
+fn doctor_json_rows(json: &str) -> std::collections::BTreeMap<String, (bool, String)> {
+    let names = [
+        "cgroup2",
+        "cgroup.kill",
+        "cgroup.freeze",
+        "memory.peak",
+        "pids.events.local",
+        "psi",
+        "psi_triggers",
+        "clone_into_cgroup",
+        "openat2",
+        "user_namespaces",
+        "seccomp",
+        "so_passrights",
+        "systemd",
+    ];
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(
+        v.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["features"]
+    );
+    let features = v["features"].as_array().unwrap();
+    let got: Vec<&str> = features
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, names);
+    for object in json.split("{\n      \"name\": ").skip(1) {
+        let at = |k: &str| object.find(&format!("\"{k}\": ")).unwrap();
+        assert!(
+            at("available") < at("detail") && at("detail") < at("fallback"),
+            "{object}"
+        );
+    }
+    features
+        .iter()
+        .map(|f| {
+            assert_eq!(f.as_object().unwrap().len(), 4, "{f}");
+            (
+                f["name"].as_str().unwrap().to_string(),
+                (
+                    f["available"].as_bool().unwrap(),
+                    f["detail"].as_str().unwrap().to_string(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// This host's v1 bindings of cpu, memory and pids as doctor words them,
+/// read from /proc/cgroups and mountinfo here.
+fn v1_bindings_here() -> String {
+    let proc_cgroups = std::fs::read_to_string("/proc/cgroups").unwrap();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    ["cpu", "memory", "pids"]
+        .iter()
+        .map(|c| {
+            let id = proc_cgroups
+                .lines()
+                .find_map(|l| {
+                    let mut w = l.split_whitespace();
+                    (w.next() == Some(*c)).then(|| w.next().unwrap().to_string())
+                })
+                .unwrap();
+            let point = mountinfo
+                .lines()
+                .find_map(|l| {
+                    let (left, right) = l.split_once(" - ")?;
+                    let opts = right.split_whitespace().nth(2)?;
+                    (right.starts_with("cgroup ") && opts.split(',').any(|o| o == *c))
+                        .then(|| left.split_whitespace().nth(4).unwrap().to_string())
+                })
+                .unwrap();
+            format!("{c} (hierarchy {id}, mounted at {point})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `cgmgr doctor` on this hybrid host, for a root in a scratch subtree of
+/// the v2 mount: the cgroup2 row says hybrid, the verdict names cpu,
+/// memory and pids with their v1 hierarchies and the boot option (exit 1),
+/// and each probed row agrees with the files and this process's status.
+#[test]
+fn host_doctor_on_the_hybrid_layout() {
+    require_hybrid_layout("host_doctor_on_the_hybrid_layout");
+    let scratch = Scratch::new("doctor");
+    let out = cgmgr(&["--root", scratch.path(), "doctor"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("FEATURE") && lines[0].ends_with("DETAIL"),
+        "{text}"
+    );
+    let mount = cgroup2_mount();
+    assert!(
+        lines[1].starts_with(&format!(
+            "cgroup2            yes  hybrid: cgroup2 at {}; managed root {}: cgroup.controllers ",
+            mount.display(),
+            scratch.path()
+        )),
+        "{text}"
+    );
+    let last = lines.last().unwrap();
+    let why = format!(
+        "cgmgr cannot work here: none of the cpu, memory and pids controllers is available in cgroup v2 at {}",
+        scratch.path()
+    );
+    assert!(last.starts_with(&why), "{last}");
+    let bound = format!("{} are bound to cgroup v1", v1_bindings_here());
+    assert!(last.contains(&bound), "{bound}\n{last}");
+    assert!(
+        last.contains("Fix: boot with `systemd.unified_cgroup_hierarchy=1`"),
+        "{last}"
+    );
+    assert!(
+        stderr(&out).starts_with("cgmgr: cannot work here: none of the cpu, memory and pids"),
+        "{}",
+        stderr(&out)
+    );
+    // Every row missing here is followed by what cgmgr does instead.
+    for (i, line) in lines.iter().enumerate().skip(1) {
+        if line.split_whitespace().nth(1) == Some("no") {
+            assert!(
+                lines[i + 1].trim_start().starts_with("without it: "),
+                "{line}"
+            );
+        }
+    }
+
+    // The same root from CGMGR_ROOT, as JSON.
+    let out = cgmgr_command(&["doctor", "--json"])
+        .env("CGMGR_ROOT", scratch.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let rows = doctor_json_rows(&stdout(&out));
+    assert!(rows["cgroup2"].0);
+    assert!(
+        rows["cgroup2"].1.starts_with("hybrid: "),
+        "{}",
+        rows["cgroup2"].1
+    );
+    assert!(
+        rows["cgroup2"]
+            .1
+            .contains(&format!("managed root {}:", scratch.path()))
+    );
+    let file = |f: &str| scratch.0.join(f).exists();
+    for name in ["cgroup.kill", "cgroup.freeze"] {
+        assert_eq!(rows[name].0, file(name), "{name}: {}", rows[name].1);
+    }
+    assert!(!rows["memory.peak"].0, "memory is bound to v1 here");
+    assert!(!rows["pids.events.local"].0, "pids is bound to v1 here");
+    assert_eq!(rows["psi"].0, file("cpu.pressure"), "{}", rows["psi"].1);
+    // Triggers on the scratch group's own file: the 500 ms window needs
+    // CAP_SYS_RESOURCE, which this process may lack.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    let privileged = if cap_eff & (1 << 24) != 0 {
+        "a 500 ms window (privileged) accepted"
+    } else {
+        "a 500 ms window (privileged) refused"
+    };
+    let triggers = &rows["psi_triggers"].1;
+    assert!(
+        triggers.starts_with(&format!("on {}/cpu.pressure: {privileged}", scratch.path())),
+        "{triggers}"
+    );
+    assert!(
+        triggers.contains("a 2 s window (unprivileged) accepted"),
+        "{triggers}"
+    );
+    assert!(rows["openat2"].0 && rows["clone_into_cgroup"].0 && rows["seccomp"].0);
+    // SO_PASSRIGHTS, asked of this kernel here too.
+    let (a, _b) = nix::sys::socket::socketpair(
+        nix::sys::socket::AddressFamily::Unix,
+        nix::sys::socket::SockType::SeqPacket,
+        None,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+    )
+    .unwrap();
+    let one: libc::c_int = 1;
+    // SAFETY: a live c_int of the size passed, on a descriptor we own.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&a),
+            libc::SOL_SOCKET,
+            83,
+            (&raw const one).cast(),
+            4,
+        )
+    };
+    assert_eq!(
+        rows["so_passrights"].0,
+        rc == 0,
+        "{}",
+        rows["so_passrights"].1
+    );
+    assert_eq!(
+        rows["systemd"].0,
+        Path::new("/run/systemd/system").is_dir(),
+        "{}",
+        rows["systemd"].1
+    );
+}
+
+/// A root that is no cgroup2 directory: exit 1, the reason names it.
+#[test]
+fn host_doctor_refuses_a_root_outside_cgroup2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cgmgr(&["--root", dir.path().to_str().unwrap(), "doctor"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "cgmgr cannot work here: the managed root {} is not a cgroup2 directory",
+            dir.path().display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "psi_triggers       no   not probed: no pressure file under the managed root"
+        ),
+        "a trigger is written nowhere but under the managed root:\n{text}"
+    );
+}

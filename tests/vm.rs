@@ -548,3 +548,209 @@ fn vm_a_ci_job_in_a_debian_root() {
 fn vm_exec_through_prepared_sandboxes() {
     print_measures(&run_in_vm("standby.sh"));
 }
+
+/// The text between `begin` and `end` in a VM's log.
+fn doctor_between<'a>(log: &'a str, begin: &str, end: &str) -> &'a str {
+    let start = log
+        .find(begin)
+        .unwrap_or_else(|| panic!("no {begin:?} in the log:\n{log}"))
+        + begin.len();
+    let stop = log[start..]
+        .find(end)
+        .unwrap_or_else(|| panic!("no {end:?} after {begin:?}:\n{log}"));
+    &log[start..start + stop]
+}
+
+/// `cgmgr doctor --json` as printed: the exact names in the contract's
+/// order, each object's fields in the order name, available, detail,
+/// fallback (checked in the text: a parsed map would not keep it); the
+/// rows by name.
+fn doctor_rows(json: &str) -> std::collections::BTreeMap<String, (bool, String)> {
+    const NAMES: [&str; 13] = [
+        "cgroup2",
+        "cgroup.kill",
+        "cgroup.freeze",
+        "memory.peak",
+        "pids.events.local",
+        "psi",
+        "psi_triggers",
+        "clone_into_cgroup",
+        "openat2",
+        "user_namespaces",
+        "seccomp",
+        "so_passrights",
+        "systemd",
+    ];
+    let v: serde_json::Value =
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}):\n{json}"));
+    let top: Vec<&String> = v.as_object().expect("an object").keys().collect();
+    assert_eq!(top, ["features"], "{json}");
+    let features = v["features"].as_array().expect("features is an array");
+    let names: Vec<&str> = features
+        .iter()
+        .map(|f| f["name"].as_str().expect("a name"))
+        .collect();
+    assert_eq!(names, NAMES, "{json}");
+    for (i, object) in json.split("\"name\": ").skip(1).enumerate() {
+        let at = |k: &str| object.find(&format!("\"{k}\": ")).map(|p| p as i64);
+        let order = [at("available"), at("detail"), at("fallback")];
+        assert!(
+            order.iter().all(Option::is_some) && order.windows(2).all(|w| w[0] < w[1]),
+            "row {i} ({}): fields out of order:\n{object}",
+            NAMES[i]
+        );
+    }
+    for f in features {
+        let keys: Vec<&String> = f.as_object().unwrap().keys().collect();
+        assert_eq!(keys.len(), 4, "exactly four fields: {f}");
+        assert!(
+            !f["fallback"].as_str().unwrap().is_empty(),
+            "every row says what cgmgr does without it: {f}"
+        );
+    }
+    features
+        .iter()
+        .map(|f| {
+            (
+                f["name"].as_str().unwrap().to_string(),
+                (
+                    f["available"].as_bool().expect("available is a boolean"),
+                    f["detail"].as_str().unwrap().to_string(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// `cgmgr doctor` on a bare host in the three busybox lanes: Debian 12's
+/// 6.1 (cgroup.kill and memory.peak, no pids.events.local), Debian 11's
+/// 5.10 (none of the three) and Debian 13's 6.12 (all three); openat2 and
+/// clone3 into a cgroup everywhere, SO_PASSRIGHTS nowhere (Linux 6.16).
+/// The script checks each row against the files of the kernel it runs on;
+/// this test checks the JSON contract and what each lane's kernel has.
+#[test]
+fn vm_doctor_reports_what_each_kernel_has() {
+    for (lane, log) in run_in_vm("doctor.sh") {
+        let kernel = doctor_between(&log, "vm: kernel ", ",");
+        assert!(
+            kernel.starts_with(&format!("{}.", lane.kernel)),
+            "lane {lane:?} booted {kernel}"
+        );
+        let rows = doctor_rows(doctor_between(
+            &log,
+            "---DOCTOR-JSON-BEGIN---\n",
+            "---DOCTOR-JSON-END---",
+        ));
+        // What each lane's kernel has (keyed on its version here, in a
+        // test; cgmgr itself probes).
+        let (kill, peak, local) = match lane.kernel {
+            "5.10" => (false, false, false),
+            "6.1" => (true, true, false),
+            _ => (true, true, true),
+        };
+        for (name, want) in [
+            ("cgroup2", true),
+            ("cgroup.kill", kill),
+            ("cgroup.freeze", true),
+            ("memory.peak", peak),
+            ("pids.events.local", local),
+            ("clone_into_cgroup", true),
+            ("openat2", true),
+            ("seccomp", true),
+            ("so_passrights", false),
+            ("systemd", false),
+        ] {
+            assert_eq!(rows[name].0, want, "{kernel}: {name}: {}", rows[name].1);
+        }
+        assert!(
+            rows["cgroup2"]
+                .1
+                .starts_with("unified: cgroup2 at /sys/fs/cgroup;")
+        );
+        println!("{kernel}: available: {}", doctor_available(&rows));
+    }
+}
+
+/// The names of the available rows, for the test's output.
+fn doctor_available(rows: &std::collections::BTreeMap<String, (bool, String)>) -> String {
+    let seen: Vec<&str> = rows
+        .iter()
+        .filter(|(_, (ok, _))| *ok)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    seen.join(" ")
+}
+
+/// `cgmgr doctor` where the lane's systemd (247, 252, 257) is PID 1: a
+/// plain root command (exit 1: the default root is systemd's, not
+/// delegated; no trigger written there), under the shipped unit's
+/// sandboxing with Delegate=yes and --root self (exit 0: openat2 refused
+/// by its seccomp filter, with EPERM by 247 and ENOSYS by 252 and 257; the
+/// root delegated), and under RestrictSUIDSGID=yes alone (exit 1).
+#[test]
+fn vm_doctor_under_systemd() {
+    for (lane, log) in run_with_harness("run-systemd.sh", "doctor-systemd.sh") {
+        let systemd = match lane.suite {
+            "bullseye" => "247",
+            "bookworm" => "252",
+            _ => "257",
+        };
+        let refusal = if systemd == "247" { "EPERM" } else { "ENOSYS" };
+        let report = |which: &str| {
+            doctor_rows(doctor_between(
+                &log,
+                &format!("---DOCTOR-JSON-BEGIN {which}---\n"),
+                "---DOCTOR-JSON-END---",
+            ))
+        };
+        let plain = report("plain");
+        assert!(plain["openat2"].0, "{}", plain["openat2"].1);
+        assert!(!plain["psi_triggers"].0, "{}", plain["psi_triggers"].1);
+        assert!(plain["systemd"].0);
+        assert!(
+            plain["systemd"]
+                .1
+                .starts_with(&format!("systemd {systemd} ("))
+                && plain["systemd"]
+                    .1
+                    .contains("/sys/fs/cgroup is not delegated"),
+            "{}",
+            plain["systemd"].1
+        );
+        let sandboxed = report("sandboxed");
+        assert!(!sandboxed["openat2"].0);
+        assert!(
+            sandboxed["openat2"]
+                .1
+                .starts_with(&format!("refused with {refusal} by a seccomp filter")),
+            "systemd {systemd}: {}",
+            sandboxed["openat2"].1
+        );
+        assert!(
+            sandboxed["systemd"].1.contains("is delegated"),
+            "{}",
+            sandboxed["systemd"].1
+        );
+        for name in [
+            "cgroup.freeze",
+            "psi_triggers",
+            "clone_into_cgroup",
+            "seccomp",
+        ] {
+            assert!(sandboxed[name].0, "{name}: {}", sandboxed[name].1);
+        }
+        let restricted = report("restricted");
+        assert!(!restricted["openat2"].0);
+        for (which, rows) in [
+            ("plain", &plain),
+            ("sandboxed", &sandboxed),
+            ("restricted", &restricted),
+        ] {
+            println!(
+                "systemd {systemd}, Linux {}, {which}: available: {}",
+                lane.kernel,
+                doctor_available(rows)
+            );
+        }
+    }
+}

@@ -238,6 +238,16 @@ impl CgroupRoot {
             .map(std::fs::File::from)
     }
 
+    /// Whether a group has the interface file `file`, seen without opening
+    /// it for reading or writing (`cgroup.kill` is write-only).
+    pub fn has_file(&self, group: &GroupName, file: &str) -> Result<bool, Errno> {
+        match self.open_beneath(&group.file(file), OFlag::O_PATH) {
+            Ok(_) => Ok(true),
+            Err(Errno::ENOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// True when the group directory exists.
     pub fn exists(&self, group: &GroupName) -> bool {
         self.open_beneath(group.dir(), OFlag::O_RDONLY | OFlag::O_DIRECTORY)
@@ -606,6 +616,7 @@ mod tests {
             "{e}"
         );
         assert!(root.write(&g, "memory.max", "1").is_err());
+        assert_eq!(root.has_file(&g, "memory.max"), Err(Errno::ELOOP));
         assert_eq!(
             std::fs::read_to_string(outside.path().join("memory.max")).unwrap(),
             "secret"
@@ -691,6 +702,7 @@ mod tests {
     }
 
     fn read_write_mkdir_with(root: CgroupRoot) {
+        use std::os::unix::fs::PermissionsExt;
         let tmp = root.path().to_path_buf();
         let tmp = TmpPath(&tmp);
         let g = GroupName::parse("a").unwrap();
@@ -702,6 +714,13 @@ mod tests {
         root.write(&g, "pids.max", "10").unwrap();
         assert_eq!(root.read(&g, "pids.max").unwrap(), "10");
         assert_eq!(root.read_optional(&g, "nope").unwrap(), None);
+        assert_eq!(root.has_file(&g, "pids.max"), Ok(true));
+        assert_eq!(root.has_file(&g, "nope"), Ok(false));
+        // A write-only file is seen without being opened for reading.
+        std::fs::write(tmp.path().join("a/cgroup.kill"), "").unwrap();
+        let write_only = std::fs::Permissions::from_mode(0o200);
+        std::fs::set_permissions(tmp.path().join("a/cgroup.kill"), write_only).unwrap();
+        assert_eq!(root.has_file(&g, "cgroup.kill"), Ok(true));
         let e = root.read_value::<u64>(&g, "pids.max");
         assert_eq!(e.unwrap(), 10);
         std::fs::write(tmp.path().join("a/pids.max"), "ten").unwrap();

@@ -114,6 +114,34 @@ pub fn clone_into(
     }
 }
 
+/// Whether the kernel places a child in the cgroup `group_dir` at birth
+/// (`cgmgr doctor`'s probe): a child cloned with `CLONE_INTO_CGROUP` into
+/// it exits at once and is reaped here. The errno of a refusal: `EINVAL`
+/// or `E2BIG` before 5.7, `ENOSYS` without clone3 (before 5.3, or a
+/// seccomp filter), `EACCES`/`EBUSY` for a cgroup this process may not
+/// enter. Unlike [`clone_into`] it may be called with other threads
+/// running: the child does nothing but `_exit`.
+pub fn probe_clone_into(group_dir: BorrowedFd<'_>) -> Result<(), Errno> {
+    let args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: u64::try_from(group_dir.as_raw_fd()).map_err(|_| Errno::EBADF)?,
+        ..Default::default()
+    };
+    match raw_clone3(&args)? {
+        Forked::Child => {
+            // SAFETY: _exit ends the child at once: no destructor, atexit
+            // handler or lock of the parent's copied state is touched, so
+            // a lock another thread held at the clone cannot matter.
+            unsafe { libc::_exit(0) }
+        }
+        Forked::Parent { pid, .. } => {
+            nix::sys::wait::waitpid(pid, None)?;
+            Ok(())
+        }
+    }
+}
+
 /// `CLONE_NEWUSER`.
 const CLONE_NEWUSER: u64 = 0x1000_0000;
 

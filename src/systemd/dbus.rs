@@ -38,6 +38,45 @@ pub enum DbusError {
     },
 }
 
+/// systemd's private D-Bus socket (peer-to-peer, for root).
+pub const PRIVATE_SOCKET: &str = "/run/systemd/private";
+/// The system bus, for everyone else.
+pub const SYSTEM_BUS: &str = "/run/dbus/system_bus_socket";
+
+/// A connection to systemd: its private socket (root), else the system
+/// bus, as `systemctl` does; both errors when neither answers.
+pub fn connect_systemd() -> Result<Connection, (DbusError, DbusError)> {
+    let private = match Connection::peer(Path::new(PRIVATE_SOCKET)) {
+        Ok(c) => return Ok(c),
+        Err(e) => e,
+    };
+    Connection::bus(Path::new(SYSTEM_BUS)).map_err(|system| (private, system))
+}
+
+/// The running systemd's version (the manager's `Version` property, e.g.
+/// `252.38-1~deb12u1`): what PID 1 is, not what `systemctl --version`
+/// on disk says.
+pub fn manager_version() -> Result<String, DbusError> {
+    let mut conn = connect_systemd().map_err(|(private, system)| {
+        DbusError::Protocol(format!(
+            "cannot reach systemd ({PRIVATE_SOCKET}: {private}; {SYSTEM_BUS}: {system})"
+        ))
+    })?;
+    let reply = conn.call(
+        "org.freedesktop.systemd1",
+        "/org/freedesktop/systemd1",
+        "org.freedesktop.DBus.Properties",
+        "Get",
+        &[
+            Arg::Str("org.freedesktop.systemd1.Manager".into()),
+            Arg::Str("Version".into()),
+        ],
+    )?;
+    reply
+        .first_variant_string()
+        .ok_or_else(|| DbusError::Protocol("the Version property is not a string".into()))
+}
+
 /// How long a reply may take (TCG VMs are slow).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -360,6 +399,21 @@ impl Reply {
         };
         r.string().ok()
     }
+
+    /// The first argument when it is a variant holding a string (the reply
+    /// of `org.freedesktop.DBus.Properties.Get` for a string property).
+    pub fn first_variant_string(&self) -> Option<String> {
+        if !self.signature.starts_with('v') {
+            return None;
+        }
+        let mut r = Reader {
+            buf: &self.body,
+            pos: 0,
+            little: self.little,
+        };
+        (r.signature().ok()? == "s").then_some(())?;
+        r.string().ok()
+    }
 }
 
 struct Reader<'a> {
@@ -525,10 +579,15 @@ mod tests {
     /// A message of `kind` answering `serial`, with string-like header
     /// `fields` (code, signature, value) and one string as its body.
     fn message(kind: u8, serial: u32, fields: &[(u8, &str, &str)], body_text: &str) -> Vec<u8> {
-        let mut w = Writer::default();
-        w.0.extend_from_slice(&[b'l', kind, 1, 1]);
         let mut body = Writer::default();
         body.str(body_text);
+        message_with(kind, serial, fields, body)
+    }
+
+    /// [`message`] with a body of any shape.
+    fn message_with(kind: u8, serial: u32, fields: &[(u8, &str, &str)], body: Writer) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.0.extend_from_slice(&[b'l', kind, 1, 1]);
         w.u32(len32(body.0.len()));
         w.u32(99);
         w.array(8, |w| {
@@ -570,6 +629,31 @@ mod tests {
         assert_eq!(
             reply.first_string().as_deref(),
             Some("Unit x.scope already exists.")
+        );
+    }
+
+    #[test]
+    fn a_string_property_is_read_from_its_variant() {
+        // systemd's answer to Properties.Get("org.freedesktop.systemd1.Manager", "Version").
+        let mut body = Writer::default();
+        body.signature("s");
+        body.str("252.38-1~deb12u1");
+        let sent = message_with(2, 4, &[(8, "g", "v")], body);
+        let reply = parse_reply(&read_message(&mut std::io::Cursor::new(sent)).unwrap()).unwrap();
+        assert_eq!(
+            reply.first_variant_string().as_deref(),
+            Some("252.38-1~deb12u1")
+        );
+        assert_eq!(reply.first_string(), None, "a variant is no plain string");
+        // A variant holding another type, and a plain string, are not one.
+        let mut body = Writer::default();
+        body.signature("u");
+        body.u32(7);
+        let sent = message_with(2, 4, &[(8, "g", "v")], body);
+        assert_eq!(parse_reply(&sent).unwrap().first_variant_string(), None);
+        assert_eq!(
+            parse_reply(&answer(2)).unwrap().first_variant_string(),
+            None
         );
     }
 

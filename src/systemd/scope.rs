@@ -12,15 +12,9 @@
 //! no bus daemon needed) and on the system bus; the private socket is tried
 //! first, as `systemctl` does.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::dbus::{Arg, Connection, DbusError};
-
-/// systemd's private D-Bus socket (peer-to-peer, for root).
-const PRIVATE_SOCKET: &str = "/run/systemd/private";
-/// The system bus, for everyone else.
-const SYSTEM_BUS: &str = "/run/dbus/system_bus_socket";
+use super::dbus::{Arg, Connection, DbusError, PRIVATE_SOCKET, SYSTEM_BUS, connect_systemd};
 
 /// How long systemd may take to move us into the scope (TCG VMs are slow).
 const PLACEMENT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -115,11 +109,7 @@ pub fn enter_delegated_scope(group: &str) -> Result<String, ScopeError> {
 
 /// The private socket (root), else the system bus, as `systemctl` does.
 fn connect() -> Result<Connection, ScopeError> {
-    let private = match Connection::peer(Path::new(PRIVATE_SOCKET)) {
-        Ok(c) => return Ok(c),
-        Err(e) => e,
-    };
-    Connection::bus(Path::new(SYSTEM_BUS)).map_err(|system| ScopeError::Connect { private, system })
+    connect_systemd().map_err(|(private, system)| ScopeError::Connect { private, system })
 }
 
 fn wait_until_placed(unit: &str) -> Result<(), ScopeError> {

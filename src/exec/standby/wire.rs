@@ -138,10 +138,16 @@ pub(super) const SO_PASSRIGHTS: libc::c_int = 83;
 /// `sendmsg` fails). Without the option (kernels before 6.16) nothing
 /// changes: descriptors are then received and dropped unread.
 pub fn set_pass_rights(sock: BorrowedFd<'_>, pass: bool) {
+    let _ = try_set_pass_rights(sock, pass);
+}
+
+/// [`set_pass_rights`] with the kernel's answer: `ENOPROTOOPT` where the
+/// option does not exist (before 6.16).
+pub fn try_set_pass_rights(sock: BorrowedFd<'_>, pass: bool) -> Result<(), Errno> {
     let value = libc::c_int::from(pass);
     let len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4);
     // SAFETY: value is a live c_int of the given size for the call.
-    let _ = unsafe {
+    let rc = unsafe {
         libc::setsockopt(
             sock.as_raw_fd(),
             libc::SOL_SOCKET,
@@ -150,6 +156,7 @@ pub fn set_pass_rights(sock: BorrowedFd<'_>, pass: bool) {
             len,
         )
     };
+    if rc == 0 { Ok(()) } else { Err(Errno::last()) }
 }
 
 /// Lets a message of up to [`MAX_MESSAGE`] bytes through `sock` (a
