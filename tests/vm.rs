@@ -548,3 +548,35 @@ fn vm_a_ci_job_in_a_debian_root() {
 fn vm_exec_through_prepared_sandboxes() {
     print_measures(&run_in_vm("standby.sh"));
 }
+
+/// pids.max refusals of `cgmgr exec` runs are the group's on every kernel:
+/// 6.1 and 5.10 count a refused fork only in the run group, which goes
+/// away with the run; 6.12 counts it at the group whose limit refused it.
+/// The group's count in `cgmgr metrics`, the daemon's `/metrics`, `cgmgr
+/// status` and the daemon's event log equals the sum of the runs' own
+/// reports on each: live runs, two runs ending at once, an abandoned run
+/// reaped by the next one, a daemon restart.
+#[test]
+fn vm_pids_refusals_are_the_groups_on_every_kernel() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (suite, lane) in [(None, "6.1"), (Some("bullseye"), "5.10"), (Some("trixie"), "6.12")] {
+        let mut vm = Command::new(repo.join("tests/vm/run.sh"));
+        if let Some(suite) = suite {
+            vm.env("CGMGR_VM_SUITE", suite);
+        }
+        let output = vm
+            .arg(repo.join("tests/vm/pids-events.sh"))
+            .arg(env!("CARGO_BIN_EXE_cgmgr"))
+            .output()
+            .expect("running tests/vm/run.sh");
+        let log = String::from_utf8_lossy(&output.stdout).replace('\r', "");
+        assert!(
+            output.status.success() && log.contains("\nPASS\n"),
+            "pids-events.sh failed on {lane}\n--- serial console ---\n{log}\n--- harness ---\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        for line in log.lines().filter(|l| l.starts_with("MEASURE ")) {
+            println!("{lane}: {line}");
+        }
+    }
+}
