@@ -559,7 +559,11 @@ fn vm_exec_through_prepared_sandboxes() {
 #[test]
 fn vm_pids_refusals_are_the_groups_on_every_kernel() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for (suite, lane) in [(None, "6.1"), (Some("bullseye"), "5.10"), (Some("trixie"), "6.12")] {
+    for (suite, lane) in [
+        (None, "6.1"),
+        (Some("bullseye"), "5.10"),
+        (Some("trixie"), "6.12"),
+    ] {
         let mut vm = Command::new(repo.join("tests/vm/run.sh"));
         if let Some(suite) = suite {
             vm.env("CGMGR_VM_SUITE", suite);

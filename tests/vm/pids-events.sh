@@ -26,8 +26,11 @@ BOMB='for i in $(seq 40); do sleep 3 & done'
 
 mkdir -p /etc/cgmgr
 cat > /etc/cgmgr/sandbox.toml <<'TOML'
+# memory too: the run group then has its own memory and pids counters, and
+# the report reads the run's own where the kernel keeps them there.
 [group.sandbox]
 pids.max = 16
+memory.max = "256M"
 
 [group.sandbox.exec]
 namespaces = ["uts", "pid", "mount"]
