@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::cgroup::stat::{CpuStat, MemoryEvents};
 use crate::cgroup::values::{Bytes, CpuMax, Limit};
-use crate::cgroup::{CgroupRoot, GroupName, format};
+use crate::cgroup::{CgroupRoot, GroupName, format, pids};
 
 /// One reading of a group's files.
 #[derive(Debug, Clone, Default)]
@@ -25,6 +25,7 @@ pub struct Reading {
     pids: Option<u64>,
     pids_max: Option<Limit<u64>>,
     memory_events: Option<MemoryEvents>,
+    pids_max_refusals: Option<u64>,
 }
 
 /// What the table shows for one group.
@@ -52,6 +53,9 @@ pub struct GroupStatus {
     pub pids_max: Option<Limit<u64>>,
     /// `memory.events oom_kill`.
     pub oom_kills: Option<u64>,
+    /// Forks refused at `pids.max` ([`pids::refusals`]: with those of the
+    /// group's runs, on every kernel).
+    pub pids_max_refusals: Option<u64>,
 }
 
 /// Reads what the status needs from a group; missing files stay `None`.
@@ -73,6 +77,7 @@ pub fn read(root: &CgroupRoot, group: &GroupName) -> Reading {
         pids: number("pids.current"),
         pids_max: limit("pids.max"),
         memory_events: root.stat(group),
+        pids_max_refusals: pids::refusals(root, group).ok().flatten(),
     }
 }
 
@@ -110,6 +115,7 @@ pub fn status(group: &GroupName, before: &Reading, after: &Reading, seconds: f64
         pids: after.pids,
         pids_max: after.pids_max,
         oom_kills: after.memory_events.map(|e| e.oom_kill),
+        pids_max_refusals: after.pids_max_refusals,
     }
 }
 
@@ -135,6 +141,7 @@ pub fn table(rows: &[GroupStatus], colour: bool) -> String {
         "PIDS",
         "PIDS MAX",
         "OOM KILLS",
+        "PIDS REFUSED",
     ];
     let mut cells: Vec<Vec<(String, bool)>> = Vec::new();
     for r in rows {
@@ -175,6 +182,10 @@ pub fn table(rows: &[GroupStatus], colour: bool) -> String {
             (opt(r.pids), near(r.pids, value(r.pids_max))),
             (show(r.pids_max, &|p| p.to_string()), false),
             (opt(r.oom_kills), r.oom_kills.is_some_and(|k| k > 0)),
+            (
+                opt(r.pids_max_refusals),
+                r.pids_max_refusals.is_some_and(|k| k > 0),
+            ),
         ]);
     }
     let widths: Vec<usize> = (0..header.len())
@@ -224,6 +235,7 @@ struct JsonRow<'a> {
     pids: Option<u64>,
     pids_max: Option<u64>,
     oom_kills: Option<u64>,
+    pids_max_refusals: Option<u64>,
 }
 
 /// The rows as a JSON array, one line.
@@ -249,6 +261,7 @@ pub fn json(rows: &[GroupStatus]) -> String {
             pids: r.pids,
             pids_max: lim(r.pids_max),
             oom_kills: r.oom_kills,
+            pids_max_refusals: r.pids_max_refusals,
         })
         .collect();
     let mut out = serde_json::to_string(&items).unwrap_or_else(|_| "[]".into());
@@ -331,6 +344,7 @@ mod tests {
                 oom_kill: 1,
                 ..MemoryEvents::default()
             }),
+            pids_max_refusals: Some(2),
             ..Reading::default()
         }
     }
@@ -361,7 +375,7 @@ mod tests {
         );
         assert!(
             plain.contains(
-                "web    3      50.0  20%        50%        30 MiB  max   32 MiB  3     max       1"
+                "web    3      50.0  20%        50%        30 MiB  max   32 MiB  3     max       1          2"
             ),
             "{plain}"
         );
@@ -376,6 +390,10 @@ mod tests {
             "{j}"
         );
         assert!(j.contains("\"memory_high_bytes\":null"), "{j}");
+        assert!(
+            j.ends_with("\"oom_kills\":1,\"pids_max_refusals\":2}]\n"),
+            "{j}"
+        );
         // A name that needs escaping, and numbers JSON cannot hold.
         let odd = GroupStatus {
             group: "a\"b\\\n".into(),

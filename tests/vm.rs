@@ -754,3 +754,15 @@ fn vm_doctor_under_systemd() {
         }
     }
 }
+
+/// pids.max refusals of `cgmgr exec` runs are the group's on every kernel:
+/// 6.1 and 5.10 count a refused fork only in the run group, which goes
+/// away with the run; 6.12 counts it at the group whose limit refused it.
+/// The group's count in `cgmgr metrics`, the daemon's `/metrics`, `cgmgr
+/// status` and the daemon's event log equals the sum of the runs' own
+/// reports on each: live runs, two runs ending at once, an abandoned run
+/// reaped by the next one, a daemon restart.
+#[test]
+fn vm_pids_refusals_are_the_groups_on_every_kernel() {
+    print_measures(&run_in_vm("pids-events.sh"));
+}

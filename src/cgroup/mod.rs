@@ -4,7 +4,8 @@
 //! and event files (`stat`), the file access layer (`fs`), the tree setup
 //! (`tree`: evacuation, `subtree_control`; `ancestors`: above the root on
 //! hosts no manager claims), freeze/thaw/kill (`control`), PSI triggers
-//! (`psi`), and finding the cgroup cgmgr runs in for `--root self`
+//! (`psi`), a group's `pids.max` refusals true on every kernel (`pids`),
+//! and finding the cgroup cgmgr runs in for `--root self`
 //! (`locate`).
 
 pub mod ancestors;
@@ -15,6 +16,7 @@ pub mod fs;
 pub mod handle;
 pub mod locate;
 pub mod name;
+pub mod pids;
 pub mod psi;
 pub mod stat;
 pub mod tree;

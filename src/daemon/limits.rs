@@ -5,7 +5,8 @@
 use inotify::WatchDescriptor;
 
 use crate::apply;
-use crate::cgroup::{GroupName, format};
+use crate::cgroup::stat::{PidsEvents, StatFile};
+use crate::cgroup::{GroupName, format, pids};
 use crate::policy::PolicySet;
 
 use super::Daemon;
@@ -18,9 +19,21 @@ use super::watch::{self, LimitWatcher};
 pub(super) type Counters = Vec<(String, u64)>;
 
 impl Daemon {
-    /// Logs what rose in the limit-event file `wd` watches, if any.
-    pub(super) fn on_limit(&mut self, wd: &WatchDescriptor, limits: &LimitWatcher) {
-        if let Some((group, file)) = limits.lookup(wd).cloned() {
+    /// Logs what rose in the limit-event file `wd` watches, if any. A
+    /// group directory's event (a run group made, a run's count carried)
+    /// has its run groups watched anew and the group's count read again.
+    pub(super) fn on_limit(&mut self, wd: &WatchDescriptor, limits: &mut LimitWatcher) {
+        if let Some(group) = limits.dir_group(wd)
+            && let Err(e) = limits.watch_runs(self.root.path(), &group)
+        {
+            log(
+                Level::Warning,
+                &format!(
+                    "cannot watch the run groups of {group} ({e}): their pids.max refusals are logged when each run ends"
+                ),
+            );
+        }
+        if let Some((group, file)) = limits.lookup(wd) {
             self.limit_event(&group, file);
         }
     }
@@ -61,15 +74,31 @@ impl Daemon {
 
     /// Every counter of one of [`watch::EVENT_FILES`], by the kernel's key,
     /// known to cgmgr or not (a newer kernel's `max.imposed` is logged too);
-    /// none when the file is missing or does not parse.
+    /// none when the file is missing or does not parse. `max` of
+    /// `pids.events` is the group's count made true on every kernel
+    /// ([`pids::refusals`]: with its runs' refusals before 6.11).
     fn read_counts(&self, group: &GroupName, file: &str) -> Counters {
         let Ok(Some(text)) = self.root.read_optional(group, file) else {
             return Counters::new();
         };
-        format::flat_keyed_pairs(&text)
+        let mut counts: Counters = format::flat_keyed_pairs(&text)
             .map(|pair| pair.map(|(k, v)| (k.to_string(), v)))
             .collect::<Result<_, _>>()
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if file == PidsEvents::FILE {
+            match pids::refusals(&self.root, group) {
+                Ok(Some(n)) => {
+                    for (key, value) in &mut counts {
+                        if key == "max" {
+                            *value = n;
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => log(Level::Warning, &format!("{group}: pids.max refusals: {e}")),
+            }
+        }
+        counts
     }
 
     /// Logs each counter of `file` that rose since last time, as one line.

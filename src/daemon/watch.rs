@@ -7,6 +7,12 @@
 //! - Limit events: the kernel signals a modification of `memory.events`,
 //!   `pids.events` and `cgroup.events` when a counter changes, so OOM kills
 //!   and pids.max hits are logged as they happen, not at the next scrape.
+//!   Before 6.11 a fork refused in a `cgmgr exec` run changes only its run
+//!   group's `pids.events`, so on those kernels each group's directory is
+//!   watched too: a run group made there (`IN_CREATE`) gets its
+//!   `pids.events` watched as the group's, and a run's count carried into
+//!   the group's ledger at its end (`IN_ATTRIB`, the extended attribute)
+//!   has the group's count read again.
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -18,6 +24,7 @@ use inotify::{Inotify, WatchDescriptor, WatchMask, Watches};
 
 use super::Event;
 use crate::cgroup::GroupName;
+use crate::cgroup::pids::RUN_PREFIX;
 
 /// Quiet time after the last policy event before a reload.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -170,6 +177,11 @@ pub fn watch_targets(dir: &Path) -> Vec<PathBuf> {
 pub struct LimitWatcher {
     watches: Watches,
     by_wd: HashMap<WatchDescriptor, (GroupName, &'static str)>,
+    /// Group directories watched for run groups and ledger changes (kernels
+    /// that count a refused fork only in the forking cgroup).
+    dirs: HashMap<WatchDescriptor, GroupName>,
+    /// The `pids.events` of run groups, by group and run group name.
+    runs: HashMap<WatchDescriptor, (GroupName, String)>,
     /// Event files no watch could be added for (`fs.inotify.max_user_watches`
     /// ran out): read on every reconcile tick instead.
     unwatched: Vec<(GroupName, &'static str)>,
@@ -201,6 +213,8 @@ impl LimitWatcher {
         Ok(LimitWatcher {
             watches,
             by_wd: HashMap::new(),
+            dirs: HashMap::new(),
+            runs: HashMap::new(),
             unwatched: Vec::new(),
         })
     }
@@ -209,7 +223,14 @@ impl LimitWatcher {
     /// the first error of the files that could not be watched because
     /// inotify's watch limit ran out (they are read on the reconcile tick).
     pub fn set_groups(&mut self, root: &Path, groups: &[GroupName]) -> Option<std::io::Error> {
-        for (wd, _) in self.by_wd.drain() {
+        let old: Vec<WatchDescriptor> = self
+            .by_wd
+            .drain()
+            .map(|(wd, _)| wd)
+            .chain(self.dirs.drain().map(|(wd, _)| wd))
+            .chain(self.runs.drain().map(|(wd, _)| wd))
+            .collect();
+        for wd in old {
             let _ = self.watches.remove(wd);
         }
         self.unwatched.clear();
@@ -229,8 +250,69 @@ impl LimitWatcher {
                     }
                 }
             }
+            if let Err(e) = self.watch_group_dir(root, group) {
+                self.unwatched.push((group.clone(), "pids.events"));
+                first_error.get_or_insert(e);
+            }
         }
         first_error
+    }
+
+    /// On kernels that count a refused fork only in the forking cgroup
+    /// (no `pids.events.local`): watches the group's directory and the
+    /// `pids.events` of its run groups.
+    fn watch_group_dir(&mut self, root: &Path, group: &GroupName) -> std::io::Result<()> {
+        let dir = root.join(group.dir());
+        if !dir.join("pids.events").exists() || dir.join("pids.events.local").exists() {
+            return Ok(());
+        }
+        let mask =
+            WatchMask::CREATE | WatchMask::ATTRIB | WatchMask::ONLYDIR | WatchMask::DONT_FOLLOW;
+        match self.watches.add(&dir, mask) {
+            Ok(wd) => {
+                self.dirs.insert(wd, group.clone());
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        self.watch_runs(root, group)
+    }
+
+    /// Watches the `pids.events` of every run group of `group` as the
+    /// group's own, and forgets the run groups that are gone.
+    pub fn watch_runs(&mut self, root: &Path, group: &GroupName) -> std::io::Result<()> {
+        let dir = root.join(group.dir());
+        let mut present = Vec::new();
+        for entry in std::fs::read_dir(&dir)?.flatten() {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if !name.starts_with(RUN_PREFIX) || group.child(&name).is_err() {
+                continue;
+            }
+            let file = dir.join(&name).join("pids.events");
+            match self
+                .watches
+                .add(&file, WatchMask::MODIFY | WatchMask::DONT_FOLLOW)
+            {
+                Ok(wd) => {
+                    self.runs.insert(wd, (group.clone(), name.clone()));
+                }
+                // Ended meanwhile, or no pids controller for runs.
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            present.push(name);
+        }
+        // The kernel dropped the watches of removed run groups.
+        self.runs
+            .retain(|_, (g, run)| g != group || present.contains(run));
+        Ok(())
+    }
+
+    /// The group whose directory `wd` watches, if it is one.
+    pub fn dir_group(&self, wd: &WatchDescriptor) -> Option<GroupName> {
+        self.dirs.get(wd).cloned()
     }
 
     /// The event files that have no watch, read on the reconcile tick.
@@ -238,8 +320,17 @@ impl LimitWatcher {
         &self.unwatched
     }
 
-    /// The group and file a watch descriptor stands for.
-    pub fn lookup(&self, wd: &WatchDescriptor) -> Option<&(GroupName, &'static str)> {
-        self.by_wd.get(wd)
+    /// The group and file a watch descriptor stands for: a run group's
+    /// `pids.events` and a group's directory stand for the group's
+    /// `pids.events`.
+    pub fn lookup(&self, wd: &WatchDescriptor) -> Option<(GroupName, &'static str)> {
+        if let Some(found) = self.by_wd.get(wd) {
+            return Some(found.clone());
+        }
+        self.runs
+            .get(wd)
+            .map(|(g, _)| g)
+            .or_else(|| self.dirs.get(wd))
+            .map(|g| (g.clone(), "pids.events"))
     }
 }

@@ -16,7 +16,8 @@ use serde::Serialize;
 
 use super::limits::{Exceeded, RunLimits};
 use super::supervise::RunEnd;
-use crate::cgroup::stat::{CpuStat, IoStat, MemoryEvents, MemoryEventsLocal, PidsEvents};
+use crate::cgroup::pids;
+use crate::cgroup::stat::{CpuStat, IoStat, MemoryEvents, MemoryEventsLocal};
 use crate::cgroup::values::{Bytes, Limit};
 use crate::cgroup::{CgroupRoot, GroupName};
 
@@ -435,7 +436,7 @@ impl Accounting {
     /// `run` (which must still exist): the limit that killed it; the report
     /// with `--report`, else one line per limit the kernel enforced on it.
     pub fn finish(self, root: &CgroupRoot, run: &GroupName, end: &RunEnd) -> Finished {
-        let own = LimitCounters::read_own(root, run);
+        let own = OwnCounters::read(root, run);
         let refused = refusals(root, &self.group, &self.before, own);
         let mut stderr = end
             .exceeded
@@ -473,41 +474,55 @@ struct LimitCounters {
     pids_max: u64,
 }
 
-impl LimitCounters {
-    /// A run group's own counters, when the memory and pids controllers are
-    /// enabled for it (`None` otherwise: the group's counters are used).
-    fn read_own(root: &CgroupRoot, run: &GroupName) -> Option<LimitCounters> {
-        let memory: MemoryEvents = root.stat(run)?;
-        let pids: PidsEvents = root.stat(run)?;
-        Some(LimitCounters {
-            oom_kill: memory.oom_kill,
-            pids_max: pids.max,
-        })
-    }
+/// A run group's own counters, each when the kernel counts it there: OOM
+/// kills when the memory controller is enabled for the run, pids.max
+/// refusals when the pids controller is and the kernel counts a refused
+/// fork in the forking cgroup (before 6.11; from 6.11 it counts it at the
+/// group whose limit refused it, not at the run).
+#[derive(Debug, Clone, Copy, Default)]
+struct OwnCounters {
+    oom_kill: Option<u64>,
+    pids_max: Option<u64>,
+}
 
-    fn read(root: &CgroupRoot, group: &GroupName) -> LimitCounters {
-        LimitCounters {
-            oom_kill: root.stat::<MemoryEvents>(group).map_or(0, |e| e.oom_kill),
-            pids_max: root.stat::<PidsEvents>(group).map_or(0, |e| e.max),
+impl OwnCounters {
+    fn read(root: &CgroupRoot, run: &GroupName) -> OwnCounters {
+        OwnCounters {
+            oom_kill: root.stat::<MemoryEvents>(run).map(|e| e.oom_kill),
+            pids_max: pids::run_refusals(root, run),
         }
     }
 }
 
-/// This run's OOM kills and pids.max refusals: its own counters when it
-/// had them, else the group's increase.
+impl LimitCounters {
+    fn read(root: &CgroupRoot, group: &GroupName) -> LimitCounters {
+        LimitCounters {
+            oom_kill: root.stat::<MemoryEvents>(group).map_or(0, |e| e.oom_kill),
+            pids_max: pids::refusals(root, group).ok().flatten().unwrap_or(0),
+        }
+    }
+}
+
+/// This run's OOM kills and pids.max refusals: its own counters where the
+/// kernel keeps them, else the group's increase during the run.
 fn refusals(
     root: &CgroupRoot,
     group: &GroupName,
     before: &LimitCounters,
-    own: Option<LimitCounters>,
+    own: OwnCounters,
 ) -> Refusals {
-    let (before, after) = match own {
-        Some(own) => (LimitCounters::default(), own),
-        None => (*before, LimitCounters::read(root, group)),
+    let after = if own.oom_kill.is_none() || own.pids_max.is_none() {
+        LimitCounters::read(root, group)
+    } else {
+        LimitCounters::default()
     };
     Refusals {
-        oom_kills: after.oom_kill.saturating_sub(before.oom_kill),
-        pids_max: after.pids_max.saturating_sub(before.pids_max),
+        oom_kills: own
+            .oom_kill
+            .unwrap_or_else(|| after.oom_kill.saturating_sub(before.oom_kill)),
+        pids_max: own
+            .pids_max
+            .unwrap_or_else(|| after.pids_max.saturating_sub(before.pids_max)),
     }
 }
 

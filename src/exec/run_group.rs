@@ -9,6 +9,10 @@
 //!   its session), and cgmgr waits for `populated 0` before it returns;
 //! - its own counters: `memory.events`, `pids.events`, `memory.peak`,
 //!   `cpu.stat`, `io.stat` of this run only, read before the group goes away.
+//!   Kernels before 6.11 count a refused fork only there, so a run group's
+//!   `pids.max` refusals are carried into its group's count before it is
+//!   removed ([`pids::remove_run`], on every path that removes one: a run's
+//!   end, an abandoned run's reaper, a stale group under this pid's name).
 //!
 //! A run is alive while its owner holds an exclusive `flock` on the run
 //! group's directory; the kernel drops it when the owner ends, however it
@@ -27,13 +31,12 @@ use nix::sys::stat::Mode;
 
 use crate::cgroup::stat::CgroupEvents;
 use crate::cgroup::tree::Controller;
-use crate::cgroup::{CgroupRoot, GroupName, control, tree};
+use crate::cgroup::{CgroupRoot, GroupName, control, pids, tree};
 
 use super::error::ExecError;
 use super::idmap::{self, IdRange};
 
-/// The prefix of run groups (`cgmgr.` names are cgmgr's own).
-pub const RUN_PREFIX: &str = "cgmgr.run.";
+pub use crate::cgroup::pids::RUN_PREFIX;
 
 /// How long the processes of a run may take to die after `cgroup.kill`.
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -207,13 +210,14 @@ fn run_err(root: &CgroupRoot, run: &GroupName, what: &'static str, errno: Errno)
     }
 }
 
-/// Kills what is left of a run group, waits until it is empty, removes it.
+/// Kills what is left of a run group, waits until it is empty, carries
+/// its pids.max refusals into its group's count and removes it.
 fn end_group(root: &CgroupRoot, run: &GroupName) -> Result<(), EndError> {
     if !root.exists(run) {
         return Ok(());
     }
     kill_all(root, run)?;
-    Ok(root.rmdir(run)?)
+    Ok(pids::remove_run(root, run)?)
 }
 
 /// Why a run group could not be ended.
@@ -230,9 +234,11 @@ pub enum EndError {
         /// How long it was waited for.
         secs: u64,
     },
-    /// The emptied group could not be removed.
+    /// The emptied group could not be removed, or its pids.max refusals
+    /// not carried into its group's count (it is then left for the next
+    /// run's reaper, its count intact).
     #[error(transparent)]
-    Remove(#[from] crate::cgroup::CgroupError),
+    Remove(#[from] pids::PidsError),
 }
 
 /// Kills what is left of the run ([`control::kill_processes`]: `cgroup.kill`,

@@ -16,7 +16,8 @@ use reader::{FdBudget, GroupFiles, Vanished};
 
 use crate::cgroup::stat::{CpuStat, IoStat, MemoryEvents, MemoryStat, PidsEvents, StatFile};
 use crate::cgroup::values::{Bytes, CpuMax, Limit};
-use crate::cgroup::{CgroupRoot, GroupName, format};
+use crate::cgroup::{CgroupError, CgroupRoot, GroupName, format, pids};
+use nix::errno::Errno;
 
 /// Reads groups' files, keeping them open between scrapes.
 pub struct Collector {
@@ -311,16 +312,30 @@ fn collect_group(
             max as f64,
         );
     }
-    if let Some(events) = stat!(PidsEvents) {
-        push(
+    // Not through the kept-open files: before 6.11 the count is composed
+    // from the group's run groups and its ledger (cgroup::pids).
+    match pids::refusals(root, group) {
+        Ok(Some(n)) => push(
             out,
             group,
             "cgmgr_pids_events_total",
             Kind::Counter,
-            "pids.events: forks refused at pids.max.",
+            "pids.events: forks refused at pids.max (with those of the group's cgmgr exec runs on kernels before 6.11).",
             &[("event", "max")],
-            events.max as f64,
-        );
+            n as f64,
+        ),
+        Ok(None) => {}
+        Err(pids::PidsError::Cgroup(
+            CgroupError::Read {
+                errno: Errno::ENOENT | Errno::ENODEV,
+                ..
+            }
+            | CgroupError::List {
+                errno: Errno::ENOENT | Errno::ENODEV,
+                ..
+            },
+        )) => return Err(Vanished),
+        Err(_) => bad.push(PidsEvents::FILE),
     }
     if let Some(stat) = stat!(IoStat) {
         io_stat(group, &stat, out);
