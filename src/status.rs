@@ -26,6 +26,9 @@ pub struct Reading {
     pids_max: Option<Limit<u64>>,
     memory_events: Option<MemoryEvents>,
     pids_max_refusals: Option<u64>,
+    memory_peak: Option<u64>,
+    /// memory.current without memory.peak: the kernel has none (before 5.19).
+    kernel_lacks_peak: bool,
 }
 
 /// What the table shows for one group.
@@ -53,6 +56,11 @@ pub struct GroupStatus {
     pub pids_max: Option<Limit<u64>>,
     /// `memory.events oom_kill`.
     pub oom_kills: Option<u64>,
+    /// `memory.peak`: the highest `memory.current` since the group was made.
+    pub memory_peak_bytes: Option<u64>,
+    /// Interface files this kernel has none of (`memory.peak` before 5.19),
+    /// so that a missing figure says why.
+    pub kernel_lacks: Vec<&'static str>,
     /// Forks refused at `pids.max` ([`pids::refusals`]: with those of the
     /// group's runs, on every kernel).
     pub pids_max_refusals: Option<u64>,
@@ -78,6 +86,8 @@ pub fn read(root: &CgroupRoot, group: &GroupName) -> Reading {
         pids_max: limit("pids.max"),
         memory_events: root.stat(group),
         pids_max_refusals: pids::refusals(root, group).ok().flatten(),
+        memory_peak: number("memory.peak"),
+        kernel_lacks_peak: text("memory.current").is_some() && text("memory.peak").is_none(),
     }
 }
 
@@ -115,6 +125,12 @@ pub fn status(group: &GroupName, before: &Reading, after: &Reading, seconds: f64
         pids: after.pids,
         pids_max: after.pids_max,
         oom_kills: after.memory_events.map(|e| e.oom_kill),
+        memory_peak_bytes: after.memory_peak,
+        kernel_lacks: if after.kernel_lacks_peak {
+            vec!["memory.peak"]
+        } else {
+            Vec::new()
+        },
         pids_max_refusals: after.pids_max_refusals,
     }
 }
@@ -136,6 +152,7 @@ pub fn table(rows: &[GroupStatus], colour: bool) -> String {
         "CPU LIMIT",
         "THROTTLED",
         "MEMORY",
+        "PEAK",
         "HIGH",
         "MAX",
         "PIDS",
@@ -177,6 +194,7 @@ pub fn table(rows: &[GroupStatus], colour: bool) -> String {
                 bytes(r.memory_bytes),
                 near(r.memory_bytes, value(r.memory_max_bytes)),
             ),
+            (peak(r), false),
             (show(r.memory_high_bytes, &human), false),
             (show(r.memory_max_bytes, &human), false),
             (opt(r.pids), near(r.pids, value(r.pids_max))),
@@ -217,7 +235,20 @@ pub fn table(rows: &[GroupStatus], colour: bool) -> String {
         out.push_str(line.trim_end());
         out.push('\n');
     }
+    if rows.iter().any(|r| r.kernel_lacks.contains(&"memory.peak")) {
+        out.push_str("n/a*: this kernel has no memory.peak (Linux 5.19 adds it)\n");
+    }
     out
+}
+
+/// The PEAK cell: the peak, `n/a*` where the kernel has no `memory.peak`
+/// (explained under the table), `-` without the memory controller.
+fn peak(r: &GroupStatus) -> String {
+    match r.memory_peak_bytes {
+        Some(b) => Bytes(b).human(),
+        None if r.kernel_lacks.contains(&"memory.peak") => "n/a*".into(),
+        None => "-".into(),
+    }
 }
 
 /// One row of `status --json`: numbers in base units, `null` when unknown,
@@ -236,6 +267,8 @@ struct JsonRow<'a> {
     pids_max: Option<u64>,
     oom_kills: Option<u64>,
     pids_max_refusals: Option<u64>,
+    memory_peak_bytes: Option<u64>,
+    kernel_lacks: &'a [&'static str],
 }
 
 /// The rows as a JSON array, one line.
@@ -262,6 +295,8 @@ pub fn json(rows: &[GroupStatus]) -> String {
             pids_max: lim(r.pids_max),
             oom_kills: r.oom_kills,
             pids_max_refusals: r.pids_max_refusals,
+            memory_peak_bytes: r.memory_peak_bytes,
+            kernel_lacks: &r.kernel_lacks,
         })
         .collect();
     let mut out = serde_json::to_string(&items).unwrap_or_else(|_| "[]".into());
@@ -345,6 +380,7 @@ mod tests {
                 ..MemoryEvents::default()
             }),
             pids_max_refusals: Some(2),
+            memory_peak: Some(31 << 20),
             ..Reading::default()
         }
     }
@@ -375,7 +411,7 @@ mod tests {
         );
         assert!(
             plain.contains(
-                "web    3      50.0  20%        50%        30 MiB  max   32 MiB  3     max       1          2"
+                "web    3      50.0  20%        50%        30 MiB  31 MiB  max   32 MiB  3     max       1          2"
             ),
             "{plain}"
         );
@@ -391,7 +427,32 @@ mod tests {
         );
         assert!(j.contains("\"memory_high_bytes\":null"), "{j}");
         assert!(
-            j.ends_with("\"oom_kills\":1,\"pids_max_refusals\":2}]\n"),
+            j.ends_with(
+                "\"oom_kills\":1,\"pids_max_refusals\":2,\"memory_peak_bytes\":32505856,\"kernel_lacks\":[]}]\n"
+            ),
+            "{j}"
+        );
+        assert!(!plain.contains("n/a"), "{plain}");
+        // A kernel without memory.peak (5.10): said so, under the table too.
+        let old = status(
+            &g,
+            &reading(0, 0, 0),
+            &Reading {
+                memory_peak: None,
+                kernel_lacks_peak: true,
+                ..reading(500_000, 10, 5)
+            },
+            1.0,
+        );
+        let plain = table(std::slice::from_ref(&old), false);
+        assert!(plain.contains("30 MiB  n/a*  max"), "{plain}");
+        assert!(
+            plain.ends_with("n/a*: this kernel has no memory.peak (Linux 5.19 adds it)\n"),
+            "{plain}"
+        );
+        let j = json(std::slice::from_ref(&old));
+        assert!(
+            j.contains("\"memory_peak_bytes\":null,\"kernel_lacks\":[\"memory.peak\"]"),
             "{j}"
         );
         // A name that needs escaping, and numbers JSON cannot hold.

@@ -143,6 +143,7 @@ fn run_one(
         .arg(helper("keyring"))
         .arg(helper("no_openat2"))
         .arg(helper("ns_intruder"))
+        .arg(helper("fd_sender"))
         .args(extras)
         .output()
         .expect("running tests/vm/run.sh");

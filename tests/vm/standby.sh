@@ -101,6 +101,26 @@ wait_for 5 "the run of the killed cgmgr exec ended" '[ ! -d $CG/box/$run ]'
 survivors=$(ps | grep -c '[s]leep 300')
 expect_eq "$survivors" 0 "sleep processes left"
 
+step "a client's descriptors never reach the daemon"
+# From 6.16 the socket refuses them (SO_PASSRIGHTS: sendmsg fails); before,
+# the daemon reads requests with no room for descriptors, so the kernel
+# drops them without installing one in the daemon.
+fds() { ls /proc/$daemon/fd | wc -l; }
+before_fds=$(fds)
+out=$(fd_sender /run/cgmgr/exec.sock 100 2>&1)
+echo "$out"
+expect_contains "$out" "fd_sender: sent" "the client ran"
+case "$out" in
+  *"sent 100, refused 0"*) echo "ok: this kernel has no SO_PASSRIGHTS: 20000 descriptors were sent" ;;
+  *"sent 0, refused 100"*) echo "ok: the socket refused every descriptor (SO_PASSRIGHTS)" ;;
+  *) fail "neither all sent nor all refused: $out" ;;
+esac
+wait_for 5 "the daemon's descriptors back to $before_fds" '[ $(fds) -le $before_fds ]'
+echo "ok: the daemon holds $(fds) descriptors, as before ($before_fds)"
+out=$(cgmgr exec --group box -- echo served 2>&1); rc=$?
+expect_eq "$rc" 0 "a run after the flood"
+expect_contains "$out" "served" "the daemon still serves"
+
 step "a stopped daemon leaves no prepared sandbox behind"
 kill -TERM $daemon
 wait $daemon
