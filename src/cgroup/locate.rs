@@ -55,6 +55,23 @@ pub fn cgroup2_mount(mountinfo: &str) -> Option<(String, String)> {
     })
 }
 
+/// True when the cgroup2 hierarchy in mountinfo's text was mounted with
+/// `pids_localevents` (Linux 6.11+): `pids.events` then counts a refused
+/// fork in the forking task's own cgroup, as before 6.11, although
+/// `pids.events.local` exists. The option belongs to the hierarchy, so any
+/// cgroup2 line of this mount namespace shows it.
+pub fn pids_local_events(mountinfo: &str) -> bool {
+    mountinfo.lines().any(|line| {
+        let Some((_, right)) = line.split_once(" - ") else {
+            return false;
+        };
+        let mut f = right.split_whitespace();
+        f.next() == Some("cgroup2")
+            && f.nth(1)
+                .is_some_and(|opts| opts.split(',').any(|o| o == "pids_localevents"))
+    })
+}
+
 /// Why this process's own cgroup could not be located.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LocateError {
@@ -106,6 +123,22 @@ pub fn this_process_is_within(root: &super::CgroupRoot, group: &super::GroupName
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Real lines: Debian 12's VM, and Debian 13's after
+    /// `mount -o remount,pids_localevents /sys/fs/cgroup`.
+    #[test]
+    fn pids_localevents_is_read_from_the_cgroup2_super_options() {
+        let vm61 = include_str!("../../tests/fixtures/kernel/vm-6.1.mountinfo");
+        assert!(!pids_local_events(vm61));
+        let local = "24 1 0:22 / / rw - tmpfs root rw,mode=755\n\
+                     27 24 0:24 / /sys/fs/cgroup rw,relatime - cgroup2 cgroup2 rw,nsdelegate,pids_localevents\n";
+        assert!(pids_local_events(local));
+        let elsewhere = "27 24 0:24 / /pids_localevents rw - tmpfs pids_localevents rw\n";
+        assert!(
+            !pids_local_events(elsewhere),
+            "only the cgroup2 super options count"
+        );
+    }
 
     #[test]
     fn host_hybrid_mode() {

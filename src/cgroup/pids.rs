@@ -7,7 +7,9 @@
 //!   the group's own file never moves, and the run group's count goes
 //!   away with the run group;
 //! - from 6.11, `max` of `pids.events` counts at the cgroup whose limit
-//!   refused the fork and every ancestor, and `pids.events.local` exists.
+//!   refused the fork and every ancestor, and `pids.events.local` exists;
+//!   unless the hierarchy is mounted with `pids_localevents`, which brings
+//!   back the count in the forking cgroup (read from mountinfo).
 //!
 //! The file, not the version, tells them apart ([`Counting::of`]). On a
 //! hierarchical kernel the group's count is its `pids.events` `max`. On an
@@ -77,13 +79,24 @@ pub enum Counting {
 
 impl Counting {
     /// Probes `group` (which has the pids controller): `pids.events.local`
-    /// is there from 6.11 on.
+    /// is there from 6.11 on, where the hierarchy counts up the tree unless
+    /// it was mounted with `pids_localevents` (read once per process).
     pub fn of(root: &CgroupRoot, group: &GroupName) -> Counting {
         match root.read_optional(group, "pids.events.local") {
             Ok(None) => Counting::ForkingCgroup,
+            _ if mounted_with_local_events() => Counting::ForkingCgroup,
             _ => Counting::Hierarchical,
         }
     }
+}
+
+/// `pids_localevents` on this mount namespace's cgroup2 hierarchy.
+fn mounted_with_local_events() -> bool {
+    static LOCAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *LOCAL.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .is_ok_and(|m| super::locate::pids_local_events(&m))
+    })
 }
 
 /// A run group the ledger has carried, by its name and its cgroup inode.

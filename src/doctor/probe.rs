@@ -646,7 +646,7 @@ const FREEZE_FALLBACK: &str = "none: cgmgr freeze, cgmgr thaw and pressure rules
 
 const PEAK_FALLBACK: &str = "the run report says \"memory peak not counted: this kernel has no memory.peak\" (--report=json: memory_peak_bytes null, kernel_lacks [\"memory.peak\"]) and an OOM kill's line leaves the peak out; nothing else reads it";
 
-const PIDS_LOCAL_FALLBACK: &str = "cgmgr reads pids.events as the kernel counts it: without hierarchical pids events a refused fork is counted only in the pids.events of the forking task's own group, not in the ancestor whose pids.max refused it, so a run's pids.max refusals and cgmgr_pids_events_total show where the fork happened";
+const PIDS_LOCAL_FALLBACK: &str = "cgmgr counts a refused fork where the kernel does, in the forking task's own group, and adds the counts of its cgmgr exec runs to their group: those of live run groups, and those of ended ones, carried into the group's user.cgmgr.pids_carried attribute before a run group is removed; a group's pids.max refusals (metrics, status, the daemon's event log) are then its own and its runs', and a run's report gives its own";
 
 const PSI_FALLBACK: &str = "pressure rules cannot be armed: the daemon logs each one as not armed (with the kernel's answer and a hint: CONFIG_PSI, psi=1) and retries at every reconcile tick; nothing polls instead, and the metrics leave cgmgr_pressure_seconds_total out";
 

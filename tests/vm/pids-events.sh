@@ -137,4 +137,21 @@ expect_eq "$(status_count)" "$total" "cgmgr status --json"
 [ -n "$HIER" ] && expect_eq "$total" "$(key_of $CG/sandbox/pids.events max)" "the kernel's own count, once"
 echo "MEASURE forks refused $a+$b+$c+$d+$e, group count $total, sandbox/pids.events $(cat $CG/sandbox/pids.events | tr '\n' ' ')"
 kill $daemon; wait $daemon
+
+step "6.11+ mounted with pids_localevents: counted in the forking cgroup again"
+# The mount option makes pids.events count a refused fork in the forking
+# task's own cgroup, as before 6.11, though pids.events.local exists.
+if [ -n "$HIER" ]; then
+  mount -o remount,pids_localevents $CG || fail "remount with pids_localevents"
+  grep " - cgroup2 " /proc/self/mountinfo
+  before=$(cli_count)
+  cgmgr exec --group sandbox --report=json -- sh -c "$BOMB; wait" 2>/tmp/f.err
+  f=$(refused /tmp/f.err)
+  [ "$f" -gt 0 ] || fail "no fork failed inside the run"
+  expect_eq "$(report_count /tmp/f.err)" "$f" "the run's report: the forks its shell saw refused"
+  expect_eq "$(cli_count)" $((before + f)) "cgmgr metrics: the group's count rose by the run's refusals"
+  echo "MEASURE pids_localevents: forks refused $f, group count $before -> $(cli_count), sandbox/pids.events $(cat $CG/sandbox/pids.events | tr '\n' ' ')"
+else
+  echo "ok: no pids.events.local, no pids_localevents option on this kernel"
+fi
 echo PASS
