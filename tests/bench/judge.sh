@@ -6,6 +6,9 @@
 # cpu_seconds against the rusage of the same runs (direct runs, where
 # cgmgr exec waits for the run's init).
 #   tests/bench/judge.sh [RUNS]
+# JUDGE_DIR (default /tmp/judge-bench) holds the roots, the submission and
+# the verdict files both sides write: JUDGE_DIR=/dev/shm/judge-bench keeps
+# them on a tmpfs, as a judge's scratch space would be.
 # On this host cgroup v2 has no memory or pids controller, so neither side
 # sets memory.max or pids.max; the time limits read the v2 core's cpu.stat.
 set -euo pipefail
@@ -13,7 +16,7 @@ cd "$(dirname "$0")/../.."
 n=${1:-1000}
 cargo build --release --quiet
 cgmgr=$PWD/target/$(rustc --print host-tuple)/release/cgmgr
-w=/tmp/judge-bench
+w=${JUDGE_DIR:-/tmp/judge-bench}
 root=/sys/fs/cgroup/unified/judge-bench
 rm -rf "$w"; mkdir -p "$w"/{root/proc,root/dev,root/tmp,root/sub,sub,pol,rt,v,b}
 chmod 755 "$w" "$w/root"

@@ -170,14 +170,19 @@ log=$(mktemp)
 trap 'rm -rf "$root" "$root.cpio" "$log"' EXIT
 take_vm_slot "$cache"
 vm_start=$(now_ms)
-set +e
-# shellcheck disable=SC2086 # CGMGR_VM_QEMU_ARGS is a list of arguments
-timeout "$timeout_secs" qemu-system-x86_64 -accel tcg,thread=multi -cpu max -m "${CGMGR_VM_MEM:-2048}" -smp 2 \
-  -nographic -no-reboot -kernel "$kernel_cache/vmlinuz" -initrd "$root.cpio" \
-  -append "console=ttyS0 quiet panic=-1 oops=panic systemd.unit=cgmgr-test.service systemd.crash_reboot=1 TERM=dumb" \
-  ${CGMGR_VM_QEMU_ARGS:-} </dev/null >"$log" 2>&1
-qemu_rc=$?
-set -e
+for attempt in 1 2; do
+  set +e
+  # shellcheck disable=SC2086 # CGMGR_VM_QEMU_ARGS is a list of arguments
+  timeout "$timeout_secs" qemu-system-x86_64 -accel tcg,thread=multi -cpu max -m "${CGMGR_VM_MEM:-2048}" -smp 2 \
+    -nographic -no-reboot -kernel "$kernel_cache/vmlinuz" -initrd "$root.cpio" \
+    -append "console=ttyS0 quiet panic=-1 oops=panic systemd.unit=cgmgr-test.service systemd.crash_reboot=1 TERM=dumb" \
+    ${CGMGR_VM_QEMU_ARGS:-} </dev/null >"$log" 2>&1
+  qemu_rc=$?
+  set -e
+  [ "$attempt" = 1 ] && tcg_lost_patch "$log" || break
+  tr -d '\r' < "$log" | tail -n 40
+  echo "vm: the guest kernel died of QEMU TCG's stale live-patched code (Oops: int3), not of the test: booting again"
+done
 vm_secs=$(secs_since "$vm_start")
 tr -d '\r' < "$log"
 status=$(tr -d '\r' < "$log" | sed -n 's/^CGMGR-VM-EXIT \([0-9]*\)$/\1/p' | tail -n1)
