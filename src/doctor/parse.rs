@@ -305,6 +305,19 @@ pub fn systemd_major(version: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
+/// The version in the first line of `systemctl --version`: the package
+/// version in parentheses (`systemd 252 (252.39-1~deb12u2)`), else the
+/// number (`systemd 247`).
+pub fn systemctl_version(output: &str) -> Option<String> {
+    let first = output.lines().next()?.strip_prefix("systemd ")?;
+    let (number, rest) = first.split_once(' ').unwrap_or((first, ""));
+    let package = rest
+        .strip_prefix('(')
+        .and_then(|r| r.split_once(')'))
+        .map(|(p, _)| p.to_string());
+    Some(package.unwrap_or_else(|| number.to_string())).filter(|v| systemd_major(v).is_some())
+}
+
 /// The directory of the v2 cgroup this process runs in: the `0::` line of
 /// `/proc/self/cgroup`, below `mount` (its root stripped).
 pub fn own_v2_cgroup(proc_self_cgroup: &str, mount: &V2Mount) -> Result<PathBuf, ParseError> {
@@ -475,6 +488,26 @@ mod tests {
         // A kernel without seccomp has no Seccomp: line at all.
         let none = proc_status("CapEff:\t0000000000000000\n").unwrap();
         assert_eq!((none.seccomp, none.seccomp_filters), (None, None));
+    }
+
+    /// First lines of `systemctl --version` of Debian 11, 12 and 13.
+    #[test]
+    fn systemctl_versions() {
+        assert_eq!(
+            systemctl_version("systemd 247 (247.3-7+deb11u5)\n+PAM +AUDIT\n").as_deref(),
+            Some("247.3-7+deb11u5")
+        );
+        assert_eq!(
+            systemctl_version("systemd 252 (252.39-1~deb12u2)\n").as_deref(),
+            Some("252.39-1~deb12u2")
+        );
+        assert_eq!(
+            systemctl_version("systemd 257 (257.13-1~deb13u1)\n").as_deref(),
+            Some("257.13-1~deb13u1")
+        );
+        assert_eq!(systemctl_version("systemd 249\n").as_deref(), Some("249"));
+        assert_eq!(systemctl_version("not systemd\n"), None);
+        assert_eq!(systemctl_version(""), None);
     }
 
     #[test]

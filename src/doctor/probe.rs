@@ -597,6 +597,21 @@ fn so_passrights_row() -> Row {
     }
 }
 
+/// How long the running manager may take to say its version.
+const MANAGER_REPLY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The version `systemctl --version` prints first (`systemd 252
+/// (252.39-1~deb12u2)` gives `252.39-1~deb12u2`, else its number).
+fn installed_systemd_version() -> Option<String> {
+    let out = std::process::Command::new("systemctl")
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    parse::systemctl_version(&String::from_utf8_lossy(&out.stdout))
+}
+
 /// systemd as this host's manager: its version (asked of the running
 /// manager over D-Bus) and whether the managed root is delegated.
 fn systemd_row(root: &Path, owner: &TreeOwner) -> Row {
@@ -607,12 +622,21 @@ fn systemd_row(root: &Path, owner: &TreeOwner) -> Row {
             SYSTEMD_FALLBACK,
         );
     }
-    let version = match crate::systemd::dbus::manager_version() {
-        Ok(v) => match parse::systemd_major(&v) {
-            Some(major) => format!("systemd {major} ({v})"),
-            None => format!("systemd {v}"),
+    let named = |v: &str| match parse::systemd_major(v) {
+        Some(major) => format!("systemd {major} ({v}"),
+        None => format!("systemd ({v}"),
+    };
+    let version = match crate::systemd::dbus::manager_version(MANAGER_REPLY) {
+        Ok(v) => format!("{})", named(&v)),
+        // The installed systemctl's own version then: PID 1's unless an
+        // upgrade has not been re-executed yet.
+        Err(e) => match installed_systemd_version() {
+            Some(v) => format!(
+                "{}, the installed systemctl's: PID 1 did not answer over D-Bus: {e})",
+                named(&v)
+            ),
+            None => format!("systemd (version unknown: {e})"),
         },
-        Err(e) => format!("systemd (version unknown: {e})"),
     };
     let delegation = match owner {
         TreeOwner::SystemdDelegated { at } if at == root => {

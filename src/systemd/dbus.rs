@@ -56,12 +56,16 @@ pub fn connect_systemd() -> Result<Connection, (DbusError, DbusError)> {
 /// The running systemd's version (the manager's `Version` property, e.g.
 /// `252.38-1~deb12u1`): what PID 1 is, not what `systemctl --version`
 /// on disk says.
-pub fn manager_version() -> Result<String, DbusError> {
+/// `within` bounds the wait for the answer: under some sandboxing
+/// (`ProtectHostname=` or `ProtectKernelLogs=` in systemd 252) PID 1 never
+/// answers this call.
+pub fn manager_version(within: Duration) -> Result<String, DbusError> {
     let mut conn = connect_systemd().map_err(|(private, system)| {
         DbusError::Protocol(format!(
             "cannot reach systemd ({PRIVATE_SOCKET}: {private}; {SYSTEM_BUS}: {system})"
         ))
     })?;
+    conn.timeout = within;
     let reply = conn.call(
         "org.freedesktop.systemd1",
         "/org/freedesktop/systemd1",
@@ -115,6 +119,8 @@ pub struct Connection {
     /// Calls on a bus need a destination and a `Hello` first; calls on a
     /// peer-to-peer socket (systemd's private one) must do neither.
     bus: bool,
+    /// How long one call may wait for its reply.
+    timeout: Duration,
 }
 
 impl Connection {
@@ -151,6 +157,7 @@ impl Connection {
             stream,
             serial: 0,
             bus,
+            timeout: REPLY_TIMEOUT,
         })
     }
 
@@ -176,7 +183,7 @@ impl Connection {
             })?;
         // One deadline for the whole call, and a bound on what is skipped:
         // a peer that keeps sending other messages cannot hold us forever.
-        let deadline = std::time::Instant::now() + REPLY_TIMEOUT;
+        let deadline = std::time::Instant::now() + self.timeout;
         for _ in 0..MAX_SKIPPED {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
@@ -205,7 +212,7 @@ impl Connection {
         }
         Err(DbusError::Protocol(format!(
             "no reply to {interface}.{member} within {}s",
-            REPLY_TIMEOUT.as_secs()
+            self.timeout.as_secs()
         )))
     }
 }
