@@ -71,6 +71,8 @@ pub fn read(root: &CgroupRoot, group: &GroupName) -> Reading {
     let text = |file: &str| root.read_optional(group, file).ok().flatten();
     let number = |file: &str| text(file).and_then(|t| t.trim().parse::<u64>().ok());
     let limit = |file: &str| text(file).and_then(|t| t.trim().parse::<Limit<u64>>().ok());
+    let current = text("memory.current");
+    let peak = text("memory.peak");
     Reading {
         cpu: root.stat(group),
         procs: text("cgroup.procs")
@@ -79,15 +81,15 @@ pub fn read(root: &CgroupRoot, group: &GroupName) -> Reading {
         cpu_limit: text("cpu.max")
             .and_then(|t| t.trim().parse::<CpuMax>().ok())
             .map(|c| c.cores().map_or(Limit::Max, Limit::Value)),
-        memory: number("memory.current"),
+        memory: current.as_deref().and_then(|t| t.trim().parse().ok()),
         memory_high: limit("memory.high"),
         memory_max: limit("memory.max"),
         pids: number("pids.current"),
         pids_max: limit("pids.max"),
         memory_events: root.stat(group),
         pids_max_refusals: pids::refusals(root, group).ok().flatten(),
-        memory_peak: number("memory.peak"),
-        kernel_lacks_peak: text("memory.current").is_some() && text("memory.peak").is_none(),
+        kernel_lacks_peak: current.is_some() && peak.is_none(),
+        memory_peak: peak.and_then(|t| t.trim().parse().ok()),
     }
 }
 

@@ -55,6 +55,31 @@ pub fn cgroup2_mount(mountinfo: &str) -> Option<(String, String)> {
     })
 }
 
+/// A mountinfo path field as the path it names: the kernel writes space,
+/// tab, newline and backslash as `\ooo`.
+pub fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                let v = d.iter().fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
+                out.push(u8::try_from(v).unwrap_or(b'?'));
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// True when the cgroup2 hierarchy in mountinfo's text was mounted with
 /// `pids_localevents` (Linux 6.11+): `pids.events` then counts a refused
 /// fork in the forking task's own cgroup, as before 6.11, although
@@ -123,6 +148,13 @@ pub fn this_process_is_within(root: &super::CgroupRoot, group: &super::GroupName
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mountinfo_fields_are_unescaped() {
+        assert_eq!(unescape_mountinfo("a\\011b\\134c"), "a\tb\\c");
+        assert_eq!(unescape_mountinfo("/mnt/my\\040cg"), "/mnt/my cg");
+        assert_eq!(unescape_mountinfo("trailing\\04"), "trailing\\04");
+    }
 
     /// Real lines: Debian 12's VM, and Debian 13's after
     /// `mount -o remount,pids_localevents /sys/fs/cgroup`.

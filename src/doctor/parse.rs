@@ -6,6 +6,7 @@
 //! the shape it reads: a line that is not what the kernel writes is an
 //! error naming it, and the caller decides what that means for its row.
 
+use crate::cgroup::locate::unescape_mountinfo;
 use std::path::PathBuf;
 
 /// A file that is not shaped as the kernel writes it.
@@ -124,11 +125,11 @@ pub fn mountinfo(text: &str) -> Result<CgroupMounts, ParseError> {
         if left.len() < 6 || right.len() < 3 {
             return Err(bad(FILE, "too few fields", line));
         }
-        let point = PathBuf::from(unescape(left[4]));
+        let point = PathBuf::from(unescape_mountinfo(left[4]));
         match right[0] {
             "cgroup2" if out.v2.is_none() => {
                 out.v2 = Some(V2Mount {
-                    root: unescape(left[3]),
+                    root: unescape_mountinfo(left[3]),
                     point,
                 });
             }
@@ -140,31 +141,6 @@ pub fn mountinfo(text: &str) -> Result<CgroupMounts, ParseError> {
         }
     }
     Ok(out)
-}
-
-/// mountinfo writes space, tab, newline and backslash in paths as `\ooo`.
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)))
-            .map(|d| d.iter().fold(0u32, |n, b| n * 8 + u32::from(b - b'0')))
-            .and_then(|n| u8::try_from(n).ok());
-        match octal {
-            Some(b) => {
-                out.push(b);
-                i += 4;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// One line of `/proc/cgroups`.

@@ -264,32 +264,9 @@ pub fn mounts_at_or_below(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
     mountinfo
         .lines()
         .filter_map(|line| line.split(' ').nth(4))
-        .map(|field| PathBuf::from(unescape_mountinfo(field)))
+        .map(|field| PathBuf::from(crate::cgroup::locate::unescape_mountinfo(field)))
         .filter(|point| point.starts_with(dir))
         .collect()
-}
-
-fn unescape_mountinfo(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match octal {
-            Some(d) => {
-                let v = d.iter().fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
-                out.push(u8::try_from(v).unwrap_or(b'?'));
-                i += 4;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Step 4: `/dev` as a tmpfs with the host's harmless nodes bound in.
@@ -498,8 +475,6 @@ mod tests {
                 PathBuf::from("/srv/root/my dir"),
             ]
         );
-        assert_eq!(unescape_mountinfo("a\\011b\\134c"), "a\tb\\c");
-        assert_eq!(unescape_mountinfo("trailing\\04"), "trailing\\04");
     }
 
     #[test]
