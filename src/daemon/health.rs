@@ -30,9 +30,46 @@ pub struct Conditions {
     pub drift_error: Option<String>,
 }
 
-/// The HTTP status and text of `/healthz`; `unwatched` is the number of
-/// limit-event files inotify cannot watch (read on every tick instead).
-pub fn verdict(c: &Conditions, unwatched: usize, since_beat: Duration) -> (u16, String) {
+/// What works, but less well than it should: `/healthz` still answers 200,
+/// saying `ok; degraded: ...` with each of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Degraded {
+    /// Limit-event files inotify cannot watch (read on every tick instead).
+    pub unwatched_event_files: usize,
+    /// Why the policy path has no inotify watch (edits are then seen by the
+    /// reconcile tick's digest; the watch is tried again at each tick).
+    pub policy_watch: Option<String>,
+    /// Pressure rules the kernel did not arm.
+    pub unarmed_rules: usize,
+}
+
+impl Degraded {
+    /// One clause per degradation, in a fixed order.
+    fn clauses(&self) -> Vec<String> {
+        let mut said = Vec::new();
+        if let Some(why) = &self.policy_watch {
+            said.push(format!(
+                "the policy directory is not watched ({why}); edits are seen at the next reconcile tick, which tries the watch again"
+            ));
+        }
+        if self.unwatched_event_files > 0 {
+            said.push(format!(
+                "{} limit-event file(s) not watched (inotify watches exhausted), read every reconcile tick",
+                self.unwatched_event_files
+            ));
+        }
+        if self.unarmed_rules > 0 {
+            said.push(format!(
+                "{} pressure rule(s) not armed (the daemon's log says why), retried every reconcile tick",
+                self.unarmed_rules
+            ));
+        }
+        said
+    }
+}
+
+/// The HTTP status and text of `/healthz`.
+pub fn verdict(c: &Conditions, degraded: &Degraded, since_beat: Duration) -> (u16, String) {
     if !c.started {
         return (503, "starting\n".into());
     }
@@ -51,16 +88,12 @@ pub fn verdict(c: &Conditions, unwatched: usize, since_beat: Duration) -> (u16, 
     if let Some(e) = &c.drift_error {
         return (503, format!("{e}\n"));
     }
-    if unwatched > 0 {
-        return (
-            200,
-            format!(
-                "ok; degraded: {} limit-event file(s) not watched (inotify watches exhausted), read every reconcile tick\n",
-                unwatched
-            ),
-        );
+    let clauses = degraded.clauses();
+    if clauses.is_empty() {
+        (200, "ok\n".into())
+    } else {
+        (200, format!("ok; degraded: {}\n", clauses.join("; ")))
     }
-    (200, "ok\n".into())
 }
 
 /// The control loop's heartbeat: when it last made progress.
@@ -110,19 +143,26 @@ mod tests {
     #[test]
     fn starting_until_the_first_policy_is_applied() {
         assert_eq!(
-            verdict(&Conditions::default(), 0, FRESH),
+            verdict(&Conditions::default(), &Degraded::default(), FRESH),
             (503, "starting\n".into())
         );
-        assert_eq!(verdict(&healthy(), 0, FRESH), (200, "ok\n".into()));
+        assert_eq!(
+            verdict(&healthy(), &Degraded::default(), FRESH),
+            (200, "ok\n".into())
+        );
     }
 
     #[test]
     fn a_stalled_loop_is_unhealthy_whatever_it_recorded_last() {
-        let (code, text) = verdict(&healthy(), 0, STALL_AFTER + Duration::from_secs(1));
+        let (code, text) = verdict(
+            &healthy(),
+            &Degraded::default(),
+            STALL_AFTER + Duration::from_secs(1),
+        );
         assert_eq!(code, 503);
         assert_eq!(text, "control loop stalled: no progress for 31s\n");
         assert_eq!(
-            verdict(&healthy(), 0, STALL_AFTER).0,
+            verdict(&healthy(), &Degraded::default(), STALL_AFTER).0,
             200,
             "at the limit still fine"
         );
@@ -133,11 +173,11 @@ mod tests {
         let mut c = healthy();
         c.reload_error = Some("a.toml:1:1: bad".into());
         assert_eq!(
-            verdict(&c, 0, FRESH),
+            verdict(&c, &Degraded::default(), FRESH),
             (503, "last reload failed: a.toml:1:1: bad\n".into())
         );
         c.reload_error = None;
-        assert_eq!(verdict(&c, 0, FRESH).0, 200);
+        assert_eq!(verdict(&c, &Degraded::default(), FRESH).0, 200);
     }
 
     #[test]
@@ -145,14 +185,14 @@ mod tests {
         let mut c = healthy();
         c.drift_error = Some("drift check failed: EACCES".into());
         assert_eq!(
-            verdict(&c, 0, FRESH),
+            verdict(&c, &Degraded::default(), FRESH),
             (503, "drift check failed: EACCES\n".into())
         );
         // The next check found nothing to correct: the daemon clears the
         // error then too (it stayed 503 forever when an empty plan returned
         // before the error was cleared).
         c.drift_error = None;
-        assert_eq!(verdict(&c, 0, FRESH).0, 200);
+        assert_eq!(verdict(&c, &Degraded::default(), FRESH).0, 200);
     }
 
     #[test]
@@ -160,20 +200,48 @@ mod tests {
         let mut c = healthy();
         c.reload_error = Some("bad".into());
         c.drift_error = Some("drift correction failed".into());
-        assert_eq!(verdict(&c, 0, FRESH).1, "last reload failed: bad\n");
+        assert_eq!(
+            verdict(&c, &Degraded::default(), FRESH).1,
+            "last reload failed: bad\n"
+        );
     }
 
     #[test]
     fn unwatched_files_are_degraded_but_healthy() {
         let mut c = healthy();
-        let (code, text) = verdict(&c, 3, FRESH);
+        let three = Degraded {
+            unwatched_event_files: 3,
+            ..Degraded::default()
+        };
+        let (code, text) = verdict(&c, &three, FRESH);
         assert_eq!(code, 200);
         assert!(
             text.starts_with("ok; degraded: 3 limit-event file(s)"),
             "{text}"
         );
         c.reload_error = Some("bad".into());
-        assert_eq!(verdict(&c, 3, FRESH).0, 503);
+        assert_eq!(verdict(&c, &three, FRESH).0, 503);
+    }
+
+    #[test]
+    fn every_degradation_is_named_in_one_answer() {
+        let all = Degraded {
+            unwatched_event_files: 2,
+            policy_watch: Some("inotify_add_watch /etc/cgmgr: ENOSPC".into()),
+            unarmed_rules: 20,
+        };
+        let (code, text) = verdict(&healthy(), &all, FRESH);
+        assert_eq!(code, 200);
+        assert!(
+            text.starts_with("ok; degraded: the policy directory is not watched (inotify_add_watch /etc/cgmgr: ENOSPC)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("; 2 limit-event file(s) not watched"),
+            "{text}"
+        );
+        assert!(text.contains("; 20 pressure rule(s) not armed"), "{text}");
+        assert!(text.ends_with("tick\n"), "{text}");
     }
 
     #[test]

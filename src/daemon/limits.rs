@@ -47,7 +47,7 @@ impl Daemon {
         let failed = limits.set_groups(self.root.path(), &groups);
         let unwatched = limits.unwatched().len();
         let mut state = self.state();
-        state.unwatched_event_files = unwatched;
+        state.degraded.unwatched_event_files = unwatched;
         self.shared
             .own
             .unwatched_event_files

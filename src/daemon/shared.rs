@@ -28,8 +28,8 @@ pub(super) struct Shared {
 #[derive(Default)]
 pub(super) struct Status {
     pub(super) groups: Arc<Vec<GroupName>>,
-    /// Limit-event files without an inotify watch.
-    pub(super) unwatched_event_files: usize,
+    /// What works less well than it should (`/healthz` says each).
+    pub(super) degraded: health::Degraded,
     pub(super) conditions: health::Conditions,
 }
 
@@ -117,11 +117,11 @@ pub(super) fn respond(root: &CgroupRoot, shared: &Shared, path: &str) -> Respons
             }
         }
         "/healthz" => {
-            let (conditions, unwatched) = {
+            let (conditions, degraded) = {
                 let status = shared.status();
-                (status.conditions.clone(), status.unwatched_event_files)
+                (status.conditions.clone(), status.degraded.clone())
             };
-            let (status, text) = health::verdict(&conditions, unwatched, shared.heartbeat.since());
+            let (status, text) = health::verdict(&conditions, &degraded, shared.heartbeat.since());
             Response::text(status, text)
         }
         _ => Response::text(404, "not found: try /metrics or /healthz\n"),
