@@ -62,6 +62,7 @@ impl Daemon {
                 Ok(Event::Limit(wd)) => self.on_limit(&wd, limits),
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                     if Instant::now() >= next_reconcile {
+                        self.rearm_policy_watch();
                         let digest = self.policy_files_digest();
                         if digest != self.policy_digest {
                             self.reload("policy files differ from the last reload", digest, limits);

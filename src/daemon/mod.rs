@@ -89,7 +89,7 @@ pub fn run(root: CgroupRoot, opts: DaemonOptions, initial: PolicySet) -> Result<
     raise_nofile_limit();
     let (tx, rx) = channel();
     spawn_signal_thread(tx.clone())?;
-    watch::watch_policies(&opts.policy_dir, tx.clone())
+    let policy_watch = watch::watch_policies(&opts.policy_dir, tx.clone())
         .map_err(|e| DaemonError::Setup(format!("watching {}: {e}", opts.policy_dir.display())))?;
     let mut limits =
         LimitWatcher::start(tx.clone()).map_err(|e| DaemonError::Setup(format!("inotify: {e}")))?;
@@ -120,7 +120,9 @@ pub fn run(root: CgroupRoot, opts: DaemonOptions, initial: PolicySet) -> Result<
         counts: BTreeMap::new(),
         policy_digest,
         standbys: None,
+        policy_watch,
     };
+    daemon.note_policy_watch(None);
     daemon.install(initial, &mut limits)?;
     let record = publish_record(&daemon.opts);
     // Only a daemon other commands find serves prepared sandboxes.
@@ -171,11 +173,45 @@ struct Daemon {
     /// The prepared sandboxes (`standby` in `[exec]` tables), or why this
     /// daemon does not serve them (`None` until the daemon is recorded).
     standbys: Option<Result<standby::Standbys, standby::StartError>>,
+    /// The policy path's inotify watches.
+    policy_watch: watch::PolicyWatch,
 }
 
 impl Daemon {
     fn state(&self) -> MutexGuard<'_, Status> {
         self.shared.status()
+    }
+
+    /// Re-arms the policy path's watches (at each reconcile tick): one that
+    /// could not be added before may be now.
+    fn rearm_policy_watch(&self) {
+        let before = self.state().degraded.policy_watch.clone();
+        self.policy_watch.rearm();
+        self.note_policy_watch(before);
+    }
+
+    /// Says a change in whether the policy path is fully watched (`before`:
+    /// what was said last), in the log and in `/healthz`.
+    fn note_policy_watch(&self, before: Option<String>) {
+        let now = self.policy_watch.failure();
+        if now == before {
+            return;
+        }
+        let dir = self.opts.policy_dir.display();
+        match &now {
+            Some(why) => log(
+                Level::Warning,
+                &format!(
+                    "the policy directory {dir} is not fully watched: {why}; edits are applied at the next reconcile tick (every {}s), which tries the watch again",
+                    self.opts.reconcile.as_secs()
+                ),
+            ),
+            None => log(
+                Level::Info,
+                &format!("watching the policy directory {dir} again"),
+            ),
+        }
+        self.state().degraded.policy_watch = now;
     }
 
     /// Gives `set`'s `standby` counts to the prepared sandboxes; where this

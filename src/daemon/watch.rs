@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use inotify::{Inotify, WatchDescriptor, WatchMask, Watches};
@@ -39,6 +40,57 @@ pub const EVENT_FILES: [&str; 3] = ["memory.events", "pids.events", "cgroup.even
 /// count (`None`: all of them).
 type Armed = HashMap<WatchDescriptor, Option<Vec<std::ffi::OsString>>>;
 
+/// The policy path's watches, shared by the watcher thread (which re-arms
+/// them after every burst of events) and the daemon's reconcile tick (which
+/// re-arms them too, so a watch that could not be added, say because
+/// `fs.inotify.max_user_watches` ran out, is added once it can be).
+#[derive(Clone)]
+pub struct PolicyWatch {
+    dir: PathBuf,
+    watches: Watches,
+    state: Arc<Mutex<PolicyWatchState>>,
+}
+
+struct PolicyWatchState {
+    armed: Armed,
+    /// Why the last arming could not add every watch.
+    failed: Option<String>,
+}
+
+impl PolicyWatch {
+    /// Places the watches again for what the path means now; returns why
+    /// one could not be added (`None`: the path is fully watched).
+    pub fn rearm(&self) -> Option<String> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (armed, failed) = arm(&mut self.watches.clone(), &self.dir, &state.armed);
+        state.armed = armed;
+        state.failed = failed.clone();
+        failed
+    }
+
+    /// Why the last arming could not add every watch.
+    pub fn failure(&self) -> Option<String> {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.failed.clone()
+    }
+
+    fn is_relevant(&self, e: &inotify::Event<&std::ffi::OsStr>) -> bool {
+        // Only events of the current watches count: removing a watch when
+        // re-arming queues an IN_IGNORED for it, which must not start
+        // another reload (and another re-arm, forever).
+        if e.mask.contains(inotify::EventMask::IGNORED) {
+            return false;
+        }
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match state.armed.get(&e.wd) {
+            Some(None) => true,
+            // A parent: only events naming the entry of interest.
+            Some(Some(names)) => e.name.is_some_and(|n| names.iter().any(|x| x == n)),
+            None => false,
+        }
+    }
+}
+
 /// Starts the policy-directory watcher thread.
 ///
 /// What is watched is worked out again after every burst of events, so that
@@ -48,34 +100,29 @@ type Armed = HashMap<WatchDescriptor, Option<Vec<std::ffi::OsString>>>;
 /// count), the directory the path resolves to, and the directory each policy
 /// file resolves to (a Kubernetes `..data` target, a stow- or git-managed
 /// file elsewhere). The daemon's reconcile tick compares a digest of the
-/// policy files as a backstop for anything inotify cannot see.
-pub fn watch_policies(dir: &Path, events: Sender<Event>) -> std::io::Result<()> {
+/// policy files as a backstop for anything inotify cannot see, and re-arms
+/// through the returned handle.
+pub fn watch_policies(dir: &Path, events: Sender<Event>) -> std::io::Result<PolicyWatch> {
     let mut inotify = Inotify::init()?;
-    let mut armed = arm(&mut inotify, dir, &HashMap::new());
-    let dir = dir.to_path_buf();
+    let watch = PolicyWatch {
+        dir: dir.to_path_buf(),
+        watches: inotify.watches(),
+        state: Arc::new(Mutex::new(PolicyWatchState {
+            armed: HashMap::new(),
+            failed: None,
+        })),
+    };
+    watch.rearm();
+    let handle = watch.clone();
     std::thread::Builder::new()
         .name("policy-watch".into())
         .spawn(move || {
             let mut buf = [0u8; 4096];
             loop {
-                // Only events of the current watches count: removing a watch
-                // when re-arming queues an IN_IGNORED for it, which must not
-                // start another reload (and another re-arm, forever).
-                let relevant = |e: &inotify::Event<&std::ffi::OsStr>, armed: &Armed| {
-                    if e.mask.contains(inotify::EventMask::IGNORED) {
-                        return false;
-                    }
-                    match armed.get(&e.wd) {
-                        Some(None) => true,
-                        // A parent: only events naming the entry of interest.
-                        Some(Some(names)) => e.name.is_some_and(|n| names.iter().any(|x| x == n)),
-                        None => false,
-                    }
-                };
                 let Ok(batch) = inotify.read_events_blocking(&mut buf) else {
                     return;
                 };
-                let mut changed = batch.into_iter().any(|e| relevant(&e, &armed));
+                let mut changed = batch.into_iter().any(|e| handle.is_relevant(&e));
                 // Debounce: wait until DEBOUNCE passes without a new event.
                 loop {
                     std::thread::sleep(DEBOUNCE);
@@ -85,27 +132,28 @@ pub fn watch_policies(dir: &Path, events: Sender<Event>) -> std::io::Result<()> 
                     let mut any = false;
                     for e in more {
                         any = true;
-                        changed |= relevant(&e, &armed);
+                        changed |= handle.is_relevant(&e);
                     }
                     if !any {
                         break;
                     }
                 }
-                armed = arm(&mut inotify, &dir, &armed);
+                handle.rearm();
                 if changed && events.send(Event::Reload(FILES_CHANGED)).is_err() {
                     return;
                 }
             }
         })?;
-    Ok(())
+    Ok(watch)
 }
 
 /// (Re)places the watches for the policy path `dir`: every directory of
 /// [`watch_targets`] (all events count), plus the parent of the path and,
 /// when the path is a symlink, the directory its target lives in (only
 /// events naming the path, or the target, count there: a swap by rename, a
-/// target removed and made again).
-fn arm(inotify: &mut Inotify, dir: &Path, old: &Armed) -> Armed {
+/// target removed and made again). Also returns why the first watch that
+/// could not be added failed.
+fn arm(watches: &mut Watches, dir: &Path, old: &Armed) -> (Armed, Option<String>) {
     let mask = WatchMask::CREATE
         | WatchMask::MODIFY
         | WatchMask::CLOSE_WRITE
@@ -115,8 +163,18 @@ fn arm(inotify: &mut Inotify, dir: &Path, old: &Armed) -> Armed {
         | WatchMask::ATTRIB
         | WatchMask::DELETE_SELF
         | WatchMask::MOVE_SELF;
-    let mut watches = inotify.watches();
     let mut armed: Armed = HashMap::new();
+    let mut failed = None;
+    let mut add = |path: &Path| match watches.add(path, mask) {
+        Ok(wd) => Some(wd),
+        // A target missing now (the directory removed, to be made again)
+        // is not a failure: its parent's watch sees it come back.
+        Err(e) if e.kind() == ErrorKind::NotFound => None,
+        Err(e) => {
+            failed.get_or_insert_with(|| add_failure(path, &e));
+            None
+        }
+    };
     let mut named = vec![dir.to_path_buf()];
     if let Ok(link) = std::fs::read_link(dir) {
         named.push(dir.parent().unwrap_or(Path::new("/")).join(link));
@@ -130,14 +188,14 @@ fn arm(inotify: &mut Inotify, dir: &Path, old: &Armed) -> Armed {
         } else {
             parent
         };
-        if let Ok(wd) = watches.add(parent, mask)
+        if let Some(wd) = add(parent)
             && let Some(names) = armed.entry(wd).or_insert_with(|| Some(Vec::new()))
         {
             names.push(name.to_os_string());
         }
     }
     for target in watch_targets(dir) {
-        if let Ok(wd) = watches.add(&target, mask) {
+        if let Some(wd) = add(&target) {
             // A target that is also a parent above: every event there counts.
             armed.insert(wd, None);
         }
@@ -147,7 +205,17 @@ fn arm(inotify: &mut Inotify, dir: &Path, old: &Armed) -> Armed {
     for wd in old.keys().filter(|wd| !armed.contains_key(*wd)) {
         let _ = watches.remove(wd.clone());
     }
-    armed
+    (armed, failed)
+}
+
+/// Why a watch on `path` could not be added, with the limit to raise when
+/// the kernel ran out of watches.
+fn add_failure(path: &Path, e: &std::io::Error) -> String {
+    let hint = match e.raw_os_error() {
+        Some(libc::ENOSPC) => " (fs.inotify.max_user_watches is exhausted)",
+        _ => "",
+    };
+    format!("inotify_add_watch {}: {e}{hint}", path.display())
 }
 
 /// The directories whose changes may change the policy set: the path, what
