@@ -128,7 +128,7 @@ fn holds_sys_resource() -> Option<bool> {
 /// without it EINVAL most likely means a window that is not a multiple of
 /// 2 s, not one out of range.
 pub fn refusal_hint(errno: Errno, trigger: Trigger, sys_resource: Option<bool>) -> String {
-    let two_s_multiple = trigger.window_us % 2_000_000 == 0;
+    let two_s_multiple = trigger.window_us.is_multiple_of(2_000_000);
     let text = match errno {
         Errno::ENOENT => {
             "this kernel has no such pressure file: it needs CONFIG_PSI (boot with psi=1 where it is off by default)"
