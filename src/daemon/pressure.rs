@@ -22,14 +22,19 @@
 //!   the episode was throttling.
 //!
 //! Carrying a decision out (the freeze or kill, its log line and metric) is
-//! in `act`.
+//! in `act`. Triggers are never closed on this thread: closing one waits for
+//! an RCU grace period in the kernel, so every trigger the engine lets go of
+//! goes to `release`, which closes them concurrently; at stop the daemon
+//! waits for that ([`Pressure::stop`]), leaving the process exit nothing to
+//! close.
 
 mod act;
 mod episode;
+mod release;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -45,11 +50,16 @@ use super::log::{Level, log};
 use act::holds_daemon;
 pub use episode::{Episode, stale_after_arming};
 use episode::{Sample, measure};
+use release::{Held, Releaser};
 
 /// The running pressure thread.
 pub struct Pressure {
     rules: Sender<Vec<(GroupName, PressureRule)>>,
-    wake: OwnedFd,
+    /// The wake-up pipe's only writer; `None` once stopping.
+    wake: Option<OwnedFd>,
+    /// Says the thread has ended (its triggers all handed to `releaser`).
+    ended: Receiver<()>,
+    releaser: Releaser<ArmedTrigger>,
 }
 
 impl Pressure {
@@ -58,20 +68,49 @@ impl Pressure {
         let (wake_read, wake) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
         let (tx, rx) = channel();
+        let (ended_tx, ended) = channel();
+        let releaser = Releaser::new(release::MAX_THREADS);
+        let engine = Engine::new(root, shared, releaser.clone());
         std::thread::Builder::new()
             .name("pressure".into())
-            .spawn(move || Engine::new(root, shared).run(&rx, &wake_read))?;
-        Ok(Pressure { rules: tx, wake })
+            .spawn(move || {
+                // `run` consumes the engine: its triggers are released
+                // before the end is said.
+                engine.run(&rx, &wake_read);
+                let _ = ended_tx.send(());
+            })?;
+        Ok(Pressure {
+            rules: tx,
+            wake: Some(wake),
+            ended,
+            releaser,
+        })
     }
 
     /// Hands the thread the rules to enforce (all of them, every time): it
     /// keeps the triggers of unchanged rules on unchanged groups, arms the
     /// others, and re-arms those whose group was made again.
     pub fn sync(&self, rules: Vec<(GroupName, PressureRule)>) {
+        let Some(wake) = &self.wake else { return };
         if self.rules.send(rules).is_ok() {
             // A full pipe already holds a wake-up: nothing lost.
-            let _ = nix::unistd::write(&self.wake, b"x");
+            let _ = nix::unistd::write(wake, b"x");
         }
+    }
+
+    /// Ends the thread and waits, at most `within`, until every trigger is
+    /// closed, so that the process exit (which would close them one grace
+    /// period after another) finds none. How many were still open then.
+    pub fn stop(&mut self, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        // Closing the pipe's only writer ends the thread's `poll`.
+        self.wake = None;
+        match self.ended.recv_timeout(within) {
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => {}
+            Err(RecvTimeoutError::Timeout) => return usize::MAX,
+        }
+        self.releaser
+            .wait_idle(deadline.saturating_duration_since(Instant::now()))
     }
 }
 
@@ -87,8 +126,9 @@ pub fn rules_of(set: &crate::policy::PolicySet) -> Vec<(GroupName, PressureRule)
 struct Armed {
     group: GroupName,
     rule: PressureRule,
-    /// `None` while the group is missing or the trigger was lost.
-    trigger: Option<ArmedTrigger>,
+    /// `None` while the group is missing or the trigger was lost; dropping
+    /// it hands the trigger to the releaser.
+    trigger: Option<Held<ArmedTrigger>>,
     /// Why the last arming failed, logged once per change.
     error: Option<String>,
     armed_at: Instant,
@@ -127,14 +167,16 @@ struct Engine {
     root: Arc<CgroupRoot>,
     shared: Arc<Shared>,
     armed: Vec<Armed>,
+    releaser: Releaser<ArmedTrigger>,
 }
 
 impl Engine {
-    fn new(root: Arc<CgroupRoot>, shared: Arc<Shared>) -> Engine {
+    fn new(root: Arc<CgroupRoot>, shared: Arc<Shared>, releaser: Releaser<ArmedTrigger>) -> Engine {
         Engine {
             root,
             shared,
             armed: Vec::new(),
+            releaser,
         }
     }
 
@@ -209,52 +251,39 @@ impl Engine {
         Some(Ready { woken, fired, lost })
     }
 
-    /// Keeps what is unchanged, arms the rest; closing a dropped rule's
-    /// file disarms its trigger.
+    /// Keeps what is unchanged, lets go of the rest (their triggers are
+    /// closed by the releaser, off this thread), then arms what is new or
+    /// not armed: the replaced triggers are on their way out before their
+    /// successors are opened.
     fn sync(&mut self, rules: Vec<(GroupName, PressureRule)>) {
         let mut old: Vec<Option<Armed>> = std::mem::take(&mut self.armed)
             .into_iter()
             .map(Some)
             .collect();
-        for (i, (group, rule)) in rules.into_iter().enumerate() {
-            // A live trigger is kept without looking at the group: its
-            // removal would have been reported (POLLERR, see `lose`), and a
-            // cgroup v2 directory cannot be renamed (EPERM), so the path
-            // still names the triggered cgroup. An idle tick costs nothing
-            // per rule. One that is not armed keeps
-            // its last error, so it is logged once. An unchanged set comes
-            // in the same order: the same index is tried first.
-            let keeps = |slot: &Option<Armed>| {
-                slot.as_ref()
-                    .is_some_and(|a| a.group == group && same_rule(&a.rule, &rule))
-            };
-            let at = if old.get(i).is_some_and(keeps) {
-                Some(i)
-            } else {
-                old.iter().position(keeps)
-            };
-            let kept = at.and_then(|j| old[j].take());
-            let mut armed = match kept {
-                Some(mut a) => {
-                    a.rule = rule; // its origin may have moved
-                    a
-                }
-                None => Armed {
-                    group,
-                    rule,
-                    trigger: None,
-                    error: None,
-                    armed_at: Instant::now(),
-                    last: None,
-                    armed_total: None,
-                    episode: Episode::default(),
-                },
-            };
+        let matched: Vec<Armed> = rules
+            .into_iter()
+            .enumerate()
+            .map(|(i, (group, rule))| take_kept(&mut old, i, group, rule))
+            .collect();
+        drop(old);
+        for mut armed in matched {
             if armed.trigger.is_none() {
                 self.arm(&mut armed);
             }
             self.armed.push(armed);
         }
+        self.publish_unarmed();
+    }
+
+    /// Says how many rules have no trigger: `/healthz` (degraded) and
+    /// `cgmgr_pressure_rules_unarmed`.
+    fn publish_unarmed(&self) {
+        let unarmed = self.armed.iter().filter(|a| a.trigger.is_none()).count();
+        self.shared
+            .own
+            .pressure_rules_unarmed
+            .set(i64::try_from(unarmed).unwrap_or(i64::MAX));
+        self.shared.status().degraded.unarmed_rules = unarmed;
     }
 
     fn arm(&self, a: &mut Armed) {
@@ -275,6 +304,7 @@ impl Engine {
         };
         match armed {
             Ok(t) => {
+                let t = Held::new(t, &self.releaser);
                 let rearmed = before.is_some();
                 a.last = take_sample(&self.root, &a.group, &t, &a.rule);
                 a.armed_total = a.last.map(|s| s.stall_us);
@@ -314,7 +344,9 @@ impl Engine {
         }
     }
 
-    /// The trigger's file reported an error: the group was removed.
+    /// The trigger's file reported an error: the group was removed (its
+    /// removal destroyed the trigger; closing the file is left to the
+    /// releaser all the same, the one way triggers go).
     fn lose(&mut self, i: usize) {
         let a = &mut self.armed[i];
         a.trigger = None;
@@ -327,6 +359,7 @@ impl Engine {
                 a.rule.resource.name()
             ),
         );
+        self.publish_unarmed();
     }
 
     fn on_event(&mut self, i: usize, now: Instant) {
@@ -372,6 +405,43 @@ impl Engine {
                 (done, _) => episode.acted(done),
             }
         }
+    }
+}
+
+/// The rule at `i` of the new set: the old one it matches, taken out of
+/// `old` with its trigger and state, else a new one not armed yet.
+///
+/// A live trigger is kept without looking at the group: its removal would
+/// have been reported (POLLERR, see `lose`), and a cgroup v2 directory cannot
+/// be renamed (EPERM), so the path still names the triggered cgroup. An idle
+/// tick costs nothing per rule. One that is not armed keeps its last error,
+/// so it is logged once. An unchanged set comes in the same order: the same
+/// index is tried first.
+fn take_kept(old: &mut [Option<Armed>], i: usize, group: GroupName, rule: PressureRule) -> Armed {
+    let keeps = |slot: &Option<Armed>| {
+        slot.as_ref()
+            .is_some_and(|a| a.group == group && same_rule(&a.rule, &rule))
+    };
+    let at = if old.get(i).is_some_and(keeps) {
+        Some(i)
+    } else {
+        old.iter().position(keeps)
+    };
+    match at.and_then(|j| old[j].take()) {
+        Some(mut a) => {
+            a.rule = rule; // its origin may have moved
+            a
+        }
+        None => Armed {
+            group,
+            rule,
+            trigger: None,
+            error: None,
+            armed_at: Instant::now(),
+            last: None,
+            armed_total: None,
+            episode: Episode::default(),
+        },
     }
 }
 

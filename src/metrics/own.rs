@@ -28,6 +28,8 @@ pub struct OwnMetrics {
     pub pressure_actions: IntCounterVec,
     /// `cgmgr_limit_events_unwatched_files`
     pub unwatched_event_files: IntGauge,
+    /// `cgmgr_pressure_rules_unarmed`
+    pub pressure_rules_unarmed: IntGauge,
     /// `cgmgr_exec_standby_requests_total{group,result}`
     pub standby_requests: IntCounterVec,
     /// `cgmgr_exec_standby_ready{group}`
@@ -74,6 +76,10 @@ impl OwnMetrics {
             "cgmgr_limit_events_unwatched_files",
             "Limit-event files without an inotify watch (fs.inotify.max_user_watches ran out); read every reconcile tick instead.",
         )?;
+        let pressure_rules_unarmed = IntGauge::new(
+            "cgmgr_pressure_rules_unarmed",
+            "Pressure rules without a kernel trigger: refused by the kernel (the daemon's log says why; without CAP_SYS_RESOURCE only windows that are a multiple of 2 s are taken), on a group that is missing, or on a group that holds the daemon. Retried every reconcile tick.",
+        )?;
         let standby_requests = IntCounterVec::new(
             Opts::new(
                 "cgmgr_exec_standby_requests_total",
@@ -96,6 +102,7 @@ impl OwnMetrics {
         registry.register(Box::new(drift_corrections.clone()))?;
         registry.register(Box::new(pressure_actions.clone()))?;
         registry.register(Box::new(unwatched_event_files.clone()))?;
+        registry.register(Box::new(pressure_rules_unarmed.clone()))?;
         Ok(OwnMetrics {
             registry,
             policy_groups,
@@ -104,6 +111,7 @@ impl OwnMetrics {
             drift_corrections,
             pressure_actions,
             unwatched_event_files,
+            pressure_rules_unarmed,
             standby_requests,
             standby_ready,
         })
@@ -145,6 +153,17 @@ mod tests {
                 "{family}:\n{text}"
             );
         }
+        // At 0 from the start: an alert on it needs no first event.
+        assert!(
+            text.contains("\ncgmgr_pressure_rules_unarmed 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "# HELP cgmgr_pressure_rules_unarmed Pressure rules without a kernel trigger"
+            ),
+            "{text}"
+        );
         assert!(
             text.contains("cgmgr_policy_reloads_total{result=\"error\"} 0"),
             "{text}"
