@@ -901,7 +901,11 @@ impl HttpDaemon {
 
     /// Like `start_with`, the daemon run by `wrapper` (see `cgmgr_via`).
     fn start_via(name: &str, policy: &str, flags: &[&str], wrapper: &[&str]) -> HttpDaemon {
-        let scratch = Scratch::new(name);
+        HttpDaemon::start_on(Scratch::new(name), policy, flags, wrapper)
+    }
+
+    /// Like `start_via`, on a scratch root made (and filled) beforehand.
+    fn start_on(scratch: Scratch, policy: &str, flags: &[&str], wrapper: &[&str]) -> HttpDaemon {
         let policies = policy_dir(&[("a.toml", policy)]);
         let log = tempfile::NamedTempFile::new().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -1626,6 +1630,51 @@ fn host_cgroup2_refuses_rename_so_a_trigger_stays_with_its_path() {
         assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
     }
     assert!(scratch.0.join("hog").is_dir());
+}
+
+/// A group frozen by a daemon that was then killed (or by hand) stays
+/// frozen: a daemon started on it says so, with the way out, and exports it
+/// (the restart logged nothing about it, and /healthz said ok).
+#[test]
+fn host_daemon_says_a_group_left_frozen() {
+    let scratch = Scratch::new("left-frozen");
+    std::fs::create_dir(scratch.0.join("batch")).unwrap();
+    std::fs::create_dir(scratch.0.join("web")).unwrap();
+    let mut children = Children::default();
+    children
+        .0
+        .push(in_group(&scratch.0.join("batch"), "exec sleep 600"));
+    std::fs::write(scratch.0.join("batch/cgroup.freeze"), "1").unwrap();
+    let batch = scratch.0.join("batch");
+    wait_for("batch frozen", 10, || {
+        std::fs::read_to_string(batch.join("cgroup.events"))
+            .unwrap_or_default()
+            .contains("frozen 1")
+    });
+    let daemon = HttpDaemon::start_on(scratch, "[group.batch]\n[group.web]\n", &[], &[]);
+    let log = daemon.log();
+    assert!(
+        log.contains("group batch is frozen (cgroup.freeze 1")
+            && log.contains("`cgmgr thaw batch`"),
+        "{log}"
+    );
+    assert!(!log.contains("group web is frozen"), "{log}");
+    let metrics = daemon.get("/metrics", 5);
+    assert!(
+        metrics.contains("cgmgr_group_frozen{group=\"batch\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("cgmgr_group_frozen{group=\"web\"} 0\n"),
+        "{metrics}"
+    );
+    std::fs::write(batch.join("cgroup.freeze"), "0").unwrap();
+    wait_for("thawed and exported so", 10, || {
+        daemon
+            .get("/metrics", 5)
+            .contains("cgmgr_group_frozen{group=\"batch\"} 0\n")
+    });
+    drop(children);
 }
 
 /// The daemon exposes the standard process metrics of every Prometheus

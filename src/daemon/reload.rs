@@ -10,6 +10,23 @@ use super::log::{Level, log};
 use super::watch::LimitWatcher;
 use super::{Daemon, DaemonError, pressure, unix_now};
 
+/// Logs each group of `set` that is frozen (`cgroup.freeze` 1) with the way
+/// out: a group frozen by a pressure rule of a daemon that was then killed,
+/// or by hand, keeps its processes stopped, and nothing else would say so
+/// (`cgmgr_group_frozen` exports it too).
+fn say_frozen_groups(root: &crate::cgroup::CgroupRoot, set: &PolicySet) {
+    for name in set.groups.keys() {
+        if crate::cgroup::control::freeze_requested(root, name) == Some(true) {
+            log(
+                Level::Warning,
+                &format!(
+                    "group {name} is frozen (cgroup.freeze 1: by a freeze rule, perhaps of an earlier daemon, or by hand); its processes stay stopped until `cgmgr thaw {name}`"
+                ),
+            );
+        }
+    }
+}
+
 impl Daemon {
     /// Applies `set` and makes it the enforced one.
     pub(super) fn install(
@@ -37,6 +54,7 @@ impl Daemon {
         drop(state);
         self.pressure.sync(pressure::rules_of(&set));
         self.sync_standbys(&set);
+        say_frozen_groups(&self.root, &set);
         self.set = set;
         Ok(())
     }

@@ -14,7 +14,9 @@ use std::collections::HashMap;
 use families::{Families, Kind};
 use reader::{FdBudget, GroupFiles, Vanished};
 
-use crate::cgroup::stat::{CpuStat, IoStat, MemoryEvents, MemoryStat, PidsEvents, StatFile};
+use crate::cgroup::stat::{
+    CgroupEvents, CpuStat, IoStat, MemoryEvents, MemoryStat, PidsEvents, StatFile,
+};
 use crate::cgroup::values::{Bytes, CpuMax, Limit};
 use crate::cgroup::{CgroupError, CgroupRoot, GroupName, format, pids};
 use nix::errno::Errno;
@@ -190,6 +192,19 @@ fn collect_group(
     }
     if let Some(stat) = stat!(CpuStat) {
         cpu_stat(group, &stat, out);
+    }
+    // A group left frozen (by a pressure rule of a daemon since killed, or
+    // by hand) holds its processes stopped with nothing else saying so.
+    if let Some(frozen) = stat!(CgroupEvents).and_then(|e| e.frozen) {
+        push(
+            out,
+            group,
+            "cgmgr_group_frozen",
+            Kind::Gauge,
+            "1 while the group is frozen (cgroup.events frozen); cgmgr thaw GROUP resumes it.",
+            &[],
+            frozen as f64,
+        );
     }
     if let Some(cores) =
         parse!("cpu.max", |t: &str| t.trim().parse::<CpuMax>()).and_then(|c| c.cores())
@@ -470,6 +485,7 @@ mod tests {
                 ("pids.current", "3\n"),
                 ("pids.max", "max\n"),
                 ("cpu.pressure", PRESSURE),
+                ("cgroup.events", "populated 1\nfrozen 0\n"),
             ] {
                 std::fs::write(dir.join(file), text).unwrap();
             }
@@ -513,6 +529,27 @@ mod tests {
         let text = collector.scrape(&root, &groups, None);
         assert!(
             text.contains("cgmgr_scrape_unparsable_files_total{file=\"memory.current\"} 4\n"),
+            "{text}"
+        );
+    }
+
+    /// A frozen group is exported as such (the kernel's own file content
+    /// after `echo 1 > cgroup.freeze` on a populated group).
+    #[test]
+    fn a_frozen_group_is_exported() {
+        let (tmp, root, groups) = fake_tree(&["web", "batch"]);
+        std::fs::write(
+            tmp.path().join("batch/cgroup.events"),
+            "populated 1\nfrozen 1\n",
+        )
+        .unwrap();
+        let text = Collector::with_budget(FdBudget::new(100)).scrape(&root, &groups, None);
+        assert!(
+            text.contains("cgmgr_group_frozen{group=\"batch\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cgmgr_group_frozen{group=\"web\"} 0\n"),
             "{text}"
         );
     }
