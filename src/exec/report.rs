@@ -285,6 +285,19 @@ impl RunReport {
         }
     }
 
+    /// The report of a run whose prepared sandbox went away after the
+    /// command was handed over: killed by SIGKILL with it (exit 137),
+    /// nothing measured but the wall time the caller saw.
+    pub fn lost(group: &str, wall: std::time::Duration) -> RunReport {
+        RunReport {
+            status: Status::Signal,
+            exit_code: 128 + 9,
+            exit_signal: Some(9),
+            wall_seconds: wall.as_secs_f64(),
+            ..RunReport::internal(group)
+        }
+    }
+
     /// Fills in how the run ended: its status, verdict and `wait4` figures.
     pub fn ended(&mut self, end: &RunEnd) {
         self.exit_code = end.code;

@@ -101,6 +101,30 @@ wait_for 5 "the run of the killed cgmgr exec ended" '[ ! -d $CG/box/$run ]'
 survivors=$(ps | grep -c '[s]leep 300')
 expect_eq "$survivors" 0 "sleep processes left"
 
+step "a prepared sandbox killed mid-run: the run was killed (137), not a cgmgr failure (125)"
+wait_for 30 "a prepared sandbox" '[ $(prepared | wc -l) -ge 1 ]'
+sleep 0.3
+cgmgr exec --group box --report-file /tmp/lost.json -- sh -c 'echo started; sleep 300; echo never' > /tmp/lost.out 2>&1 &
+client=$!
+wait_for 5 "the workload started" 'grep -q started /tmp/lost.out'
+run=$(for d in $CG/box/cgmgr.run.*; do [ "$(wc -l < $d/cgroup.procs)" -gt 2 ] && basename $d; done)
+[ -n "$run" ] || fail "the busy run group is not found"
+# The sandbox is the `cgmgr standby` process holding the caller's
+# connection: the parent of the run's init (pid 1 in its namespace).
+standby=
+for p in $(cat $CG/box/$run/cgroup.procs); do
+  grep -q '^NSpid:.*[[:space:]]1$' /proc/$p/status && standby=$(awk '$1 == "PPid:" { print $2 }' /proc/$p/status)
+done
+[ -n "$standby" ] || fail "the run's sandbox process is not found"
+echo "killing the sandbox process $standby: $(tr '\0' ' ' < /proc/$standby/cmdline)"
+kill -9 $standby
+wait $client; rc=$?
+cat /tmp/lost.out; cat /tmp/lost.json; echo
+expect_eq "$rc" 137 "exit status of the run whose sandbox was killed"
+expect_contains "$(cat /tmp/lost.out)" "cgmgr: exec: the prepared sandbox ended without telling the workload's exit status: the run was killed with it (exit 137)" "one stderr line says so"
+expect_contains "$(cat /tmp/lost.json)" '"status":"signal"' "the report's verdict"
+expect_contains "$(cat /tmp/lost.json)" '"exit_signal":9' "the report's signal"
+
 step "a client's descriptors never reach the daemon"
 # From 6.16 the socket refuses them (SO_PASSRIGHTS: sendmsg fails); before,
 # the daemon reads requests with no room for descriptors, so the kernel

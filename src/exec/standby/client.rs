@@ -3,6 +3,7 @@
 //! the status.
 
 use super::*;
+use crate::exec::report::RunReport;
 
 /// `cgmgr exec` through a prepared sandbox of the running daemon: the
 /// workload's exit status, or `None` when no sandbox took the request (no
@@ -38,6 +39,7 @@ pub fn try_run(group: &str, flags: &ExecFlags) -> Option<(i32, Option<String>)> 
     }
     // Nothing runs before the stdio came: built here instead.
     send_stdio(sock.as_fd(), own_stdio()).ok()?;
+    let started = std::time::Instant::now();
     for sig in taken {
         let signal = sig as i32;
         let _ = send(sock.as_fd(), &ClientMessage::Signal { signal }, &[]);
@@ -52,8 +54,22 @@ pub fn try_run(group: &str, flags: &ExecFlags) -> Option<(i32, Option<String>)> 
             (code, report)
         }
         Ending::Failed(why) => (fail(&why), None),
+        Ending::Lost(why) => {
+            // The command may have run: 125 would say it never did.
+            eprintln!("cgmgr: exec: {why}: the run was killed with it (exit {KILLED})");
+            let report = RunReport::lost(group, started.elapsed());
+            match flags.report {
+                Some(report::ReportFormat::Json) => eprintln!("{}", report.json()),
+                Some(report::ReportFormat::Text) => eprint!("{}", report.text()),
+                None => {}
+            }
+            (KILLED, Some(report.json()))
+        }
     })
 }
+
+/// The status of a run killed by SIGKILL (128 + 9).
+const KILLED: i32 = 128 + 9;
 
 /// The request for `flags`' command in a sandbox of `group`, with this
 /// process's ignored signals and attributes.
@@ -145,6 +161,10 @@ pub(super) enum Ending {
     },
     /// `cgmgr exec` fails (exit 125) with this.
     Failed(String),
+    /// The sandbox went away after the command was handed over, without a
+    /// status (its init or the sandbox process was killed): the run was
+    /// killed with it.
+    Lost(String),
 }
 
 /// Passes signals on and waits for the end of a run a prepared sandbox
@@ -175,9 +195,9 @@ pub(super) fn follow(sock: BorrowedFd<'_>, sfd: &SignalFd) -> Ending {
                 Ok(Some(_)) | Err(RecvError::Decode(_)) => {
                     failed("the prepared sandbox's answer is not understood")
                 }
-                Ok(None) | Err(RecvError::Sys(_)) => {
-                    failed("the prepared sandbox ended without telling the workload's exit status")
-                }
+                Ok(None) | Err(RecvError::Sys(_)) => Ending::Lost(
+                    "the prepared sandbox ended without telling the workload's exit status".into(),
+                ),
             };
         }
         if ready(revents[1])
@@ -186,7 +206,7 @@ pub(super) fn follow(sock: BorrowedFd<'_>, sfd: &SignalFd) -> Ending {
         {
             let signal = sig as i32;
             if send(sock, &ClientMessage::Signal { signal }, &[]).is_err() {
-                return failed("lost the prepared sandbox");
+                return Ending::Lost("lost the prepared sandbox".into());
             }
         }
     }
@@ -285,7 +305,7 @@ mod tests {
         let odd = Ending::Failed("the prepared sandbox's answer is not understood".into());
         assert_eq!(end(Some(Reply::Started)), odd);
         let gone = "the prepared sandbox ended without telling the workload's exit status";
-        assert_eq!(end(None), Ending::Failed(gone.into()));
+        assert_eq!(end(None), Ending::Lost(gone.into()));
     }
 
     /// The whole protocol between the real client functions and the real
