@@ -884,6 +884,8 @@ fn host_exec_under_nohup_is_not_ended_by_a_hangup() {
 struct HttpDaemon {
     child: std::process::Child,
     addr: String,
+    /// Its root: the scratch subtree, or a directory of it.
+    root: PathBuf,
     scratch: Scratch,
     policies: tempfile::TempDir,
     log: tempfile::NamedTempFile,
@@ -901,11 +903,32 @@ impl HttpDaemon {
 
     /// Like `start_with`, the daemon run by `wrapper` (see `cgmgr_via`).
     fn start_via(name: &str, policy: &str, flags: &[&str], wrapper: &[&str]) -> HttpDaemon {
-        HttpDaemon::start_on(Scratch::new(name), policy, flags, wrapper)
+        HttpDaemon::launch(Scratch::new(name), None, policy, flags, wrapper)
     }
 
-    /// Like `start_via`, on a scratch root made (and filled) beforehand.
-    fn start_on(scratch: Scratch, policy: &str, flags: &[&str], wrapper: &[&str]) -> HttpDaemon {
+    /// Like `start_with`, on a scratch root made (and filled) beforehand.
+    fn start_on(scratch: Scratch, policy: &str, flags: &[&str]) -> HttpDaemon {
+        HttpDaemon::launch(scratch, None, policy, flags, &[])
+    }
+
+    /// Like `start`, on the scratch subtree's directory `sub` (made here).
+    fn start_below(name: &str, sub: &str, policy: &str) -> HttpDaemon {
+        let scratch = Scratch::new(name);
+        std::fs::create_dir(scratch.0.join(sub)).unwrap();
+        HttpDaemon::launch(scratch, Some(sub), policy, &[], &[])
+    }
+
+    fn launch(
+        scratch: Scratch,
+        sub: Option<&str>,
+        policy: &str,
+        flags: &[&str],
+        wrapper: &[&str],
+    ) -> HttpDaemon {
+        let root = match sub {
+            Some(sub) => scratch.0.join(sub),
+            None => scratch.0.clone(),
+        };
         let policies = policy_dir(&[("a.toml", policy)]);
         let log = tempfile::NamedTempFile::new().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -914,7 +937,13 @@ impl HttpDaemon {
             .unwrap()
             .port();
         let addr = format!("127.0.0.1:{port}");
-        let mut args = vec!["daemon", "--root", scratch.path(), "--listen", &addr];
+        let mut args = vec![
+            "daemon",
+            "--root",
+            root.to_str().unwrap(),
+            "--listen",
+            &addr,
+        ];
         args.extend_from_slice(flags);
         args.push(policies.path().to_str().unwrap());
         let child = cgmgr_via(wrapper, &args)
@@ -925,6 +954,7 @@ impl HttpDaemon {
         let daemon = HttpDaemon {
             child,
             addr,
+            root,
             scratch,
             policies,
             log,
@@ -1053,6 +1083,105 @@ fn host_daemon_closes_cleanly_with_unread_requests() {
         assert!(length > 100_000, "a large body: {length}");
         assert_eq!(body.len(), length, "the body arrived whole");
     }
+}
+
+/// A daemon whose root contains a running daemon's root, or lies inside
+/// it, refuses to start: exit 1 within seconds, naming the running
+/// daemon's pid and root and why, with nothing written to the tree (no
+/// group made, no record). The same root is refused as before. Before,
+/// both nested orders ran side by side (each locked its own root only):
+/// this test timed out waiting for the second daemon to exit.
+#[test]
+fn host_daemon_refuses_a_root_nested_with_a_running_daemons() {
+    // First on R (its group `sub`), then on R/sub and on R itself.
+    let outer = HttpDaemon::start("nest-outer", "[group.sub]\n");
+    let pid = outer.child.id();
+    second_daemon_refused(&outer.root.join("sub"), pid, &outer.root, "contains");
+    second_daemon_refused(&outer.root, pid, &outer.root, "already manages");
+    // First on R/sub, then on R.
+    let inner = HttpDaemon::start_below("nest-inner", "sub", "[group.web]\n");
+    let pid = inner.child.id();
+    second_daemon_refused(&inner.scratch.0, pid, &inner.root, "lies inside");
+    // The first daemons were left alone.
+    for d in [&outer, &inner] {
+        assert!(
+            d.get("/healthz", 2).starts_with("HTTP/1.1 200"),
+            "{}",
+            d.log()
+        );
+    }
+}
+
+/// Every directory below `dir`, sorted.
+fn dirs_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                out.push(e.path());
+                stack.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Starts `cgmgr daemon` on `root` (with a runtime directory of its own,
+/// so that the record is not what stops it) and expects it refused:
+/// exit 1, the first daemon's pid and root named, nothing written.
+fn second_daemon_refused(root: &Path, first_pid: u32, first_root: &Path, relation: &str) {
+    let policies = policy_dir(&[("b.toml", "[group.intruder]\n[group.sub]\n")]);
+    let runtime = tempfile::tempdir().unwrap();
+    let before = dirs_below(root);
+    let mut second = Reaped(
+        cgmgr_command(&[
+            "daemon",
+            "--root",
+            root.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            policies.path().to_str().unwrap(),
+        ])
+        .env("CGMGR_RUNTIME_DIR", runtime.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = second.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a second daemon on {} still runs after 10 s beside the one on {} (pid {first_pid}): two writers on one subtree",
+            root.display(),
+            first_root.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.0.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    for needle in [
+        format!("pid {first_pid}"),
+        first_root.display().to_string(),
+        relation.to_string(),
+        "two writers on one subtree".to_string(),
+        "Nothing was written".to_string(),
+    ] {
+        assert!(err.contains(&needle), "{needle:?} not in: {err}");
+    }
+    assert_eq!(dirs_below(root), before, "the refused daemon wrote: {err}");
+    assert!(!root.join("intruder").exists());
+    assert_eq!(
+        std::fs::read_dir(runtime.path()).unwrap().count(),
+        0,
+        "the refused daemon left a record or a socket"
+    );
 }
 
 /// SIGHUPs coalesce: a burst of 50 while reloads of 2000 groups run gives a
@@ -1651,7 +1780,7 @@ fn host_daemon_says_a_group_left_frozen() {
             .unwrap_or_default()
             .contains("frozen 1")
     });
-    let daemon = HttpDaemon::start_on(scratch, "[group.batch]\n[group.web]\n", &[], &[]);
+    let daemon = HttpDaemon::start_on(scratch, "[group.batch]\n[group.web]\n", &[]);
     let log = daemon.log();
     assert!(
         log.contains("group batch is frozen (cgroup.freeze 1")

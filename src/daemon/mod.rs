@@ -15,6 +15,7 @@
 pub mod health;
 pub mod http;
 pub mod log;
+pub mod nesting;
 pub mod pressure;
 pub mod standby;
 pub mod watch;
@@ -73,9 +74,36 @@ pub struct DaemonOptions {
 pub enum DaemonError {
     /// Another daemon holds the root.
     #[error(
-        "another cgmgr daemon already manages {0} (its lock is held); refusing to run two writers on one subtree"
+        "another cgmgr daemon already manages {root} ({holder}; its lock is held); refusing to run two writers on one subtree. Nothing was written"
     )]
-    Locked(PathBuf),
+    Locked {
+        /// The root.
+        root: PathBuf,
+        /// The lock's holder, from /proc/locks.
+        holder: nesting::Holder,
+    },
+    /// Another daemon's root contains this one's, or lies inside it.
+    #[error(
+        "another cgmgr daemon ({holder}) manages {their_root}, which {relation} this daemon's root {root}; refusing to run two writers on one subtree (both would write the groups they share). Nothing was written"
+    )]
+    Nested {
+        /// This daemon's root.
+        root: PathBuf,
+        /// The other daemon's root.
+        their_root: PathBuf,
+        /// How it stands to this one.
+        relation: nesting::Relation,
+        /// The other daemon.
+        holder: nesting::Holder,
+    },
+    /// The host's lock table could not be read.
+    #[error("reading {path} (to find daemons on nested roots): {source}")]
+    Locks {
+        /// `/proc/locks`.
+        path: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Setup failed.
     #[error("{0}")]
     Setup(String),
@@ -309,8 +337,10 @@ fn start_standbys(
     )
 }
 
-/// One daemon per root: an exclusive, non-blocking `flock` on the root
-/// directory itself, held as long as the returned descriptor.
+/// One daemon per subtree: an exclusive, non-blocking `flock` on the root
+/// directory itself, held as long as the returned descriptor; then no other
+/// daemon's lock on an ancestor or a descendant of the root (see
+/// [`nesting`]). Runs before anything is written to the tree.
 fn lock_root(
     root: &CgroupRoot,
     opts: &DaemonOptions,
@@ -318,8 +348,47 @@ fn lock_root(
     let dir = root
         .open_dir(&GroupName::root())
         .map_err(|e| DaemonError::Setup(format!("opening {}: {e}", opts.root.display())))?;
-    nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map_err(|_| DaemonError::Locked(opts.root.clone()))
+    let meta = nix::sys::stat::fstat(&dir)
+        .map_err(|e| DaemonError::Setup(format!("stat {}: {e}", opts.root.display())))?;
+    let (dev, inode) = (meta.st_dev, meta.st_ino);
+    let own = i32::try_from(std::process::id()).unwrap_or(0);
+    let lock = match nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => lock,
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            let others = nesting::others_on_device(&read_locks()?, dev, own);
+            return Err(DaemonError::Locked {
+                root: opts.root.clone(),
+                holder: nesting::holder_of(&others, inode).unwrap_or(nesting::Holder(0)),
+            });
+        }
+        Err((_, e)) => {
+            return Err(DaemonError::Setup(format!(
+                "locking {}: {e}",
+                opts.root.display()
+            )));
+        }
+    };
+    let others = nesting::others_on_device(&read_locks()?, dev, own);
+    let resolved = std::fs::canonicalize(&opts.root).unwrap_or_else(|_| opts.root.clone());
+    match nesting::find_nested(&resolved, &others) {
+        None => Ok(lock),
+        Some(n) => Err(DaemonError::Nested {
+            root: opts.root.clone(),
+            their_root: n.root,
+            relation: n.relation,
+            holder: n.holder,
+        }),
+    }
+}
+
+/// The held write `flock`s of the host.
+fn read_locks() -> Result<Vec<nesting::FlockWrite>, DaemonError> {
+    std::fs::read_to_string(nesting::PROC_LOCKS)
+        .map(|text| nesting::held_flock_writes(&text))
+        .map_err(|source| DaemonError::Locks {
+            path: nesting::PROC_LOCKS,
+            source,
+        })
 }
 
 /// Raises RLIMIT_NOFILE: metrics keep each group's files open. As root the
