@@ -150,7 +150,7 @@ pub fn run(root: CgroupRoot, opts: DaemonOptions, initial: PolicySet) -> Result<
         standbys: None,
         policy_watch,
     };
-    daemon.note_policy_watch(None);
+    daemon.note_policy_watch(None, daemon.policy_watch.failure());
     daemon.install(initial, &mut limits)?;
     let record = publish_record(&daemon.opts);
     // Only a daemon other commands find serves prepared sandboxes.
@@ -229,14 +229,14 @@ impl Daemon {
     /// could not be added before may be now.
     fn rearm_policy_watch(&self) {
         let before = self.state().degraded.policy_watch.clone();
-        self.policy_watch.rearm();
-        self.note_policy_watch(before);
+        let now = self.policy_watch.rearm();
+        self.note_policy_watch(before, now);
     }
 
     /// Says a change in whether the policy path is fully watched (`before`:
-    /// what was said last), in the log and in `/healthz`.
-    fn note_policy_watch(&self, before: Option<String>) {
-        let now = self.policy_watch.failure();
+    /// what was said last; `now`: why the last arming failed), in the log
+    /// and in `/healthz`.
+    fn note_policy_watch(&self, before: Option<String>, now: Option<String>) {
         if now == before {
             return;
         }
