@@ -22,7 +22,7 @@ use crate::cli::{
 
 /// Runs every command but `exec` (whose exit code is the workload's).
 pub fn run(cli: Cli) -> Result<(), Error> {
-    let root = cli.root.as_deref();
+    let root = cli.global.root.as_deref();
     match cli.command {
         Command::Check(args) => check(args),
         Command::Apply(args) => apply_cmd(root, args),

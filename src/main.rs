@@ -12,16 +12,23 @@ use cgmgr::exec::prepare::{self, ExecRequest};
 
 mod cli;
 mod commands;
-use cli::{Cli, Command, ExecArgs, StandbyArgs};
+use cli::{Cli, Command, ExecArgs, ExecCli, ExecOnly, StandbyArgs};
 
 fn main() -> ExitCode {
+    if let Ok(ExecCli {
+        global,
+        command: ExecOnly::Exec(args),
+    }) = ExecCli::try_parse()
+    {
+        return exec(global.root, *args);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
     let cli = match cli.command {
-        Command::Exec(args) => return exec(cli.root, *args),
-        Command::Standby(args) => return standby(cli.root, args),
+        Command::Exec(args) => return exec(cli.global.root, *args),
+        Command::Standby(args) => return standby(cli.global.root, args),
         _ => cli,
     };
     let daemon = matches!(cli.command, Command::Daemon(_));
