@@ -25,6 +25,11 @@ pub enum Source {
     Flag,
     /// The running daemon's record.
     Daemon(DaemonRecord),
+    /// A user's own cgroup, delegated to them.
+    Delegated,
+    /// A user with no daemon and no delegated cgroup of their own: only
+    /// their systemd manager can give one (a transient scope, for `exec`).
+    UserManager,
     /// Nothing named one: [`DEFAULT_ROOT`].
     Default,
 }
@@ -70,6 +75,26 @@ pub enum RootError {
         /// Its policy directory.
         policies: PathBuf,
     },
+    /// A user with no subtree of their own.
+    #[error(
+        "no cgroup subtree is delegated to uid {uid}: it runs no cgmgr daemon of its own ({record} \
+         names none) and its cgroup {own} is not delegated to it. Nothing was written.\n  \
+         ways forward:\n    \
+         - start your own daemon: `systemctl --user start cgmgr` (its groups are then found by \
+         `cgmgr exec`, `status` and `metrics`)\n    \
+         - run in a delegated scope: `systemd-run --user --scope -p Delegate=yes cgmgr ...`\n    \
+         - without a user manager (`systemctl --user` fails), ask the admin for `loginctl \
+         enable-linger {uid}`, or for a cgroup delegated to you (its directory, cgroup.procs, \
+         cgroup.subtree_control and cgroup.threads chowned to you), then pass it as --root"
+    )]
+    NoSubtree {
+        /// The user.
+        uid: u32,
+        /// The record looked for.
+        record: String,
+        /// The user's own cgroup.
+        own: String,
+    },
     /// A daemon holds the root's lock but left no record (an older cgmgr,
     /// another runtime directory).
     #[error(
@@ -79,24 +104,67 @@ pub enum RootError {
     Locked(PathBuf),
 }
 
-/// Resolves the root for a command: `flag` is `--root`/`CGMGR_ROOT`.
+/// Resolves the root for a command: `flag` is `--root`/`CGMGR_ROOT`. A
+/// user with no subtree of their own is refused ([`RootError::NoSubtree`]).
 pub fn resolve(flag: Option<&str>) -> Result<Resolved, RootError> {
+    let resolved = resolve_any(flag)?;
+    if resolved.source == Source::UserManager {
+        return Err(no_subtree(&resolved.path));
+    }
+    Ok(resolved)
+}
+
+/// [`resolve`], but a user with no subtree gets [`Source::UserManager`]
+/// (their own cgroup as the path): `cgmgr exec` then asks that manager for
+/// a delegated scope.
+pub fn resolve_any(flag: Option<&str>) -> Result<Resolved, RootError> {
     if let Some(flag) = flag {
         return Ok(Resolved {
             path: resolve_flag(flag)?,
             source: Source::Flag,
         });
     }
-    Ok(match record::running_daemon()? {
-        Some(daemon) => Resolved {
+    if let Some(daemon) = record::running_daemon()? {
+        return Ok(Resolved {
             path: daemon.root.clone(),
             source: Source::Daemon(daemon),
-        },
-        None => Resolved {
+        });
+    }
+    if nix::unistd::geteuid().is_root() {
+        return Ok(Resolved {
             path: PathBuf::from(DEFAULT_ROOT),
             source: Source::Default,
-        },
-    })
+        });
+    }
+    let own = resolve_flag("self")?;
+    let source = if delegated_to_me(&own) {
+        Source::Delegated
+    } else {
+        Source::UserManager
+    };
+    Ok(Resolved { path: own, source })
+}
+
+/// The refusal of a user with no subtree; `own` is their cgroup.
+pub fn no_subtree(own: &Path) -> RootError {
+    RootError::NoSubtree {
+        uid: nix::unistd::geteuid().as_raw(),
+        record: record::record_path().display().to_string(),
+        own: own.display().to_string(),
+    }
+}
+
+/// Whether the cgroup `dir` is delegated to this process's user the
+/// kernel's way (its directory, `cgroup.procs` and `cgroup.subtree_control`
+/// are theirs) and no systemd manager keeps it for itself.
+fn delegated_to_me(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    let mine = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.uid() == me);
+    mine(dir)
+        && mine(&dir.join("cgroup.procs"))
+        && mine(&dir.join("cgroup.subtree_control"))
+        && crate::systemd::owner::tree_owner(dir) != crate::systemd::owner::TreeOwner::Systemd
 }
 
 /// `--root PATH`, or `self` for the cgroup this process is in.

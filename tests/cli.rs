@@ -2753,3 +2753,197 @@ fn host_doctor_refuses_a_root_outside_cgroup2() {
         "a trigger is written nowhere but under the managed root:\n{text}"
     );
 }
+
+/// A user (uid 1000) with a cgroup delegated the kernel's way (its
+/// directory and `cgroup.procs`, `cgroup.subtree_control`, `cgroup.threads`
+/// chowned to them): `exec` inside it maps the user's own uid, their
+/// daemon's record lives in `$XDG_RUNTIME_DIR/cgmgr`, where `status` and
+/// `exec` from outside the subtree find it, and outside any subtree of
+/// theirs cgmgr refuses, saying what is missing, and creates nothing.
+#[test]
+fn host_user_runs_exec_and_a_daemon_in_a_delegated_subtree() {
+    use std::os::unix::fs::PermissionsExt;
+    const UID: u32 = 1000;
+    let open =
+        |p: &Path| std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let scratch = Scratch::new("user");
+    let s = scratch.0.clone();
+    for p in [
+        s.clone(),
+        s.join("cgroup.procs"),
+        s.join("cgroup.subtree_control"),
+        s.join("cgroup.threads"),
+    ] {
+        std::os::unix::fs::chown(&p, Some(UID), Some(UID)).unwrap();
+    }
+    // What the user runs: a copy they can reach, a rootfs, policies.
+    let bin_dir = tempfile::tempdir().unwrap();
+    open(bin_dir.path());
+    let bin = bin_dir.path().join("cgmgr");
+    std::fs::copy(env!("CARGO_BIN_EXE_cgmgr"), &bin).unwrap();
+    let rootfs = busybox_rootfs(&["sh", "cat", "id", "sleep"]);
+    open(rootfs.path());
+    let policies = policy_dir(&[(
+        "user.toml",
+        &format!(
+            "[group.box.exec]\nrootfs = \"{}\"\nstandby = 1\n[group.solo.exec]\nrootfs = \"{}\"\n",
+            rootfs.path().display(),
+            rootfs.path().display()
+        ),
+    )]);
+    open(policies.path());
+    std::fs::set_permissions(
+        policies.path().join("user.toml"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let xdg = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(xdg.path(), Some(UID), Some(UID)).unwrap();
+    // As the user: inside the subtree (`inside`) or wherever the test runs.
+    let as_user = |inside: bool, args: &[&str]| {
+        let mut c = Command::new("sh");
+        let enter = if inside {
+            format!("echo $$ > {}/cgroup.procs && ", s.display())
+        } else {
+            String::new()
+        };
+        c.arg("-c")
+            .arg(format!(
+                "{enter}exec setpriv --reuid {UID} --regid {UID} --clear-groups \"$@\""
+            ))
+            .arg("sh")
+            .arg("env")
+            .arg("-i")
+            .arg("PATH=/usr/bin:/bin")
+            .arg(format!("XDG_RUNTIME_DIR={}", xdg.path().display()))
+            .arg(&bin)
+            .args(args);
+        c
+    };
+    let pol = policies.path().to_str().unwrap();
+    // exec inside the subtree, no --root: the user's own uid, mapped alone.
+    let out = as_user(
+        true,
+        &[
+            "exec",
+            "--policies",
+            pol,
+            "--group",
+            "solo",
+            "--",
+            "sh",
+            "-c",
+            "cat /proc/self/uid_map; id -u",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let map: Vec<&str> = text.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(map, ["0", "1000", "1"], "{text}");
+    assert_eq!(text.lines().nth(1), Some("0"));
+    // Outside any subtree of theirs: refused, naming what is missing.
+    let before = dirs_below(&s);
+    let out = as_user(
+        false,
+        &["exec", "--policies", pol, "--group", "solo", "--", "true"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no cgroup subtree is delegated to uid 1000"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("systemctl --user start cgmgr"),
+        "{}",
+        stderr(&out)
+    );
+    let out = as_user(false, &["status"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(dirs_below(&s), before, "a refusal created something");
+    // The user's daemon in the subtree: found from outside it.
+    let daemon = as_user(
+        true,
+        &["--root", "self", "daemon", "--listen", "127.0.0.1:0", pol],
+    )
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let _daemon = Reaped(daemon);
+    let record = xdg.path().join("cgmgr/daemon");
+    wait_for("the user daemon's record", 10, || {
+        std::fs::read_to_string(&record).is_ok_and(|r| r.contains("listen"))
+    });
+    let out = as_user(false, &["status"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).lines().any(|l| l.starts_with("box ")),
+        "{}",
+        stdout(&out)
+    );
+    let mut served = None;
+    wait_for("a prepared sandbox that serves the user", 20, || {
+        let out = as_user(false, &["exec", "--group", "box", "--", "id", "-u"])
+            .output()
+            .unwrap();
+        served = Some(out.clone());
+        out.status.code() == Some(0)
+    });
+    let out = served.unwrap();
+    assert_eq!(stdout(&out).trim(), "0", "{}", stderr(&out));
+    // Another user, even with the directory and the socket opened to
+    // everyone, is not served: the daemon checks its peer's uid.
+    std::fs::set_permissions(xdg.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        xdg.path().join("cgmgr"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        xdg.path().join("cgmgr/exec.sock"),
+        std::fs::Permissions::from_mode(0o777),
+    )
+    .unwrap();
+    let other = Command::new("setpriv")
+        .args([
+            "--reuid",
+            "1001",
+            "--regid",
+            "1001",
+            "--clear-groups",
+            "env",
+            "-i",
+            "PATH=/usr/bin:/bin",
+        ])
+        .arg(format!(
+            "CGMGR_RUNTIME_DIR={}",
+            xdg.path().join("cgmgr").display()
+        ))
+        .arg(&bin)
+        .args(["exec", "--group", "box", "--", "id", "-u"])
+        .output()
+        .unwrap();
+    assert_ne!(
+        other.status.code(),
+        Some(0),
+        "uid 1001 was served by uid 1000's daemon: {}",
+        stdout(&other)
+    );
+    assert!(stdout(&other).is_empty(), "{}", stdout(&other));
+    // Without a prepared sandbox, a run started from outside the subtree
+    // is refused by the kernel, and the hint says how to get one.
+    let out = as_user(false, &["exec", "--group", "solo", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(stderr(&out).contains("standby = N"), "{}", stderr(&out));
+    // Stopped as systemd would, so that its sandboxes go with it.
+    let mut daemon = _daemon;
+    // SAFETY: kill(2) of our own child's pid, still unreaped.
+    unsafe { libc::kill(daemon.0.id() as i32, libc::SIGTERM) };
+    wait_exit(&mut daemon.0, 10);
+}

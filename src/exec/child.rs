@@ -69,8 +69,9 @@ pub(crate) fn build(
         return Ok(None);
     }
     if spec.has(Namespace::User) {
-        k.setresgid(0).map_err(step(Step::RootGid))?;
-        k.setresuid(0).map_err(step(Step::RootUid))?;
+        let (uid, gid) = spec.builder_ids();
+        k.setresgid(gid).map_err(step(Step::RootGid(gid)))?;
+        k.setresuid(uid).map_err(step(Step::RootUid(uid)))?;
         // A credential change clears the parent-death signal: arm it again,
         // then make sure the parent did not die in between.
         k.set_pdeathsig().map_err(step(Step::DeathSignal))?;
@@ -219,6 +220,7 @@ mod tests {
             report_file: None,
             mounts: Vec::new(),
             limits: Default::default(),
+            own_ids: false,
         }
     }
 

@@ -139,10 +139,10 @@ pub enum ExecError {
 pub enum Step {
     /// `prctl(PR_SET_PDEATHSIG)`.
     DeathSignal,
-    /// `setresgid(0)` in the user namespace.
-    RootGid,
-    /// `setresuid(0)` in the user namespace.
-    RootUid,
+    /// `setresgid` to the builder's gid in the user namespace.
+    RootGid(u32),
+    /// `setresuid` to the builder's uid in the user namespace.
+    RootUid(u32),
     /// `close_range(first, ~0)`.
     CloseFrom(u32),
     /// `dup3` of the kept descriptor onto fd 3.
@@ -199,8 +199,8 @@ impl std::fmt::Display for Step {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Step::DeathSignal => f.write_str("prctl(PR_SET_PDEATHSIG)"),
-            Step::RootGid => f.write_str("setresgid(0) in the user namespace"),
-            Step::RootUid => f.write_str("setresuid(0) in the user namespace"),
+            Step::RootGid(gid) => write!(f, "setresgid({gid}) in the user namespace"),
+            Step::RootUid(uid) => write!(f, "setresuid({uid}) in the user namespace"),
             Step::CloseFrom(first) => write!(f, "close_range({first}, ~0)"),
             Step::KeepAsFd3 => f.write_str("dup3(.., 3)"),
             Step::SessionKeyring => f.write_str("keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)"),

@@ -268,6 +268,65 @@ pub fn map_line(base: u32) -> String {
     format!("0 {base} {RANGE}\n")
 }
 
+/// The host ids a run's user namespace maps.
+#[derive(Debug)]
+pub enum RunIds {
+    /// cgmgr as root: a leased range of [`RANGE`] ids, inside root at its
+    /// base, the namespace owned by the slot's owner id.
+    Leased(IdRange),
+    /// cgmgr as a user, who may map nothing but their own ids (as
+    /// `bwrap` and `unshare -r` do): the workload's inside `uid` and `gid`
+    /// are the caller's euid and egid outside, one id each, and the
+    /// namespace is the caller's own.
+    Own {
+        /// The inside uid (the workload's), mapped to `host_uid`.
+        uid: u32,
+        /// The inside gid, mapped to `host_gid`.
+        gid: u32,
+        /// The caller's euid.
+        host_uid: u32,
+        /// The caller's egid.
+        host_gid: u32,
+    },
+}
+
+impl RunIds {
+    /// The uid that creates (owns) the run's user namespace: the slot's
+    /// owner, or `None` for the caller's own.
+    pub fn owner(&self) -> Option<u32> {
+        match self {
+            RunIds::Leased(range) => Some(range.owner()),
+            RunIds::Own { .. } => None,
+        }
+    }
+
+    /// The lines of `uid_map` and `gid_map`.
+    pub fn map_lines(&self) -> (String, String) {
+        match self {
+            RunIds::Leased(range) => (map_line(range.base), map_line(range.base)),
+            RunIds::Own {
+                uid,
+                gid,
+                host_uid,
+                host_gid,
+            } => (
+                format!("{uid} {host_uid} 1\n"),
+                format!("{gid} {host_gid} 1\n"),
+            ),
+        }
+    }
+
+    /// The ids inside that may build the sandbox (with every capability
+    /// of the namespace): root of a leased range; the workload's own ids
+    /// when they are the only ones mapped.
+    pub fn builder(&self) -> (u32, u32) {
+        match self {
+            RunIds::Leased(_) => (0, 0),
+            RunIds::Own { uid, gid, .. } => (*uid, *gid),
+        }
+    }
+}
+
 /// Writes `uid_map`, `setgroups` = deny, then `gid_map` of the process
 /// `pidfd` names. Its number in `/proc` is read from the pidfd's own entry
 /// there (`Pid:` of `/proc/self/fdinfo/FD`, which the kernel gives in the
@@ -275,13 +334,14 @@ pub fn map_line(base: u32) -> String {
 /// this process's namespace, and a `cgmgr exec` started in a pid namespace
 /// of its own under the host's `/proc` would write another process's maps
 /// with it (a host user's fresh user namespace would get the range).
-pub fn write_maps(pidfd: BorrowedFd<'_>, base: u32) -> Result<(), ExecError> {
+pub fn write_maps(pidfd: BorrowedFd<'_>, ids: &RunIds) -> Result<(), ExecError> {
     let pid = pid_in_proc(pidfd)?;
-    write_proc(pid, "uid_map", &map_line(base))?;
+    let (uid_map, gid_map) = ids.map_lines();
+    write_proc(pid, "uid_map", &uid_map)?;
     // deny: the workload can never drop a supplementary group to reach a
     // file that group is denied (and unprivileged gid_map writes need it).
     write_proc(pid, "setgroups", "deny")?;
-    write_proc(pid, "gid_map", &map_line(base))
+    write_proc(pid, "gid_map", &gid_map)
 }
 
 /// The number `/proc` knows the process of `pidfd` by.

@@ -64,7 +64,7 @@ pub fn run(
     // The run's own host ids come with it, held until its group is ended
     // (below): no process of this run keeps them once another run may
     // lease them.
-    let run = run_group::Run::begin(root, &spec.group, spec.has(Namespace::User))?;
+    let run = run_group::Run::begin(root, &spec.group, spec.user_ids())?;
     // After `begin`, which may first end abandoned runs: their time is not
     // this run's.
     let account = report::Accounting::start(
@@ -138,7 +138,6 @@ pub(crate) fn start_child(
             "cgmgr exec must clone from a single-threaded process; this one has {threads} other thread(s)"
         )));
     }
-    let ids = run.ids.as_ref().map(|ids| (ids.base, ids.owner()));
     let (go_read, go_write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"))?;
     sigchld_by_default()?;
@@ -153,7 +152,8 @@ pub(crate) fn start_child(
     )
     .map_err(sys("sigprocmask"))?;
     // Born in the run group, through the descriptor that holds its lock.
-    match spawn::clone_into(spec.clone_flags(), run.dir(), ids.map(|(_, owner)| owner))? {
+    let owner = run.ids.as_ref().and_then(idmap::RunIds::owner);
+    match spawn::clone_into(spec.clone_flags(), run.dir(), owner)? {
         spawn::Forked::Child => {
             // The id lease and the run group's lock (owned by `run`) are
             // never dropped here, as the child leaves by exit(): they are
@@ -164,13 +164,12 @@ pub(crate) fn start_child(
         }
         spawn::Forked::Parent { pid, pidfd, placed } => {
             drop((go_read, job));
-            let id_base = ids.map(|(base, _)| base);
             let released = release_child(
                 root,
                 &run.group,
                 (pid, pidfd.as_fd()),
                 placed,
-                id_base,
+                run.ids.as_ref(),
                 &go_write,
             );
             if let Err(e) = released {
@@ -220,7 +219,7 @@ fn release_child(
     run: &GroupName,
     (pid, pidfd): (Pid, std::os::fd::BorrowedFd<'_>),
     placed: bool,
-    id_base: Option<u32>,
+    ids: Option<&idmap::RunIds>,
     go: &OwnedFd,
 ) -> Result<(), ExecError> {
     // init leads a process group of its own: a signal sent to cgmgr's group
@@ -231,8 +230,8 @@ fn release_child(
     if !placed {
         run_group::place(root, run, pid.as_raw())?;
     }
-    if let Some(base) = id_base {
-        idmap::write_maps(pidfd, base)?;
+    if let Some(ids) = ids {
+        idmap::write_maps(pidfd, ids)?;
     }
     nix::unistd::write(go, b"1").map_err(sys("releasing the child"))?;
     Ok(())

@@ -54,6 +54,14 @@ pub enum PrepareError {
     /// systemd would not give the run a delegated scope.
     #[error(transparent)]
     Scope(#[from] ScopeError),
+    /// A user with no subtree whose systemd manager gave no scope either.
+    #[error("{refused}\n  (a transient scope was asked of your user manager: {why})")]
+    NoUserScope {
+        /// The refusal, with the ways forward.
+        refused: Box<RootError>,
+        /// Why the user manager gave none.
+        why: Box<ScopeError>,
+    },
     /// systemd owns the named root and has not delegated it.
     #[error(transparent)]
     NotDelegated(#[from] NotDelegated),
@@ -79,7 +87,7 @@ pub fn prepare_with(
     loaded: Option<PolicySet>,
 ) -> Result<(CgroupRoot, ExecSpec), PrepareError> {
     let group = GroupName::parse(&request.group).map_err(|e| PrepareError::Group(e.to_string()))?;
-    let resolved = root::resolve(request.root.as_deref())?;
+    let resolved = root::resolve_any(request.root.as_deref())?;
     let (policies, policies_given) = match (&request.policies, &resolved.source) {
         (Some(dir), _) => (dir.clone(), true),
         (None, Source::Daemon(daemon)) => (daemon.policies.clone(), true),
@@ -105,6 +113,19 @@ pub fn prepare_with(
         root,
     };
     let root_path = match (&resolved.source, owner::tree_owner(&resolved.path)) {
+        (Source::UserManager, _) => {
+            // A new scope never holds the group: it must be declared.
+            if declared.is_none() {
+                return Err(unknown(resolved.path).into());
+            }
+            if let Err(why) = scope::enter_delegated_scope(group.as_str()) {
+                return Err(PrepareError::NoUserScope {
+                    refused: Box::new(root::no_subtree(&resolved.path)),
+                    why: Box::new(why),
+                });
+            }
+            root::resolve_flag("self")?
+        }
         (Source::Default, TreeOwner::Systemd) => {
             // A new scope never holds the group: it must be declared.
             if declared.is_none() {

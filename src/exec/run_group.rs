@@ -34,7 +34,7 @@ use crate::cgroup::tree::Controller;
 use crate::cgroup::{CgroupRoot, GroupName, control, pids, tree};
 
 use super::error::ExecError;
-use super::idmap::{self, IdRange};
+use super::idmap::{self, RunIds};
 
 pub use crate::cgroup::pids::RUN_PREFIX;
 
@@ -54,8 +54,9 @@ pub struct Run {
     pub group: GroupName,
     /// The run group's directory, locked while the run lives.
     lock: Flock<OwnedFd>,
-    /// The host id range, held until the run group has been ended.
-    pub ids: Option<IdRange>,
+    /// The host ids of its user namespace; a leased range is held until
+    /// the run group has been ended.
+    pub ids: Option<RunIds>,
 }
 
 impl Run {
@@ -65,16 +66,31 @@ impl Run {
     /// lease creates nothing. The memory, pids and io controllers are
     /// enabled for the run where `group` has them and holds no process
     /// itself; otherwise the run is only counted in `group`'s counters.
-    pub fn begin(root: &CgroupRoot, group: &GroupName, user_ns: bool) -> Result<Run, ExecError> {
+    ///
+    /// `user_ns`: the workload's uid and gid inside its user namespace, if
+    /// it has one. As root they are in a leased range; as a user, the
+    /// caller's own ids are all there is to map.
+    pub fn begin(
+        root: &CgroupRoot,
+        group: &GroupName,
+        user_ns: Option<(u32, u32)>,
+    ) -> Result<Run, ExecError> {
         reap_abandoned(root, group);
-        let ids = if user_ns {
-            Some(idmap::lease(&idmap::lease_dir())?)
-        } else {
-            None
+        let ids = match user_ns {
+            None => None,
+            Some(_) if nix::unistd::geteuid().is_root() => {
+                Some(RunIds::Leased(idmap::lease(&idmap::lease_dir())?))
+            }
+            Some((uid, gid)) => Some(RunIds::Own {
+                uid,
+                gid,
+                host_uid: nix::unistd::geteuid().as_raw(),
+                host_gid: nix::unistd::getegid().as_raw(),
+            }),
         };
         enable_accounting(root, group);
         let (run, lock) = create_locked(root, group)?;
-        if let Some(ids) = &ids
+        if let Some(RunIds::Leased(ids)) = &ids
             && let Err(e) = ids.record(&root.group_path(&run), lock.as_fd())
         {
             let _ = root.rmdir(&run);
@@ -100,7 +116,7 @@ impl Run {
     pub fn end(self, root: &CgroupRoot) -> Result<(), EndError> {
         end_group(root, &self.group)?;
         // Gone: the next lease of the range need not look for it.
-        if let Some(ids) = &self.ids {
+        if let Some(RunIds::Leased(ids)) = &self.ids {
             let _ = ids.clear_record();
         }
         Ok(())

@@ -189,6 +189,16 @@ fn clone_error(flags: u64, errno: Errno) -> ExecError {
         Errno::EPERM | Errno::ENOSPC | Errno::EUSERS => {
             "\n  hint: namespaces may be disabled or exhausted (see /proc/sys/user/max_user_namespaces, kernel.unprivileged_userns_clone)"
         }
+        // The kernel lets a user's process enter a cgroup only when it may
+        // write cgroup.procs of the common ancestor of where it is and
+        // where it goes: from outside the delegated subtree it may not.
+        Errno::EACCES if !nix::unistd::geteuid().is_root() => {
+            "\n  hint: a user's cgmgr exec can start a run only from inside the subtree delegated to \
+             it (the kernel moves an unprivileged process only within a subtree it owns): run it \
+             in a delegated scope (`systemd-run --user --scope -p Delegate=yes cgmgr exec ...`), \
+             or give the group `standby = N` in its [exec] table so that your daemon, which lives \
+             in the subtree, serves the run"
+        }
         _ => "",
     };
     ExecError::Clone { flags, errno, hint }

@@ -52,6 +52,9 @@ pub struct ExecSpec {
     pub mounts: Vec<Mount>,
     /// The run's CPU and wall time limits.
     pub limits: RunLimits,
+    /// Whether its user namespace maps the caller's own ids only (cgmgr
+    /// run by a user), not a leased range.
+    pub own_ids: bool,
 }
 
 /// Command-line overrides of the `[exec]` policy table.
@@ -176,8 +179,10 @@ impl ExecSpec {
         let uid = policy.uid.unwrap_or(0);
         let gid = policy.gid.unwrap_or(uid);
         let in_user_ns = namespaces.contains(&Namespace::User);
+        // A user maps only their own ids, one of each: any inside id will do.
+        let own_ids = in_user_ns && !nix::unistd::geteuid().is_root();
         for (what, id) in [("uid", uid), ("gid", gid)] {
-            if in_user_ns && id >= idmap::RANGE {
+            if in_user_ns && !own_ids && id >= idmap::RANGE {
                 return Err(ExecError::Invalid(format!(
                     "{what} {id} is outside the user namespace's mapped range 0..{}: pick an id below {}",
                     idmap::RANGE,
@@ -213,6 +218,7 @@ impl ExecSpec {
             report_file: flags.report_file,
             mounts,
             limits: run_limits,
+            own_ids,
             switch: if flags.chroot {
                 RootSwitch::Chroot
             } else {
@@ -231,6 +237,23 @@ impl ExecSpec {
                 rlimits,
             },
         })
+    }
+
+    /// The workload's uid and gid inside its user namespace, if it has one.
+    pub fn user_ids(&self) -> Option<(u32, u32)> {
+        self.has(Namespace::User)
+            .then_some((self.workload.uid, self.workload.gid))
+    }
+
+    /// The ids inside the user namespace that build the sandbox (with
+    /// every capability there): root of a leased range; the workload's own
+    /// when they are the only ones mapped.
+    pub fn builder_ids(&self) -> (u32, u32) {
+        if self.own_ids {
+            (self.workload.uid, self.workload.gid)
+        } else {
+            (0, 0)
+        }
     }
 
     /// Whether the run makes namespace `ns`.

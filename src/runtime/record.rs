@@ -33,12 +33,36 @@ pub struct DaemonRecord {
     pub listen: String,
 }
 
-/// The record's path on this host.
+/// The record's path on this host: in `CGMGR_RUNTIME_DIR` when set, else
+/// in [`DEFAULT_RUNTIME_DIR`] for root and `$XDG_RUNTIME_DIR/cgmgr` for a
+/// user (each user's daemon is their own).
 pub fn record_path() -> PathBuf {
-    let dir = std::env::var_os("CGMGR_RUNTIME_DIR")
-        .filter(|d| !d.is_empty())
-        .map_or_else(|| PathBuf::from(DEFAULT_RUNTIME_DIR), PathBuf::from);
-    dir.join("daemon")
+    runtime_dir(
+        nix::unistd::geteuid().as_raw(),
+        std::env::var_os("CGMGR_RUNTIME_DIR"),
+        std::env::var_os("XDG_RUNTIME_DIR"),
+    )
+    .join("daemon")
+}
+
+/// Where `uid`'s cgmgr keeps its runtime files, given the two variables.
+/// A user without `XDG_RUNTIME_DIR` (no login session) gets
+/// `/run/user/UID/cgmgr`, where systemd-logind would have put it.
+pub fn runtime_dir(
+    uid: u32,
+    cgmgr: Option<std::ffi::OsString>,
+    xdg: Option<std::ffi::OsString>,
+) -> PathBuf {
+    if let Some(dir) = cgmgr.filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    if uid == 0 {
+        return PathBuf::from(DEFAULT_RUNTIME_DIR);
+    }
+    match xdg.filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir).join("cgmgr"),
+        None => PathBuf::from(format!("/run/user/{uid}/cgmgr")),
+    }
 }
 
 /// Held by the daemon: the record stays valid while this lives.
@@ -199,6 +223,32 @@ fn whole_file(kind: i32) -> libc::flock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_user_has_a_runtime_directory_of_their_own() {
+        let os = |s: &str| Some(std::ffi::OsString::from(s));
+        assert_eq!(
+            runtime_dir(0, None, os("/run/user/0")),
+            PathBuf::from("/run/cgmgr")
+        );
+        assert_eq!(
+            runtime_dir(1000, None, os("/run/user/1000")),
+            PathBuf::from("/run/user/1000/cgmgr")
+        );
+        assert_eq!(
+            runtime_dir(1000, None, None),
+            PathBuf::from("/run/user/1000/cgmgr")
+        );
+        assert_eq!(
+            runtime_dir(1000, os(""), os("")),
+            PathBuf::from("/run/user/1000/cgmgr")
+        );
+        assert_eq!(
+            runtime_dir(1000, os("/tmp/x"), os("/run/user/1000")),
+            PathBuf::from("/tmp/x")
+        );
+        assert_eq!(runtime_dir(0, os("/tmp/x"), None), PathBuf::from("/tmp/x"));
+    }
 
     fn record() -> DaemonRecord {
         DaemonRecord {

@@ -10,9 +10,14 @@
 //!
 //! systemd answers on its private socket `/run/systemd/private` (root only,
 //! no bus daemon needed) and on the system bus; the private socket is tried
-//! first, as `systemctl` does.
+//! first, as `systemctl` does. A user's cgmgr asks the user's own manager
+//! (`user@UID.service`) the same way, as `systemd-run --user --scope` does:
+//! its private socket `$XDG_RUNTIME_DIR/systemd/private`, then the user bus
+//! `$XDG_RUNTIME_DIR/bus`.
 
 use std::time::{Duration, Instant};
+
+use std::path::{Path, PathBuf};
 
 use super::dbus::{Arg, Connection, DbusError, PRIVATE_SOCKET, SYSTEM_BUS, connect_systemd};
 
@@ -33,6 +38,15 @@ pub enum ScopeError {
         private: DbusError,
         /// Why the system bus failed.
         system: DbusError,
+    },
+    /// The user's manager answered on neither of its sockets (each error
+    /// names its socket).
+    #[error("cannot reach your systemd user manager ({private}; {bus})")]
+    ConnectUser {
+        /// Why its private socket failed.
+        private: Box<DbusError>,
+        /// Why the user bus failed.
+        bus: Box<DbusError>,
     },
     /// systemd refused the unit.
     #[error("systemd refused the transient scope {unit}: {source}")]
@@ -107,9 +121,29 @@ pub fn enter_delegated_scope(group: &str) -> Result<String, ScopeError> {
     Ok(unit)
 }
 
-/// The private socket (root), else the system bus, as `systemctl` does.
+/// The private socket (root), else the system bus, as `systemctl` does;
+/// for a user, their manager's private socket, else the user bus, as
+/// `systemctl --user` does.
 fn connect() -> Result<Connection, ScopeError> {
-    connect_systemd().map_err(|(private, system)| ScopeError::Connect { private, system })
+    if nix::unistd::geteuid().is_root() {
+        return connect_systemd()
+            .map_err(|(private, system)| ScopeError::Connect { private, system });
+    }
+    let runtime = std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(
+            || PathBuf::from(format!("/run/user/{}", nix::unistd::geteuid())),
+            PathBuf::from,
+        );
+    let (private_path, bus_path) = (runtime.join("systemd/private"), runtime.join("bus"));
+    let private = match Connection::peer(&private_path) {
+        Ok(c) => return Ok(c),
+        Err(e) => e,
+    };
+    Connection::bus(Path::new(&bus_path)).map_err(|bus| ScopeError::ConnectUser {
+        private: Box::new(private),
+        bus: Box::new(bus),
+    })
 }
 
 fn wait_until_placed(unit: &str) -> Result<(), ScopeError> {

@@ -80,10 +80,11 @@ impl Pool {
                 }
                 Err(_) => return,
             };
-            // Root's alone, whatever the socket file's mode became.
-            let root = nix::sys::socket::getsockopt(&conn, sockopt::PeerCredentials)
-                .is_ok_and(|c| c.uid() == 0);
-            if !root || self.pending.len() >= MAX_PENDING {
+            // The daemon's own user's alone (root's for the system
+            // daemon), whatever the socket file's mode became.
+            let ours = nix::sys::socket::getsockopt(&conn, sockopt::PeerCredentials)
+                .is_ok_and(|c| c.uid() == nix::unistd::geteuid().as_raw());
+            if !ours || self.pending.len() >= MAX_PENDING {
                 continue;
             }
             // The request usually came with the connection: served now.
