@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Checks systemd/cgmgr.service (and with its drop-in systemd/standby.conf)
+# Checks systemd/cgmgr.service (and with its drop-in systemd/standby.conf),
+# and systemd/user/cgmgr.service,
 # with systemd-analyze verify. The unit names
 # /usr/local/bin/cgmgr; a copy pointing at the built binary is verified, so
 # every directive is checked without installing anything. Any output (an
@@ -21,3 +22,10 @@ cp systemd/standby.conf "$dir/cgmgr.service.d/"
 out=$(systemd-analyze verify --man=no "$dir/cgmgr.service" 2>&1) || { echo "$out"; exit 1; }
 [ -z "$out" ] || { echo "systemd-analyze verify with systemd/standby.conf:"; echo "$out"; exit 1; }
 echo "systemd/standby.conf: verified"
+# The user unit, as `systemctl --user` would load it (its own directory:
+# same unit name).
+mkdir "$dir/user"
+sed "s|/usr/local/bin/cgmgr|$bin|g" systemd/user/cgmgr.service > "$dir/user/cgmgr.service"
+out=$(systemd-analyze verify --man=no "$dir/user/cgmgr.service" 2>&1) || { echo "$out"; exit 1; }
+[ -z "$out" ] || { echo "systemd-analyze verify systemd/user/cgmgr.service:"; echo "$out"; exit 1; }
+echo "systemd/user/cgmgr.service: verified"
