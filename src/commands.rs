@@ -123,7 +123,8 @@ fn apply_cmd(root: Option<&str>, args: ApplyArgs) -> Result<(), Error> {
 /// `cgmgr daemon`: the initial policy set must be valid (else exit 2).
 /// Its root is `--root` or /sys/fs/cgroup, never another daemon's.
 fn daemon_cmd(root: Option<&str>, args: DaemonArgs) -> Result<(), Error> {
-    let set = policy::load(std::slice::from_ref(&args.policy_dir))?;
+    let user = !nix::unistd::geteuid().is_root();
+    let set = policy::load_for_daemon(std::slice::from_ref(&args.policy_dir), user)?;
     let root_path = match root {
         Some(flag) => managed_root::resolve_flag(flag)?,
         None => PathBuf::from(managed_root::DEFAULT_ROOT),

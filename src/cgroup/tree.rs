@@ -92,6 +92,7 @@ pub fn refuse_unavailable(
                 &available,
                 &proc_cgroups,
                 &mountinfo,
+                (!nix::unistd::geteuid().is_root()).then(|| nix::unistd::geteuid().as_raw()),
             )
         })
         .collect();
@@ -99,13 +100,15 @@ pub fn refuse_unavailable(
 }
 
 /// Explains why `controller` is not available at `root`: bound to a cgroup
-/// v1 hierarchy (from `/proc/cgroups` and mountinfo), or not delegated.
+/// v1 hierarchy (from `/proc/cgroups` and mountinfo), or not delegated —
+/// to `user` (a uid) by their systemd manager, when cgmgr runs as one.
 pub fn explain_missing(
     controller: Controller,
     root: &str,
     available: &[String],
     proc_cgroups: &str,
     mountinfo: &str,
+    user: Option<u32>,
 ) -> String {
     let name = controller.name();
     let have = if available.is_empty() {
@@ -132,12 +135,45 @@ pub fn explain_missing(
                  overrides that keep v1) so that {name} is attached to cgroup v2"
             )
         }
-        _ => format!(
-            "{head}:\n  the parent cgroup does not delegate it.\n  \
-             hint: enable it in the parent's cgroup.subtree_control (`echo +{name} > PARENT/cgroup.subtree_control`), \
-             or run cgmgr in a systemd unit with `Delegate=yes`"
-        ),
+        _ => match user {
+            Some(uid) => format!(
+                "{head}:\n  it is not delegated to uid {uid}.\n  {}",
+                user_hint(name)
+            ),
+            None => format!(
+                "{head}:\n  the parent cgroup does not delegate it.\n  \
+                 hint: enable it in the parent's cgroup.subtree_control (`echo +{name} > PARENT/cgroup.subtree_control`), \
+                 or run cgmgr in a systemd unit with `Delegate=yes`"
+            ),
+        },
     }
+}
+
+/// What gives a user's subtree `controller`: systemd's user managers get
+/// `memory` and `pids` (systemd 247), and `cpu` too from 252; `io` and
+/// `cpuset` only with an admin's drop-in for `user@.service`.
+fn user_hint(controller: &str) -> String {
+    let by_version = match controller {
+        "memory" | "pids" => {
+            "systemd delegates it to every user manager (247 and later), so the subtree that lacks it \
+             is not one systemd delegated: run in a unit or scope with `Delegate=yes` \
+             (`systemd-run --user --scope -p Delegate=yes`), or under `systemctl --user start cgmgr`"
+        }
+        "cpu" => {
+            "systemd 252 and later delegate it to user managers; systemd 247 does not, unless the \
+             admin adds the drop-in below"
+        }
+        _ => {
+            "systemd never delegates it to user managers by itself: the admin adds the drop-in below"
+        }
+    };
+    format!(
+        "{by_version}.\n  the admin's drop-in for every user (then `systemctl daemon-reload` and the \
+         user logs in again, or `systemctl restart user@UID.service`):\n    \
+         # /etc/systemd/system/user@.service.d/cgmgr-delegate.conf\n    \
+         [Service]\n    \
+         Delegate=cpu cpuset io memory pids"
+    )
 }
 
 /// The mount point of the v1 hierarchy that carries `controller`, from
@@ -371,6 +407,7 @@ mod tests {
             &["hugetlb".to_string()],
             PROC_CGROUPS,
             MOUNTINFO,
+            None,
         );
         assert!(
             msg.contains("the memory controller is not available in cgroup v2"),
@@ -384,13 +421,46 @@ mod tests {
     #[test]
     fn explains_missing_delegation() {
         let proc_cgroups = "#subsys_name\thierarchy\tnum_cgroups\tenabled\npids\t0\t5\t1\n";
-        let msg = explain_missing(Controller::Pids, "/sys/fs/cgroup/x", &[], proc_cgroups, "");
+        let msg = explain_missing(
+            Controller::Pids,
+            "/sys/fs/cgroup/x",
+            &[],
+            proc_cgroups,
+            "",
+            None,
+        );
         assert!(msg.contains("lists: none"), "{msg}");
         assert!(msg.contains("does not delegate it"), "{msg}");
         assert!(
             msg.contains("echo +pids > PARENT/cgroup.subtree_control"),
             "{msg}"
         );
+    }
+
+    /// A user's subtree: what their systemd gives, per version, and the
+    /// admin's drop-in for what it never gives.
+    #[test]
+    fn explains_what_a_users_systemd_delegates() {
+        let proc_cgroups =
+            "#subsys_name\thierarchy\tnum_cgroups\tenabled\nio\t0\t5\t1\ncpu\t0\t5\t1\n";
+        let at =
+            "/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/app.slice/cgmgr.service";
+        let have = ["memory".to_string(), "pids".to_string()];
+        let io = explain_missing(Controller::Io, at, &have, proc_cgroups, "", Some(1000));
+        assert!(
+            io.contains("the io controller is not available in cgroup v2"),
+            "{io}"
+        );
+        assert!(io.contains("not delegated to uid 1000"), "{io}");
+        assert!(io.contains("never delegates it to user managers"), "{io}");
+        assert!(
+            io.contains("/etc/systemd/system/user@.service.d/cgmgr-delegate.conf"),
+            "{io}"
+        );
+        assert!(io.contains("Delegate=cpu cpuset io memory pids"), "{io}");
+        let cpu = explain_missing(Controller::Cpu, at, &have, proc_cgroups, "", Some(1000));
+        assert!(cpu.contains("systemd 252 and later delegate it"), "{cpu}");
+        assert!(!cpu.contains("PARENT/cgroup.subtree_control"), "{cpu}");
     }
 
     #[test]

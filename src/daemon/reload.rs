@@ -74,7 +74,8 @@ impl Daemon {
                 self.opts.policy_dir.display()
             ),
         );
-        let result = policy::load(std::slice::from_ref(&self.opts.policy_dir))
+        let user = !nix::unistd::geteuid().is_root();
+        let result = policy::load_for_daemon(std::slice::from_ref(&self.opts.policy_dir), user)
             .map_err(|e| e.to_string())
             .and_then(|set| self.install(set, limits).map_err(|e| e.to_string()));
         if let Err(e) = result {

@@ -218,6 +218,86 @@ fn file_error(file: &Path, message: String) -> PolicyError {
     }
 }
 
+/// [`load`] for a daemon; `user`: it runs as a user, not root. The kernel
+/// arms a user's PSI trigger only when its window is a whole multiple of
+/// 2 s (a user never holds CAP_SYS_RESOURCE), so for a user's daemon any
+/// other window is an error naming the rule, found before anything is
+/// armed or written.
+pub fn load_for_daemon(paths: &[PathBuf], user: bool) -> Result<PolicySet, PolicyErrors> {
+    let set = load(paths)?;
+    if !user {
+        return Ok(set);
+    }
+    let errors = unarmable_for_a_user(&set);
+    if errors.is_empty() {
+        Ok(set)
+    } else {
+        Err(PolicyErrors(errors))
+    }
+}
+
+/// The pressure rules of `set` whose window a user's trigger cannot have.
+pub fn unarmable_for_a_user(set: &PolicySet) -> Vec<PolicyError> {
+    const STEP: u128 = 2_000_000;
+    let mut errors = Vec::new();
+    for group in set.groups.values() {
+        for rule in &group.pressure {
+            let us = rule.window.as_micros();
+            if us % STEP == 0 {
+                continue;
+            }
+            let up = (us / STEP + 1) * 2;
+            errors.push(PolicyError {
+                file: rule.origin.file.clone(),
+                line: rule.origin.line,
+                column: rule.origin.column,
+                message: format!(
+                    "a pressure rule of group `{}` has window = \"{}\": a daemon run by a user \
+                     (without CAP_SYS_RESOURCE) can arm PSI triggers only with windows that are \
+                     whole multiples of 2s",
+                    group.name,
+                    parse::show_duration(rule.window)
+                ),
+                hint: Some(format!(
+                    "write window = \"{}s\" (2s, 4s, 6s, 8s or 10s), or run the rule in the system daemon",
+                    up.min(10)
+                )),
+            });
+        }
+    }
+    errors
+}
+
+#[cfg(test)]
+mod user_window_tests {
+    use super::*;
+
+    #[test]
+    fn a_users_daemon_refuses_windows_that_are_not_multiples_of_2s() {
+        let text = "[[group.a.pressure]]\nresource = \"memory\"\nkind = \"some\"\nabove = \"10%\"\nwindow = \"500ms\"\naction = \"log\"\n\n[[group.a.pressure]]\nresource = \"cpu\"\nkind = \"some\"\nabove = \"10%\"\nwindow = \"4s\"\naction = \"log\"\n\n[[group.b.pressure]]\nresource = \"io\"\nkind = \"full\"\nabove = \"10%\"\nwindow = \"3s\"\naction = \"log\"\n";
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.toml");
+        std::fs::write(&file, text).unwrap();
+        let paths = [dir.path().to_path_buf()];
+        assert!(
+            load_for_daemon(&paths, false).is_ok(),
+            "root's daemon takes any window"
+        );
+        let errors = load_for_daemon(&paths, true).unwrap_err().to_string();
+        let lines: Vec<&str> = errors.lines().filter(|l| l.contains("p.toml:")).collect();
+        assert_eq!(lines.len(), 2, "{errors}");
+        assert!(errors.contains("p.toml:1:1"), "{errors}");
+        assert!(errors.contains("window = \"500ms\""), "{errors}");
+        assert!(errors.contains("window = \"3s\""), "{errors}");
+        assert!(errors.contains("write window = \"2s\""), "{errors}");
+        assert!(errors.contains("write window = \"4s\""), "{errors}");
+        assert!(
+            !errors.contains("\"4s\": a daemon"),
+            "the 4 s rule is armable: {errors}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod read_tests {
     use super::*;
