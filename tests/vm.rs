@@ -192,6 +192,16 @@ fn vm_runs_are_isolated_from_each_other_and_host_users() {
     run_with_extras("run.sh", "isolation.sh", &[], &["/usr/bin/setpriv"]);
 }
 
+/// cgmgr as uid 1000 in a subtree delegated the kernel's way: apply inside
+/// it, exec in the user's own uid OOM-killed at the user's limit, the
+/// user's daemon found from outside the subtree by status and exec (a
+/// prepared sandbox), another uid not served, and outside the subtree a
+/// refusal naming what is missing with nothing written.
+#[test]
+fn vm_a_user_with_a_delegated_subtree() {
+    run_with_extras("run.sh", "user.sh", &[], &["/usr/bin/setpriv"]);
+}
+
 /// `cgmgr kill` of a group with a fork loop below it, and of a frozen
 /// group, and a run that ignores SIGTERM (killed after the grace period;
 /// on 5.10 it ran on for ever before the one kill path), on 6.1

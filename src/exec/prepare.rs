@@ -19,9 +19,24 @@ use crate::systemd::scope::{self, ScopeError};
 
 use super::{ExecError, ExecFlags, ExecSpec};
 
-/// Where `cgmgr exec` looks for policies when neither `--policies` nor a
-/// running daemon names a directory.
+/// Where `cgmgr exec` run by root looks for policies when neither
+/// `--policies` nor a running daemon names a directory.
 pub const DEFAULT_POLICY_DIR: &str = "/etc/cgmgr";
+
+/// [`DEFAULT_POLICY_DIR`] for root; for a user, their own
+/// (`$XDG_CONFIG_HOME/cgmgr`, else `~/.config/cgmgr`: where the user unit
+/// reads them).
+pub fn default_policy_dir() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from(DEFAULT_POLICY_DIR);
+    }
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    match (var("XDG_CONFIG_HOME"), var("HOME")) {
+        (Some(config), _) => config.join("cgmgr"),
+        (None, Some(home)) => home.join(".config/cgmgr"),
+        (None, None) => PathBuf::from(DEFAULT_POLICY_DIR),
+    }
+}
 
 /// What the user asked `cgmgr exec` for.
 #[derive(Debug, Clone)]
@@ -91,7 +106,7 @@ pub fn prepare_with(
     let (policies, policies_given) = match (&request.policies, &resolved.source) {
         (Some(dir), _) => (dir.clone(), true),
         (None, Source::Daemon(daemon)) => (daemon.policies.clone(), true),
-        (None, _) => (PathBuf::from(DEFAULT_POLICY_DIR), false),
+        (None, _) => (default_policy_dir(), false),
     };
     let set = match loaded {
         Some(set) => set,
@@ -114,9 +129,10 @@ pub fn prepare_with(
     };
     let root_path = match (&resolved.source, owner::tree_owner(&resolved.path)) {
         (Source::UserManager, _) => {
-            // A new scope never holds the group: it must be declared.
+            // A new scope never holds the group: it must be declared, and
+            // when it is not, the missing subtree is the news.
             if declared.is_none() {
-                return Err(unknown(resolved.path).into());
+                return Err(root::no_subtree(&resolved.path).into());
             }
             if let Err(why) = scope::enter_delegated_scope(group.as_str()) {
                 return Err(PrepareError::NoUserScope {
