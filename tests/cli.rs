@@ -2786,7 +2786,7 @@ fn host_user_runs_exec_and_a_daemon_in_a_delegated_subtree() {
     let policies = policy_dir(&[(
         "user.toml",
         &format!(
-            "[group.box.exec]\nrootfs = \"{}\"\nstandby = 1\n[group.solo.exec]\nrootfs = \"{}\"\n",
+            "[group.box.exec]\nrootfs = \"{}\"\nstandby = 1\n[group.solo.exec]\nrootfs = \"{}\"\n[group.bare]\n[group.bare.exec]\n",
             rootfs.path().display(),
             rootfs.path().display()
         ),
@@ -2844,6 +2844,28 @@ fn host_user_runs_exec_and_a_daemon_in_a_delegated_subtree() {
     assert_eq!(map, ["0", "1000", "1"], "{text}");
     assert_eq!(text.lines().nth(1), Some("0"));
     // Outside any subtree of theirs: refused, naming what is missing.
+    // A run with the host's file system would be the user on it, able to
+    // rewrite its own group's limits: refused before anything is made.
+    let attack = format!("echo 5 > {}/bare/cgroup.max.descendants", s.display());
+    let out = as_user(
+        true,
+        &[
+            "exec",
+            "--policies",
+            pol,
+            "--group",
+            "bare",
+            "--",
+            "sh",
+            "-c",
+            &attack,
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(stderr(&out).contains("needs a rootfs"), "{}", stderr(&out));
+    assert!(!s.join("bare").exists(), "a refused run created its group");
     let before = dirs_below(&s);
     let out = as_user(
         false,

@@ -30,7 +30,11 @@ pub fn default_policy_dir() -> PathBuf {
     if nix::unistd::geteuid().is_root() {
         return PathBuf::from(DEFAULT_POLICY_DIR);
     }
-    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     match (var("XDG_CONFIG_HOME"), var("HOME")) {
         (Some(config), _) => config.join("cgmgr"),
         (None, Some(home)) => home.join(".config/cgmgr"),

@@ -181,6 +181,14 @@ impl ExecSpec {
         let in_user_ns = namespaces.contains(&Namespace::User);
         // A user maps only their own ids, one of each: any inside id will do.
         let own_ids = in_user_ns && !nix::unistd::geteuid().is_root();
+        if own_ids && rootfs.is_none() {
+            return Err(ExecError::Invalid(format!(
+                "group {group}: cgmgr exec run by a user needs a rootfs (`rootfs` in the [exec] \
+                 table, or --rootfs DIR): the run's ids are yours, so on the host's own file \
+                 system it could rewrite whatever you can, your cgroup subtree's limits \
+                 included. Build one with `cgmgr rootfs build DIR --bin PATH...`"
+            )));
+        }
         for (what, id) in [("uid", uid), ("gid", gid)] {
             if in_user_ns && !own_ids && id >= idmap::RANGE {
                 return Err(ExecError::Invalid(format!(
