@@ -2917,6 +2917,70 @@ fn host_user_runs_exec_and_a_daemon_in_a_delegated_subtree() {
     });
     let out = served.unwrap();
     assert_eq!(stdout(&out).trim(), "0", "{}", stderr(&out));
+    // A workload given the daemon's socket (a read-only bind does not stop
+    // connect) is the user on the host, but not in the daemon's user
+    // namespace: it starts no run through the daemon.
+    let inner = as_user(
+        true,
+        &[
+            "exec",
+            "--policies",
+            pol,
+            "--group",
+            "solo",
+            "--ro-bind",
+            &format!("{}:/tmp/x", xdg.path().join("cgmgr").display()),
+            "--ro-bind",
+            &format!("{}:/tmp/c", bin_dir.path().display()),
+            "--env",
+            "CGMGR_RUNTIME_DIR=/tmp/x",
+            "--",
+            "/tmp/c/cgmgr",
+            "exec",
+            "--group",
+            "box",
+            "--",
+            "id",
+            "-u",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_ne!(
+        inner.status.code(),
+        Some(0),
+        "a run started a run through the daemon: {}",
+        stdout(&inner)
+    );
+    assert!(stdout(&inner).is_empty(), "{}", stdout(&inner));
+    // A file as stdin would be the file itself to the workload, which is
+    // the user: opened again through /proc/self/fd/0 for writing.
+    let input = xdg.path().join("input");
+    std::fs::write(&input, "harmless\n").unwrap();
+    std::fs::set_permissions(&input, std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::os::unix::fs::chown(&input, Some(UID), Some(UID)).unwrap();
+    let out = as_user(
+        false,
+        &[
+            "exec",
+            "--group",
+            "box",
+            "--",
+            "sh",
+            "-c",
+            "echo PWNED >> /proc/self/fd/0",
+        ],
+    )
+    .stdin(std::fs::File::open(&input).unwrap())
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("stdin (fd 0) is a file"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&input).unwrap(), "harmless\n");
     // Another user, even with the directory and the socket opened to
     // everyone, is not served: the daemon checks its peer's uid.
     std::fs::set_permissions(xdg.path(), std::fs::Permissions::from_mode(0o755)).unwrap();

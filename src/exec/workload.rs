@@ -266,8 +266,27 @@ pub fn check_stdio(fds: [Option<BorrowedFd<'_>>; 3]) -> Result<(), ExecError> {
         if stat.st_mode & libc::S_IFMT == libc::S_IFDIR {
             return refuse("a directory");
         }
+        if user_may_reopen(stat.st_mode, !nix::unistd::geteuid().is_root()) {
+            return Err(ExecError::Invalid(format!(
+                "{name} (fd {fd}) is a file: a run of yours is you on the host's files, and \
+                 through /proc/self/fd/{fd} the workload could open that file again for reading \
+                 and writing, whatever the redirection allowed; give it through a pipe instead \
+                 (`cat FILE | cgmgr exec ...`, or `cgmgr exec ... | cat > FILE`)"
+            )));
+        }
     }
     Ok(())
+}
+
+/// Whether a standard descriptor of this `mode` would let a user's run
+/// (`user`: its ids are the caller's own) reach the file itself: a regular
+/// file or a block device reopened through `/proc/self/fd` is opened anew,
+/// with the caller's rights on it, not the descriptor's. A root run's
+/// workload has unmapped ids there: only what others may do. Pipes,
+/// sockets and terminals give nothing more when reopened.
+fn user_may_reopen(mode: libc::mode_t, user: bool) -> bool {
+    let kind = mode & libc::S_IFMT;
+    user && (kind == libc::S_IFREG || kind == libc::S_IFBLK)
 }
 
 /// Searches PATH (from the workload's environment) like execvp and executes.
@@ -318,6 +337,20 @@ fn exec_path(k: &mut dyn Kernel, path: &Path, args: &[CString], env: &[CString])
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_users_run_takes_no_file_as_stdio() {
+        for (mode, user, reopens) in [
+            (libc::S_IFREG | 0o444, true, true),
+            (libc::S_IFBLK | 0o660, true, true),
+            (libc::S_IFIFO | 0o600, true, false),
+            (libc::S_IFSOCK | 0o777, true, false),
+            (libc::S_IFCHR | 0o620, true, false),
+            (libc::S_IFREG | 0o644, false, false),
+        ] {
+            assert_eq!(user_may_reopen(mode, user), reopens, "{mode:o} user={user}");
+        }
+    }
     use crate::exec::kernel::recorder::Recorder;
     use crate::policy::seccomp::Seccomp;
 

@@ -81,9 +81,14 @@ impl Pool {
                 Err(_) => return,
             };
             // The daemon's own user's alone (root's for the system
-            // daemon), whatever the socket file's mode became.
-            let ours = nix::sys::socket::getsockopt(&conn, sockopt::PeerCredentials)
-                .is_ok_and(|c| c.uid() == nix::unistd::geteuid().as_raw());
+            // daemon), whatever the socket file's mode became, and from the
+            // daemon's own user namespace: a user's sandbox is that user
+            // on the host, and a socket bound into it (even read-only)
+            // must not let it start runs of its own.
+            let ours =
+                nix::sys::socket::getsockopt(&conn, sockopt::PeerCredentials).is_ok_and(|c| {
+                    c.uid() == nix::unistd::geteuid().as_raw() && in_our_user_namespace(c.pid())
+                });
             if !ours || self.pending.len() >= MAX_PENDING {
                 continue;
             }
@@ -203,6 +208,21 @@ impl Pool {
             tried = i + 1;
         }
         Err(HandOverError::NoneReady(group.clone()))
+    }
+}
+
+/// Whether the process `pid` (a client, which waits for its answer, so its
+/// pid is not reused meanwhile) is in this process's user namespace. Not
+/// known (its /proc entry unreadable) counts as not.
+fn in_our_user_namespace(pid: i32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let ns = |p: &str| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    match (
+        ns(&format!("/proc/{pid}/ns/user")),
+        ns("/proc/self/ns/user"),
+    ) {
+        (Some(theirs), Some(ours)) => theirs == ours,
+        _ => false,
     }
 }
 
