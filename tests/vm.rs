@@ -202,6 +202,15 @@ fn vm_a_user_with_a_delegated_subtree() {
     run_with_extras("run.sh", "user.sh", &[], &["/usr/bin/setpriv"]);
 }
 
+/// cgmgr as uid 1000 under a real systemd user manager (started by linger):
+/// `systemctl --user start cgmgr` with the user unit, status and exec
+/// (OOM-killed at the user's limit) finding the user's daemon, exec in a
+/// transient scope of the user manager, and uid 1001 reaching none of it.
+#[test]
+fn vm_a_user_with_a_systemd_user_manager() {
+    run_with_harness("run-systemd.sh", "systemd-user.sh");
+}
+
 /// `cgmgr kill` of a group with a fork loop below it, and of a frozen
 /// group, and a run that ignores SIGTERM (killed after the grace period;
 /// on 5.10 it ran on for ever before the one kill path), on 6.1

@@ -11,7 +11,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A D-Bus failure, with what was being done.
@@ -51,6 +51,56 @@ pub fn connect_systemd() -> Result<Connection, (DbusError, DbusError)> {
         Err(e) => e,
     };
     Connection::bus(Path::new(SYSTEM_BUS)).map_err(|system| (private, system))
+}
+
+/// A connection to this user's own systemd manager (`user@UID.service`):
+/// its private socket `$XDG_RUNTIME_DIR/systemd/private`, else the user bus
+/// `$XDG_RUNTIME_DIR/bus`, as `systemctl --user` does; both errors (each
+/// naming its socket) when neither answers.
+pub fn connect_user_manager() -> Result<Connection, (DbusError, DbusError)> {
+    let runtime = std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(
+            || PathBuf::from(format!("/run/user/{}", nix::unistd::geteuid())),
+            PathBuf::from,
+        );
+    let private = match Connection::peer(&runtime.join("systemd/private")) {
+        Ok(c) => return Ok(c),
+        Err(e) => e,
+    };
+    Connection::bus(&runtime.join("bus")).map_err(|bus| (private, bus))
+}
+
+/// Whether the unit `unit` (a `.service` or `.scope`) of the manager at the
+/// other end of `conn` has `Delegate=yes`: its `Delegate` property, read
+/// over D-Bus. systemd's user managers mark no delegation on the unit's
+/// cgroup (no `user.delegate`, and an unprivileged manager cannot write
+/// `trusted.*`), so this is the only way a user's cgmgr can tell.
+pub fn unit_delegates(conn: &mut Connection, unit: &str) -> Result<bool, DbusError> {
+    let interface = if unit.ends_with(".scope") {
+        "org.freedesktop.systemd1.Scope"
+    } else {
+        "org.freedesktop.systemd1.Service"
+    };
+    let path = conn
+        .call(
+            "org.freedesktop.systemd1",
+            "/org/freedesktop/systemd1",
+            "org.freedesktop.systemd1.Manager",
+            "GetUnit",
+            &[Arg::Str(unit.to_string())],
+        )?
+        .first_string()
+        .ok_or_else(|| DbusError::Protocol(format!("GetUnit({unit}) gave no object path")))?;
+    conn.call(
+        "org.freedesktop.systemd1",
+        &path,
+        "org.freedesktop.DBus.Properties",
+        "Get",
+        &[Arg::Str(interface.into()), Arg::Str("Delegate".into())],
+    )?
+    .first_variant_bool()
+    .ok_or_else(|| DbusError::Protocol(format!("the Delegate property of {unit} is not a boolean")))
 }
 
 /// The running systemd's version (the manager's `Version` property, e.g.
@@ -405,6 +455,21 @@ impl Reply {
             little: self.little,
         };
         r.string().ok()
+    }
+
+    /// The first argument when it is a variant holding a boolean (the
+    /// reply of `org.freedesktop.DBus.Properties.Get` for a `b` property).
+    pub fn first_variant_bool(&self) -> Option<bool> {
+        if !self.signature.starts_with('v') {
+            return None;
+        }
+        let mut r = Reader {
+            buf: &self.body,
+            pos: 0,
+            little: self.little,
+        };
+        (r.signature().ok()? == "b").then_some(())?;
+        Some(r.u32().ok()? != 0)
     }
 
     /// The first argument when it is a variant holding a string (the reply

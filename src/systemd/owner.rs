@@ -76,13 +76,49 @@ pub fn tree_owner(root: &Path) -> TreeOwner {
         return TreeOwner::Nobody;
     }
     let resolved = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
-    match delegation_boundary(&cgroup_ancestors(&resolved), has_delegate_mark) {
+    let dirs = cgroup_ancestors(&resolved);
+    match delegation_boundary(&dirs, has_delegate_mark) {
         // Delegated to a user's own systemd, which manages it as PID 1
-        // manages the root: not ours unless that manager delegates further.
-        Some(at) if is_user_manager(&at) => TreeOwner::Systemd,
+        // manages the root: not ours unless that manager delegates further,
+        // which it marks on no cgroup: asked of it, for its own user.
+        Some(at) if is_user_manager(&at) => delegated_by_my_manager(&dirs),
         Some(at) => TreeOwner::SystemdDelegated { at },
-        None => TreeOwner::Systemd,
+        None => delegated_by_my_manager(&dirs),
     }
+}
+
+/// For a user's cgmgr whose root is in a unit of their own systemd
+/// manager: that unit, asked of the manager, if it has `Delegate=yes`.
+fn delegated_by_my_manager(dirs: &[PathBuf]) -> TreeOwner {
+    let uid = nix::unistd::geteuid().as_raw();
+    if uid == 0 {
+        return TreeOwner::Systemd;
+    }
+    let Some((unit, at)) = unit_below_user_manager(dirs, uid) else {
+        return TreeOwner::Systemd;
+    };
+    let delegates = super::dbus::connect_user_manager()
+        .ok()
+        .and_then(|mut conn| super::dbus::unit_delegates(&mut conn, &unit).ok());
+    match delegates {
+        Some(true) => TreeOwner::SystemdDelegated { at },
+        _ => TreeOwner::Systemd,
+    }
+}
+
+/// The unit (a `.service` or `.scope`, slices are never delegated) just
+/// below `user@UID.service` on the way to the root, and its cgroup: `dirs`
+/// is the root first, then its ancestors.
+pub fn unit_below_user_manager(dirs: &[PathBuf], uid: u32) -> Option<(String, PathBuf)> {
+    let manager = format!("user@{uid}.service");
+    let at = dirs
+        .iter()
+        .position(|d| d.file_name().is_some_and(|n| n == manager.as_str()))?;
+    dirs[..at].iter().rev().find_map(|d| {
+        let name = d.file_name()?.to_str()?;
+        (name.ends_with(".service") || name.ends_with(".scope"))
+            .then(|| (name.to_string(), d.clone()))
+    })
 }
 
 /// `user@UID.service`: the cgroup of a user's systemd instance.
@@ -154,6 +190,39 @@ mod tests {
             Some(PathBuf::from("/sys/fs/cgroup/system.slice/cgmgr.service"))
         );
         assert_eq!(delegation_boundary(&dirs[2..], marked), None);
+    }
+
+    #[test]
+    fn the_unit_below_a_users_manager_is_the_one_asked() {
+        let m = "/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service";
+        let dirs = |root: &str| -> Vec<PathBuf> {
+            let mut out = Vec::new();
+            let mut p = PathBuf::from(root);
+            while p != Path::new("/sys/fs/cgroup") {
+                out.push(p.clone());
+                p = p.parent().unwrap().to_path_buf();
+            }
+            out
+        };
+        let unit = |root: &str, uid| unit_below_user_manager(&dirs(root), uid);
+        let svc = format!("{m}/app.slice/cgmgr.service");
+        assert_eq!(
+            unit(&svc, 1000),
+            Some(("cgmgr.service".into(), PathBuf::from(&svc)))
+        );
+        assert_eq!(
+            unit(&format!("{svc}/box/cgmgr.run.7"), 1000),
+            Some(("cgmgr.service".into(), PathBuf::from(&svc))),
+            "below the unit: the unit is the one that delegates"
+        );
+        let scope = format!("{m}/app.slice/cgmgr-exec-solo-42.scope");
+        assert_eq!(unit(&scope, 1000).unwrap().0, "cgmgr-exec-solo-42.scope");
+        assert_eq!(unit(&format!("{m}/app.slice"), 1000), None, "a slice");
+        assert_eq!(unit(&svc, 1001), None, "another user's manager");
+        assert_eq!(
+            unit("/sys/fs/cgroup/system.slice/cgmgr.service", 1000),
+            None
+        );
     }
 
     #[test]

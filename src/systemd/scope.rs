@@ -17,8 +17,6 @@
 
 use std::time::{Duration, Instant};
 
-use std::path::{Path, PathBuf};
-
 use super::dbus::{Arg, Connection, DbusError, PRIVATE_SOCKET, SYSTEM_BUS, connect_systemd};
 
 /// How long systemd may take to move us into the scope (TCG VMs are slow).
@@ -129,18 +127,7 @@ fn connect() -> Result<Connection, ScopeError> {
         return connect_systemd()
             .map_err(|(private, system)| ScopeError::Connect { private, system });
     }
-    let runtime = std::env::var_os("XDG_RUNTIME_DIR")
-        .filter(|d| !d.is_empty())
-        .map_or_else(
-            || PathBuf::from(format!("/run/user/{}", nix::unistd::geteuid())),
-            PathBuf::from,
-        );
-    let (private_path, bus_path) = (runtime.join("systemd/private"), runtime.join("bus"));
-    let private = match Connection::peer(&private_path) {
-        Ok(c) => return Ok(c),
-        Err(e) => e,
-    };
-    Connection::bus(Path::new(&bus_path)).map_err(|bus| ScopeError::ConnectUser {
+    super::dbus::connect_user_manager().map_err(|(private, bus)| ScopeError::ConnectUser {
         private: Box::new(private),
         bus: Box::new(bus),
     })

@@ -20,13 +20,19 @@ dir=$cache/distro-bookworm
 if [ "${1:-}" = --system ]; then
   suite=${2:?usage: distro-root.sh --system SUITE}
   case "$suite" in bullseye|bookworm|trixie) ;; *) die "$suite: expected bullseye, bookworm or trixie" ;; esac
-  include=--include=systemd,systemd-sysv,procps
+  # dbus: the system bus, which systemd-logind (a user's manager started by
+  # linger) and a user manager asking PID 1 to move a process need;
+  # libpam-systemd: the PAM session that gives a user manager its
+  # XDG_RUNTIME_DIR.
+  include=--include=systemd,systemd-sysv,procps,dbus,libpam-systemd
   dir=$cache/system-$suite
 fi
 mkdir -p "$cache"
 exec 9>"$cache/distro.lock"
 flock 9
-if [ ! -e "$dir/.complete" ]; then
+# .complete records what the root was made with: another package list
+# makes it again.
+if [ "$(cat "$dir/.complete" 2>/dev/null)" != "$include" ]; then
   command -v debootstrap >/dev/null || die "missing debootstrap (tests/prereqs.sh installs it)"
   rm -rf "$dir"
   log=$cache/debootstrap-$(basename "$dir").log
@@ -34,6 +40,6 @@ if [ ! -e "$dir/.complete" ]; then
   debootstrap --variant=minbase $include "$suite" "$dir" "$(debian_mirror)" >"$log" 2>&1 \
     || { tail -20 "$log" >&2; die "debootstrap of $suite failed (log: $log)"; }
   rm -rf "$dir"/usr/share/{doc,man,info,locale} "$dir"/var/cache/apt/* "$dir"/var/lib/apt/lists/*
-  touch "$dir/.complete"
+  echo "$include" > "$dir/.complete"
 fi
 echo "$dir"

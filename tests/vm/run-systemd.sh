@@ -80,6 +80,9 @@ cp "$repo/systemd/cgmgr.service" "$root/etc/systemd/system/cgmgr.service"
 # The drop-in for prepared sandboxes, shipped beside the unit, not installed.
 mkdir -p "$root/usr/local/share/cgmgr"
 cp "$repo/systemd/standby.conf" "$root/usr/local/share/cgmgr/standby.conf"
+# The user unit, for a test that installs it in a user's ~/.config.
+mkdir -p "$root/usr/local/share/cgmgr/user"
+cp "$repo/systemd/user/cgmgr.service" "$root/usr/local/share/cgmgr/user/cgmgr.service"
 cp "$policies"/*.toml "$root/etc/cgmgr/"
 for extra in "$@"; do
   name=$(basename "$extra")
