@@ -460,21 +460,18 @@ impl Reply {
     /// The first argument when it is a variant holding a boolean (the
     /// reply of `org.freedesktop.DBus.Properties.Get` for a `b` property).
     pub fn first_variant_bool(&self) -> Option<bool> {
-        if !self.signature.starts_with('v') {
-            return None;
-        }
-        let mut r = Reader {
-            buf: &self.body,
-            pos: 0,
-            little: self.little,
-        };
-        (r.signature().ok()? == "b").then_some(())?;
-        Some(r.u32().ok()? != 0)
+        Some(self.first_variant("b")?.u32().ok()? != 0)
     }
 
     /// The first argument when it is a variant holding a string (the reply
     /// of `org.freedesktop.DBus.Properties.Get` for a string property).
     pub fn first_variant_string(&self) -> Option<String> {
+        self.first_variant("s")?.string().ok()
+    }
+
+    /// A reader at the value of the first argument, when it is a variant
+    /// of `signature`.
+    fn first_variant(&self, signature: &str) -> Option<Reader<'_>> {
         if !self.signature.starts_with('v') {
             return None;
         }
@@ -483,8 +480,7 @@ impl Reply {
             pos: 0,
             little: self.little,
         };
-        (r.signature().ok()? == "s").then_some(())?;
-        r.string().ok()
+        (r.signature().ok()? == signature).then_some(r)
     }
 }
 
