@@ -32,7 +32,7 @@ exec 9>"$cache/distro.lock"
 flock 9
 # .complete records what the root was made with: another package list
 # makes it again.
-if [ "$(cat "$dir/.complete" 2>/dev/null)" != "$include" ]; then
+if [ ! -e "$dir/.complete" ] || [ "$(cat "$dir/.complete")" != "$include" ]; then
   command -v debootstrap >/dev/null || die "missing debootstrap (tests/prereqs.sh installs it)"
   rm -rf "$dir"
   log=$cache/debootstrap-$(basename "$dir").log

@@ -57,13 +57,13 @@ LEAF=$U/cgmgr.leaf
 [ -d $LEAF ] || fail "apply did not make the subtree's leaf"
 
 step "exec as the user: their own uid, one id mapped"
-out=$(as_user $LEAF cgmgr exec --group box -- sh -c 'cat /proc/self/uid_map; id -u' 2>&1); rc=$?
+out=$(as_user $LEAF cgmgr exec --policies /home/u/pol --group box -- sh -c 'cat /proc/self/uid_map; id -u' 2>&1); rc=$?
 echo "$out"
 expect_eq "$rc" 0 "exec as uid 1000"
 expect_eq "$(echo "$out" | head -1 | tr -s ' ' | sed 's/^ //')" "0 1000 1" "uid_map: inside 0 is uid 1000, nothing else"
 
 step "exec as the user: OOM-killed at the user's memory.max"
-out=$(as_user $LEAF cgmgr exec --group box --report -- dd if=/dev/zero of=/dev/null bs=64M count=1 2>&1); rc=$?
+out=$(as_user $LEAF cgmgr exec --policies /home/u/pol --group box --report -- dd if=/dev/zero of=/dev/null bs=64M count=1 2>&1); rc=$?
 echo "$out"
 expect_eq "$rc" 137 "OOM-killed workload"
 expect_contains "$out" "cgmgr:   OOM kills 1 (the memory limit of box)" "the OOM kill, and whose limit"
