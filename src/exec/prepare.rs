@@ -106,6 +106,12 @@ pub fn prepare_with(
     loaded: Option<PolicySet>,
 ) -> Result<(CgroupRoot, ExecSpec), PrepareError> {
     let group = GroupName::parse(&request.group).map_err(|e| PrepareError::Group(e.to_string()))?;
+    // A run started here takes this process's stdio, checked before
+    // anything is made. A prepared sandbox's builder (`loaded`) has none of
+    // the run's: the caller's descriptors are checked when they arrive.
+    if loaded.is_none() {
+        super::workload::check_std_fds()?;
+    }
     let resolved = root::resolve_any(request.root.as_deref())?;
     let (policies, policies_given) = match (&request.policies, &resolved.source) {
         (Some(dir), _) => (dir.clone(), true),
@@ -120,6 +126,11 @@ pub fn prepare_with(
         None => PolicySet::default(),
     };
     let declared = set.groups.get(&group).cloned();
+    // No subtree, and no policy a scope could be made from: that is the
+    // news, before any setting of the group is looked at.
+    if resolved.source == Source::UserManager && declared.is_none() {
+        return Err(root::no_subtree(&resolved.path).into());
+    }
     // Everything the user gave is checked before anything is created.
     let spec = ExecSpec::resolve(
         group.clone(),

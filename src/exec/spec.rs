@@ -209,7 +209,6 @@ impl ExecSpec {
                 check_reachable_by_others(r)?;
             }
         }
-        workload::check_std_fds()?;
         let filters = seccomp::compile(
             policy
                 .seccomp
