@@ -83,6 +83,8 @@ pub fn refuse_unavailable(
     let available = root.controllers(&GroupName::root())?;
     let proc_cgroups = std::fs::read_to_string("/proc/cgroups").unwrap_or_default();
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let euid = nix::unistd::geteuid();
+    let user = (!euid.is_root()).then(|| euid.as_raw());
     let reasons: Vec<String> = missing
         .iter()
         .map(|c| {
@@ -92,7 +94,7 @@ pub fn refuse_unavailable(
                 &available,
                 &proc_cgroups,
                 &mountinfo,
-                (!nix::unistd::geteuid().is_root()).then(|| nix::unistd::geteuid().as_raw()),
+                user,
             )
         })
         .collect();

@@ -315,16 +315,6 @@ impl RunIds {
             ),
         }
     }
-
-    /// The ids inside that may build the sandbox (with every capability
-    /// of the namespace): root of a leased range; the workload's own ids
-    /// when they are the only ones mapped.
-    pub fn builder(&self) -> (u32, u32) {
-        match self {
-            RunIds::Leased(_) => (0, 0),
-            RunIds::Own { uid, gid, .. } => (*uid, *gid),
-        }
-    }
 }
 
 /// Writes `uid_map`, `setgroups` = deny, then `gid_map` of the process

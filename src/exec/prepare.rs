@@ -144,11 +144,7 @@ pub fn prepare_with(
     };
     let root_path = match (&resolved.source, owner::tree_owner(&resolved.path)) {
         (Source::UserManager, _) => {
-            // A new scope never holds the group: it must be declared, and
-            // when it is not, the missing subtree is the news.
-            if declared.is_none() {
-                return Err(root::no_subtree(&resolved.path).into());
-            }
+            // The group is declared (checked above): a scope can hold it.
             if let Err(why) = scope::enter_delegated_scope(group.as_str()) {
                 return Err(PrepareError::NoUserScope {
                     refused: Box::new(root::no_subtree(&resolved.path)),

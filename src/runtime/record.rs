@@ -59,10 +59,14 @@ pub fn runtime_dir(
     if uid == 0 {
         return PathBuf::from(DEFAULT_RUNTIME_DIR);
     }
-    match xdg.filter(|d| !d.is_empty()) {
-        Some(dir) => PathBuf::from(dir).join("cgmgr"),
-        None => PathBuf::from(format!("/run/user/{uid}/cgmgr")),
-    }
+    user_runtime_dir(uid, xdg).join("cgmgr")
+}
+
+/// A user's runtime directory: `XDG_RUNTIME_DIR` (`xdg`), else
+/// `/run/user/UID`, where systemd-logind makes it.
+pub fn user_runtime_dir(uid: u32, xdg: Option<std::ffi::OsString>) -> PathBuf {
+    xdg.filter(|d| !d.is_empty())
+        .map_or_else(|| PathBuf::from(format!("/run/user/{uid}")), PathBuf::from)
 }
 
 /// Held by the daemon: the record stays valid while this lives.

@@ -11,7 +11,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// A D-Bus failure, with what was being done.
@@ -58,12 +58,10 @@ pub fn connect_systemd() -> Result<Connection, (DbusError, DbusError)> {
 /// `$XDG_RUNTIME_DIR/bus`, as `systemctl --user` does; both errors (each
 /// naming its socket) when neither answers.
 pub fn connect_user_manager() -> Result<Connection, (DbusError, DbusError)> {
-    let runtime = std::env::var_os("XDG_RUNTIME_DIR")
-        .filter(|d| !d.is_empty())
-        .map_or_else(
-            || PathBuf::from(format!("/run/user/{}", nix::unistd::geteuid())),
-            PathBuf::from,
-        );
+    let runtime = crate::runtime::record::user_runtime_dir(
+        nix::unistd::geteuid().as_raw(),
+        std::env::var_os("XDG_RUNTIME_DIR"),
+    );
     let private = match Connection::peer(&runtime.join("systemd/private")) {
         Ok(c) => return Ok(c),
         Err(e) => e,
