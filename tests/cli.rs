@@ -3033,3 +3033,198 @@ fn host_user_runs_exec_and_a_daemon_in_a_delegated_subtree() {
     unsafe { libc::kill(daemon.0.id() as i32, libc::SIGTERM) };
     wait_exit(&mut daemon.0, 10);
 }
+
+/// A user that `/etc/subuid` and `/etc/subgid` grant ranges to: their run
+/// maps inside 0 to them and inside 1.. to the range through newuidmap and
+/// newgidmap, so a workload run as a subordinate id is not the user on the
+/// host: it cannot write the user's private files (as the one-id map let
+/// it, where inside 1000 was the user), and what it writes is the range's.
+/// Half a grant says so and maps the user's own ids; a helper that is not
+/// setuid fails the run, naming it, and leaves nothing behind. The grants
+/// are bound over /etc/sub[ug]id in a mount namespace of the test's own.
+#[test]
+fn host_user_runs_map_their_subordinate_ids() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    const UID: u32 = 1000;
+    let mode = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    let newuidmap = Path::new("/usr/bin/newuidmap");
+    assert!(
+        newuidmap.exists() && Path::new("/usr/bin/newgidmap").exists(),
+        "newuidmap and newgidmap are missing: tests/prereqs.sh installs uidmap"
+    );
+    let scratch = Scratch::new("subids");
+    let s = scratch.0.clone();
+    for p in [
+        s.clone(),
+        s.join("cgroup.procs"),
+        s.join("cgroup.subtree_control"),
+        s.join("cgroup.threads"),
+    ] {
+        std::os::unix::fs::chown(&p, Some(UID), Some(UID)).unwrap();
+    }
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    mode(w, 0o755);
+    let bin = w.join("cgmgr");
+    std::fs::copy(env!("CARGO_BIN_EXE_cgmgr"), &bin).unwrap();
+    let rootfs = busybox_rootfs(&["sh", "cat", "id", "touch"]);
+    mode(rootfs.path(), 0o755);
+    // The user's private directory and a directory anyone may write.
+    let private = w.join("private");
+    let public = w.join("public");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::create_dir(&public).unwrap();
+    std::os::unix::fs::chown(&private, Some(UID), Some(UID)).unwrap();
+    mode(&private, 0o700);
+    mode(&public, 0o777);
+    let root = rootfs.path().display();
+    let policy = format!(
+        "[group.me.exec]\nrootfs = \"{root}\"\n\
+         [group.sub.exec]\nrootfs = \"{root}\"\nuid = 1000\ngid = 1000\n\
+         [group.far.exec]\nrootfs = \"{root}\"\nuid = 2000\n"
+    );
+    std::fs::write(w.join("p.toml"), policy).unwrap();
+    mode(&w.join("p.toml"), 0o644);
+    // newuidmap asks the passwd database who the caller is.
+    let mut passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    if !passwd.lines().any(|l| l.split(':').nth(2) == Some("1000")) {
+        passwd.push_str("cgmgr-test:x:1000:1000::/:/bin/sh\n");
+    }
+    std::fs::write(w.join("passwd"), passwd).unwrap();
+    std::fs::write(w.join("subuid"), "1000:300000:65536\n").unwrap();
+    std::fs::write(w.join("subgid"), "1000:400000:1000\n").unwrap();
+    std::fs::write(w.join("empty"), "").unwrap();
+    for f in ["passwd", "subuid", "subgid", "empty"] {
+        mode(&w.join(f), 0o644);
+    }
+    // As the user in the subtree, with `subgid` as /etc/subgid and PATH.
+    let run = |subgid: &str, path: &str, group: &str, script: &str| {
+        let binds = format!(
+            "mount --bind {w}/passwd /etc/passwd && mount --bind {w}/subuid /etc/subuid && \
+             mount --bind {w}/{subgid} /etc/subgid",
+            w = w.display()
+        );
+        Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "{binds} && echo $$ > {}/cgroup.procs && exec setpriv --reuid {UID} --regid {UID} \
+                 --clear-groups \"$@\"",
+                s.display()
+            ))
+            .arg("sh")
+            .arg("env")
+            .arg("-i")
+            .arg(format!("PATH={path}"))
+            .arg(&bin)
+            .args(["exec", "--policies", w.to_str().unwrap(), "--group", group])
+            .args(["--bind", &format!("{}:/tmp/own", private.display())])
+            .args(["--bind", &format!("{}:/tmp/pub", public.display())])
+            .args(["--", "sh", "-c", script])
+            .output()
+            .unwrap()
+    };
+    let maps = "cat /proc/self/uid_map /proc/self/gid_map; id -u";
+    // Inside root is the user: their files are theirs inside.
+    let out = run(
+        "subgid",
+        "/usr/bin:/bin",
+        "me",
+        &format!("{maps}; echo a > /tmp/own/a"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            vec!["0", "1000", "1"],
+            vec!["1", "300000", "65535"],
+            vec!["0", "1000", "1"],
+            vec!["1", "400000", "1000"],
+            vec!["0"],
+        ],
+        "{text}"
+    );
+    assert_eq!(std::fs::metadata(private.join("a")).unwrap().uid(), UID);
+    // A subordinate id: the user's private directory is out of reach, and
+    // the kernel gives what it writes the range's host id.
+    let out = run(
+        "subgid",
+        "/usr/bin:/bin",
+        "sub",
+        "id -u; touch /tmp/pub/made; echo PWNED > /tmp/own/b && echo wrote",
+    );
+    assert_eq!(
+        stdout(&out).lines().next(),
+        Some("1000"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stdout(&out).contains("wrote"), "{}", stdout(&out));
+    assert!(
+        !private.join("b").exists(),
+        "a subordinate id wrote the user's file"
+    );
+    assert!(
+        stderr(&out).contains("Permission denied"),
+        "{}",
+        stderr(&out)
+    );
+    let made = std::fs::metadata(public.join("made")).unwrap();
+    assert_eq!((made.uid(), made.gid()), (300_999, 400_999));
+    // An id past the gid range is refused before anything is made.
+    let before = dirs_below(&s);
+    let out = run("subgid", "/usr/bin:/bin", "far", "true");
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("gid 2000 is outside the range 0..=1000"),
+        "{}",
+        stderr(&out)
+    );
+    // Half a grant: said, and the user's own ids are mapped alone.
+    let out = run("empty", "/usr/bin:/bin", "me", maps);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("note: /etc/subuid grants")
+            && stderr(&out).contains("(uid 1000) a range but /etc/subgid grants none"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        stdout(&out)
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["0", "1000", "1"]
+    );
+    // A helper without its setuid bit cannot write the map: the run fails
+    // with the helper's name and what it said, and leaves no run group.
+    let fake = w.join("fake");
+    std::fs::create_dir(&fake).unwrap();
+    for h in ["newuidmap", "newgidmap"] {
+        std::fs::copy(Path::new("/usr/bin").join(h), fake.join(h)).unwrap();
+        mode(&fake.join(h), 0o755);
+    }
+    mode(&fake, 0o755);
+    let out = run(
+        "subgid",
+        &format!("{}:/usr/bin:/bin", fake.display()),
+        "me",
+        "true",
+    );
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("{}/newuidmap", fake.display()))
+            && stderr(&out).contains("must be setuid root"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(dirs_below(&s), before, "a failed run left its group");
+}

@@ -4,10 +4,10 @@
 # (the VM's initramfs), util-linux's unshare (cgroup namespaces), prometheus
 # (promtool checks the metrics; the server scrapes the VM), systemd
 # (systemd-analyze verifies the unit), stress-ng (memory thrash for the
-# pressure rules), debootstrap (Debian roots: the CI-job VM test, whole-system VMs), xz-utils and zstd (compressed kernel modules), cargo-fuzz, and kubernetes-validate
+# pressure rules), debootstrap (Debian roots: the CI-job VM test, whole-system VMs), xz-utils and zstd (compressed kernel modules), uidmap (newuidmap/newgidmap: a user's subordinate ids), cargo-fuzz, and kubernetes-validate
 # from PyPI (the Kubernetes schemas, offline). The VM kernel itself is fetched by tests/vm/run.sh.
 set -euo pipefail
-packages=(qemu-system-x86 busybox-static cpio util-linux prometheus systemd libseccomp-dev pkg-config stress-ng debootstrap xz-utils zstd)
+packages=(qemu-system-x86 busybox-static cpio util-linux prometheus systemd libseccomp-dev pkg-config stress-ng debootstrap xz-utils zstd uidmap)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -195,17 +195,30 @@ fn vm_runs_are_isolated_from_each_other_and_host_users() {
 /// cgmgr as uid 1000 in a subtree delegated the kernel's way: apply inside
 /// it, exec in the user's own uid OOM-killed at the user's limit, the
 /// user's daemon found from outside the subtree by status and exec (a
-/// prepared sandbox), another uid not served, and outside the subtree a
-/// refusal naming what is missing with nothing written.
+/// prepared sandbox), another uid not served, outside the subtree a
+/// refusal naming what is missing with nothing written, and with
+/// `/etc/subuid` grants a run mapping the range through newuidmap, whose
+/// subordinate ids cannot write the user's files.
 #[test]
 fn vm_a_user_with_a_delegated_subtree() {
-    run_with_extras("run.sh", "user.sh", &[], &["/usr/bin/setpriv"]);
+    run_with_extras(
+        "run.sh",
+        "user.sh",
+        &[],
+        &[
+            "/usr/bin/setpriv",
+            "/usr/bin/newuidmap",
+            "/usr/bin/newgidmap",
+        ],
+    );
 }
 
 /// cgmgr as uid 1000 under a real systemd user manager (started by linger):
 /// `systemctl --user start cgmgr` with the user unit, status and exec
 /// (OOM-killed at the user's limit) finding the user's daemon, exec in a
-/// transient scope of the user manager, and uid 1001 reaching none of it.
+/// transient scope of the user manager, runs mapping the subordinate ids
+/// `useradd` granted (through the release's own newuidmap), and uid 1001
+/// reaching none of it.
 #[test]
 fn vm_a_user_with_a_systemd_user_manager() {
     run_with_harness("run-systemd.sh", "systemd-user.sh");

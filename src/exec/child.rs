@@ -220,7 +220,9 @@ mod tests {
             report_file: None,
             mounts: Vec::new(),
             limits: Default::default(),
-            own_ids: false,
+            ids: namespaces
+                .contains(&Namespace::User)
+                .then_some(crate::exec::idmap::IdPlan::Lease),
         }
     }
 

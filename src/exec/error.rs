@@ -40,6 +40,18 @@ pub enum ExecError {
         /// Why.
         errno: Errno,
     },
+    /// `newuidmap` or `newgidmap` did not write a run's map.
+    #[error(
+        "{helper} {args}: {detail}\n  hint: the helper checks the range against /etc/subuid and /etc/subgid, and must be setuid root (`ls -l {helper}`)"
+    )]
+    IdHelper {
+        /// The helper.
+        helper: PathBuf,
+        /// Its arguments: the pid, then inside, outside and count of each entry.
+        args: String,
+        /// Its exit status and what it said, or why it did not start.
+        detail: String,
+    },
     /// A rootfs entry that must be a real directory is a symlink or missing.
     #[error("rootfs {rootfs}: {entry} {problem}\n  hint: {hint}")]
     BadRootfs {

@@ -41,6 +41,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use super::error::ExecError;
 use super::error::io_errno;
+use super::subids::{self, MapEntry, Subordinate};
 use crate::cgroup::handle::CgroupHandle;
 use crate::cgroup::stat::{CgroupEvents, StatFile};
 
@@ -263,9 +264,87 @@ fn populated_in(dir: &std::os::fd::OwnedFd) -> Option<bool> {
     Some(CgroupEvents::parse(text).ok()?.is_populated())
 }
 
-/// The content of `uid_map` and `gid_map`.
-pub fn map_line(base: u32) -> String {
-    format!("0 {base} {RANGE}\n")
+/// How a run's user namespace maps its ids, decided once, when the run's
+/// spec is resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdPlan {
+    /// cgmgr as root: a range leased for the run ([`lease`]).
+    Lease,
+    /// A user without subordinate ids: the workload's inside `uid` and
+    /// `gid` are the caller's own, the only ids mapped.
+    Own {
+        /// The workload's inside uid.
+        uid: u32,
+        /// The workload's inside gid.
+        gid: u32,
+    },
+    /// A user granted subordinate ids: inside 0 is the caller, inside
+    /// 1..=N the range, written by the setuid helpers.
+    Subordinate(Subordinate),
+}
+
+impl IdPlan {
+    /// The ids inside the namespace that build the sandbox (with every
+    /// capability there): its root where more than one id is mapped, the
+    /// workload's own ids where they are the only ones.
+    pub fn builder_ids(&self) -> Option<(u32, u32)> {
+        match self {
+            IdPlan::Own { uid, gid } => Some((*uid, *gid)),
+            IdPlan::Lease | IdPlan::Subordinate(_) => None,
+        }
+    }
+
+    /// Whether inside `uid` and `gid` are mapped; `Err` says which is not
+    /// and what is.
+    pub fn check_mapped(&self, uid: u32, gid: u32) -> Result<(), String> {
+        let (uid_top, gid_top) = match self {
+            IdPlan::Own { .. } => return Ok(()),
+            IdPlan::Lease => (RANGE - 1, RANGE - 1),
+            IdPlan::Subordinate(s) => (s.uids.count, s.gids.count),
+        };
+        for (what, id, top) in [("uid", uid, uid_top), ("gid", gid, gid_top)] {
+            if id > top {
+                let why = match self {
+                    IdPlan::Subordinate(_) => "your subordinate ids give the user namespace",
+                    _ => "the user namespace maps",
+                };
+                return Err(format!(
+                    "{what} {id} is outside the range 0..={top} {why}: pick an id up to {top}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes what the plan needs for one run: a lease, or the caller's ids.
+    pub fn take(&self) -> Result<RunIds, ExecError> {
+        let host = || {
+            (
+                nix::unistd::geteuid().as_raw(),
+                nix::unistd::getegid().as_raw(),
+            )
+        };
+        Ok(match self {
+            IdPlan::Lease => RunIds::Leased(lease(&lease_dir())?),
+            IdPlan::Own { uid, gid } => {
+                let (host_uid, host_gid) = host();
+                RunIds::Own {
+                    uid: *uid,
+                    gid: *gid,
+                    host_uid,
+                    host_gid,
+                }
+            }
+            IdPlan::Subordinate(sub) => {
+                let (host_uid, host_gid) = host();
+                RunIds::Subordinate {
+                    host_uid,
+                    host_gid,
+                    sub: sub.clone(),
+                }
+            }
+        })
+    }
 }
 
 /// The host ids a run's user namespace maps.
@@ -288,6 +367,17 @@ pub enum RunIds {
         /// The caller's egid.
         host_gid: u32,
     },
+    /// cgmgr as a user granted subordinate ids: inside 0 is the caller's
+    /// euid and egid, inside 1.. their ranges; the namespace is the
+    /// caller's own.
+    Subordinate {
+        /// The caller's euid.
+        host_uid: u32,
+        /// The caller's egid.
+        host_gid: u32,
+        /// The ranges and their helpers.
+        sub: Subordinate,
+    },
 }
 
 impl RunIds {
@@ -296,25 +386,44 @@ impl RunIds {
     pub fn owner(&self) -> Option<u32> {
         match self {
             RunIds::Leased(range) => Some(range.owner()),
-            RunIds::Own { .. } => None,
+            RunIds::Own { .. } | RunIds::Subordinate { .. } => None,
         }
     }
 
-    /// The lines of `uid_map` and `gid_map`.
-    pub fn map_lines(&self) -> (String, String) {
+    /// The entries (inside, outside, count) of `uid_map` and `gid_map`.
+    pub fn map_entries(&self) -> (Vec<MapEntry>, Vec<MapEntry>) {
         match self {
-            RunIds::Leased(range) => (map_line(range.base), map_line(range.base)),
+            RunIds::Leased(range) => (vec![(0, range.base, RANGE)], vec![(0, range.base, RANGE)]),
             RunIds::Own {
                 uid,
                 gid,
                 host_uid,
                 host_gid,
+            } => (vec![(*uid, *host_uid, 1)], vec![(*gid, *host_gid, 1)]),
+            RunIds::Subordinate {
+                host_uid,
+                host_gid,
+                sub,
             } => (
-                format!("{uid} {host_uid} 1\n"),
-                format!("{gid} {host_gid} 1\n"),
+                subids::map_entries(*host_uid, sub.uids).to_vec(),
+                subids::map_entries(*host_gid, sub.gids).to_vec(),
             ),
         }
     }
+
+    /// The lines of `uid_map` and `gid_map`.
+    pub fn map_lines(&self) -> (String, String) {
+        let (uids, gids) = self.map_entries();
+        (map_text(&uids), map_text(&gids))
+    }
+}
+
+/// The text of an id map: one `INSIDE OUTSIDE COUNT` line per entry.
+fn map_text(entries: &[MapEntry]) -> String {
+    entries
+        .iter()
+        .map(|(inside, outside, count)| format!("{inside} {outside} {count}\n"))
+        .collect()
 }
 
 /// Writes `uid_map`, `setgroups` = deny, then `gid_map` of the process
@@ -326,12 +435,56 @@ impl RunIds {
 /// with it (a host user's fresh user namespace would get the range).
 pub fn write_maps(pidfd: BorrowedFd<'_>, ids: &RunIds) -> Result<(), ExecError> {
     let pid = pid_in_proc(pidfd)?;
-    let (uid_map, gid_map) = ids.map_lines();
-    write_proc(pid, "uid_map", &uid_map)?;
     // deny: the workload can never drop a supplementary group to reach a
     // file that group is denied (and unprivileged gid_map writes need it).
+    // Written first: the helpers leave it as they find it when they map
+    // more than the caller's own gid.
+    if let RunIds::Subordinate { sub, .. } = ids {
+        write_proc(pid, "setgroups", "deny")?;
+        let (uids, gids) = ids.map_entries();
+        run_helper(&sub.newuidmap, pid, &uids)?;
+        return run_helper(&sub.newgidmap, pid, &gids);
+    }
+    let (uid_map, gid_map) = ids.map_lines();
+    write_proc(pid, "uid_map", &uid_map)?;
     write_proc(pid, "setgroups", "deny")?;
     write_proc(pid, "gid_map", &gid_map)
+}
+
+/// The arguments of `newuidmap`/`newgidmap`: the pid, then each entry's
+/// inside, outside and count.
+pub fn helper_args(pid: i32, entries: &[MapEntry]) -> Vec<String> {
+    std::iter::once(pid.to_string())
+        .chain(
+            entries
+                .iter()
+                .flat_map(|(i, o, c)| [i.to_string(), o.to_string(), c.to_string()]),
+        )
+        .collect()
+}
+
+/// Runs a setuid id map helper for `pid`, with nothing of ours in its
+/// environment; its complaint goes into the error.
+fn run_helper(helper: &Path, pid: i32, entries: &[MapEntry]) -> Result<(), ExecError> {
+    let args = helper_args(pid, entries);
+    let failed = |detail: String| ExecError::IdHelper {
+        helper: helper.to_path_buf(),
+        args: args.join(" "),
+        detail,
+    };
+    let out = std::process::Command::new(helper)
+        .args(&args)
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .map_err(|e| failed(e.to_string()))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    Err(failed(format!("{} ({said})", out.status)))
 }
 
 /// The number `/proc` knows the process of `pidfd` by.
@@ -383,7 +536,9 @@ mod tests {
         drop(a);
         let c = lease(dir.path()).unwrap();
         assert_eq!(c.slot, 2, "the released slot 0 waits for its turn");
-        assert_eq!(map_line(b.base), "0 1610678272 65536\n");
+        let lines = RunIds::Leased(b).map_lines();
+        assert_eq!(lines.0, "0 1610678272 65536\n");
+        assert_eq!(lines.1, "0 1610678272 65536\n");
         // The cursor wraps around: after the last slot comes slot 0 again.
         std::fs::write(dir.path().join("cursor"), format!("{}\n", SLOTS - 1)).unwrap();
         let d = lease(dir.path()).unwrap();
@@ -392,6 +547,78 @@ mod tests {
         assert_eq!(e.slot, 0);
         // The last range ends inside the container id range.
         assert!(u64::from(FIRST_BASE) + u64::from(SLOTS) * u64::from(RANGE) <= 0x7000_0000);
+    }
+
+    fn granted() -> Subordinate {
+        Subordinate {
+            uids: subids::SubRange {
+                start: 100_000,
+                count: 65_535,
+            },
+            gids: subids::SubRange {
+                start: 200_000,
+                count: 1000,
+            },
+            newuidmap: "/usr/bin/newuidmap".into(),
+            newgidmap: "/usr/bin/newgidmap".into(),
+        }
+    }
+
+    /// A user's run with subordinate ids: inside 0 is the caller, inside
+    /// 1.. the range, each map as the helpers are asked for it.
+    #[test]
+    fn a_subordinate_map_puts_the_caller_at_inside_root() {
+        let ids = RunIds::Subordinate {
+            host_uid: 1000,
+            host_gid: 1000,
+            sub: granted(),
+        };
+        assert_eq!(ids.owner(), None, "the namespace is the caller's own");
+        assert_eq!(
+            ids.map_lines(),
+            (
+                "0 1000 1\n1 100000 65535\n".to_string(),
+                "0 1000 1\n1 200000 1000\n".to_string()
+            )
+        );
+        let (uids, _) = ids.map_entries();
+        assert_eq!(
+            helper_args(4242, &uids),
+            ["4242", "0", "1000", "1", "1", "100000", "65535"]
+        );
+        let own = RunIds::Own {
+            uid: 7,
+            gid: 8,
+            host_uid: 1000,
+            host_gid: 1001,
+        };
+        assert_eq!(
+            own.map_lines(),
+            ("7 1000 1\n".to_string(), "8 1001 1\n".to_string())
+        );
+    }
+
+    /// Which ids a plan lets the workload run as, and who builds.
+    #[test]
+    fn each_plan_maps_its_own_ids() {
+        let sub = IdPlan::Subordinate(granted());
+        assert_eq!(sub.check_mapped(65_535, 1000), Ok(()));
+        let e = sub.check_mapped(1000, 1001).unwrap_err();
+        assert!(
+            e.contains("gid 1001 is outside the range 0..=1000 your subordinate ids"),
+            "{e}"
+        );
+        assert!(sub.check_mapped(65_536, 0).is_err());
+        assert_eq!(sub.builder_ids(), None, "inside root builds");
+        assert!(IdPlan::Lease.check_mapped(65_535, 65_535).is_ok());
+        assert!(IdPlan::Lease.check_mapped(65_536, 0).is_err());
+        let own = IdPlan::Own { uid: 1000, gid: 5 };
+        assert_eq!(own.check_mapped(4_000_000, 4_000_000), Ok(()));
+        assert_eq!(
+            own.builder_ids(),
+            Some((1000, 5)),
+            "the one id mapped builds"
+        );
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod seccomp;
 pub mod seccomp_rules;
 pub mod spawn;
 pub mod standby;
+pub mod subids;
 pub mod workload;
 
 pub mod child;
@@ -64,7 +65,7 @@ pub fn run(
     // The run's own host ids come with it, held until its group is ended
     // (below): no process of this run keeps them once another run may
     // lease them.
-    let run = run_group::Run::begin(root, &spec.group, spec.user_ids())?;
+    let run = run_group::Run::begin(root, &spec.group, spec.ids.as_ref())?;
     // After `begin`, which may first end abandoned runs: their time is not
     // this run's.
     let account = report::Accounting::start(

@@ -34,7 +34,7 @@ use crate::cgroup::tree::Controller;
 use crate::cgroup::{CgroupRoot, GroupName, control, pids, tree};
 
 use super::error::ExecError;
-use super::idmap::{self, RunIds};
+use super::idmap::{IdPlan, RunIds};
 
 pub use crate::cgroup::pids::RUN_PREFIX;
 
@@ -67,27 +67,14 @@ impl Run {
     /// enabled for the run where `group` has them and holds no process
     /// itself; otherwise the run is only counted in `group`'s counters.
     ///
-    /// `user_ns`: the workload's uid and gid inside its user namespace, if
-    /// it has one. As root they are in a leased range; as a user, the
-    /// caller's own ids are all there is to map.
+    /// `user_ns`: how the run's user namespace maps ids, if it has one.
     pub fn begin(
         root: &CgroupRoot,
         group: &GroupName,
-        user_ns: Option<(u32, u32)>,
+        user_ns: Option<&IdPlan>,
     ) -> Result<Run, ExecError> {
         reap_abandoned(root, group);
-        let ids = match user_ns {
-            None => None,
-            Some(_) if nix::unistd::geteuid().is_root() => {
-                Some(RunIds::Leased(idmap::lease(&idmap::lease_dir())?))
-            }
-            Some((uid, gid)) => Some(RunIds::Own {
-                uid,
-                gid,
-                host_uid: nix::unistd::geteuid().as_raw(),
-                host_gid: nix::unistd::getegid().as_raw(),
-            }),
-        };
+        let ids = user_ns.map(IdPlan::take).transpose()?;
         enable_accounting(root, group);
         let (run, lock) = create_locked(root, group)?;
         if let Some(RunIds::Leased(ids)) = &ids

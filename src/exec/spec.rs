@@ -7,11 +7,12 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use super::error::ExecError;
+use super::idmap::IdPlan;
 use super::limits::{self, RunLimits};
 use super::mounts;
 use super::rootfs::{self, RootSwitch};
 use super::workload::{self, Workload};
-use super::{idmap, report, seccomp};
+use super::{report, seccomp, subids};
 use crate::cgroup::GroupName;
 use crate::policy::run::{Mount, Network};
 use crate::policy::{ExecConfig, Namespace};
@@ -52,9 +53,8 @@ pub struct ExecSpec {
     pub mounts: Vec<Mount>,
     /// The run's CPU and wall time limits.
     pub limits: RunLimits,
-    /// Whether its user namespace maps the caller's own ids only (cgmgr
-    /// run by a user), not a leased range.
-    pub own_ids: bool,
+    /// How its user namespace maps ids; `None` without one.
+    pub ids: Option<IdPlan>,
 }
 
 /// Command-line overrides of the `[exec]` policy table.
@@ -179,9 +179,9 @@ impl ExecSpec {
         let uid = policy.uid.unwrap_or(0);
         let gid = policy.gid.unwrap_or(uid);
         let in_user_ns = namespaces.contains(&Namespace::User);
-        // A user maps only their own ids, one of each: any inside id will do.
-        let own_ids = in_user_ns && !nix::unistd::geteuid().is_root();
-        if own_ids && rootfs.is_none() {
+        let ids = in_user_ns.then(|| id_plan(uid, gid));
+        let by_a_user = matches!(ids, Some(IdPlan::Own { .. } | IdPlan::Subordinate(_)));
+        if by_a_user && rootfs.is_none() {
             return Err(ExecError::Invalid(format!(
                 "group {group}: cgmgr exec run by a user needs a rootfs (`rootfs` in the [exec] \
                  table, or --rootfs DIR): the run's ids are yours, so on the host's own file \
@@ -189,14 +189,9 @@ impl ExecSpec {
                  included. Build one with `cgmgr rootfs build DIR --bin PATH...`"
             )));
         }
-        for (what, id) in [("uid", uid), ("gid", gid)] {
-            if in_user_ns && !own_ids && id >= idmap::RANGE {
-                return Err(ExecError::Invalid(format!(
-                    "{what} {id} is outside the user namespace's mapped range 0..{}: pick an id below {}",
-                    idmap::RANGE,
-                    idmap::RANGE
-                )));
-            }
+        if let Some(plan) = &ids {
+            plan.check_mapped(uid, gid)
+                .map_err(|e| ExecError::Invalid(format!("group {group}: {e}")))?;
         }
         if !in_user_ns && (uid == 0 || gid == 0) {
             check_host_root(&group, &policy, &namespaces, rootfs.is_some())?;
@@ -225,7 +220,7 @@ impl ExecSpec {
             report_file: flags.report_file,
             mounts,
             limits: run_limits,
-            own_ids,
+            ids,
             switch: if flags.chroot {
                 RootSwitch::Chroot
             } else {
@@ -246,21 +241,14 @@ impl ExecSpec {
         })
     }
 
-    /// The workload's uid and gid inside its user namespace, if it has one.
-    pub fn user_ids(&self) -> Option<(u32, u32)> {
-        self.has(Namespace::User)
-            .then_some((self.workload.uid, self.workload.gid))
-    }
-
     /// The ids inside the user namespace that build the sandbox (with
-    /// every capability there): root of a leased range; the workload's own
-    /// when they are the only ones mapped.
+    /// every capability there): root where more than one id is mapped, the
+    /// workload's own when they are the only ones.
     pub fn builder_ids(&self) -> (u32, u32) {
-        if self.own_ids {
-            (self.workload.uid, self.workload.gid)
-        } else {
-            (0, 0)
-        }
+        self.ids
+            .as_ref()
+            .and_then(IdPlan::builder_ids)
+            .unwrap_or((0, 0))
     }
 
     /// Whether the run makes namespace `ns`.
@@ -284,6 +272,25 @@ impl ExecSpec {
             .iter()
             .map(|ns| u64::from(flag(*ns).cast_unsigned()))
             .fold(0, |a, b| a | b)
+    }
+}
+
+/// How a run's user namespace maps ids for this caller: root leases a
+/// range; a user maps their subordinate ids where `/etc/subuid` and
+/// `/etc/subgid` grant some and the helpers are installed, else their own
+/// ids only (saying why, when a grant is there but cannot be used).
+fn id_plan(uid: u32, gid: u32) -> IdPlan {
+    let euid = nix::unistd::geteuid();
+    if euid.is_root() {
+        return IdPlan::Lease;
+    }
+    match subids::lookup(euid.as_raw()) {
+        subids::Lookup::Granted(sub) => IdPlan::Subordinate(sub),
+        subids::Lookup::NotGranted => IdPlan::Own { uid, gid },
+        subids::Lookup::Unusable(why) => {
+            eprintln!("cgmgr: exec: note: {why}");
+            IdPlan::Own { uid, gid }
+        }
     }
 }
 
@@ -521,12 +528,12 @@ mod tests {
     #[test]
     fn ids_must_lie_in_the_mapped_range() {
         let policy = ExecConfig {
-            uid: Some(idmap::RANGE),
+            uid: Some(super::super::idmap::RANGE),
             ..ExecConfig::default()
         };
         let e = err("g", &policy, flags(&["true"]));
         assert!(
-            e.contains("uid 65536 is outside the user namespace's mapped range"),
+            e.contains("uid 65536 is outside the range 0..=65535 the user namespace maps"),
             "{e}"
         );
     }

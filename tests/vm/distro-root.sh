@@ -24,7 +24,7 @@ if [ "${1:-}" = --system ]; then
   # linger) and a user manager asking PID 1 to move a process need;
   # libpam-systemd: the PAM session that gives a user manager its
   # XDG_RUNTIME_DIR.
-  include=--include=systemd,systemd-sysv,procps,dbus,libpam-systemd
+  include=--include=systemd,systemd-sysv,procps,dbus,libpam-systemd,uidmap
   dir=$cache/system-$suite
 fi
 mkdir -p "$cache"

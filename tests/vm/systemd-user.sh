@@ -8,15 +8,20 @@
 #     serves the run, which the kernel OOM-kills at the user's memory.max;
 #  3. with the daemon stopped, `cgmgr exec` asks the user manager for a
 #     transient scope with Delegate=yes and runs the group inside it;
-#  4. a second user (uid 1001) reaches none of it: not the groups, not the
+#  4. useradd granted each user a subordinate range (/etc/subuid): the
+#     user's runs map it through the release's newuidmap and newgidmap, a
+#     prepared sandbox's and a scope's alike, and a workload run as a
+#     subordinate id writes as the range's host id, not as the user;
+#  5. a second user (uid 1001) reaches none of it: not the groups, not the
 #     daemon's record and socket, not a run.
 . /lib.sh
 ip link set lo up 2>/dev/null
 useradd -m -u 1000 u || fail "useradd u"
 useradd -m -u 1001 v || fail "useradd v"
 cgmgr rootfs build /srv/rootfs --bin /bin/busybox >/dev/null || fail "rootfs build"
-for a in sh cat id dd sleep true; do ln -sf busybox /srv/rootfs/bin/$a; done
+for a in sh cat id dd sleep true touch; do ln -sf busybox /srv/rootfs/bin/$a; done
 chmod 755 /srv /srv/rootfs
+mkdir -p /srv/pub && chmod 777 /srv/pub
 mkdir -p /home/u/.config/systemd/user /home/u/.config/cgmgr
 cp /usr/local/share/cgmgr/user/cgmgr.service /home/u/.config/systemd/user/
 cat > /home/u/.config/cgmgr/u.toml <<'TOML'
@@ -31,6 +36,12 @@ standby = 1
 pids.max = 8
 [group.solo.exec]
 rootfs = "/srv/rootfs"
+[group.sub]
+pids.max = 8
+[group.sub.exec]
+rootfs = "/srv/rootfs"
+uid = 1000
+gid = 1000
 TOML
 chown -R u:u /home/u/.config
 # as UID CMD...: CMD as that user, with the environment a login gives.
@@ -88,6 +99,16 @@ echo "$out"
 expect_eq "$rc" 137 "OOM-killed at the user's memory.max"
 expect_contains "$out" "OOM kills 1 (the memory limit of box)" "the OOM kill, and whose limit"
 
+step "subordinate ids: useradd's grants, mapped by the release's newuidmap"
+grep "^[uv]:" /etc/subuid /etc/subgid
+expect_contains "$(cat /etc/subuid)" "u:100000:65536" "useradd granted u a uid range"
+expect_contains "$(cat /etc/subgid)" "u:100000:65536" "and a gid range"
+expect_contains "$(cat /etc/subuid)" "v:165536:65536" "and v another one"
+out=$(as 1000 cgmgr exec --group box -- cat /proc/self/uid_map 2>&1); rc=$?
+echo "$out"
+expect_eq "$rc" 0 "a prepared sandbox's run"
+expect_contains "$(echo "$out" | tr -s ' ')" " 1 100000 65535" "the prepared sandbox maps u's range"
+
 step "another user reaches none of it"
 out=$(as 1001 cgmgr status 2>&1); rc=$?
 echo "$out"
@@ -121,4 +142,8 @@ expect_contains "$(as 1000 systemctl --user list-units --no-legend 'cgmgr-exec-s
 wait $run
 cat /tmp/solo.out
 expect_contains "$(cat /tmp/solo.out)" "rc=0" "the run in the scope ended well"
+out=$(as 1000 cgmgr exec --group sub --bind /srv/pub:/tmp/pub -- sh -c 'id -u; touch /tmp/pub/made' 2>&1); rc=$?
+echo "$out"
+expect_eq "$rc" 0 "a run as a subordinate id, in a scope"
+expect_eq "$(stat -c %u:%g /srv/pub/made)" "100999:100999" "inside 1000 writes as u's range, not as u"
 echo PASS

@@ -116,4 +116,36 @@ echo "$out"
 expect_eq "$rc" 1 "apply to a root not delegated to the user"
 expect_contains "$out" "EACCES" "the kernel's refusal, named"
 expect_eq "$(snapshot $CG)" "$before" "nothing changed in the tree"
+
+step "subordinate ids from /etc/subuid, mapped by newuidmap and newgidmap"
+echo "u:100000:65536" > /etc/subuid
+echo "u:200000:65536" > /etc/subgid
+chmod 4755 /usr/bin/newuidmap /usr/bin/newgidmap
+mkdir -p /srv/pub /srv/own && chmod 777 /srv/pub
+chown 1000:1000 /srv/own && chmod 700 /srv/own
+cat >> /home/u/pol/u.toml <<'TOML'
+[group.sub]
+memory.max = "32M"
+memory.swap.max = "0"
+pids.max = 16
+[group.sub.exec]
+rootfs = "/rootfs"
+uid = 1000
+gid = 1000
+TOML
+out=$(as_user $U cgmgr --root self apply /home/u/pol 2>&1) || { echo "$out"; fail "apply with sub"; }
+out=$(as_user $LEAF cgmgr exec --policies /home/u/pol --group sub --bind /srv/pub:/tmp/pub --bind /srv/own:/tmp/own -- \
+  sh -c 'cat /proc/self/uid_map /proc/self/gid_map; id -u; touch /tmp/pub/made; echo x > /tmp/own/b && echo wrote' 2>&1); rc=$?
+echo "$out"
+maps=$(echo "$out" | tr -s ' ' | sed 's/^ //')
+expect_contains "$maps" "0 1000 1" "inside 0 is the user"
+expect_contains "$maps" "1 100000 65535" "inside 1.. is the user's subordinate uid range"
+expect_contains "$maps" "1 200000 65535" "and their subordinate gid range"
+expect_eq "$(stat -c %u:%g /srv/pub/made)" "100999:200999" "inside 1000 writes as the range's host ids"
+expect_not_contains "$out" "wrote" "a subordinate id cannot write the user's private directory"
+[ -e /srv/own/b ] && fail "a subordinate id wrote the user's file"
+out=$(as_user $LEAF cgmgr exec --policies /home/u/pol --group sub --report -- dd if=/dev/zero of=/dev/null bs=64M count=1 2>&1); rc=$?
+echo "$out"
+expect_eq "$rc" 137 "OOM-killed under the user's limit, with subordinate ids"
+expect_eq "$(key_of $U/sub/memory.events oom_kill)" 1 "the kernel counted the kill in sub"
 echo PASS

@@ -21,7 +21,7 @@ pub(super) fn serve(
             check_reachable_by_others(rootfs)?;
         }
     }
-    let run = run_group::Run::begin(root, &spec.group, spec.user_ids())?;
+    let run = run_group::Run::begin(root, &spec.group, spec.ids.as_ref())?;
     let served = serve_in(root, spec, built, &run, ctl);
     // A run that served a command was ended before its caller was told.
     if let Err(e) = run.end(root) {
