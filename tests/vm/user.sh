@@ -133,7 +133,7 @@ rootfs = "/rootfs"
 uid = 1000
 gid = 1000
 TOML
-out=$(as_user $U cgmgr --root self apply /home/u/pol 2>&1) || { echo "$out"; fail "apply with sub"; }
+out=$(as_user $LEAF cgmgr --root self apply /home/u/pol 2>&1) || { echo "$out"; fail "apply with sub"; }
 out=$(as_user $LEAF cgmgr exec --policies /home/u/pol --group sub --bind /srv/pub:/tmp/pub --bind /srv/own:/tmp/own -- \
   sh -c 'cat /proc/self/uid_map /proc/self/gid_map; id -u; touch /tmp/pub/made; echo x > /tmp/own/b && echo wrote' 2>&1); rc=$?
 echo "$out"
