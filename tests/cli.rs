@@ -3100,7 +3100,7 @@ fn host_user_runs_map_their_subordinate_ids() {
         mode(&w.join(f), 0o644);
     }
     // As the user in the subtree, with `subgid` as /etc/subgid and PATH.
-    let run = |subgid: &str, path: &str, group: &str, script: &str| {
+    let run_as = |setpriv: &str, subgid: &str, path: &str, group: &str, script: &str| {
         let binds = format!(
             "mount --bind {w}/passwd /etc/passwd && mount --bind {w}/subuid /etc/subuid && \
              mount --bind {w}/{subgid} /etc/subgid",
@@ -3110,7 +3110,7 @@ fn host_user_runs_map_their_subordinate_ids() {
             .args(["-m", "--propagation", "private", "sh", "-c"])
             .arg(format!(
                 "{binds} && echo $$ > {}/cgroup.procs && exec setpriv --reuid {UID} --regid {UID} \
-                 --clear-groups \"$@\"",
+                 --clear-groups {setpriv} \"$@\"",
                 s.display()
             ))
             .arg("sh")
@@ -3124,6 +3124,9 @@ fn host_user_runs_map_their_subordinate_ids() {
             .args(["--", "sh", "-c", script])
             .output()
             .unwrap()
+    };
+    let run = |subgid: &str, path: &str, group: &str, script: &str| {
+        run_as("", subgid, path, group, script)
     };
     let maps = "cat /proc/self/uid_map /proc/self/gid_map; id -u";
     // Inside root is the user: their files are theirs inside.
@@ -3192,6 +3195,24 @@ fn host_user_runs_map_their_subordinate_ids() {
     assert!(
         stderr(&out).contains("note: /etc/subuid grants")
             && stderr(&out).contains("(uid 1000) a range but /etc/subgid grants none"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        stdout(&out)
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["0", "1000", "1"]
+    );
+    // Under no_new_privs (a unit's NoNewPrivileges=yes) the setuid helpers
+    // gain nothing: said, and the user's own ids are mapped alone.
+    let out = run_as("--no-new-privs", "subgid", "/usr/bin:/bin", "me", maps);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("runs with no_new_privs"),
         "{}",
         stderr(&out)
     );

@@ -70,6 +70,9 @@ pub struct Sources<'a> {
     pub subgid: Option<&'a str>,
     /// `PATH`, where the helpers are looked for.
     pub path: &'a str,
+    /// Whether this process runs with `no_new_privs` (`NoNewPrivs: 1` in
+    /// `/proc/self/status`): a setuid helper it starts gains nothing.
+    pub no_new_privs: bool,
 }
 
 /// Looks up the subordinate ids of the user `uid` in `/etc` and the
@@ -79,11 +82,13 @@ pub fn lookup(uid: u32) -> Lookup {
     let passwd = read("/etc/passwd").unwrap_or_default();
     let (subuid, subgid) = (read("/etc/subuid"), read("/etc/subgid"));
     let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
+    let status = read("/proc/self/status").unwrap_or_default();
     let sources = Sources {
         passwd: &passwd,
         subuid: subuid.as_deref(),
         subgid: subgid.as_deref(),
         path: &path,
+        no_new_privs: has_no_new_privs(&status),
     };
     lookup_in(&sources, uid, is_executable_file)
 }
@@ -119,6 +124,13 @@ pub fn lookup_in(src: &Sources<'_>, uid: u32, exists: impl Fn(&Path) -> bool) ->
     };
     let find = |helper| find_in_path(src.path, helper, &exists);
     match (find("newuidmap"), find("newgidmap")) {
+        (Some(_), Some(_)) if src.no_new_privs => Lookup::Unusable(format!(
+            "/etc/subuid and /etc/subgid grant {who} ids from {} and {}, but this cgmgr runs \
+             with no_new_privs, so the setuid newuidmap and newgidmap cannot map them: this run \
+             maps your own uid and gid only (a systemd unit: drop NoNewPrivileges= and the \
+             options that imply it)",
+            uids.start, gids.start
+        )),
         (Some(newuidmap), Some(newgidmap)) => Lookup::Granted(Subordinate {
             uids,
             gids,
@@ -132,6 +144,15 @@ pub fn lookup_in(src: &Sources<'_>, uid: u32, exists: impl Fn(&Path) -> bool) ->
             uids.start, gids.start, src.path
         )),
     }
+}
+
+/// Whether a `/proc/PID/status` text says the process runs with
+/// `no_new_privs` set.
+pub fn has_no_new_privs(status: &str) -> bool {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NoNewPrivs:"))
+        .is_some_and(|v| v.trim() == "1")
 }
 
 /// The name of the user `uid` in an `/etc/passwd` text.
@@ -203,6 +224,7 @@ mod tests {
             subuid,
             subgid,
             path: "bin:/usr/local/bin:/usr/bin:/bin",
+            no_new_privs: false,
         }
     }
 
@@ -313,6 +335,40 @@ mod tests {
         };
         assert!(why.contains("ids from 100000 and 100000"), "{why}");
         assert!(why.contains("apt install uidmap"), "{why}");
+    }
+
+    /// `/proc/self/status` of a process in the Linux 6.1 VM.
+    const STATUS: &str = include_str!("../../tests/fixtures/kernel/vm-6.1.status");
+
+    #[test]
+    fn no_new_privs_is_read_from_the_status_file() {
+        assert!(!has_no_new_privs(STATUS));
+        assert!(has_no_new_privs(
+            &STATUS.replace("NoNewPrivs:\t0", "NoNewPrivs:\t1")
+        ));
+        assert!(
+            !has_no_new_privs("Name:\tcgmgr\n"),
+            "a kernel without the line"
+        );
+    }
+
+    #[test]
+    fn under_no_new_privs_the_helpers_cannot_map_a_grant() {
+        let all = |_: &Path| true;
+        let src = Sources {
+            no_new_privs: true,
+            ..sources(Some(SUBUID), Some(SUBUID))
+        };
+        let Lookup::Unusable(why) = lookup_in(&src, 1000, all) else {
+            panic!("setuid helpers under no_new_privs")
+        };
+        assert!(why.contains("runs with no_new_privs"), "{why}");
+        assert!(why.contains("drop NoNewPrivileges="), "{why}");
+        let src = Sources {
+            no_new_privs: true,
+            ..sources(None, None)
+        };
+        assert_eq!(lookup_in(&src, 1000, all), Lookup::NotGranted);
     }
 
     #[test]
