@@ -442,8 +442,15 @@ pub fn write_maps(pidfd: BorrowedFd<'_>, ids: &RunIds) -> Result<(), ExecError> 
     if let RunIds::Subordinate { sub, .. } = ids {
         write_proc(pid, "setgroups", "deny")?;
         let (uids, gids) = ids.map_entries();
-        run_helper(&sub.newuidmap, pid, &uids)?;
-        return run_helper(&sub.newgidmap, pid, &gids);
+        // The two maps are independent: the helpers run side by side, so a
+        // run waits for one helper's start-up, not two in a row.
+        let uid_helper = Helper::spawn(&sub.newuidmap, pid, &uids);
+        let gid_helper = Helper::spawn(&sub.newgidmap, pid, &gids);
+        let (uid_done, gid_done) = (
+            uid_helper.and_then(Helper::wait),
+            gid_helper.and_then(Helper::wait),
+        );
+        return uid_done.and(gid_done);
     }
     let (uid_map, gid_map) = ids.map_lines();
     write_proc(pid, "uid_map", &uid_map)?;
@@ -463,28 +470,60 @@ pub fn helper_args(pid: i32, entries: &[MapEntry]) -> Vec<String> {
         .collect()
 }
 
-/// Runs a setuid id map helper for `pid`, with nothing of ours in its
-/// environment; its complaint goes into the error.
-fn run_helper(helper: &Path, pid: i32, entries: &[MapEntry]) -> Result<(), ExecError> {
-    let args = helper_args(pid, entries);
-    let failed = |detail: String| ExecError::IdHelper {
+/// A setuid id map helper started for one map.
+struct Helper {
+    helper: PathBuf,
+    args: Vec<String>,
+    child: std::process::Child,
+}
+
+impl Helper {
+    /// Starts `helper` for `pid`, with nothing of ours in its environment;
+    /// its complaint is kept for the error.
+    fn spawn(helper: &Path, pid: i32, entries: &[MapEntry]) -> Result<Helper, ExecError> {
+        let args = helper_args(pid, entries);
+        match std::process::Command::new(helper)
+            .args(&args)
+            .env_clear()
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+        {
+            Ok(child) => Ok(Helper {
+                helper: helper.to_path_buf(),
+                args,
+                child,
+            }),
+            Err(e) => Err(helper_failed(helper, &args, e.to_string())),
+        }
+    }
+
+    /// Waits for the helper; an error names it, its arguments and what it
+    /// said.
+    fn wait(self) -> Result<(), ExecError> {
+        let out = self
+            .child
+            .wait_with_output()
+            .map_err(|e| helper_failed(&self.helper, &self.args, e.to_string()))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        Err(helper_failed(
+            &self.helper,
+            &self.args,
+            format!("{} ({said})", out.status),
+        ))
+    }
+}
+
+fn helper_failed(helper: &Path, args: &[String], detail: String) -> ExecError {
+    ExecError::IdHelper {
         helper: helper.to_path_buf(),
         args: args.join(" "),
         detail,
-    };
-    let out = std::process::Command::new(helper)
-        .args(&args)
-        .env_clear()
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .output()
-        .map_err(|e| failed(e.to_string()))?;
-    if out.status.success() {
-        return Ok(());
     }
-    let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    Err(failed(format!("{} ({said})", out.status)))
 }
 
 /// The number `/proc` knows the process of `pidfd` by.
