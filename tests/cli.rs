@@ -494,6 +494,44 @@ fn busybox_rootfs(applets: &[&str]) -> tempfile::TempDir {
     rootfs
 }
 
+/// The groups a root `cgmgr exec` was started with (a shell's, `sg adm`'s)
+/// stay outside: a workload, whose ids are the run's leased range, does not
+/// reach a directory of mode 0770 through a group of its caller's (before,
+/// it kept them all, shown as 65534, and wrote there).
+#[test]
+fn host_runs_drop_the_callers_supplementary_groups() {
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = Scratch::new("groups");
+    std::fs::create_dir(scratch.0.join("sb")).unwrap();
+    let rootfs = busybox_rootfs(&["sh", "grep", "touch"]);
+    let shared = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(shared.path(), Some(0), Some(4242)).unwrap();
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o770)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--groups", "4242"])
+        .arg(env!("CARGO_BIN_EXE_cgmgr"))
+        .args(["exec", "--root", scratch.path(), "--group", "sb"])
+        .args(["--rootfs", rootfs.path().to_str().unwrap()])
+        .args(["--bind", &format!("{}:/tmp/g", shared.path().display())])
+        .args(["--", "/bin/sh", "-c"])
+        .arg("grep Groups /proc/self/status; touch /tmp/g/made && echo wrote")
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(
+        text.lines()
+            .next()
+            .is_some_and(|l| l.trim_end() == "Groups:"),
+        "{text}{}",
+        stderr(&out)
+    );
+    assert!(!text.contains("wrote"), "{text}");
+    assert!(
+        !shared.path().join("made").exists(),
+        "reached through gid 4242"
+    );
+}
+
 /// `cgmgr exec` on the host (user namespaces and the v2 core are there):
 /// born in its group, namespaced, in a rootfs built by `cgmgr rootfs build`.
 #[test]
@@ -3079,11 +3117,30 @@ fn host_user_runs_map_their_subordinate_ids() {
     std::os::unix::fs::chown(&private, Some(UID), Some(UID)).unwrap();
     mode(&private, 0o700);
     mode(&public, 0o777);
+    // A rootfs in the user's home, which others may not search: the
+    // user's sandbox mounts it as the user.
+    let home = w.join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(UID), Some(UID)).unwrap();
+    mode(&home, 0o700);
+    let built = cgmgr(&[
+        "rootfs",
+        "build",
+        home.join("box").to_str().unwrap(),
+        "--bin",
+        "/bin/busybox",
+    ]);
+    assert_eq!(built.status.code(), Some(0), "{}", stderr(&built));
+    for applet in ["sh", "id"] {
+        std::os::unix::fs::symlink("busybox", home.join("box/bin").join(applet)).unwrap();
+    }
     let root = rootfs.path().display();
     let policy = format!(
         "[group.me.exec]\nrootfs = \"{root}\"\n\
          [group.sub.exec]\nrootfs = \"{root}\"\nuid = 1000\ngid = 1000\n\
-         [group.far.exec]\nrootfs = \"{root}\"\nuid = 2000\n"
+         [group.far.exec]\nrootfs = \"{root}\"\nuid = 2000\n\
+         [group.home.exec]\nrootfs = \"{}/box\"\nuid = 1000\n",
+        home.display()
     );
     std::fs::write(w.join("p.toml"), policy).unwrap();
     mode(&w.join("p.toml"), 0o644);
@@ -3110,7 +3167,7 @@ fn host_user_runs_map_their_subordinate_ids() {
             .args(["-m", "--propagation", "private", "sh", "-c"])
             .arg(format!(
                 "{binds} && echo $$ > {}/cgroup.procs && exec setpriv --reuid {UID} --regid {UID} \
-                 --clear-groups {setpriv} \"$@\"",
+                 {setpriv} \"$@\"",
                 s.display()
             ))
             .arg("sh")
@@ -3126,7 +3183,7 @@ fn host_user_runs_map_their_subordinate_ids() {
             .unwrap()
     };
     let run = |subgid: &str, path: &str, group: &str, script: &str| {
-        run_as("", subgid, path, group, script)
+        run_as("--clear-groups", subgid, path, group, script)
     };
     let maps = "cat /proc/self/uid_map /proc/self/gid_map; id -u";
     // Inside root is the user: their files are theirs inside.
@@ -3180,6 +3237,35 @@ fn host_user_runs_map_their_subordinate_ids() {
     );
     let made = std::fs::metadata(public.join("made")).unwrap();
     assert_eq!((made.uid(), made.gid()), (300_999, 400_999));
+    // Nor through the user's groups, their own included: a login gives the
+    // user their groups (here 1000 and 4243), and the sandbox drops them.
+    let grp = public.join("grp");
+    let shared = public.join("shared");
+    for (dir, gid) in [(&grp, 4243), (&shared, UID)] {
+        std::fs::create_dir(dir).unwrap();
+        std::os::unix::fs::chown(dir, Some(0), Some(gid)).unwrap();
+        mode(dir, 0o770);
+    }
+    let out = run_as(
+        "--groups 1000,4243",
+        "subgid",
+        "/usr/bin:/bin",
+        "sub",
+        "grep Groups /proc/self/status; for d in grp shared; do touch /tmp/pub/$d/x && echo wrote $d; done",
+    );
+    let text = stdout(&out);
+    assert!(
+        text.lines()
+            .next()
+            .is_some_and(|l| l.trim_end() == "Groups:"),
+        "{text}{}",
+        stderr(&out)
+    );
+    assert!(!text.contains("wrote"), "{text}");
+    assert!(!grp.join("x").exists() && !shared.join("x").exists());
+    let out = run("subgid", "/usr/bin:/bin", "home", "id -u");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "1000\n");
     // An id past the gid range is refused before anything is made.
     let before = dirs_below(&s);
     let out = run("subgid", "/usr/bin:/bin", "far", "true");
@@ -3209,7 +3295,13 @@ fn host_user_runs_map_their_subordinate_ids() {
     );
     // Under no_new_privs (a unit's NoNewPrivileges=yes) the setuid helpers
     // gain nothing: said, and the user's own ids are mapped alone.
-    let out = run_as("--no-new-privs", "subgid", "/usr/bin:/bin", "me", maps);
+    let out = run_as(
+        "--clear-groups --no-new-privs",
+        "subgid",
+        "/usr/bin:/bin",
+        "me",
+        maps,
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("runs with no_new_privs"),

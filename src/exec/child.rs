@@ -46,7 +46,9 @@ fn child_setup(spec: &ExecSpec, go: OwnedFd, job: Option<OwnedFd>) -> Result<i32
 
 /// The sandbox's construction, in order, through `k`:
 /// 1. die with the parent, and wait for its go (the id maps are written);
-/// 2. become root of the user namespace, and arm the death signal again;
+/// 2. become root of the user namespace (first dropping the caller's
+///    supplementary groups where the namespace allows it), and arm the
+///    death signal again;
 /// 3. close every inherited descriptor (a prepared sandbox keeps its socket);
 /// 4. a new session keyring;
 /// 5. the cgroup namespace, rooted at the run's group;
@@ -69,6 +71,9 @@ pub(crate) fn build(
         return Ok(None);
     }
     if spec.has(Namespace::User) {
+        if spec.drops_groups() {
+            k.clear_groups().map_err(step(Step::ClearGroups))?;
+        }
         let (uid, gid) = spec.builder_ids();
         k.setresgid(gid).map_err(step(Step::RootGid(gid)))?;
         k.setresuid(uid).map_err(step(Step::RootUid(uid)))?;
@@ -237,8 +242,9 @@ mod tests {
     /// Every namespace: the default set.
     const ALL: [Namespace; 7] = crate::exec::DEFAULT_NAMESPACES;
 
-    /// Every step of a full sandbox, in order, with its arguments: ids
-    /// before anything else, descriptors closed before the sandbox is
+    /// Every step of a full sandbox, in order, with its arguments: the
+    /// caller's supplementary groups dropped and ids set before anything
+    /// else, descriptors closed before the sandbox is
     /// built, the namespace quotas after the last namespace, the rootfs
     /// read-only before /proc, /dev and /tmp are mounted into it, the old
     /// root detached, signals blocked last.
@@ -253,6 +259,7 @@ mod tests {
         let r = root.display();
         let mut expected: Vec<String> = [
             "set_pdeathsig(SIGKILL)",
+            "setgroups([])",
             "setresgid(0)",
             "setresuid(0)",
             "set_pdeathsig(SIGKILL)",
@@ -333,7 +340,25 @@ mod tests {
             err,
             "setresuid(0) in the user namespace: EPERM: Operation not permitted"
         );
-        assert_eq!(k.calls.len(), 3, "{:?}", k.calls);
+        assert_eq!(k.calls.len(), 4, "{:?}", k.calls);
+    }
+
+    /// A user's own-id map denies setgroups (the kernel takes their
+    /// gid_map only so): the sandbox keeps the caller's groups, which are
+    /// the user's own as its ids are, and makes no call that must fail.
+    #[test]
+    fn a_users_own_id_sandbox_keeps_its_groups() {
+        let (_tmp, root) = rootfs();
+        let mut spec = spec(&ALL, Some(&root));
+        spec.ids = Some(crate::exec::idmap::IdPlan::Own {
+            uid: 1000,
+            gid: 1000,
+        });
+        let (go, _parent) = go_pipe();
+        let mut k = Recorder::default();
+        build(&mut k, &spec, go, None).unwrap();
+        assert_eq!(k.position("setgroups"), None, "{:?}", k.calls);
+        assert_eq!(k.calls[1], "setresgid(1000)");
     }
 
     /// A parent gone before its go: nothing is built.

@@ -294,6 +294,20 @@ impl IdPlan {
         }
     }
 
+    /// Whether the namespace lets its root call setgroups(2), so that the
+    /// sandbox drops the supplementary groups it was started with (a
+    /// workload run as a leased or subordinate id would otherwise keep the
+    /// caller's host groups, and reach what they may on anything mounted
+    /// in). Root's maps and newgidmap's leave setgroups allowed; a user's
+    /// own-id map must deny it, and there the groups are the caller's own,
+    /// as are the run's ids.
+    pub fn allows_setgroups(&self) -> bool {
+        match self {
+            IdPlan::Lease | IdPlan::Subordinate(_) => true,
+            IdPlan::Own { .. } => false,
+        }
+    }
+
     /// Whether inside `uid` and `gid` are mapped; `Err` says which is not
     /// and what is.
     pub fn check_mapped(&self, uid: u32, gid: u32) -> Result<(), String> {
@@ -426,8 +440,12 @@ fn map_text(entries: &[MapEntry]) -> String {
         .collect()
 }
 
-/// Writes `uid_map`, `setgroups` = deny, then `gid_map` of the process
-/// `pidfd` names. Its number in `/proc` is read from the pidfd's own entry
+/// Writes the id maps of the process `pidfd` names: `uid_map` and
+/// `gid_map` by root for a leased range, through newuidmap and newgidmap
+/// for subordinate ids (setgroups stays allowed for both: the sandbox drops
+/// its supplementary groups itself), and `uid_map`, `setgroups` = deny,
+/// `gid_map` for a user's own ids (the kernel takes a user's gid_map only
+/// so). Its number in `/proc` is read from the pidfd's own entry
 /// there (`Pid:` of `/proc/self/fdinfo/FD`, which the kernel gives in the
 /// pid namespace of that `/proc`): the pid clone3 returned is the one of
 /// this process's namespace, and a `cgmgr exec` started in a pid namespace
@@ -435,27 +453,31 @@ fn map_text(entries: &[MapEntry]) -> String {
 /// with it (a host user's fresh user namespace would get the range).
 pub fn write_maps(pidfd: BorrowedFd<'_>, ids: &RunIds) -> Result<(), ExecError> {
     let pid = pid_in_proc(pidfd)?;
-    // deny: the workload can never drop a supplementary group to reach a
-    // file that group is denied (and unprivileged gid_map writes need it).
-    // Written first: the helpers leave it as they find it when they map
-    // more than the caller's own gid.
-    if let RunIds::Subordinate { sub, .. } = ids {
-        write_proc(pid, "setgroups", "deny")?;
-        let (uids, gids) = ids.map_entries();
-        // The two maps are independent: the helpers run side by side, so a
-        // run waits for one helper's start-up, not two in a row.
-        let uid_helper = Helper::spawn(&sub.newuidmap, pid, &uids);
-        let gid_helper = Helper::spawn(&sub.newgidmap, pid, &gids);
-        let (uid_done, gid_done) = (
-            uid_helper.and_then(Helper::wait),
-            gid_helper.and_then(Helper::wait),
-        );
-        return uid_done.and(gid_done);
+    match ids {
+        RunIds::Subordinate { sub, .. } => {
+            let (uids, gids) = ids.map_entries();
+            // The two maps are independent: the helpers run side by side,
+            // so a run waits for one helper's start-up, not two in a row.
+            let uid_helper = Helper::spawn(&sub.newuidmap, pid, &uids);
+            let gid_helper = Helper::spawn(&sub.newgidmap, pid, &gids);
+            let (uid_done, gid_done) = (
+                uid_helper.and_then(Helper::wait),
+                gid_helper.and_then(Helper::wait),
+            );
+            uid_done.and(gid_done)
+        }
+        RunIds::Leased(_) => {
+            let (uid_map, gid_map) = ids.map_lines();
+            write_proc(pid, "uid_map", &uid_map)?;
+            write_proc(pid, "gid_map", &gid_map)
+        }
+        RunIds::Own { .. } => {
+            let (uid_map, gid_map) = ids.map_lines();
+            write_proc(pid, "uid_map", &uid_map)?;
+            write_proc(pid, "setgroups", "deny")?;
+            write_proc(pid, "gid_map", &gid_map)
+        }
     }
-    let (uid_map, gid_map) = ids.map_lines();
-    write_proc(pid, "uid_map", &uid_map)?;
-    write_proc(pid, "setgroups", "deny")?;
-    write_proc(pid, "gid_map", &gid_map)
 }
 
 /// The arguments of `newuidmap`/`newgidmap`: the pid, then each entry's

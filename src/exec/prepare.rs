@@ -162,10 +162,7 @@ pub fn prepare_with(
             root::resolve_flag("self")?
         }
         (_, TreeOwner::Systemd) => {
-            return Err(NotDelegated {
-                root: resolved.path,
-            }
-            .into());
+            return Err(NotDelegated::new(resolved.path).into());
         }
         _ => resolved.path,
     };

@@ -200,7 +200,9 @@ impl ExecSpec {
         if let Some(r) = &rootfs {
             check_rootfs(r, &cwd)?;
             mounts::check_destinations(r, &mounts)?;
-            if in_user_ns {
+            // A user's sandbox mounts as the user, who reaches their own
+            // directories; a root run's leased ids are nobody's.
+            if matches!(ids, Some(IdPlan::Lease)) {
                 check_reachable_by_others(r)?;
             }
         }
@@ -249,6 +251,12 @@ impl ExecSpec {
             .as_ref()
             .and_then(IdPlan::builder_ids)
             .unwrap_or((0, 0))
+    }
+
+    /// Whether the sandbox drops the supplementary groups it was started
+    /// with, as root of its user namespace ([`IdPlan::allows_setgroups`]).
+    pub fn drops_groups(&self) -> bool {
+        self.ids.as_ref().is_some_and(IdPlan::allows_setgroups)
     }
 
     /// Whether the run makes namespace `ns`.

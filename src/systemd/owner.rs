@@ -40,30 +40,62 @@ pub enum TreeOwner {
 
 /// Refusal to write into a cgroup systemd owns.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "refusing to write under {root}: systemd manages this host's cgroup tree and has not delegated \
-     {root} (neither it nor a parent carries the trusted.delegate mark of a unit with Delegate=yes). \
-     systemd writes its own view back: at the next `systemctl daemon-reload` the controllers cgmgr \
-     enabled, and the limits that need them, would silently be gone. Nothing was written.\n  \
-     ways forward:\n    \
-     - run the daemon, which owns a delegated subtree: `systemctl start cgmgr` (its groups live \
-     under system.slice/cgmgr.service; `cgmgr exec`, `status` and `metrics` find it by themselves)\n    \
-     - point --root at a delegated cgroup: `--root self` inside a unit with Delegate=yes, or the \
-     path of such a unit's cgroup\n    \
-     - run in a transient delegated scope: `systemd-run --scope -p Delegate=yes cgmgr --root self ...`"
-)]
+#[error("{}", refusal(.root, *.user))]
 pub struct NotDelegated {
     /// The managed root that was refused.
     pub root: PathBuf,
+    /// Refused to a user, not root: the ways forward are their manager's.
+    pub user: bool,
+}
+
+impl NotDelegated {
+    /// The refusal of `root` to this process's user.
+    pub fn new(root: PathBuf) -> NotDelegated {
+        let user = !nix::unistd::geteuid().is_root();
+        NotDelegated { root, user }
+    }
+}
+
+/// The refusal's text: why, then what root (or a user) can do instead.
+fn refusal(root: &Path, user: bool) -> String {
+    let root = root.display();
+    let (whose, ways) = if user {
+        (
+            "to you (it is no unit of your user manager with Delegate=yes, and none of its \
+             parents is)",
+            "    - start your own daemon: `systemctl --user start cgmgr` (the user unit has \
+             Delegate=yes; `cgmgr exec`, `status` and `metrics` find its groups by themselves)\n    \
+             - point --root at a delegated cgroup: `--root self` inside a user unit with \
+             Delegate=yes, or the path of such a unit's cgroup\n    \
+             - run in a transient delegated scope: `systemd-run --user --scope -p Delegate=yes \
+             cgmgr --root self ...`",
+        )
+    } else {
+        (
+            "(neither it nor a parent carries the trusted.delegate mark of a unit with \
+             Delegate=yes)",
+            "    - run the daemon, which owns a delegated subtree: `systemctl start cgmgr` (its \
+             groups live under system.slice/cgmgr.service; `cgmgr exec`, `status` and `metrics` \
+             find it by themselves)\n    \
+             - point --root at a delegated cgroup: `--root self` inside a unit with Delegate=yes, \
+             or the path of such a unit's cgroup\n    \
+             - run in a transient delegated scope: `systemd-run --scope -p Delegate=yes cgmgr \
+             --root self ...`",
+        )
+    };
+    format!(
+        "refusing to write under {root}: systemd manages this host's cgroup tree and has not \
+         delegated {root} {whose}. systemd writes its own view back: at the next `systemctl \
+         daemon-reload` the controllers cgmgr enabled, and the limits that need them, would \
+         silently be gone. Nothing was written.\n  ways forward:\n{ways}"
+    )
 }
 
 /// Decides whether `root` may be written, on this host.
 pub fn check_writable(root: &Path) -> Result<TreeOwner, NotDelegated> {
     let owner = tree_owner(root);
     match owner {
-        TreeOwner::Systemd => Err(NotDelegated {
-            root: root.to_path_buf(),
-        }),
+        TreeOwner::Systemd => Err(NotDelegated::new(root.to_path_buf())),
         _ => Ok(owner),
     }
 }
@@ -275,6 +307,7 @@ mod tests {
     fn the_refusal_names_the_root_and_the_ways_forward() {
         let e = NotDelegated {
             root: PathBuf::from("/sys/fs/cgroup"),
+            user: false,
         }
         .to_string();
         for needle in [
@@ -286,6 +319,25 @@ mod tests {
             "systemd-run --scope -p Delegate=yes",
         ] {
             assert!(e.contains(needle), "{needle}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_user_is_shown_their_own_managers_ways() {
+        let e = NotDelegated {
+            root: PathBuf::from("/sys/fs/cgroup/user.slice/user-1000.slice/session-3.scope"),
+            user: true,
+        }
+        .to_string();
+        for needle in [
+            "has not delegated /sys/fs/cgroup/user.slice/user-1000.slice/session-3.scope to you",
+            "systemctl --user start cgmgr",
+            "systemd-run --user --scope -p Delegate=yes",
+        ] {
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+        for root_only in ["systemctl start", "system.slice", "trusted.delegate"] {
+            assert!(!e.contains(root_only), "{root_only}: {e}");
         }
     }
 }

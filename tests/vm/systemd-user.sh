@@ -2,7 +2,9 @@
 # manager (user@1000.service, started by `loginctl enable-linger`), which
 # delegates the user's subtree. As that user:
 #  1. `systemctl --user start cgmgr` (systemd/user/cgmgr.service unchanged)
-#     applies the user's policies in the unit's delegated cgroup;
+#     applies the user's policies in the unit's delegated cgroup (with a
+#     pressure rule no user's trigger can have, it fails once, not in a
+#     loop, and the journal names the rule);
 #  2. `cgmgr status` and `cgmgr exec` find that daemon through its record in
 #     $XDG_RUNTIME_DIR/cgmgr, from outside the subtree: a prepared sandbox
 #     serves the run, which the kernel OOM-kills at the user's memory.max;
@@ -80,8 +82,27 @@ echo "user@1000.service delegates: $(cat $UM/cgroup.controllers)"
 expect_contains "$(cat $UM/cgroup.controllers)" "memory" "the user manager has memory"
 expect_contains "$(cat $UM/cgroup.controllers)" "pids" "the user manager has pids"
 
-step "systemctl --user start cgmgr"
+step "a pressure rule a user's daemon cannot arm: the unit fails once, saying why"
+cat > /home/u/.config/cgmgr/zz-bad.toml <<'TOML'
+[[group.hot.pressure]]
+resource = "memory"
+kind = "some"
+above = "10%"
+window = "500ms"
+action = "log"
+TOML
+chown u:u /home/u/.config/cgmgr/zz-bad.toml
 as 1000 timeout 60 systemctl --user daemon-reload || fail "daemon-reload"
+as 1000 timeout 60 systemctl --user start cgmgr && fail "a user's daemon started with a 500ms window"
+sleep 4   # past RestartSec=2s: a restart would have come
+expect_eq "$(as 1000 systemctl --user show -P NRestarts cgmgr)" 0 "exit 2 is not restarted"
+expect_eq "$(as 1000 systemctl --user show -P ExecMainStatus cgmgr)" 2 "the daemon's exit status"
+wait_for 10 "the journal names the rule" \
+  'journalctl --no-pager _SYSTEMD_USER_UNIT=cgmgr.service | grep -F "zz-bad.toml:1:1: a pressure rule of group \`hot\` has window = \"500ms\""'
+rm /home/u/.config/cgmgr/zz-bad.toml
+as 1000 systemctl --user reset-failed cgmgr
+
+step "systemctl --user start cgmgr"
 as 1000 timeout 120 systemctl --user start cgmgr || { as 1000 systemctl --user status cgmgr; journalctl --no-pager -n 40; fail "start"; }
 UNIT=$UM/app.slice/cgmgr.service
 expect_eq "$(cat $UNIT/box/memory.max)" 33554432 "box in the unit's delegated cgroup"
