@@ -228,6 +228,21 @@ fn a_root_that_is_not_cgroup2_is_refused() {
 struct Scratch(PathBuf);
 
 impl Scratch {
+    /// A scratch cgroup delegated to `uid` the kernel's way: the directory
+    /// and its `cgroup.procs`, `cgroup.subtree_control`, `cgroup.threads`.
+    fn delegated(name: &str, uid: u32) -> Scratch {
+        let scratch = Scratch::new(name);
+        for file in [
+            "",
+            "cgroup.procs",
+            "cgroup.subtree_control",
+            "cgroup.threads",
+        ] {
+            std::os::unix::fs::chown(scratch.0.join(file), Some(uid), Some(uid)).unwrap();
+        }
+        scratch
+    }
+
     fn new(name: &str) -> Scratch {
         let base = cgroup2_mount();
         let base = base.as_path();
@@ -2804,16 +2819,8 @@ fn host_user_runs_exec_and_a_daemon_in_a_delegated_subtree() {
     const UID: u32 = 1000;
     let open =
         |p: &Path| std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let scratch = Scratch::new("user");
+    let scratch = Scratch::delegated("user", UID);
     let s = scratch.0.clone();
-    for p in [
-        s.clone(),
-        s.join("cgroup.procs"),
-        s.join("cgroup.subtree_control"),
-        s.join("cgroup.threads"),
-    ] {
-        std::os::unix::fs::chown(&p, Some(UID), Some(UID)).unwrap();
-    }
     // What the user runs: a copy they can reach, a rootfs, policies.
     let bin_dir = tempfile::tempdir().unwrap();
     open(bin_dir.path());
@@ -3092,16 +3099,8 @@ fn host_user_runs_map_their_subordinate_ids() {
         newuidmap.exists() && Path::new("/usr/bin/newgidmap").exists(),
         "newuidmap and newgidmap are missing: tests/prereqs.sh installs uidmap"
     );
-    let scratch = Scratch::new("subids");
+    let scratch = Scratch::delegated("subids", UID);
     let s = scratch.0.clone();
-    for p in [
-        s.clone(),
-        s.join("cgroup.procs"),
-        s.join("cgroup.subtree_control"),
-        s.join("cgroup.threads"),
-    ] {
-        std::os::unix::fs::chown(&p, Some(UID), Some(UID)).unwrap();
-    }
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     mode(w, 0o755);

@@ -103,24 +103,8 @@ pub fn lookup_in(src: &Sources<'_>, uid: u32, exists: impl Fn(&Path) -> bool) ->
     let (uids, gids) = match (uids, gids) {
         (None, None) => return Lookup::NotGranted,
         (Some(u), Some(g)) => (u, g),
-        (Some(_), None) => {
-            return Lookup::Unusable(format!(
-                "/etc/subuid grants {who} a range but /etc/subgid grants none: this run maps your \
-                 own uid and gid only (add a line `{}:START:65536` to /etc/subgid, or run \
-                 `usermod --add-subgids START-END {}`)",
-                name.unwrap_or("NAME"),
-                name.unwrap_or("NAME")
-            ));
-        }
-        (None, Some(_)) => {
-            return Lookup::Unusable(format!(
-                "/etc/subgid grants {who} a range but /etc/subuid grants none: this run maps your \
-                 own uid and gid only (add a line `{}:START:65536` to /etc/subuid, or run \
-                 `usermod --add-subuids START-END {}`)",
-                name.unwrap_or("NAME"),
-                name.unwrap_or("NAME")
-            ));
-        }
+        (Some(_), None) => return half_grant(&who, name, "uid", "gid"),
+        (None, Some(_)) => return half_grant(&who, name, "gid", "uid"),
     };
     let find = |helper| find_in_path(src.path, helper, &exists);
     match (find("newuidmap"), find("newgidmap")) {
@@ -153,6 +137,17 @@ pub fn has_no_new_privs(status: &str) -> bool {
         .lines()
         .find_map(|l| l.strip_prefix("NoNewPrivs:"))
         .is_some_and(|v| v.trim() == "1")
+}
+
+/// Half a grant: `/etc/sub{has}` grants `who` a range, `/etc/sub{lacks}`
+/// none; the text says how to add the missing one.
+fn half_grant(who: &str, name: Option<&str>, has: &str, lacks: &str) -> Lookup {
+    let name = name.unwrap_or("NAME");
+    Lookup::Unusable(format!(
+        "/etc/sub{has} grants {who} a range but /etc/sub{lacks} grants none: this run maps your \
+         own uid and gid only (add a line `{name}:START:65536` to /etc/sub{lacks}, or run \
+         `usermod --add-sub{lacks}s START-END {name}`)"
+    ))
 }
 
 /// The name of the user `uid` in an `/etc/passwd` text.
