@@ -509,6 +509,35 @@ fn busybox_rootfs(applets: &[&str]) -> tempfile::TempDir {
     rootfs
 }
 
+/// The output of a workload that printed its `Groups:` line first, then
+/// `wrote` for whatever it managed to write: no supplementary group, and
+/// nothing written.
+fn assert_no_groups_and_nothing_written(out: &std::process::Output) {
+    let text = stdout(out);
+    assert!(
+        text.lines()
+            .next()
+            .is_some_and(|l| l.trim_end() == "Groups:"),
+        "{text}{}",
+        stderr(out)
+    );
+    assert!(!text.contains("wrote"), "{text}");
+}
+
+/// The output of a user's workload that printed its uid_map first: inside
+/// 0 is uid 1000, the only id mapped.
+fn assert_maps_the_callers_uid_alone(out: &std::process::Output) {
+    assert_eq!(
+        stdout(out)
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["0", "1000", "1"]
+    );
+}
+
 /// The groups a root `cgmgr exec` was started with (a shell's, `sg adm`'s)
 /// stay outside: a workload, whose ids are the run's leased range, does not
 /// reach a directory of mode 0770 through a group of its caller's (before,
@@ -532,15 +561,7 @@ fn host_runs_drop_the_callers_supplementary_groups() {
         .arg("grep Groups /proc/self/status; touch /tmp/g/made && echo wrote")
         .output()
         .unwrap();
-    let text = stdout(&out);
-    assert!(
-        text.lines()
-            .next()
-            .is_some_and(|l| l.trim_end() == "Groups:"),
-        "{text}{}",
-        stderr(&out)
-    );
-    assert!(!text.contains("wrote"), "{text}");
+    assert_no_groups_and_nothing_written(&out);
     assert!(
         !shared.path().join("made").exists(),
         "reached through gid 4242"
@@ -3252,15 +3273,7 @@ fn host_user_runs_map_their_subordinate_ids() {
         "sub",
         "grep Groups /proc/self/status; for d in grp shared; do touch /tmp/pub/$d/x && echo wrote $d; done",
     );
-    let text = stdout(&out);
-    assert!(
-        text.lines()
-            .next()
-            .is_some_and(|l| l.trim_end() == "Groups:"),
-        "{text}{}",
-        stderr(&out)
-    );
-    assert!(!text.contains("wrote"), "{text}");
+    assert_no_groups_and_nothing_written(&out);
     assert!(!grp.join("x").exists() && !shared.join("x").exists());
     let out = run("subgid", "/usr/bin:/bin", "home", "id -u");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -3283,15 +3296,7 @@ fn host_user_runs_map_their_subordinate_ids() {
         "{}",
         stderr(&out)
     );
-    assert_eq!(
-        stdout(&out)
-            .lines()
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .collect::<Vec<_>>(),
-        ["0", "1000", "1"]
-    );
+    assert_maps_the_callers_uid_alone(&out);
     // Under no_new_privs (a unit's NoNewPrivileges=yes) the setuid helpers
     // gain nothing: said, and the user's own ids are mapped alone.
     let out = run_as(
@@ -3307,15 +3312,7 @@ fn host_user_runs_map_their_subordinate_ids() {
         "{}",
         stderr(&out)
     );
-    assert_eq!(
-        stdout(&out)
-            .lines()
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .collect::<Vec<_>>(),
-        ["0", "1000", "1"]
-    );
+    assert_maps_the_callers_uid_alone(&out);
     // A helper without its setuid bit cannot write the map: the run fails
     // with the helper's name and what it said, and leaves no run group.
     let fake = w.join("fake");

@@ -88,7 +88,7 @@ pub fn lookup(uid: u32) -> Lookup {
         subuid: subuid.as_deref(),
         subgid: subgid.as_deref(),
         path: &path,
-        no_new_privs: has_no_new_privs(&status),
+        no_new_privs: runs_with_no_new_privs(&status),
     };
     lookup_in(&sources, uid, is_executable_file)
 }
@@ -130,13 +130,10 @@ pub fn lookup_in(src: &Sources<'_>, uid: u32, exists: impl Fn(&Path) -> bool) ->
     }
 }
 
-/// Whether a `/proc/PID/status` text says the process runs with
-/// `no_new_privs` set.
-pub fn has_no_new_privs(status: &str) -> bool {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("NoNewPrivs:"))
-        .is_some_and(|v| v.trim() == "1")
+/// Whether a `/proc/self/status` text says no_new_privs is set (read by
+/// the status parser `cgmgr doctor` uses).
+fn runs_with_no_new_privs(status: &str) -> bool {
+    crate::doctor::parse::proc_status(status).is_ok_and(|s| s.no_new_privs)
 }
 
 /// Half a grant: `/etc/sub{has}` grants `who` a range, `/etc/sub{lacks}`
@@ -337,12 +334,12 @@ mod tests {
 
     #[test]
     fn no_new_privs_is_read_from_the_status_file() {
-        assert!(!has_no_new_privs(STATUS));
-        assert!(has_no_new_privs(
+        assert!(!runs_with_no_new_privs(STATUS));
+        assert!(runs_with_no_new_privs(
             &STATUS.replace("NoNewPrivs:\t0", "NoNewPrivs:\t1")
         ));
         assert!(
-            !has_no_new_privs("Name:\tcgmgr\n"),
+            !runs_with_no_new_privs("Name:\tcgmgr\n"),
             "a kernel without the line"
         );
     }

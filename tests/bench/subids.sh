@@ -12,11 +12,11 @@ bin=${1:-$PWD/target/$(rustc --print host-tuple)/release/cgmgr}
 n=${2:-200}
 rounds=${3:-3}
 base=/sys/fs/cgroup/unified/cgmgr-bench-subids
-work=$(mktemp -d)
+work=
 cleanup() {
   [ -d "$base" ] && find "$base" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null || true
   rmdir "$base" 2>/dev/null || true
-  rm -rf "$work"
+  [ -z "$work" ] || rm -rf "$work"
 }
 trap cleanup EXIT
 cleanup
